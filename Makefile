@@ -1,0 +1,98 @@
+# consentd: `make run` starts Redis and consentd locally; `make test` runs every
+# check CI runs. Both install what they need when it is missing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Code generators are pinned here (protoc-gen-go and the gateway plugins follow
+# the versions in go.mod) and installed into .tools/bin, so `make generate`
+# reproduces the committed code byte for byte on any machine.
+TOOLS        := $(CURDIR)/.tools
+TOOLS_BIN    := $(TOOLS)/bin
+export PATH  := $(TOOLS_BIN):$(PATH)
+BUF_VERSION             := v1.75.0
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+PROTOBUF_VERSION         = $(shell go list -m -f '{{.Version}}' google.golang.org/protobuf)
+GATEWAY_VERSION          = $(shell go list -m -f '{{.Version}}' github.com/grpc-ecosystem/grpc-gateway/v2)
+
+# apt-get needs root; use sudo when not root and sudo exists.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+GO_TEST_FLAGS ?= -race -count=1
+
+.PHONY: help
+help:
+	@echo "make run       start Redis (persistent, in .run/) and consentd; Ctrl-C stops both"
+	@echo "make test      install what is missing, then lint, check generated code, run all tests"
+	@echo "make generate  regenerate Go, gRPC, gateway and OpenAPI code from proto/"
+	@echo "make lint      buf lint, buf format, gofmt, go vet"
+	@echo "make build     build ./consentd"
+
+# --- set-up ------------------------------------------------------------------
+
+.PHONY: redis-server
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server from the OS packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+# One stamp per tool version: bumping a version reinstalls that tool only.
+$(TOOLS)/stamps/buf-$(BUF_VERSION):
+	GOBIN=$(TOOLS_BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	@mkdir -p $(@D) && touch $@
+
+$(TOOLS)/stamps/plugins-$(PROTOBUF_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)-$(GATEWAY_VERSION):
+	GOBIN=$(TOOLS_BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOBUF_VERSION)
+	GOBIN=$(TOOLS_BIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	GOBIN=$(TOOLS_BIN) go install \
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GATEWAY_VERSION) \
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GATEWAY_VERSION)
+	@mkdir -p $(@D) && touch $@
+
+.PHONY: tools
+tools: $(TOOLS)/stamps/buf-$(BUF_VERSION) $(TOOLS)/stamps/plugins-$(PROTOBUF_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)-$(GATEWAY_VERSION)
+
+# --- code generation and lint ------------------------------------------------
+
+GENERATED_OPENAPI := server/gateway/openapi
+
+.PHONY: generate
+generate: tools
+	buf generate
+
+# Generates into a scratch folder and compares with the tree, so it also works
+# with uncommitted proto edits and catches stale files of a deleted proto.
+.PHONY: check-generated
+check-generated: tools
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	buf generate --output "$$tmp"; \
+	diff -r -x '*.proto' -x '*.yaml' proto "$$tmp/proto" && \
+	diff -r $(GENERATED_OPENAPI) "$$tmp/$(GENERATED_OPENAPI)" || \
+	  { echo "generated code is not current: run 'make generate' and commit the result"; exit 1; }
+	@echo "generated code is current"
+
+.PHONY: lint
+lint: tools
+	buf lint
+	buf format --diff --exit-code proto
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \
+	  [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }
+	go vet ./...
+
+# --- build, run, test ----------------------------------------------------------
+
+.PHONY: build
+build:
+	go build -o consentd ./server/cmd/consentd
+
+.PHONY: run
+run: redis-server build
+	@deploy/local/run.sh
+
+.PHONY: test
+test: redis-server tools lint check-generated test-go
+
+.PHONY: test-go
+test-go: redis-server
+	go test $(GO_TEST_FLAGS) ./...
