@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# make run: a local Redis with persistence (data in .run/redis, git-ignored)
+# and consentd in front of it. Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+RUN_DIR=.run
+REDIS_PORT=${RUN_REDIS_PORT:-6381}
+HTTP_ADDR=${CONSENTD_HTTP_ADDR:-127.0.0.1:8080}
+GRPC_ADDR=${CONSENTD_GRPC_ADDR:-127.0.0.1:9090}
+mkdir -p "$RUN_DIR/redis"
+
+# Demo keys, made once. A real deployment brings its own (see README).
+if [ ! -f "$RUN_DIR/keys.yaml" ]; then
+  umask 077
+  printf 'hmac_keys:\n  - id: demo\n    secret: %s\n' "$(head -c 32 /dev/urandom | base64)" >"$RUN_DIR/keys.yaml"
+fi
+
+# appendfsync always: no acknowledged write is lost if the machine crashes.
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$PWD/$RUN_DIR/redis" \
+  --appendonly yes --appendfsync always --save "" --daemonize no \
+  --logfile "$PWD/$RUN_DIR/redis.log" &
+redis_pid=$!
+consentd_pid=
+stop() {
+  trap - INT TERM EXIT
+  [ -n "$consentd_pid" ] && kill -TERM "$consentd_pid" 2>/dev/null && wait "$consentd_pid" 2>/dev/null || true
+  kill -TERM "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null || true
+  echo "stopped consentd and Redis (data kept in $RUN_DIR/redis)"
+}
+trap stop INT TERM EXIT
+
+for _ in $(seq 50); do
+  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+  kill -0 "$redis_pid" 2>/dev/null || { echo "redis-server failed to start; see $RUN_DIR/redis.log"; exit 1; }
+  sleep 0.1
+done
+
+./consentd --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --keys-file "$RUN_DIR/keys.yaml" \
+  --http-addr "$HTTP_ADDR" --grpc-addr "$GRPC_ADDR" --log-format text &
+consentd_pid=$!
+
+for _ in $(seq 50); do
+  curl -fsS "http://$HTTP_ADDR/readyz" >/dev/null 2>&1 && break
+  kill -0 "$consentd_pid" 2>/dev/null || { echo "consentd failed to start"; exit 1; }
+  sleep 0.1
+done
+
+cat <<MSG
+
+consentd is running (Ctrl-C stops it and Redis):
+  REST API      http://$HTTP_ADDR/v1/policy
+  OpenAPI       http://$HTTP_ADDR/openapi.json
+  gRPC          $GRPC_ADDR   (reflection on: grpcurl -plaintext $GRPC_ADDR list)
+  health        http://$HTTP_ADDR/healthz   http://$HTTP_ADDR/readyz
+  metrics       http://$HTTP_ADDR/metrics
+  Redis         redis://127.0.0.1:$REDIS_PORT/0 (AOF in $RUN_DIR/redis)
+
+MSG
+wait "$consentd_pid"

@@ -1,0 +1,163 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"google.golang.org/grpc/metadata"
+
+	consentv1 "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server/domain"
+	"github.com/consentd/consentd/server/store"
+)
+
+// Metadata keys set by the REST gateway.
+const (
+	// GPCMetadataKey carries the browser's Sec-GPC header. Only the exact
+	// value "1" is a signal, as the GPC specification says.
+	GPCMetadataKey = "sec-gpc"
+	// ChannelMetadataKey says the call came through the REST gateway.
+	ChannelMetadataKey = "x-consentd-channel"
+)
+
+// GetConsent returns the effective answer for every purpose.
+func (s *Server) GetConsent(ctx context.Context, req *consentv1.GetConsentRequest) (*consentv1.GetConsentResponse, error) {
+	policy := s.policy()
+	if err := firstError(
+		domain.ValidateSubjectID("subject_id", req.GetSubjectId()),
+		domain.ValidateRegionCode("region", req.GetRegion()),
+		validateMinRevision("min_revision", req.GetMinRevision()),
+	); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	rec, err := s.store.Get(ctx, req.GetSubjectId())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	if err := checkMinRevision("min_revision", req.GetMinRevision(), rec.Revision); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	return &consentv1.GetConsentResponse{Consent: consentToProto(policy, req.GetSubjectId(), rec, req.GetRegion(), s.now())}, nil
+}
+
+// UpdateConsent records the decisions given and leaves the other purposes
+// alone.
+func (s *Server) UpdateConsent(ctx context.Context, req *consentv1.UpdateConsentRequest) (*consentv1.UpdateConsentResponse, error) {
+	policy := s.policy()
+	if err := firstError(
+		domain.ValidateSubjectID("subject_id", req.GetSubjectId()),
+		domain.ValidateDecisions(policy, "decisions", req.GetDecisions(), MaxDecisionsPerUpdate),
+		validateWrite(req.GetSource(), req.GetRegion(), req.ExpectedRevision, req.GetIdempotencyKey()),
+	); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	now := s.now()
+	source := sourceFromProto(req.GetSource())
+	decisions := make(map[string]domain.Decision, len(req.GetDecisions()))
+	for id, granted := range req.GetDecisions() {
+		purpose, _ := policy.Purpose(id)
+		if purpose.Necessary {
+			continue // granting necessary is a no-op: it is always granted
+		}
+		decisions[id] = domain.NewDecision(purpose, granted, source, req.GetRegion(), now)
+	}
+	consent, err := s.write(ctx, policy, writeArgs{
+		subjectID: req.GetSubjectId(), decisions: decisions, eventType: "update", source: source,
+		region: req.GetRegion(), gpc: req.GetGpc(), expected: req.ExpectedRevision, idempotencyKey: req.GetIdempotencyKey(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &consentv1.UpdateConsentResponse{Consent: consent}, nil
+}
+
+// WithdrawConsent denies every non-necessary purpose, or the ones listed.
+func (s *Server) WithdrawConsent(ctx context.Context, req *consentv1.WithdrawConsentRequest) (*consentv1.WithdrawConsentResponse, error) {
+	policy := s.policy()
+	if err := firstError(
+		domain.ValidateSubjectID("subject_id", req.GetSubjectId()),
+		validateWithdrawPurposes(policy, req.GetPurposes()),
+		validateWrite(req.GetSource(), req.GetRegion(), req.ExpectedRevision, req.GetIdempotencyKey()),
+	); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	purposes := req.GetPurposes()
+	if len(purposes) == 0 {
+		purposes = policy.NonNecessaryPurposeIDs()
+	}
+	now := s.now()
+	source := sourceFromProto(req.GetSource())
+	decisions := make(map[string]domain.Decision, len(purposes))
+	for _, id := range purposes {
+		purpose, _ := policy.Purpose(id)
+		decisions[id] = domain.NewDecision(purpose, false, source, req.GetRegion(), now)
+	}
+	consent, err := s.write(ctx, policy, writeArgs{
+		subjectID: req.GetSubjectId(), decisions: decisions, eventType: "withdraw", source: source,
+		region: req.GetRegion(), gpc: req.GetGpc(), expected: req.ExpectedRevision, idempotencyKey: req.GetIdempotencyKey(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &consentv1.WithdrawConsentResponse{Consent: consent}, nil
+}
+
+type writeArgs struct {
+	subjectID      string
+	decisions      map[string]domain.Decision
+	eventType      string
+	source         domain.Source
+	region         string
+	gpc            bool
+	expected       *int64
+	idempotencyKey string
+}
+
+// write is the one path by which both updates and withdrawals reach the
+// store, so every write carries the same event facts.
+func (s *Server) write(ctx context.Context, policy *domain.Policy, a writeArgs) (*consentv1.Consent, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	channel := "grpc"
+	if v := md.Get(ChannelMetadataKey); len(v) > 0 && v[0] == "rest" {
+		channel = "rest"
+	}
+	gpc := a.gpc || slices.Contains(md.Get(GPCMetadataKey), "1")
+	now := s.now()
+	res, err := s.store.Write(ctx, store.Write{
+		SubjectID:        a.subjectID,
+		Decisions:        a.decisions,
+		Region:           a.region,
+		GPC:              gpc,
+		ExpectedRevision: a.expected,
+		IdempotencyKey:   a.idempotencyKey,
+		Event: store.EventInfo{
+			Type:          a.eventType,
+			Actor:         "api",
+			Source:        a.source,
+			PolicyVersion: policy.Version,
+			Channel:       channel,
+		},
+		Now: now,
+	})
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	return consentToProto(policy, a.subjectID, res.Record, a.region, now), nil
+}
+
+func validateWithdrawPurposes(policy *domain.Policy, purposes []string) error {
+	if len(purposes) > MaxDecisionsPerUpdate {
+		return &domain.FieldError{Field: "purposes", Reason: fmt.Sprintf("at most %d purposes, got %d", MaxDecisionsPerUpdate, len(purposes))}
+	}
+	for i, id := range purposes {
+		field := fmt.Sprintf("purposes[%d]", i)
+		if err := domain.ValidatePurpose(policy, field, id); err != nil {
+			return err
+		}
+		if p, _ := policy.Purpose(id); p.Necessary {
+			return &domain.FieldError{Field: field, Reason: "the necessary purpose cannot be withdrawn"}
+		}
+	}
+	return nil
+}

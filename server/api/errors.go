@@ -1,0 +1,61 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/consentd/consentd/server/domain"
+	"github.com/consentd/consentd/server/middleware"
+	"github.com/consentd/consentd/server/store"
+)
+
+// toStatus is the one place where errors become gRPC statuses. Bad input
+// names its field; store failures say what the caller can do; anything
+// unexpected is logged with the request id and answered "internal error",
+// never with its cause.
+func (s *Server) toStatus(ctx context.Context, err error) error {
+	var (
+		fieldErr    *domain.FieldError
+		minRevErr   *minRevisionError
+		conflictErr *store.ConflictError
+	)
+	switch {
+	case errors.As(err, &fieldErr):
+		return withField(codes.InvalidArgument, fieldErr.Error(), fieldErr.Field, fieldErr.Reason)
+	case errors.As(err, &minRevErr):
+		return withField(codes.FailedPrecondition, minRevErr.Error(), minRevErr.field,
+			fmt.Sprintf("the store has revision %d", minRevErr.current))
+	case errors.As(err, &conflictErr):
+		msg := fmt.Sprintf("expected_revision: %d does not match the subject's revision %d", conflictErr.Expected, conflictErr.Current)
+		return withField(codes.Aborted, msg, "expected_revision", msg)
+	case errors.Is(err, store.ErrConflict):
+		return withField(codes.Aborted, "expected_revision: does not match the subject's revision", "expected_revision", "revision conflict")
+	case errors.Is(err, store.ErrIdempotencyMismatch):
+		msg := "idempotency_key: already used for a different request"
+		return withField(codes.InvalidArgument, msg, "idempotency_key", msg)
+	case errors.Is(err, store.ErrUnavailable):
+		s.logger.WarnContext(ctx, "store unavailable", "request_id", middleware.RequestID(ctx), "error", err)
+		return status.Error(codes.Unavailable, "the consent store is unavailable; retry later")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	}
+	s.logger.ErrorContext(ctx, "internal error", "request_id", middleware.RequestID(ctx), "error", err)
+	return status.Error(codes.Internal, "internal error")
+}
+
+func withField(code codes.Code, msg, field, reason string) error {
+	st, err := status.New(code, msg).WithDetails(&errdetails.BadRequest{
+		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: reason}},
+	})
+	if err != nil {
+		return status.Error(code, msg)
+	}
+	return st.Err()
+}

@@ -1,0 +1,189 @@
+// Package app is consentd's composition root: it builds every part from the
+// config, serves gRPC and HTTP, and shuts down gracefully.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/consentd/consentd/deploy"
+	consentv1 "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server/api"
+	"github.com/consentd/consentd/server/config"
+	"github.com/consentd/consentd/server/domain"
+	"github.com/consentd/consentd/server/gateway"
+	"github.com/consentd/consentd/server/keys"
+	"github.com/consentd/consentd/server/middleware"
+	"github.com/consentd/consentd/server/store"
+)
+
+// App is a running consentd.
+type App struct {
+	cfg    config.Config
+	logger *slog.Logger
+	policy atomic.Pointer[domain.Policy]
+
+	redis  *redis.Client
+	store  *store.Store
+	grpc   *grpc.Server
+	health *health.Server
+	http   *http.Server
+
+	grpcListener net.Listener
+	httpListener net.Listener
+	inProcess    *bufconn.Listener // the gateway's way into the gRPC server
+	gatewayConn  *grpc.ClientConn
+}
+
+// New builds consentd and binds its listeners; Run serves. Everything that
+// can be wrong with the configuration is reported here, before serving.
+func New(cfg config.Config, logger *slog.Logger) (*App, error) {
+	a := &App{cfg: cfg, logger: logger}
+	policy, err := loadPolicy(cfg.PolicyPath)
+	if err != nil {
+		return nil, err
+	}
+	a.policy.Store(policy)
+	keySet, err := keys.Load(cfg.KeysFile)
+	if err != nil {
+		return nil, err
+	}
+
+	redisOpts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	// A dead or slow Redis must fail a call within the timeout, not hang it.
+	// No retries: a write script retried after a lost reply could apply twice;
+	// callers retry safely with an idempotency key.
+	redisOpts.DialTimeout = cfg.RedisTimeout
+	redisOpts.ReadTimeout = cfg.RedisTimeout
+	redisOpts.WriteTimeout = cfg.RedisTimeout
+	redisOpts.PoolTimeout = cfg.RedisTimeout
+	redisOpts.MaxRetries = -1
+	redisOpts.DialerRetries = 1 // the default, 5 dials 100ms apart, would make a 503 take half a second
+	a.redis = redis.NewClient(redisOpts)
+
+	a.store, err = store.New(a.redis, store.Options{HMACKey: keySet.ActiveHMAC().Secret})
+	if err != nil {
+		return nil, errors.Join(err, a.redis.Close())
+	}
+
+	metrics := prometheus.NewRegistry()
+	grpcMetrics := middleware.NewMetrics()
+	redisErrors := newRedisErrorCounter()
+	a.redis.AddHook(redisErrors)
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		grpcMetrics, redisErrors)
+
+	a.grpc = grpc.NewServer(middleware.Chain(logger, grpcMetrics)...)
+	consentv1.RegisterConsentServiceServer(a.grpc, api.New(a.store, a.policy.Load, api.WithLogger(logger)))
+	a.health = health.NewServer()
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	reflection.Register(a.grpc)
+	grpcMetrics.InitializeMetrics(a.grpc)
+
+	// The gateway reaches the gRPC server over an in-memory connection: every
+	// REST call passes the same interceptors as a gRPC call, without a TCP hop.
+	a.inProcess = bufconn.Listen(1 << 20)
+	a.gatewayConn, err = grpc.NewClient("passthrough:///consentd-in-process",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return a.inProcess.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, errors.Join(err, a.redis.Close())
+	}
+	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.store.Ping, Metrics: metrics})
+	if err != nil {
+		return nil, errors.Join(err, a.redis.Close())
+	}
+	a.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+
+	if a.grpcListener, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, errors.Join(fmt.Errorf("--grpc-addr: %w", err), a.redis.Close())
+	}
+	if a.httpListener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, errors.Join(fmt.Errorf("--http-addr: %w", err), a.grpcListener.Close(), a.redis.Close())
+	}
+	return a, nil
+}
+
+// GRPCAddr is the address the gRPC server listens on.
+func (a *App) GRPCAddr() string { return a.grpcListener.Addr().String() }
+
+// HTTPAddr is the address the HTTP server listens on.
+func (a *App) HTTPAddr() string { return a.httpListener.Addr().String() }
+
+// Run serves until ctx is done, then stops taking new calls, lets in-flight
+// ones finish (up to the shutdown timeout) and releases everything.
+func (a *App) Run(ctx context.Context) error {
+	serveErr := make(chan error, 3)
+	go func() { serveErr <- a.grpc.Serve(a.grpcListener) }()
+	go func() { serveErr <- a.grpc.Serve(a.inProcess) }()
+	go func() { serveErr <- a.http.Serve(a.httpListener) }()
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	a.logger.Info("consentd serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "policy_version", a.policy.Load().Version)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serving stopped: %w", err)
+	}
+	return errors.Join(err, a.shutdown())
+}
+
+func (a *App) shutdown() error {
+	a.logger.Info("consentd shutting down: finishing in-flight calls", "timeout", a.cfg.ShutdownTimeout.String())
+	a.health.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	// HTTP first: its calls go through the gRPC server, which must still serve.
+	httpErr := a.http.Shutdown(ctx)
+	stopped := make(chan struct{})
+	go func() { a.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		a.grpc.Stop()
+	}
+	return errors.Join(httpErr, a.gatewayConn.Close(), a.redis.Close())
+}
+
+// ReloadPolicy reads the policy file again. A bad file keeps the policy in
+// force and returns the error.
+func (a *App) ReloadPolicy() error {
+	policy, err := loadPolicy(a.cfg.PolicyPath)
+	if err != nil {
+		return err
+	}
+	a.policy.Store(policy)
+	a.logger.Info("policy reloaded", "policy_version", policy.Version)
+	return nil
+}
+
+func loadPolicy(path string) (*domain.Policy, error) {
+	if path == "" {
+		p, err := domain.ParsePolicy(deploy.DefaultPolicy)
+		if err != nil {
+			return nil, fmt.Errorf("shipped policy deploy/policy.yaml: %w", err)
+		}
+		return p, nil
+	}
+	return domain.LoadPolicy(path)
+}

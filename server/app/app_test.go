@@ -1,0 +1,704 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	consentv1 "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server/config"
+	"github.com/consentd/consentd/server/internal/redistest"
+)
+
+// These tests run the whole consentd, as main does, against a real
+// redis-server, and talk to it over both gRPC and REST.
+
+type consentd struct {
+	grpc    consentv1.ConsentServiceClient
+	conn    *grpc.ClientConn
+	baseURL string
+	logs    *syncBuffer
+	stop    func() error // cancels Run and returns what it returned
+}
+
+func start(t *testing.T, redisURL string, tweak ...func(*config.Config)) *consentd {
+	t.Helper()
+	dir := t.TempDir()
+	keysFile := filepath.Join(dir, "keys.yaml")
+	if err := os.WriteFile(keysFile, []byte("hmac_keys:\n  - id: test\n    secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Config{
+		RedisURL: redisURL, RedisTimeout: 500 * time.Millisecond,
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		KeysFile: keysFile, LogFormat: "json", LogLevel: slog.LevelDebug, ShutdownTimeout: 10 * time.Second,
+	}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	logs := &syncBuffer{}
+	a, err := New(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("consentd stopped with: %v", err)
+		}
+	})
+	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &consentd{grpc: consentv1.NewConsentServiceClient(conn), conn: conn, baseURL: "http://" + a.HTTPAddr(), logs: logs, stop: stop}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// rest sends a JSON request and decodes the JSON answer into a map.
+func (c *consentd) rest(t *testing.T, method, path, body string, header ...string) (int, map[string]any, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, c.baseURL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatalf("%s %s: not JSON: %s", method, path, raw)
+		}
+	}
+	return resp.StatusCode, out, resp.Header
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func purposeOf(t *testing.T, c *consentv1.Consent, id string) *consentv1.PurposeConsent {
+	t.Helper()
+	for _, p := range c.GetPurposes() {
+		if p.GetPurpose() == id {
+			return p
+		}
+	}
+	t.Fatalf("purpose %q missing from %v", id, c)
+	return nil
+}
+
+func TestEveryRPCOverGRPC(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	c := srv.grpc
+
+	policy, err := c.GetPolicy(ctx(t), &consentv1.GetPolicyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(policy.GetPolicy().GetPurposes()) == 0 || policy.GetPolicy().GetPurposes()[0].GetId() != "necessary" {
+		t.Fatalf("policy = %v", policy)
+	}
+
+	got, err := c.GetConsent(ctx(t), &consentv1.GetConsentRequest{SubjectId: "user-1", Region: "DE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetConsent().GetRevision() != 0 || purposeOf(t, got.GetConsent(), "analytics").GetAllowed() {
+		t.Fatalf("a new subject in an opt-in region has revision 0 and analytics denied, got %v", got)
+	}
+
+	up, err := c.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{
+		SubjectId: "user-1", Region: "DE", Source: consentv1.Source_SOURCE_BANNER,
+		Decisions: map[string]bool{"analytics": true, "ads": false},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := purposeOf(t, up.GetConsent(), "analytics")
+	if up.GetConsent().GetRevision() != 1 || !a.GetAllowed() || a.GetReason() != consentv1.Reason_REASON_EXPLICIT ||
+		a.GetDecision().GetSource() != consentv1.Source_SOURCE_BANNER {
+		t.Fatalf("after granting analytics: %v", up)
+	}
+
+	check, err := c.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: "user-1", Purpose: "analytics", MinRevision: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !check.GetAllowed() || check.GetReason() != consentv1.Reason_REASON_EXPLICIT || check.GetRevision() != 1 {
+		t.Fatalf("check = %v", check)
+	}
+
+	batch, err := c.BatchCheckConsent(ctx(t), &consentv1.BatchCheckConsentRequest{Checks: []*consentv1.ConsentCheck{
+		{SubjectId: "user-1", Purpose: "analytics"},
+		{SubjectId: "user-1", Purpose: "ads"},
+		{SubjectId: "nobody", Purpose: "necessary"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []bool{true, false, true}
+	for i, r := range batch.GetResults() {
+		if r.GetAllowed() != want[i] {
+			t.Errorf("batch result %d = %v, want allowed=%v", i, r, want[i])
+		}
+	}
+
+	wd, err := c.WithdrawConsent(ctx(t), &consentv1.WithdrawConsentRequest{SubjectId: "user-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range wd.GetConsent().GetPurposes() {
+		if p.GetPurpose() != "necessary" && p.GetAllowed() {
+			t.Errorf("after withdrawing everything, %s is still allowed", p.GetPurpose())
+		}
+	}
+
+	events, err := c.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "user-1", PageSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events.GetEvents()) != 1 || events.GetEvents()[0].GetType() != consentv1.EventType_EVENT_TYPE_WITHDRAW ||
+		events.GetEvents()[0].GetChannel() != "grpc" || events.GetNextPageToken() == "" {
+		t.Fatalf("newest event page = %v", events)
+	}
+	older, err := c.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "user-1", PageToken: events.GetNextPageToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(older.GetEvents()) != 1 || older.GetEvents()[0].GetRevision() != 1 || older.GetNextPageToken() != "" {
+		t.Fatalf("older page = %v", older)
+	}
+	if older.GetEvents()[0].GetHash() != events.GetEvents()[0].GetPrevHash() {
+		t.Errorf("events are not chained: %q != %q", older.GetEvents()[0].GetHash(), events.GetEvents()[0].GetPrevHash())
+	}
+
+	health, err := healthpb.NewHealthClient(srv.conn).Check(ctx(t), &healthpb.HealthCheckRequest{})
+	if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("gRPC health = %v, %v", health, err)
+	}
+}
+
+func TestEveryRPCOverREST(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+
+	code, body, _ := srv.rest(t, "GET", "/v1/policy", "")
+	if code != 200 || body["policy"] == nil {
+		t.Fatalf("GET /v1/policy = %d %v", code, body)
+	}
+
+	code, body, _ = srv.rest(t, "PATCH", "/v1/subjects/visitor-9/consent",
+		`{"decisions": {"analytics": true, "marketing.email": false}, "region": "FR", "source": "SOURCE_BANNER"}`)
+	if code != 200 || jsonPath(body, "consent.revision") != "1" {
+		t.Fatalf("PATCH consent = %d %v", code, body)
+	}
+
+	code, body, _ = srv.rest(t, "GET", "/v1/subjects/visitor-9/consent", "")
+	if code != 200 || jsonPath(body, "consent.region") != "FR" || jsonPath(body, "consent.region_id") != "eea" {
+		t.Fatalf("GET consent = %d %v", code, body)
+	}
+
+	code, body, _ = srv.rest(t, "GET", "/v1/subjects/visitor-9/purposes/analytics:check", "")
+	if code != 200 || body["allowed"] != true || body["reason"] != "REASON_EXPLICIT" || body["revision"] != "1" {
+		t.Fatalf("check analytics = %d %v", code, body)
+	}
+	code, body, _ = srv.rest(t, "GET", "/v1/subjects/visitor-9/purposes/marketing.email:check?min_revision=1", "")
+	if code != 200 || body["allowed"] != false || body["reason"] != "REASON_EXPLICIT" {
+		t.Fatalf("check marketing.email = %d %v (a denial must show allowed: false)", code, body)
+	}
+
+	code, body, _ = srv.rest(t, "POST", "/v1/consent:batchCheck",
+		`{"checks": [{"subject_id": "visitor-9", "purpose": "analytics"}, {"subject_id": "other", "purpose": "analytics", "region": "DE"}]}`)
+	if code != 200 || jsonPath(body, "results.0.allowed") != "true" || jsonPath(body, "results.1.allowed") != "false" {
+		t.Fatalf("batch check = %d %v", code, body)
+	}
+
+	code, body, _ = srv.rest(t, "POST", "/v1/subjects/visitor-9/consent:withdraw", `{"purposes": ["analytics"]}`)
+	if code != 200 || jsonPath(body, "consent.revision") != "2" {
+		t.Fatalf("withdraw = %d %v", code, body)
+	}
+
+	code, body, _ = srv.rest(t, "GET", "/v1/subjects/visitor-9/events", "")
+	if code != 200 || jsonPath(body, "events.0.type") != "EVENT_TYPE_WITHDRAW" || jsonPath(body, "events.0.channel") != "rest" ||
+		jsonPath(body, "events.1.changes.0.purpose") != "analytics" {
+		t.Fatalf("events = %d %v", code, body)
+	}
+}
+
+// jsonPath walks a decoded JSON value by dot-separated keys and indexes and
+// formats the leaf, so tests can compare against one string.
+func jsonPath(v any, path string) string {
+	for _, key := range strings.Split(path, ".") {
+		switch node := v.(type) {
+		case map[string]any:
+			v = node[key]
+		case []any:
+			i := 0
+			for _, ch := range key {
+				i = i*10 + int(ch-'0')
+			}
+			if i >= len(node) {
+				return "<missing>"
+			}
+			v = node[i]
+		default:
+			return "<missing>"
+		}
+	}
+	b, _ := json.Marshal(v)
+	return strings.Trim(string(b), `"`)
+}
+
+func TestBadInputGetsAClearErrorAndChangesNothing(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	const subject = "alice@example.com"
+	if _, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{
+		SubjectId: subject, Decisions: map[string]bool{"analytics": true}, IdempotencyKey: "first-write",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, srv, subject)
+
+	rev := func(n int64) *int64 { return &n }
+	grpcCases := []struct {
+		name  string
+		call  func() error
+		code  codes.Code
+		field string
+	}{
+		{"bad subject id", func() error {
+			_, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: "has space", Decisions: map[string]bool{"analytics": false}})
+			return err
+		}, codes.InvalidArgument, "subject_id"},
+		{"subject id too long", func() error {
+			_, err := srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: strings.Repeat("a", 129), Purpose: "analytics"})
+			return err
+		}, codes.InvalidArgument, "subject_id"},
+		{"unknown purpose", func() error {
+			_, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: subject, Decisions: map[string]bool{"analytics": false, "telepathy": true}})
+			return err
+		}, codes.InvalidArgument, `decisions["telepathy"]`},
+		{"unknown purpose in a check", func() error {
+			_, err := srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: subject, Purpose: "telepathy"})
+			return err
+		}, codes.InvalidArgument, "purpose"},
+		{"denying necessary", func() error {
+			_, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: subject, Decisions: map[string]bool{"analytics": false, "necessary": false}})
+			return err
+		}, codes.InvalidArgument, `decisions["necessary"]`},
+		{"withdrawing necessary", func() error {
+			_, err := srv.grpc.WithdrawConsent(ctx(t), &consentv1.WithdrawConsentRequest{SubjectId: subject, Purposes: []string{"analytics", "necessary"}})
+			return err
+		}, codes.InvalidArgument, "purposes[1]"},
+		{"no decisions", func() error {
+			_, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: subject})
+			return err
+		}, codes.InvalidArgument, "decisions"},
+		{"oversized batch", func() error {
+			checks := make([]*consentv1.ConsentCheck, 1001)
+			for i := range checks {
+				checks[i] = &consentv1.ConsentCheck{SubjectId: subject, Purpose: "analytics"}
+			}
+			_, err := srv.grpc.BatchCheckConsent(ctx(t), &consentv1.BatchCheckConsentRequest{Checks: checks})
+			return err
+		}, codes.InvalidArgument, "checks"},
+		{"bad check inside a batch", func() error {
+			_, err := srv.grpc.BatchCheckConsent(ctx(t), &consentv1.BatchCheckConsentRequest{Checks: []*consentv1.ConsentCheck{
+				{SubjectId: subject, Purpose: "analytics"}, {SubjectId: subject, Purpose: "nope"}}})
+			return err
+		}, codes.InvalidArgument, "checks[1].purpose"},
+		{"wrong expected revision", func() error {
+			_, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: subject, Decisions: map[string]bool{"analytics": false}, ExpectedRevision: rev(7)})
+			return err
+		}, codes.Aborted, "expected_revision"},
+		{"negative expected revision", func() error {
+			_, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: subject, Decisions: map[string]bool{"analytics": false}, ExpectedRevision: rev(-1)})
+			return err
+		}, codes.InvalidArgument, "expected_revision"},
+		{"min revision not reached", func() error {
+			_, err := srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: subject, Purpose: "analytics", MinRevision: 99})
+			return err
+		}, codes.FailedPrecondition, "min_revision"},
+		{"bad region code", func() error {
+			_, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: subject, Decisions: map[string]bool{"analytics": false}, Region: "Germany"})
+			return err
+		}, codes.InvalidArgument, "region"},
+		{"unknown source", func() error {
+			_, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: subject, Decisions: map[string]bool{"analytics": false}, Source: 42})
+			return err
+		}, codes.InvalidArgument, "source"},
+		{"idempotency key reused for another request", func() error {
+			_, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: subject, Decisions: map[string]bool{"analytics": false}, IdempotencyKey: "first-write"})
+			return err
+		}, codes.InvalidArgument, "idempotency_key"},
+		{"bad idempotency key", func() error {
+			_, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: subject, Decisions: map[string]bool{"analytics": false}, IdempotencyKey: "with space"})
+			return err
+		}, codes.InvalidArgument, "idempotency_key"},
+		{"page size too big", func() error {
+			_, err := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: subject, PageSize: 501})
+			return err
+		}, codes.InvalidArgument, "page_size"},
+		{"forged page token", func() error {
+			_, err := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: subject, PageToken: "garbage"})
+			return err
+		}, codes.InvalidArgument, "page_token"},
+	}
+	for _, tc := range grpcCases {
+		t.Run("gRPC "+tc.name, func(t *testing.T) {
+			err := tc.call()
+			st := status.Convert(err)
+			if st.Code() != tc.code || !strings.Contains(st.Message(), tc.field) {
+				t.Fatalf("got %v %q, want %v naming %q", st.Code(), st.Message(), tc.code, tc.field)
+			}
+			if after := snapshot(t, srv, subject); !proto.Equal(before, after) {
+				t.Fatalf("stored data changed:\nbefore %v\nafter  %v", before, after)
+			}
+		})
+	}
+
+	restCases := []struct {
+		name, method, path, body string
+		status                   int
+		field                    string
+	}{
+		{"malformed JSON", "PATCH", "/v1/subjects/" + subject + "/consent", `{"decisions": {"analytics": tru`, 400, "body"},
+		{"wrong JSON type", "PATCH", "/v1/subjects/" + subject + "/consent", `{"decisions": {"analytics": "yes"}}`, 400, "body"},
+		{"unknown JSON field", "PATCH", "/v1/subjects/" + subject + "/consent", `{"decisionz": {"analytics": false}}`, 400, "body"},
+		{"bad subject id in the path", "GET", "/v1/subjects/bad%20id/consent", "", 400, "subject_id"},
+		{"unknown purpose in the path", "GET", "/v1/subjects/" + subject + "/purposes/telepathy:check", "", 400, "purpose"},
+		{"denying necessary", "PATCH", "/v1/subjects/" + subject + "/consent", `{"decisions": {"necessary": false}}`, 400, `decisions[\"necessary\"]`},
+		{"wrong expected revision", "PATCH", "/v1/subjects/" + subject + "/consent", `{"decisions": {"analytics": false}, "expected_revision": 5}`, 409, "expected_revision"},
+		{"min revision not reached", "GET", "/v1/subjects/" + subject + "/consent?min_revision=50", "", 412, "min_revision"},
+		{"not a number", "GET", "/v1/subjects/" + subject + "/consent?min_revision=soon", "", 400, "min_revision"},
+		{"empty batch", "POST", "/v1/consent:batchCheck", `{"checks": []}`, 400, "checks"},
+	}
+	for _, tc := range restCases {
+		t.Run("REST "+tc.name, func(t *testing.T) {
+			code, body, _ := srv.rest(t, tc.method, tc.path, tc.body)
+			msg, _ := body["message"].(string)
+			raw, _ := json.Marshal(body)
+			if code != tc.status || !strings.Contains(string(raw), tc.field) || msg == "" {
+				t.Fatalf("got %d %s, want %d naming %q", code, raw, tc.status, tc.field)
+			}
+			if after := snapshot(t, srv, subject); !proto.Equal(before, after) {
+				t.Fatalf("stored data changed:\nbefore %v\nafter  %v", before, after)
+			}
+		})
+	}
+}
+
+// snapshot is everything stored about a subject: consent and full history.
+func snapshot(t *testing.T, srv *consentd, subject string) *consentv1.ListConsentEventsResponse {
+	t.Helper()
+	consent, err := srv.grpc.GetConsent(ctx(t), &consentv1.GetConsentRequest{SubjectId: subject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: subject, PageSize: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fold the consent into the response so one proto.Equal compares both.
+	events.NextPageToken = consent.String()
+	return events
+}
+
+func TestConcurrentWritersLoseNoUpdate(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	const writers, writes = 8, 15
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range writes {
+				if _, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{
+					SubjectId: "busy", Decisions: map[string]bool{"analytics": (w+i)%2 == 0},
+				}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := srv.grpc.GetConsent(ctx(t), &consentv1.GetConsentRequest{SubjectId: "busy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetConsent().GetRevision() != writers*writes {
+		t.Fatalf("revision = %d after %d writes", got.GetConsent().GetRevision(), writers*writes)
+	}
+	events, err := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "busy", PageSize: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events.GetEvents()) != writers*writes {
+		t.Fatalf("%d events after %d writes", len(events.GetEvents()), writers*writes)
+	}
+}
+
+func TestRetriedIdempotentWriteAppliesOnce(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	req := &consentv1.UpdateConsentRequest{SubjectId: "retry", Decisions: map[string]bool{"ads": true}, IdempotencyKey: "order-77"}
+	first, err := srv.grpc.UpdateConsent(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Over REST too, with the same key and the same request.
+	code, body, _ := srv.rest(t, "PATCH", "/v1/subjects/retry/consent", `{"decisions": {"ads": true}, "idempotency_key": "order-77"}`)
+	if code != 200 || jsonPath(body, "consent.revision") != "1" {
+		t.Fatalf("REST retry = %d %v", code, body)
+	}
+	second, err := srv.grpc.UpdateConsent(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(first, second) {
+		t.Fatalf("a retry returned another result:\n%v\n%v", first, second)
+	}
+	events, _ := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "retry"})
+	if len(events.GetEvents()) != 1 {
+		t.Fatalf("%d events after one write retried twice", len(events.GetEvents()))
+	}
+}
+
+func TestSecGPCHeaderOptsOutOfGPCPurposesInOptOutRegions(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	// Only the exact value "1" is a GPC signal.
+	for _, v := range []string{"0", "true", "yes", "11"} {
+		code, body, _ := srv.rest(t, "PATCH", "/v1/subjects/no-signal/consent", `{"decisions": {"analytics": true}, "region": "US-CA"}`, "Sec-GPC", v)
+		if code != 200 || jsonPath(body, "consent.gpc_time") != "null" {
+			t.Fatalf("Sec-GPC %q: %d %v", v, code, body)
+		}
+	}
+	code, body, _ := srv.rest(t, "PATCH", "/v1/subjects/gpc-visitor/consent", `{"decisions": {"analytics": true}, "region": "US-CA"}`, "Sec-GPC", "1")
+	if code != 200 {
+		t.Fatalf("PATCH with Sec-GPC: %d %v", code, body)
+	}
+	check, err := srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: "gpc-visitor", Purpose: "ads"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if check.GetAllowed() || check.GetReason() != consentv1.Reason_REASON_GPC {
+		t.Fatalf("ads under GPC in California = %v, want denied for GPC", check)
+	}
+	events, _ := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "gpc-visitor"})
+	if !events.GetEvents()[0].GetGpc() {
+		t.Errorf("the event does not record the GPC signal: %v", events.GetEvents()[0])
+	}
+	// An explicit later choice by the person wins.
+	if _, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: "gpc-visitor", Decisions: map[string]bool{"ads": true}, Gpc: true}); err != nil {
+		t.Fatal(err)
+	}
+	check, _ = srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: "gpc-visitor", Purpose: "ads"})
+	if !check.GetAllowed() || check.GetReason() != consentv1.Reason_REASON_EXPLICIT {
+		t.Fatalf("ads after an explicit grant = %v", check)
+	}
+}
+
+func TestRedisDownGivesUnavailableAndTheServiceRecovers(t *testing.T) {
+	redis := redistest.Start(t)
+	srv := start(t, redis.URL())
+	if _, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: "s", Decisions: map[string]bool{"analytics": true}}); err != nil {
+		t.Fatal(err)
+	}
+
+	redis.Stop()
+	_, err := srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: "s", Purpose: "analytics"})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("check with Redis down: %v, want Unavailable", err)
+	}
+	_, err = srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: "s", Decisions: map[string]bool{"analytics": false}})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("update with Redis down: %v, want Unavailable", err)
+	}
+	if code, _, _ := srv.rest(t, "GET", "/v1/subjects/s/purposes/analytics:check", ""); code != 503 {
+		t.Fatalf("REST check with Redis down = %d, want 503", code)
+	}
+	if code, _, _ := srv.rest(t, "GET", "/readyz", ""); code != 503 {
+		t.Fatalf("/readyz with Redis down = %d, want 503", code)
+	}
+	if code, _, _ := srv.rest(t, "GET", "/healthz", ""); code != 200 {
+		t.Fatalf("/healthz with Redis down = %d, want 200 (the process is alive)", code)
+	}
+
+	redis.Restart() // no persistence in tests: the data is gone, the service is back
+	check, err := srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: "s", Purpose: "analytics"})
+	if err != nil {
+		t.Fatalf("check after Redis returned: %v", err)
+	}
+	if check.GetRevision() != 0 {
+		t.Fatalf("check after restart = %v", check)
+	}
+	if code, _, _ := srv.rest(t, "GET", "/readyz", ""); code != 200 {
+		t.Fatalf("/readyz after Redis returned = %d", code)
+	}
+}
+
+func TestOperationalEndpoints(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	if _, err := srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: "m", Purpose: "ads"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/healthz", "ok"},
+		{"/readyz", "ready"},
+		{"/metrics", `grpc_server_handled_total{grpc_code="OK",grpc_method="CheckConsent"`},
+		{"/metrics", "grpc_server_handling_seconds_bucket"},
+		{"/metrics", "consentd_redis_errors_total"},
+		{"/openapi.json", `"/v1/subjects/{subject_id}/purposes/{purpose}:check"`},
+		{"/.well-known/gpc.json", `"gpc": true`},
+	} {
+		resp, err := http.Get(srv.baseURL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), tc.want) {
+			t.Errorf("GET %s = %d, want it to contain %s; got %.300s", tc.path, resp.StatusCode, tc.want, b)
+		}
+	}
+}
+
+func TestRequestIDIsReturnedAndLoggedButNoSubjectID(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	_, _, h := srv.rest(t, "GET", "/v1/subjects/secret-person-42/consent", "", "X-Request-Id", "req-abc-123")
+	if h.Get("X-Request-Id") != "req-abc-123" {
+		t.Fatalf("X-Request-Id = %q, want the caller's", h.Get("X-Request-Id"))
+	}
+	_, _, h = srv.rest(t, "GET", "/v1/subjects/secret-person-42/consent", "")
+	if len(h.Get("X-Request-Id")) < 16 {
+		t.Fatalf("no request id made: %q", h.Get("X-Request-Id"))
+	}
+	var md metadata.MD
+	if _, err := srv.grpc.GetPolicy(ctx(t), &consentv1.GetPolicyRequest{}, grpc.Header(&md)); err != nil || len(md.Get("x-request-id")) != 1 {
+		t.Fatalf("gRPC x-request-id header = %v, %v", md, err)
+	}
+	// The call lines; the start-up line names the listen addresses, which are
+	// not a client's.
+	var calls []string
+	for _, line := range strings.Split(srv.logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"call"`) {
+			calls = append(calls, line)
+		}
+	}
+	logs := strings.Join(calls, "\n")
+	if !strings.Contains(logs, "req-abc-123") {
+		t.Errorf("the request id is not in the logs:\n%s", logs)
+	}
+	for _, secret := range []string{"secret-person-42", "127.0.0.1"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain %q:\n%s", secret, logs)
+		}
+	}
+}
+
+func TestShutdownLetsInFlightCallsFinish(t *testing.T) {
+	redis := redistest.Start(t)
+	srv := start(t, redis.URL(), func(c *config.Config) { c.RedisTimeout = 5 * time.Second })
+	if _, err := srv.grpc.GetPolicy(ctx(t), &consentv1.GetPolicyRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// Redis answers nothing for a second: the check below is in flight when
+	// the shutdown starts, and must still get its answer.
+	client := redis.Client(t)
+	go func() { _ = client.Do(context.Background(), "DEBUG", "SLEEP", "1").Err() }()
+	// A client that gives up after 20ms tells when Redis stops answering.
+	prober := goredis.NewClient(&goredis.Options{Addr: redis.Addr(), ReadTimeout: 20 * time.Millisecond, MaxRetries: -1})
+	defer prober.Close()
+	waitFor(t, "Redis to be asleep", func() bool { return prober.Ping(context.Background()).Err() != nil })
+	answered := make(chan error, 1)
+	go func() {
+		_, err := srv.grpc.CheckConsent(context.Background(), &consentv1.CheckConsentRequest{SubjectId: "late", Purpose: "ads"})
+		answered <- err
+	}()
+	waitFor(t, "the check to be in flight", func() bool {
+		resp, err := http.Get(srv.baseURL + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `grpc_server_started_total{grpc_method="CheckConsent",grpc_service="consent.v1.ConsentService",grpc_type="unary"} 1`)
+	})
+	if err := srv.stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if err := <-answered; err != nil {
+		t.Fatalf("the in-flight call failed during shutdown: %v", err)
+	}
+	if _, err := srv.grpc.GetPolicy(ctx(t), &consentv1.GetPolicyRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a call after shutdown: %v, want Unavailable", err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,60 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// redisErrorCounter counts failed Redis commands and pipelines by kind, as a
+// go-redis hook, so the metric sees every command the store sends.
+type redisErrorCounter struct{ *prometheus.CounterVec }
+
+func newRedisErrorCounter() redisErrorCounter {
+	return redisErrorCounter{prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "consentd_redis_errors_total",
+		Help: "Redis commands that failed, by kind: timeout, connection or reply.",
+	}, []string{"kind"})}
+}
+
+func (c redisErrorCounter) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			c.WithLabelValues("connection").Inc()
+		}
+		return conn, err
+	}
+}
+
+func (c redisErrorCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		c.count(err)
+		return err
+	}
+}
+
+func (c redisErrorCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		c.count(err)
+		return err
+	}
+}
+
+func (c redisErrorCounter) count(err error) {
+	var netErr net.Error
+	switch {
+	case err == nil, errors.Is(err, redis.Nil):
+	case errors.As(err, &netErr) && netErr.Timeout():
+		c.WithLabelValues("timeout").Inc()
+	case errors.As(err, &netErr):
+		c.WithLabelValues("connection").Inc()
+	default:
+		c.WithLabelValues("reply").Inc()
+	}
+}

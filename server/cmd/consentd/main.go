@@ -1,0 +1,73 @@
+// Command consentd serves the consent API over gRPC and REST.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/server/app"
+	"github.com/consentd/consentd/server/config"
+)
+
+func main() {
+	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "consentd:", err)
+		os.Exit(2)
+	}
+	logger := newLogger(cfg)
+	// go-redis reports connection-pool trouble through its own global logger;
+	// route it into ours so every line is structured.
+	redis.SetLogger(redisLogger{logger})
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := app.New(cfg, logger)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "consentd:", err)
+		os.Exit(1)
+	}
+	go reloadOnHangup(ctx, a, logger)
+	if err := a.Run(ctx); err != nil {
+		logger.Error("consentd stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(cfg config.Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+// reloadOnHangup reloads the policy file on SIGHUP; a bad file is logged and
+// the policy in force stays.
+func reloadOnHangup(ctx context.Context, a *app.App, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := a.ReloadPolicy(); err != nil {
+				logger.Error("policy reload failed; the previous policy stays in force", "error", err)
+			}
+		}
+	}
+}
+
+type redisLogger struct{ logger *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.logger.WarnContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
+}

@@ -1,0 +1,118 @@
+// Package config reads consentd's settings from flags and CONSENTD_*
+// environment variables (a flag wins over its variable) and validates them
+// once, at start, with errors that name the setting.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config is every setting, with its defaults applied.
+type Config struct {
+	RedisURL        string        // redis://[:password@]host:port/db
+	RedisTimeout    time.Duration // per Redis command; a dead Redis fails calls after this, never hangs them
+	GRPCAddr        string
+	HTTPAddr        string
+	PolicyPath      string // "" means the policy shipped in the binary (deploy/policy.yaml)
+	KeysFile        string
+	LogFormat       string // json or text
+	LogLevel        slog.Level
+	ShutdownTimeout time.Duration
+}
+
+// setting is one flag and its environment variable.
+type setting struct {
+	flag, env, usage string
+}
+
+// Load parses args (without the program name) and the environment. getenv
+// is os.Getenv outside tests.
+func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	var c Config
+	var logLevel string
+	str := func(dst *string, name, def, usage string) {
+		env := envName(name)
+		if v := getenv(env); v != "" {
+			def = v
+		}
+		fs.StringVar(dst, name, def, usage+" (env "+env+")")
+	}
+	dur := func(dst *time.Duration, name string, def time.Duration, usage string) error {
+		env := envName(name)
+		if v := getenv(env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not a duration like 500ms or 10s", env, v)
+			}
+			def = d
+		}
+		fs.DurationVar(dst, name, def, usage+" (env "+env+")")
+		return nil
+	}
+	str(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis to store consent in, redis://[:password@]host:port/db")
+	str(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "address the gRPC API listens on")
+	str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address the REST API, health, metrics and OpenAPI listen on")
+	str(&c.PolicyPath, "policy", "", "policy file (purposes and regions); empty: the shipped deploy/policy.yaml")
+	str(&c.KeysFile, "keys-file", "", "the operator's key file (HMAC key for Redis key names); required")
+	str(&c.LogFormat, "log-format", "json", "log format: json or text")
+	str(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	if err := errors.Join(
+		dur(&c.RedisTimeout, "redis-timeout", time.Second, "how long one Redis command may take before the call fails with Unavailable"),
+		dur(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM"),
+	); err != nil {
+		return Config{}, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q: every setting is a --flag", fs.Arg(0))
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return Config{}, fmt.Errorf("--log-level (CONSENTD_LOG_LEVEL): %q is not one of debug, info, warn, error", logLevel)
+	}
+	return c, c.validate()
+}
+
+func envName(flagName string) string {
+	return "CONSENTD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if _, err := redis.ParseURL(c.RedisURL); err != nil {
+		errs = append(errs, fmt.Errorf("--redis-url (CONSENTD_REDIS_URL): %v; want redis://host:port/db", err))
+	}
+	for _, a := range []struct{ name, value string }{{"grpc-addr", c.GRPCAddr}, {"http-addr", c.HTTPAddr}} {
+		if _, _, err := net.SplitHostPort(a.value); err != nil {
+			errs = append(errs, fmt.Errorf("--%s (%s): %q is not host:port, e.g. 127.0.0.1:8080", a.name, envName(a.name), a.value))
+		}
+	}
+	if c.GRPCAddr == c.HTTPAddr {
+		errs = append(errs, fmt.Errorf("--grpc-addr and --http-addr: both are %q; they need different ports", c.GRPCAddr))
+	}
+	if c.KeysFile == "" {
+		errs = append(errs, errors.New("--keys-file (CONSENTD_KEYS_FILE): required: the operator's HMAC key for Redis key names (see README, Configuration)"))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("--log-format (CONSENTD_LOG_FORMAT): %q is not json or text", c.LogFormat))
+	}
+	if c.RedisTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--redis-timeout (CONSENTD_REDIS_TIMEOUT): must be positive, got %s", c.RedisTimeout))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout (CONSENTD_SHUTDOWN_TIMEOUT): must be positive, got %s", c.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,56 @@
+// Package domain holds consentd's rules in plain Go: the policy (purposes and
+// regions), the decisions a subject has made, and the effective answer a check
+// returns. It knows nothing of protobuf, HTTP or Redis, so a table test can pin
+// every rule down.
+package domain
+
+import "time"
+
+// Source says through which channel a decision was made.
+type Source string
+
+const (
+	SourceBanner           Source = "banner"
+	SourcePreferenceCenter Source = "preference_center"
+	SourceAPI              Source = "api"
+	SourceGPC              Source = "gpc"
+	SourceImport           Source = "import"
+	SourceLink             Source = "link"
+)
+
+// Decision is what a subject said about one purpose.
+type Decision struct {
+	Granted       bool
+	DecidedAt     time.Time // second precision
+	ExpiresAt     time.Time // zero: never expires
+	Source        Source
+	PolicyVersion int    // the purpose's version the subject answered
+	Region        string // region code in force when decided, e.g. "DE", "US-CA"
+}
+
+// Record is the stored state of one subject: what Check and GetConsent read.
+// A subject nobody has written yet is a Record with Revision 0 and no decisions.
+type Record struct {
+	Revision  int64
+	Region    string              // last region code seen on a write; "" if none
+	GPCSeenAt time.Time           // first write that carried a GPC signal; zero if none
+	Decisions map[string]Decision // by purpose id; only purposes ever decided
+}
+
+// Reason explains an effective answer, so the caller can log why.
+type Reason string
+
+const (
+	ReasonExplicit      Reason = "explicit"       // the subject's own decision
+	ReasonDefault       Reason = "default"        // no decision: the region's mechanism decides
+	ReasonGPC           Reason = "gpc"            // Global Privacy Control opted the subject out
+	ReasonExpired       Reason = "expired"        // the decision outlived the purpose's lifetime
+	ReasonPolicyChanged Reason = "policy_changed" // the purpose's version was bumped since
+	ReasonNecessary     Reason = "necessary"      // strictly necessary: always allowed
+)
+
+// Answer is the effective answer for one purpose.
+type Answer struct {
+	Allowed bool
+	Reason  Reason
+}

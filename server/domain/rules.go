@@ -1,0 +1,94 @@
+package domain
+
+import "time"
+
+// Effective is the answer for one purpose of one subject. regionCode is the
+// request's region code, or "" to use rec.Region, or the policy's default
+// when that is empty too.
+//
+// The rules, in the order they apply:
+//
+//  1. An unknown purpose is denied with ReasonDefault. Callers validate the
+//     purpose first; this only keeps a mistake from ever reading as consent.
+//  2. The necessary purpose is allowed with ReasonNecessary, whatever is
+//     stored: it cannot be denied, so a stored denial is meaningless.
+//  3. Without a stored decision the region's mechanism decides
+//     (ReasonDefault): opt_in denies; notice_only allows; opt_out allows,
+//     except a GPC purpose of a subject who has sent a GPC signal, which is
+//     denied with ReasonGPC. A region without a known mechanism denies, the
+//     conservative answer.
+//  4. A stale decision (made under an older purpose version) answers with
+//     ReasonPolicyChanged, and an expired one (now at or past ExpiresAt)
+//     with ReasonExpired; staleness is checked first. Either way a grant no
+//     longer counts as consent and falls back to the region default, while a
+//     denial stays honoured: re-asking must never turn a "no" into a "yes".
+//     The reason tells the UI to ask again. A decision recorded under a
+//     newer version than the policy's (a rolled-back policy) is not stale.
+//  5. In an opt_out region, for a GPC purpose, a decision made before the
+//     subject's first GPC signal is overridden: denied with ReasonGPC. A
+//     choice made at or after the signal is the person's later word and wins.
+//  6. Otherwise the decision stands (ReasonExplicit).
+func Effective(p *Policy, purposeID string, rec Record, regionCode string, now time.Time) Answer {
+	pu, ok := p.Purpose(purposeID)
+	if !ok {
+		return Answer{Allowed: false, Reason: ReasonDefault}
+	}
+	if pu.Necessary {
+		return Answer{Allowed: true, Reason: ReasonNecessary}
+	}
+	if regionCode == "" {
+		regionCode = rec.Region
+	}
+	mechanism := p.RegionFor(regionCode).Mechanism
+	gpcApplies := mechanism == MechanismOptOut && pu.GPC && !rec.GPCSeenAt.IsZero()
+	fallback := regionDefault(mechanism, gpcApplies)
+
+	d, decided := rec.Decisions[purposeID]
+	switch {
+	case !decided:
+		return fallback
+	case d.PolicyVersion < pu.Version:
+		return Answer{Allowed: d.Granted && fallback.Allowed, Reason: ReasonPolicyChanged}
+	case !d.ExpiresAt.IsZero() && !now.Before(d.ExpiresAt):
+		return Answer{Allowed: d.Granted && fallback.Allowed, Reason: ReasonExpired}
+	case gpcApplies && d.DecidedAt.Before(rec.GPCSeenAt):
+		return Answer{Allowed: false, Reason: ReasonGPC}
+	}
+	return Answer{Allowed: d.Granted, Reason: ReasonExplicit}
+}
+
+// regionDefault is the answer for a purpose nobody has decided on.
+func regionDefault(m Mechanism, gpcApplies bool) Answer {
+	switch m {
+	case MechanismOptOut:
+		if gpcApplies {
+			return Answer{Allowed: false, Reason: ReasonGPC}
+		}
+		return Answer{Allowed: true, Reason: ReasonDefault}
+	case MechanismNoticeOnly:
+		return Answer{Allowed: true, Reason: ReasonDefault}
+	}
+	return Answer{Allowed: false, Reason: ReasonDefault}
+}
+
+// NewDecision builds the stored decision for a choice made now:
+// PolicyVersion = purpose version, ExpiresAt = now + purpose lifetime (zero
+// when lifetime is 0), DecidedAt truncated to the second.
+//
+// Both times are UTC and counted from the truncated DecidedAt, so that
+// ExpiresAt-DecidedAt is exactly the lifetime and both survive a round trip
+// through a store that keeps whole seconds.
+func NewDecision(pu Purpose, granted bool, source Source, regionCode string, now time.Time) Decision {
+	at := now.UTC().Truncate(time.Second)
+	d := Decision{
+		Granted:       granted,
+		DecidedAt:     at,
+		Source:        source,
+		PolicyVersion: pu.Version,
+		Region:        regionCode,
+	}
+	if pu.Lifetime > 0 {
+		d.ExpiresAt = at.Add(pu.Lifetime)
+	}
+	return d
+}

@@ -1,0 +1,304 @@
+package domain
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// rulesPolicy has one region per mechanism, a GPC purpose and a non-GPC
+// purpose, so every rule of Effective has something to bite on. Its
+// purposes are at version 2, so a decision at version 1 is stale.
+const rulesPolicy = `
+version: test
+default_region: rest_of_world
+purposes:
+  - {id: necessary, version: 1, necessary: true, legal_basis: legitimate_interest, titles: {en: N}, descriptions: {en: N}}
+  - {id: ads, version: 2, gpc: true, legal_basis: consent, lifetime: 30d, titles: {en: A}, descriptions: {en: A}}
+  - {id: analytics, version: 2, legal_basis: consent, lifetime: 30d, titles: {en: S}, descriptions: {en: S}}
+  - {id: marketing.email, version: 2, legal_basis: consent, lifetime: 0, titles: {en: E}, descriptions: {en: E}}
+regions:
+  - {id: eea, mechanism: opt_in, codes: [DE, FR]}
+  - {id: us_opt_out, mechanism: opt_out, codes: [US-CA, US-CO]}
+  - {id: us_other, mechanism: notice_only, codes: [US]}
+  - {id: japan, mechanism: notice_only, codes: [JP]}
+  - {id: rest_of_world, mechanism: opt_in}
+`
+
+func mustParse(t *testing.T, src string) *Policy {
+	t.Helper()
+	p, err := ParsePolicy([]byte(src))
+	if err != nil {
+		t.Fatalf("ParsePolicy: %v", err)
+	}
+	return p
+}
+
+var (
+	now       = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	gpcSeenAt = now.Add(-10 * 24 * time.Hour)
+	beforeGPC = gpcSeenAt.Add(-time.Second)
+	afterGPC  = gpcSeenAt.Add(time.Second)
+	inFuture  = now.Add(20 * 24 * time.Hour)
+)
+
+// decided is a current (version 2), unexpired decision made at decidedAt.
+func decided(granted bool, decidedAt time.Time) Decision {
+	return Decision{Granted: granted, DecidedAt: decidedAt, ExpiresAt: inFuture, Source: SourceBanner, PolicyVersion: 2}
+}
+
+func stale(d Decision) Decision   { d.PolicyVersion = 1; return d }
+func expired(d Decision) Decision { d.ExpiresAt = now.Add(-time.Second); return d }
+
+func record(purpose string, d Decision) Record {
+	return Record{Revision: 1, Decisions: map[string]Decision{purpose: d}}
+}
+
+func withGPC(r Record) Record { r.GPCSeenAt = gpcSeenAt; return r }
+
+func TestEffective(t *testing.T) {
+	p := mustParse(t, rulesPolicy)
+	var (
+		none        = Record{}
+		gpcOnly     = Record{Revision: 1, GPCSeenAt: gpcSeenAt}
+		allowed     = func(r Reason) Answer { return Answer{Allowed: true, Reason: r} }
+		denied      = func(r Reason) Answer { return Answer{Allowed: false, Reason: r} }
+		grant, deny = true, false
+	)
+	cases := []struct {
+		name    string
+		purpose string
+		region  string // request region code
+		rec     Record
+		want    Answer
+	}{
+		// Unknown purpose.
+		{"unknown purpose is denied by default", "nope", "US-CA", none, denied(ReasonDefault)},
+		{"unknown purpose is denied even if something is stored under its id", "nope", "US-CA", record("nope", decided(grant, now)), denied(ReasonDefault)},
+
+		// Necessary.
+		{"necessary undecided in opt-in region is allowed", "necessary", "DE", none, allowed(ReasonNecessary)},
+		{"necessary undecided in opt-out region is allowed", "necessary", "US-CA", none, allowed(ReasonNecessary)},
+		{"necessary undecided in notice-only region is allowed", "necessary", "JP", none, allowed(ReasonNecessary)},
+		{"necessary with a stored denial is still allowed", "necessary", "DE", record("necessary", decided(deny, now)), allowed(ReasonNecessary)},
+		{"necessary with a stale stored denial is still allowed", "necessary", "DE", record("necessary", stale(decided(deny, now))), allowed(ReasonNecessary)},
+		{"necessary with an expired stored denial is still allowed", "necessary", "DE", record("necessary", expired(decided(deny, now))), allowed(ReasonNecessary)},
+		{"necessary with GPC in opt-out region is allowed", "necessary", "US-CA", gpcOnly, allowed(ReasonNecessary)},
+
+		// Opt-in region.
+		{"opt-in undecided is denied by default", "ads", "DE", none, denied(ReasonDefault)},
+		{"opt-in undecided with GPC is denied by default, not by GPC", "ads", "DE", gpcOnly, denied(ReasonDefault)},
+		{"opt-in granted is allowed", "ads", "DE", record("ads", decided(grant, now)), allowed(ReasonExplicit)},
+		{"opt-in denied is denied", "ads", "DE", record("ads", decided(deny, now)), denied(ReasonExplicit)},
+		{"opt-in granted before GPC is allowed: GPC only acts in opt-out regions", "ads", "DE", withGPC(record("ads", decided(grant, beforeGPC))), allowed(ReasonExplicit)},
+		{"opt-in stale grant is denied: the region default", "ads", "DE", record("ads", stale(decided(grant, now))), denied(ReasonPolicyChanged)},
+		{"opt-in stale denial stays denied", "ads", "DE", record("ads", stale(decided(deny, now))), denied(ReasonPolicyChanged)},
+		{"opt-in expired grant is denied: the region default", "ads", "DE", record("ads", expired(decided(grant, now))), denied(ReasonExpired)},
+		{"opt-in expired denial stays denied", "ads", "DE", record("ads", expired(decided(deny, now))), denied(ReasonExpired)},
+
+		// Opt-out region, GPC purpose.
+		{"opt-out undecided is allowed by default", "ads", "US-CA", none, allowed(ReasonDefault)},
+		{"opt-out undecided with GPC is denied by GPC", "ads", "US-CA", gpcOnly, denied(ReasonGPC)},
+		{"opt-out granted is allowed", "ads", "US-CA", record("ads", decided(grant, now)), allowed(ReasonExplicit)},
+		{"opt-out denied is denied", "ads", "US-CA", record("ads", decided(deny, now)), denied(ReasonExplicit)},
+		{"opt-out granted before GPC is denied by GPC", "ads", "US-CA", withGPC(record("ads", decided(grant, beforeGPC))), denied(ReasonGPC)},
+		{"opt-out granted exactly at the GPC signal is allowed: the explicit choice wins", "ads", "US-CA", withGPC(record("ads", decided(grant, gpcSeenAt))), allowed(ReasonExplicit)},
+		{"opt-out granted after GPC is allowed: the explicit choice wins", "ads", "US-CA", withGPC(record("ads", decided(grant, afterGPC))), allowed(ReasonExplicit)},
+		{"opt-out denied before GPC is denied by GPC", "ads", "US-CA", withGPC(record("ads", decided(deny, beforeGPC))), denied(ReasonGPC)},
+		{"opt-out denied after GPC is denied explicitly", "ads", "US-CA", withGPC(record("ads", decided(deny, afterGPC))), denied(ReasonExplicit)},
+		{"opt-out stale grant is allowed: the region default", "ads", "US-CA", record("ads", stale(decided(grant, now))), allowed(ReasonPolicyChanged)},
+		{"opt-out stale denial stays denied", "ads", "US-CA", record("ads", stale(decided(deny, now))), denied(ReasonPolicyChanged)},
+		{"opt-out stale grant with GPC is denied: the region default under GPC", "ads", "US-CA", withGPC(record("ads", stale(decided(grant, afterGPC)))), denied(ReasonPolicyChanged)},
+		{"opt-out expired grant is allowed: the region default", "ads", "US-CA", record("ads", expired(decided(grant, now))), allowed(ReasonExpired)},
+		{"opt-out expired denial stays denied", "ads", "US-CA", record("ads", expired(decided(deny, now))), denied(ReasonExpired)},
+		{"opt-out expired grant with GPC is denied: the region default under GPC", "ads", "US-CA", withGPC(record("ads", expired(decided(grant, afterGPC)))), denied(ReasonExpired)},
+
+		// Opt-out region, purpose without GPC.
+		{"opt-out non-GPC purpose undecided with GPC is allowed by default", "analytics", "US-CA", gpcOnly, allowed(ReasonDefault)},
+		{"opt-out non-GPC purpose granted before GPC stays allowed", "analytics", "US-CA", withGPC(record("analytics", decided(grant, beforeGPC))), allowed(ReasonExplicit)},
+		{"opt-out non-GPC purpose stale grant with GPC is allowed: the region default", "analytics", "US-CA", withGPC(record("analytics", stale(decided(grant, now)))), allowed(ReasonPolicyChanged)},
+
+		// Notice-only region.
+		{"notice-only undecided is allowed by default", "ads", "JP", none, allowed(ReasonDefault)},
+		{"notice-only undecided with GPC is allowed by default: GPC only acts in opt-out regions", "ads", "JP", gpcOnly, allowed(ReasonDefault)},
+		{"notice-only granted is allowed", "ads", "JP", record("ads", decided(grant, now)), allowed(ReasonExplicit)},
+		{"notice-only denied is denied", "ads", "JP", record("ads", decided(deny, now)), denied(ReasonExplicit)},
+		{"notice-only granted before GPC is allowed", "ads", "JP", withGPC(record("ads", decided(grant, beforeGPC))), allowed(ReasonExplicit)},
+		{"notice-only stale grant is allowed: the region default", "ads", "JP", record("ads", stale(decided(grant, now))), allowed(ReasonPolicyChanged)},
+		{"notice-only stale denial stays denied", "ads", "JP", record("ads", stale(decided(deny, now))), denied(ReasonPolicyChanged)},
+		{"notice-only expired grant is allowed: the region default", "ads", "JP", record("ads", expired(decided(grant, now))), allowed(ReasonExpired)},
+		{"notice-only expired denial stays denied", "ads", "JP", record("ads", expired(decided(deny, now))), denied(ReasonExpired)},
+
+		// Order of the checks.
+		{"stale and expired reads as policy changed: staleness is checked first", "ads", "US-CA", record("ads", expired(stale(decided(grant, now)))), allowed(ReasonPolicyChanged)},
+		{"expired beats GPC: an expired grant before GPC reads as expired", "ads", "US-CA", withGPC(record("ads", expired(decided(grant, beforeGPC)))), denied(ReasonExpired)},
+		{"a decision under a newer version than the policy's is current", "ads", "DE", record("ads", Decision{Granted: true, DecidedAt: now, PolicyVersion: 3}), allowed(ReasonExplicit)},
+		{"a decision without an expiry never expires", "marketing.email", "DE", record("marketing.email", Decision{Granted: true, DecidedAt: now.AddDate(-50, 0, 0), PolicyVersion: 2}), allowed(ReasonExplicit)},
+
+		// Expiry boundary.
+		{"a grant is expired exactly at ExpiresAt", "ads", "DE", record("ads", Decision{Granted: true, DecidedAt: now.Add(-time.Hour), ExpiresAt: now, PolicyVersion: 2}), denied(ReasonExpired)},
+		{"a grant is still valid one nanosecond before ExpiresAt", "ads", "DE", record("ads", Decision{Granted: true, DecidedAt: now.Add(-time.Hour), ExpiresAt: now.Add(time.Nanosecond), PolicyVersion: 2}), allowed(ReasonExplicit)},
+
+		// Which region applies.
+		{"no request region uses the record's region", "ads", "", Record{Region: "US-CA"}, allowed(ReasonDefault)},
+		{"the request region beats the record's region", "ads", "DE", Record{Region: "US-CA"}, denied(ReasonDefault)},
+		{"no region anywhere uses the default region (opt-in)", "ads", "", none, denied(ReasonDefault)},
+		{"an unknown region code uses the default region", "ads", "BR", none, denied(ReasonDefault)},
+		{"an unlisted subdivision falls back to its country", "ads", "US-NY", none, allowed(ReasonDefault)},
+		{"a listed subdivision beats its country", "ads", "US-CO", gpcOnly, denied(ReasonGPC)},
+		{"the record's region falls back to its country too", "ads", "", Record{Region: "FR-75"}, denied(ReasonDefault)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Effective(p, tc.purpose, tc.rec, tc.region, now)
+			if got != tc.want {
+				t.Errorf("Effective(%q, region %q) = %+v, want %+v", tc.purpose, tc.region, got, tc.want)
+			}
+		})
+	}
+}
+
+// A Policy built as a literal has no indexes; its lookups must still give
+// the answers a parsed one gives, since tests elsewhere build policies so.
+func TestEffectiveOnLiteralPolicy(t *testing.T) {
+	parsed := mustParse(t, rulesPolicy)
+	literal := &Policy{
+		Version:       parsed.Version,
+		DefaultRegion: parsed.DefaultRegion,
+		Purposes:      parsed.Purposes,
+		Regions:       parsed.Regions,
+	}
+	recs := []Record{{}, {GPCSeenAt: gpcSeenAt}, withGPC(record("ads", decided(true, beforeGPC)))}
+	for _, code := range []string{"", "DE", "US-CA", "US-NY", "JP", "BR"} {
+		for _, id := range append(parsed.PurposeIDs(), "nope") {
+			for i, rec := range recs {
+				want := Effective(parsed, id, rec, code, now)
+				if got := Effective(literal, id, rec, code, now); got != want {
+					t.Errorf("literal policy: Effective(%q, rec %d, %q) = %+v, want %+v", id, i, code, got, want)
+				}
+			}
+		}
+	}
+	if got, want := literal.PurposeIDs(), parsed.PurposeIDs(); !slices.Equal(got, want) {
+		t.Errorf("literal PurposeIDs = %v, want %v", got, want)
+	}
+	if got, want := literal.NonNecessaryPurposeIDs(), parsed.NonNecessaryPurposeIDs(); !slices.Equal(got, want) {
+		t.Errorf("literal NonNecessaryPurposeIDs = %v, want %v", got, want)
+	}
+}
+
+func TestEffectiveRegionWithoutMechanismIsOptIn(t *testing.T) {
+	p := &Policy{Purposes: []Purpose{{ID: "ads", Version: 1}}} // no regions at all
+	if got, want := Effective(p, "ads", Record{}, "US-CA", now), (Answer{Allowed: false, Reason: ReasonDefault}); got != want {
+		t.Errorf("Effective without regions = %+v, want %+v", got, want)
+	}
+}
+
+func TestNewDecision(t *testing.T) {
+	berlin := time.FixedZone("CET", 3600)
+	madeAt := time.Date(2026, 6, 1, 14, 0, 0, 999_999_999, berlin) // 13:00:00.999999999 UTC
+	second := time.Date(2026, 6, 1, 13, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name     string
+		purpose  Purpose
+		granted  bool
+		want     Decision
+		wantLeft time.Duration // ExpiresAt - DecidedAt
+	}{
+		{
+			name:    "a grant with a 390-day lifetime expires 390 days after the truncated decision time",
+			purpose: Purpose{ID: "ads", Version: 3, Lifetime: 390 * 24 * time.Hour},
+			granted: true,
+			want: Decision{Granted: true, DecidedAt: second, ExpiresAt: second.Add(390 * 24 * time.Hour),
+				Source: SourceBanner, PolicyVersion: 3, Region: "DE"},
+		},
+		{
+			name:    "a denial with a lifetime expires too",
+			purpose: Purpose{ID: "ads", Version: 1, Lifetime: time.Hour},
+			granted: false,
+			want:    Decision{Granted: false, DecidedAt: second, ExpiresAt: second.Add(time.Hour), Source: SourceBanner, PolicyVersion: 1, Region: "DE"},
+		},
+		{
+			name:    "a zero lifetime never expires",
+			purpose: Purpose{ID: "marketing.email", Version: 2},
+			granted: true,
+			want:    Decision{Granted: true, DecidedAt: second, Source: SourceBanner, PolicyVersion: 2, Region: "DE"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := NewDecision(tc.purpose, tc.granted, SourceBanner, "DE", madeAt)
+			if got != tc.want {
+				t.Errorf("NewDecision = %+v\nwant          %+v", got, tc.want)
+			}
+			if got.DecidedAt.Location() != time.UTC {
+				t.Errorf("DecidedAt in %v, want UTC", got.DecidedAt.Location())
+			}
+			if !got.ExpiresAt.IsZero() && got.ExpiresAt.Sub(got.DecidedAt) != tc.purpose.Lifetime {
+				t.Errorf("ExpiresAt - DecidedAt = %v, want the lifetime %v", got.ExpiresAt.Sub(got.DecidedAt), tc.purpose.Lifetime)
+			}
+		})
+	}
+}
+
+// A decision made now answers explicitly until exactly its lifetime has passed.
+func TestNewDecisionExpiresAfterLifetime(t *testing.T) {
+	p := mustParse(t, rulesPolicy)
+	ads, _ := p.Purpose("ads")
+	d := NewDecision(ads, true, SourceAPI, "DE", now)
+	rec := record("ads", d)
+	if got := Effective(p, "ads", rec, "DE", now.Add(30*24*time.Hour-time.Second)); got != (Answer{Allowed: true, Reason: ReasonExplicit}) {
+		t.Errorf("one second before the lifetime ends: %+v", got)
+	}
+	if got := Effective(p, "ads", rec, "DE", now.Add(30*24*time.Hour)); got != (Answer{Allowed: false, Reason: ReasonExpired}) {
+		t.Errorf("when the lifetime ends: %+v", got)
+	}
+}
+
+func TestRegionFor(t *testing.T) {
+	p := mustParse(t, rulesPolicy)
+	cases := []struct {
+		name string
+		code string
+		want string
+	}{
+		{"an exact country code", "DE", "eea"},
+		{"an exact subdivision code", "US-CA", "us_opt_out"},
+		{"a listed subdivision beats its listed country", "US-CO", "us_opt_out"},
+		{"an unlisted subdivision falls back to its country", "US-NY", "us_other"},
+		{"a subdivision of a listed country falls back to it", "FR-75", "eea"},
+		{"an unknown country uses the default", "BR", "rest_of_world"},
+		{"an unknown subdivision of an unknown country uses the default", "BR-SP", "rest_of_world"},
+		{"the empty code uses the default", "", "rest_of_world"},
+		{"codes are case-sensitive, as validated", "de", "rest_of_world"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := p.RegionFor(tc.code).ID; got != tc.want {
+				t.Errorf("RegionFor(%q) = %q, want %q", tc.code, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPurposeLookups(t *testing.T) {
+	p := mustParse(t, rulesPolicy)
+	if got, want := p.PurposeIDs(), []string{"necessary", "ads", "analytics", "marketing.email"}; !slices.Equal(got, want) {
+		t.Errorf("PurposeIDs = %v, want %v", got, want)
+	}
+	if got, want := p.NonNecessaryPurposeIDs(), []string{"ads", "analytics", "marketing.email"}; !slices.Equal(got, want) {
+		t.Errorf("NonNecessaryPurposeIDs = %v, want %v", got, want)
+	}
+	ids := p.PurposeIDs()
+	ids[0] = "changed"
+	if p.PurposeIDs()[0] != "necessary" {
+		t.Error("changing the slice PurposeIDs returned changed the policy")
+	}
+	pu, ok := p.Purpose("ads")
+	if !ok || pu.ID != "ads" || !pu.GPC || pu.Version != 2 || pu.Lifetime != 30*24*time.Hour {
+		t.Errorf("Purpose(ads) = %+v, %v", pu, ok)
+	}
+	if _, ok := p.Purpose("nope"); ok {
+		t.Error("Purpose(nope) found")
+	}
+}

@@ -1,0 +1,142 @@
+// Package gateway serves consentd's HTTP port: the REST API (grpc-gateway,
+// reaching the gRPC server through a client connection so REST calls pass the
+// same interceptors as gRPC calls), health and readiness, Prometheus metrics,
+// the OpenAPI document and the GPC well-known file.
+package gateway
+
+import (
+	"context"
+	_ "embed"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	consentv1 "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server/api"
+	"github.com/consentd/consentd/server/middleware"
+)
+
+//go:embed openapi/consent/v1/consent.swagger.json
+var openAPI []byte
+
+// MaxBodyBytes bounds a REST request body. The largest legitimate body, a
+// batch of 1,000 checks, is about 100 KB.
+const MaxBodyBytes = 1 << 20
+
+// gpcWellKnown is /.well-known/gpc.json: this service honours GPC.
+const gpcWellKnown = `{"gpc": true, "lastUpdate": "2026-11-23"}` + "\n"
+
+// Options are what the HTTP port serves besides the API.
+type Options struct {
+	// Ready reports whether the service can answer (Redis reachable).
+	Ready func(ctx context.Context) error
+	// Metrics is the registry /metrics exposes.
+	Metrics *prometheus.Registry
+}
+
+// New returns the HTTP handler. conn is a connection to the gRPC server.
+func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler, error) {
+	rest := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			// snake_case names, as in the protos and the OpenAPI document, and
+			// false/0 written out: "allowed": false must be visible.
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{},
+		}),
+		runtime.WithIncomingHeaderMatcher(incomingHeader),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
+		runtime.WithMetadata(func(context.Context, *http.Request) metadata.MD {
+			return metadata.Pairs(api.ChannelMetadataKey, "rest")
+		}),
+		runtime.WithErrorHandler(errorHandler),
+	)
+	if err := consentv1.RegisterConsentServiceHandler(ctx, rest, conn); err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", http.MaxBytesHandler(rest, MaxBodyBytes))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := opts.Ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: the consent store is unreachable\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
+	mux.HandleFunc("GET /.well-known/gpc.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(gpcWellKnown))
+	})
+	return mux, nil
+}
+
+// incomingHeader forwards the headers the service reads: Sec-GPC, the
+// request id, and grpc-gateway's defaults (Authorization and Grpc-Metadata-*).
+func incomingHeader(key string) (string, bool) {
+	switch strings.ToLower(key) {
+	case "sec-gpc":
+		return api.GPCMetadataKey, true
+	case middleware.RequestIDKey:
+		return middleware.RequestIDKey, true
+	case api.ChannelMetadataKey:
+		return "", false // set by the gateway itself, never by the caller
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+// outgoingHeader returns the request id as X-Request-Id and nothing else of
+// the gRPC response metadata.
+func outgoingHeader(key string) (string, bool) {
+	if key == middleware.RequestIDKey {
+		return "X-Request-Id", true
+	}
+	return "", false
+}
+
+// errorHandler maps statuses to HTTP as DESIGN.md says: grpc-gateway's
+// defaults, except FailedPrecondition (min_revision not reached) which is 412.
+// Errors the gateway makes itself while decoding a request (malformed JSON,
+// a wrong type) carry no field; they are named "body" here.
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	st := status.Convert(err)
+	if st.Code() == codes.InvalidArgument && len(st.Details()) == 0 {
+		field := "body"
+		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && r.Method == http.MethodGet {
+			field = "query"
+		}
+		msg := field + ": " + st.Message()
+		if withDetails, derr := status.New(codes.InvalidArgument, msg).WithDetails(&errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: st.Message()}},
+		}); derr == nil {
+			st = withDetails
+		}
+	}
+	err = st.Err()
+	if st.Code() == codes.FailedPrecondition {
+		err = &runtime.HTTPStatusError{HTTPStatus: http.StatusPreconditionFailed, Err: err}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}

@@ -1,0 +1,209 @@
+// Package redistest starts a real, throwaway redis-server for tests.
+//
+// Each server listens on a free loopback port (never a fixed one: other
+// processes share the machine), keeps nothing on disk beyond the test's
+// temporary directory, and is killed when the test ends.
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// startAttempts bounds the retries when the port picked is taken by someone
+// else between our probe and redis-server binding it.
+const startAttempts = 5
+
+// readyTimeout is how long a started redis-server may take to answer PING.
+const readyTimeout = 15 * time.Second
+
+// Server is one running redis-server.
+type Server struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when cmd has been waited for
+	stopped bool
+}
+
+// Start runs a redis-server on a free loopback port and stops it when the
+// test ends. It fails the test (never skips it) when redis-server is missing.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is not on PATH: the store's tests need a real Redis; run `make test`, which installs it (or apt-get install redis-server)")
+	}
+	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	t.Cleanup(s.Stop)
+
+	var lastErr error
+	for range startAttempts {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("redistest: finding a free port: %v", err)
+		}
+		s.port = port
+		if lastErr = s.start(); lastErr == nil {
+			return s
+		}
+	}
+	t.Fatalf("redistest: redis-server did not start after %d attempts: %v", startAttempts, lastErr)
+	return nil
+}
+
+// Addr is host:port of the server.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// URL is a redis:// URL of database 0, as consentd's --redis-url takes it.
+func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+
+// Client returns a client of the server, closed when the test ends.
+func (s *Server) Client(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Stop kills the server and waits for it to exit, so that tests can see how
+// their code behaves with Redis down. Stopping a stopped server does nothing.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped || s.cmd == nil {
+		return
+	}
+	s.stopped = true
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// Restart starts the server again on the same port and directory (it does not
+// persist anything, so it comes back empty) and waits until it answers.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	// The port was ours a moment ago; redis-server binds with SO_REUSEADDR,
+	// so only another process grabbing it in between makes this fail.
+	if err := s.start(); err != nil {
+		s.t.Fatalf("redistest: restarting redis-server on port %d: %v", s.port, err)
+	}
+}
+
+// start launches redis-server on s.port and waits until it answers PING. It
+// returns an error (and leaves no process behind) if it exits or stays silent.
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := &lockedBuffer{}
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.dir,
+		// Tests simulate a stalled Redis with DEBUG SLEEP, which Redis 7
+		// refuses unless enabled; "local" allows it from loopback only.
+		"--enable-debug-command", "local",
+	)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("running %s: %w", s.bin, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+
+	if err := waitReady(s.Addr(), cmd.Process.Pid, exited); err != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+		return fmt.Errorf("%w; redis-server output:\n%s", err, out.tail(2000))
+	}
+	s.cmd, s.exited, s.stopped = cmd, exited, false
+	return nil
+}
+
+// waitReady polls until the server at addr answers and is the process we
+// started (a port we probed may have been taken by another Redis meanwhile).
+func waitReady(addr string, pid int, exited <-chan struct{}) error {
+	c := redis.NewClient(&redis.Options{
+		Addr: addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
+		MaxRetries: -1, PoolSize: 1,
+	})
+	defer c.Close()
+	want := "process_id:" + strconv.Itoa(pid)
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		select {
+		case <-exited:
+			return errors.New("redis-server exited before answering (port taken?)")
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		info, err := c.Info(ctx, "server").Result()
+		cancel()
+		if err == nil {
+			if strings.Contains(info, want+"\r\n") {
+				return nil
+			}
+			return errors.New("another redis-server answers on the port")
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no answer within %v: %w", readyTimeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// freePort asks the kernel for a free loopback port. Another process may take
+// it before redis-server binds it; Start then retries with another one.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// lockedBuffer collects the server's output; the exec package writes to it
+// from its own goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return s
+}

@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Errors callers act on. Error texts never contain subject ids.
+var (
+	// ErrConflict: the write's expected revision is not the stored one. The
+	// error is a *ConflictError carrying both revisions.
+	ErrConflict = errors.New("store: revision conflict")
+	// ErrIdempotencyMismatch: the idempotency key was already used for a
+	// different request on this subject.
+	ErrIdempotencyMismatch = errors.New("store: idempotency key reused for a different request")
+	// ErrUnavailable: Redis is unreachable, timed out, loading or (cluster)
+	// down. Retrying later may succeed; a write retried with the same
+	// idempotency key applies at most once.
+	ErrUnavailable = errors.New("store: Redis unavailable")
+	// ErrChainBroken: a subject's history does not verify (VerifyChain).
+	ErrChainBroken = errors.New("store: history hash chain broken")
+)
+
+// ConflictError is returned when Write.ExpectedRevision does not match.
+type ConflictError struct {
+	Expected, Current int64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("store: revision conflict: expected %d, current %d", e.Expected, e.Current)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// wrapErr adds the operation to a Redis error and marks the ones that mean
+// "Redis cannot serve now" as ErrUnavailable. The original error stays in the
+// chain (errors.Is(err, context.DeadlineExceeded) still holds).
+func wrapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if unavailable(err) {
+		return fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)
+	}
+	return fmt.Errorf("store: %s: %w", op, err)
+}
+
+func unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false // the caller gave up: not Redis' fault
+	}
+	var netErr net.Error // dial refused, i/o timeout, connection reset
+	switch {
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, redis.ErrPoolTimeout),
+		errors.Is(err, redis.ErrClosed),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), // server went away mid-reply
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.As(err, &netErr):
+		return true
+	case redis.IsLoadingError(err), // restarting, dataset not loaded yet
+		redis.IsClusterDownError(err),
+		redis.IsTryAgainError(err), // cluster resharding a slot
+		redis.IsMasterDownError(err),
+		redis.IsReadOnlyError(err), // failover in progress: connected to a replica
+		redis.IsMaxClientsError(err),
+		redis.HasErrorPrefix(err, "BUSY"): // a script runs too long
+		return true
+	}
+	return false
+}

@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/server/domain"
+)
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+func newTestStore(t *testing.T, opts Options) *Store {
+	t.Helper()
+	s, err := New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestNewValidatesOptions(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialed by New
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want string // in the error; "" for no error
+	}{
+		{"defaults", Options{HMACKey: testKey}, ""},
+		{"short HMAC key", Options{HMACKey: testKey[:31]}, "at least 32"},
+		{"no HMAC key", Options{}, "at least 32"},
+		{"brace in prefix", Options{HMACKey: testKey, Prefix: "a{b}"}, "prefix"},
+		{"space in prefix", Options{HMACKey: testKey, Prefix: "a b"}, "prefix"},
+		{"negative partitions", Options{HMACKey: testKey, Partitions: -1}, "partitions"},
+		{"too many partitions", Options{HMACKey: testKey, Partitions: MaxPartitions + 1}, "partitions"},
+		{"negative idempotency TTL", Options{HMACKey: testKey, IdempotencyTTL: -time.Hour}, "idempotency TTL"},
+		{"negative feed retention", Options{HMACKey: testKey, FeedRetention: -time.Hour}, "feed retention"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(client, tc.opts)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("New: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("New = %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+	s := newTestStore(t, Options{HMACKey: testKey})
+	if s.opts.Prefix != "consentd" || s.opts.Partitions != 64 || s.opts.IdempotencyTTL != 24*time.Hour || s.opts.FeedRetention != 35*24*time.Hour {
+		t.Fatalf("defaults = %+v", s.opts)
+	}
+}
+
+func TestKeyLayout(t *testing.T) {
+	s := newTestStore(t, Options{HMACKey: testKey, Prefix: "cd", Partitions: 64})
+	mac := hmac.New(sha256.New, testKey)
+	mac.Write([]byte("alice"))
+	sum := mac.Sum(nil)
+	id := base64.RawURLEncoding.EncodeToString(sum[:16])
+	partition := (int(sum[0])<<8 | int(sum[1])) % 64
+	base := fmt.Sprintf("cd:{p%d}", partition)
+
+	k := s.keysFor("alice")
+	want := subjectKeys{id: id, base: base, state: base + ":s:" + id, history: base + ":h:" + id, feed: base + ":feed"}
+	if k != want {
+		t.Fatalf("keysFor(alice) = %+v, want %+v", k, want)
+	}
+	if s.feedKey(partition) != k.feed {
+		t.Fatalf("feedKey(%d) = %q, want %q", partition, s.feedKey(partition), k.feed)
+	}
+	idem := k.idempotency("req-1")
+	if !regexp.MustCompile(`^` + regexp.QuoteMeta(base+":i:"+id+":") + `[0-9a-f]{32}$`).MatchString(idem) {
+		t.Fatalf("idempotency key = %q", idem)
+	}
+	if len(id) != 22 {
+		t.Fatalf("subject key id %q: want 22 characters (16 bytes)", id)
+	}
+	// Another HMAC key gives other key names: the key is what hides the ids.
+	other := newTestStore(t, Options{HMACKey: []byte("another-key-another-key-another-key"), Prefix: "cd"})
+	if other.keysFor("alice").id == id {
+		t.Fatal("the key id does not depend on the HMAC key")
+	}
+	// Subjects spread over the partitions.
+	seen := map[string]bool{}
+	for i := range 2000 {
+		seen[s.keysFor(fmt.Sprint("subject-", i)).feed] = true
+	}
+	if len(seen) != 64 {
+		t.Fatalf("2000 subjects fell into %d of 64 partitions", len(seen))
+	}
+}
+
+func TestDecisionEncodingRoundTrips(t *testing.T) {
+	at := time.Unix(1_750_000_000, 0).UTC()
+	for _, d := range []domain.Decision{
+		{Granted: true, DecidedAt: at, ExpiresAt: at.Add(time.Hour), Source: domain.SourceBanner, PolicyVersion: 7, Region: "US-CA"},
+		{Granted: false, DecidedAt: at, Source: domain.SourceGPC},
+		{Granted: true, Source: domain.SourceLink, PolicyVersion: 1},
+	} {
+		v, err := encodeDecision(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeDecision(v)
+		if err != nil || got != d {
+			t.Errorf("%q decodes to %+v, %v; want %+v", v, got, err, d)
+		}
+	}
+	if v, _ := encodeDecision(domain.Decision{Granted: true, DecidedAt: at, Source: domain.SourceBanner, PolicyVersion: 2, Region: "DE"}); v != "g|1750000000|0|b|2|DE" {
+		t.Errorf("encoded = %q", v)
+	}
+	for _, bad := range []string{"", "x|1|0|b|1|DE", "g|1|0|z|1|DE", "g|a|0|b|1|DE", "g|1|0|b"} {
+		if _, err := decodeDecision(bad); err == nil {
+			t.Errorf("decodeDecision(%q) accepted", bad)
+		}
+	}
+}
+
+func TestUnavailableErrors(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{refused, true},
+		{fmt.Errorf("wrapped: %w", refused), true},
+		{context.DeadlineExceeded, true},
+		{redis.ErrPoolTimeout, true},
+		{redis.ErrClosed, true},
+		{context.Canceled, false},
+		{redis.Nil, false},
+		{errors.New("ERR user_script:1: some bug"), false},
+	} {
+		err := wrapErr("op", tc.err)
+		if got := errors.Is(err, ErrUnavailable); got != tc.want {
+			t.Errorf("wrapErr(%v): unavailable = %v, want %v", tc.err, got, tc.want)
+		}
+		if !errors.Is(err, tc.err) {
+			t.Errorf("wrapErr(%v) lost the cause", tc.err)
+		}
+	}
+	if wrapErr("op", nil) != nil {
+		t.Error("wrapErr(nil) != nil")
+	}
+	if c := (&ConflictError{Expected: 1, Current: 2}); !errors.Is(c, ErrConflict) {
+		t.Error("ConflictError is not ErrConflict")
+	}
+}

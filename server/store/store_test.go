@@ -1,0 +1,205 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/server/domain"
+	"github.com/consentd/consentd/server/internal/redistest"
+	"github.com/consentd/consentd/server/store"
+	"github.com/consentd/consentd/server/store/storetest"
+)
+
+func TestConformanceStandalone(t *testing.T) {
+	storetest.Run(t, redistest.Start(t).Client(t))
+}
+
+// quickClient fails fast, as consentd's own client does: small timeouts and
+// no retries (a retried write script could apply twice).
+func quickClient(t *testing.T, srv *redistest.Server) *redis.Client {
+	c := redis.NewClient(&redis.Options{
+		Addr:        srv.Addr(),
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
+		WriteTimeout: 200 * time.Millisecond, PoolTimeout: 200 * time.Millisecond,
+		MaxRetries: -1,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func update(subjectID string, granted bool) store.Write {
+	return store.Write{
+		SubjectID: subjectID,
+		Decisions: map[string]domain.Decision{"analytics": {Granted: granted, DecidedAt: time.Unix(1_750_000_000, 0), Source: domain.SourceAPI}},
+		Event:     store.EventInfo{Type: "update", Actor: "api", Source: domain.SourceAPI},
+	}
+}
+
+func TestRedisDownIsUnavailableAndTheStoreRecovers(t *testing.T) {
+	srv := redistest.Start(t)
+	s, _ := storetest.NewStore(t, quickClient(t, srv))
+	const subject = "secret-subject-17"
+	if _, err := s.Write(t.Context(), update(subject, true)); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	calls := map[string]func(context.Context) error{
+		"Ping": s.Ping,
+		"Get":  func(ctx context.Context) error { _, err := s.Get(ctx, subject); return err },
+		"GetPurposes": func(ctx context.Context) error {
+			_, err := s.GetPurposes(ctx, subject, []string{"analytics"})
+			return err
+		},
+		"GetMany": func(ctx context.Context) error {
+			_, err := s.GetMany(ctx, []store.Lookup{{SubjectID: subject, Purposes: []string{"analytics"}}})
+			return err
+		},
+		"Write":       func(ctx context.Context) error { _, err := s.Write(ctx, update(subject, false)); return err },
+		"Events":      func(ctx context.Context) error { _, err := s.Events(ctx, subject, 0, 10); return err },
+		"VerifyChain": func(ctx context.Context) error { return s.VerifyChain(ctx, subject) },
+	}
+	for name, call := range calls {
+		// No deadline on the context: the client's own timeouts must end the call.
+		start := time.Now()
+		err := call(context.Background())
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s with Redis down: %v, want ErrUnavailable", name, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%s with Redis down took %v: the client's timeouts did not end it", name, took)
+		}
+		if err != nil && strings.Contains(err.Error(), subject) {
+			t.Errorf("%s error names the subject: %v", name, err)
+		}
+	}
+
+	// Redis comes back empty (no persistence in tests) and without cached
+	// scripts: the write script must be sent again by itself.
+	srv.Restart()
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping after restart: %v", err)
+	}
+	res, err := s.Write(t.Context(), update(subject, false))
+	if err != nil || res.Record.Revision != 1 {
+		t.Fatalf("write after restart: %+v, %v", res, err)
+	}
+	if events, err := s.Events(t.Context(), subject, 0, 10); err != nil || len(events) != 1 {
+		t.Fatalf("events after restart: %d, %v", len(events), err)
+	}
+}
+
+func TestSlowRedisIsUnavailable(t *testing.T) {
+	srv := redistest.Start(t)
+	client := quickClient(t, srv)
+	s, _ := storetest.NewStore(t, client)
+
+	// Redis answers nothing for a second: longer than the client's 200ms.
+	asleep := make(chan error, 1)
+	go func() { asleep <- srv.Client(t).Do(context.Background(), "DEBUG", "SLEEP", "1").Err() }()
+	waitFor(t, "Redis to stop answering", func() bool {
+		select {
+		case err := <-asleep:
+			t.Fatalf("DEBUG SLEEP ended before Redis was seen asleep: %v", err)
+		default:
+		}
+		return client.Ping(t.Context()).Err() != nil
+	})
+	_, err := s.Get(context.Background(), "someone")
+	var netErr net.Error
+	if !errors.Is(err, store.ErrUnavailable) || !errors.As(err, &netErr) || !netErr.Timeout() {
+		t.Fatalf("Get while Redis sleeps: %v, want ErrUnavailable from an i/o timeout", err)
+	}
+	if err := <-asleep; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(t.Context(), "someone"); err != nil {
+		t.Fatalf("Get after Redis woke up: %v", err)
+	}
+}
+
+// TestMemoryUsage logs what a subject costs in Redis (MEMORY USAGE) and
+// fails only on gross regressions: the figures are for people to read.
+func TestMemoryUsage(t *testing.T) {
+	client := redistest.Start(t).Client(t)
+	now := time.Unix(1_750_000_000, 0)
+	// A banner "accept all" in Germany: five purposes at once.
+	all := map[string]domain.Decision{}
+	for _, p := range []string{"functional", "analytics", "ads", "marketing.email", "marketing.sms"} {
+		all[p] = domain.Decision{Granted: true, DecidedAt: now, ExpiresAt: now.AddDate(1, 1, 0),
+			Source: domain.SourceBanner, PolicyVersion: 2, Region: "DE"}
+	}
+	// Later changes in the preference center, one or two purposes each.
+	changes := func(i int) map[string]domain.Decision {
+		m := map[string]domain.Decision{}
+		for _, p := range [][]string{{"analytics"}, {"ads", "marketing.email"}, {"marketing.sms"}}[i%3] {
+			d := all[p]
+			d.Granted, d.Source = i%2 == 1, domain.SourcePreferenceCenter
+			m[p] = d
+		}
+		return m
+	}
+	// Each case writes one subject under its own prefix, so each key kind
+	// under that prefix is that subject's.
+	measure := func(writes int, idempotencyKey string) (memory map[string]int64, lastEvent string) {
+		t.Helper()
+		s, prefix := storetest.NewStore(t, client)
+		for i := range writes {
+			w := store.Write{SubjectID: "visitor-8f14e45fceea167a5a36dedd4bea2543", Decisions: all, Region: "DE",
+				IdempotencyKey: idempotencyKey, Now: now.Add(time.Duration(i) * time.Hour),
+				Event: store.EventInfo{Type: "update", Actor: "visitor", Source: domain.SourceBanner, PolicyVersion: "2025-06-01", Channel: "rest"}}
+			if i > 0 {
+				w.Decisions, w.Event.Source = changes(i), domain.SourcePreferenceCenter
+			}
+			if _, err := s.Write(t.Context(), w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		memory = map[string]int64{}
+		for _, k := range client.Keys(t.Context(), prefix+":*").Val() {
+			kind := k[strings.Index(k, "}:")+2:][:1] // s, h, i or f(eed)
+			memory[kind] = client.MemoryUsage(t.Context(), k, 0).Val()
+			if kind == "h" {
+				lastEvent = client.LIndex(t.Context(), k, -1).Val()
+			}
+		}
+		return memory, lastEvent
+	}
+
+	one, firstEvent := measure(1, "")
+	ten, lastEvent := measure(10, "")
+	keyed, _ := measure(1, "3f2c1a9e-7b6d-4e2f-9a8b-1c2d3e4f5a6b")
+	t.Logf("state hash, 5 purposes + _rev + _reg:  %5d B", one["s"])
+	t.Logf("history list, 1 event:                 %5d B (the event: %d B of JSON)", one["h"], len(firstEvent))
+	t.Logf("history list, 10 events:               %5d B = %d B per event (a 1-2 purpose event: %d B of JSON)",
+		ten["h"], ten["h"]/10, len(lastEvent))
+	t.Logf("idempotency record (expires):          %5d B", keyed["i"])
+	t.Logf("feed stream of a partition, 1 entry:   %5d B; 10 entries: %d B (one stream per partition, shared)",
+		one["f"], ten["f"])
+	t.Logf("first event: %s", firstEvent)
+
+	if one["s"] > 600 {
+		t.Errorf("the state hash of 5 purposes takes %d B, want < 600", one["s"])
+	}
+	if ten["h"]/10 > 400 {
+		t.Errorf("history takes %d B per event, want < 400", ten["h"]/10)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,280 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/server/domain"
+)
+
+// EventInfo describes who wrote, how and why; it goes into the history event.
+type EventInfo struct {
+	Type          string        // "update" or "withdraw"
+	Actor         string        // who wrote: "visitor", a service key name, "operator:<name>"
+	Source        domain.Source // how the subject expressed the choice
+	PolicyVersion string        // the policy file's version label
+	Channel       string        // "grpc" or "rest"
+}
+
+// Write is one change to a subject's decisions.
+type Write struct {
+	SubjectID string
+	// Decisions are the purposes to set; other purposes are left as they are.
+	Decisions map[string]domain.Decision
+	// Region is the region code to remember on the subject; "" keeps the
+	// stored one.
+	Region string
+	// GPC: the request carried a Global Privacy Control signal. The first
+	// time one is seen is remembered and never overwritten.
+	GPC bool
+	// ExpectedRevision: nil accepts any; otherwise the write applies only if
+	// it equals the stored revision (0: the subject was never written).
+	ExpectedRevision *int64
+	// IdempotencyKey: "" for none. A write retried with the same key (within
+	// Options.IdempotencyTTL) applies once and returns the first result; the
+	// same key with a different request is ErrIdempotencyMismatch.
+	IdempotencyKey string
+	Event          EventInfo
+	Now            time.Time // the write's time; zero: time.Now()
+}
+
+// WriteResult is the outcome of a Write.
+type WriteResult struct {
+	// Record is the full state right after the write; for a replay, the state
+	// stored with the idempotency key (later writes are not in it).
+	Record domain.Record
+	// Replayed: the idempotency key had been used; nothing was written.
+	Replayed bool
+}
+
+// writeScript applies one write atomically, in one round trip: idempotency
+// check, revision check, state update, history event (hash-chained), change
+// feed entry, idempotency record.
+//
+// KEYS[1] state hash
+// KEYS[2] history list
+// KEYS[3] change feed stream of the subject's partition
+// KEYS[4] idempotency record; present only when the write has a key
+// ARGV[1] request fingerprint (compared with / stored in KEYS[4])
+// ARGV[2] idempotency record TTL in milliseconds
+// ARGV[3] expected revision; "" accepts any
+// ARGV[4] region code to store in _reg; "" keeps the stored one
+// ARGV[5] unix seconds to store in _gpc unless already set; "" for no signal
+// ARGV[6] feed MINID (unix ms): older feed entries may be trimmed
+// ARGV[7] raw subject id, the feed entry's "sub" field (feed consumers need it)
+// ARGV[8] history event JSON without its closing brace (built by eventTemplate)
+// ARGV[9] number N of purposes written, then N pairs from ARGV[10]:
+//
+//	purpose id, encoded decision (see record.go)
+//
+// Returns:
+//
+//	{0, state}      applied; state is the HGETALL of the state hash after it
+//	{1, state}      replay: the key was used by this same request; state is
+//	                the one stored with the key, and nothing was written
+//	{-1, revision}  expected revision mismatch; revision is the current one
+//	{-2}            the key was used by a different request
+//
+// The event appended to the history is ARGV[8] completed with
+// ,"rev":N,"old":{...},"prev":"<h of the previous event or empty>"} whose
+// sha1 hex is h; the stored form replaces the closing } by ,"h":"<h>"}.
+// "old" maps each written purpose decided before to "g" or "d". The previous
+// hash is the last 40 characters before the closing "} of the list's last
+// element, so no extra field has to be stored.
+var writeScript = redis.NewScript(`
+local state, history, feed, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+
+if idem then
+  local stored = redis.call('GET', idem)
+  if stored then
+    local rec = cjson.decode(stored)
+    if rec.f ~= ARGV[1] then return {-2} end
+    return {1, rec.s}
+  end
+end
+
+local current = tonumber(redis.call('HGET', state, '_rev') or '0')
+if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= current then
+  return {-1, current}
+end
+local rev = current + 1
+
+local n = tonumber(ARGV[9])
+local purposes = {}
+local set = {'_rev', rev}
+for i = 1, n do
+  local p, v = ARGV[8 + 2 * i], ARGV[9 + 2 * i]
+  purposes[i] = p
+  set[#set + 1] = p
+  set[#set + 1] = v
+end
+if ARGV[4] ~= '' then
+  set[#set + 1] = '_reg'
+  set[#set + 1] = ARGV[4]
+end
+
+local old = {}
+if n > 0 then
+  local before = redis.call('HMGET', state, unpack(purposes))
+  for i = 1, n do
+    if before[i] then old[purposes[i]] = string.sub(before[i], 1, 1) end
+  end
+end
+redis.call('HSET', state, unpack(set))
+if ARGV[5] ~= '' then redis.call('HSETNX', state, '_gpc', ARGV[5]) end
+
+local prev = ''
+local last = redis.call('LINDEX', history, -1)
+if last then prev = string.sub(last, -42, -3) end
+local body = ARGV[8] .. ',"rev":' .. rev .. ',"old":' .. cjson.encode(old) .. ',"prev":"' .. prev .. '"}'
+local event = string.sub(body, 1, -2) .. ',"h":"' .. redis.sha1hex(body) .. '"}'
+redis.call('RPUSH', history, event)
+redis.call('XADD', feed, 'MINID', '~', ARGV[6], '*', 'sub', ARGV[7], 'rev', rev, 'ev', event)
+
+local snapshot = redis.call('HGETALL', state)
+if idem then
+  redis.call('SET', idem, cjson.encode({f = ARGV[1], s = snapshot}), 'PX', ARGV[2])
+end
+return {0, snapshot}
+`)
+
+// Write applies w atomically and returns the state right after it.
+func (s *Store) Write(ctx context.Context, w Write) (WriteResult, error) {
+	if w.Now.IsZero() {
+		w.Now = time.Now()
+	}
+	template, err := eventTemplate(w)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	purposes := make([]string, 0, len(w.Decisions))
+	for p := range w.Decisions {
+		if err := checkPurposeID(p); err != nil {
+			return WriteResult{}, err
+		}
+		purposes = append(purposes, p)
+	}
+	slices.Sort(purposes)
+
+	k := s.keysFor(w.SubjectID)
+	keys := []string{k.state, k.history, k.feed}
+	fp := ""
+	if w.IdempotencyKey != "" {
+		keys = append(keys, k.idempotency(w.IdempotencyKey))
+		fp = fingerprint(w)
+	}
+	expected := ""
+	if w.ExpectedRevision != nil {
+		expected = strconv.FormatInt(*w.ExpectedRevision, 10)
+	}
+	gpc := ""
+	if w.GPC {
+		gpc = strconv.FormatInt(w.Now.Unix(), 10)
+	}
+	minID := max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
+	args := []any{fp, s.opts.IdempotencyTTL.Milliseconds(), expected, w.Region, gpc, minID,
+		w.SubjectID, template, len(purposes)}
+	for _, p := range purposes {
+		v, err := encodeDecision(w.Decisions[p])
+		if err != nil {
+			return WriteResult{}, fmt.Errorf("%w (purpose %q)", err, p)
+		}
+		args = append(args, p, v)
+	}
+
+	reply, err := s.runScript(ctx, writeScript, keys, args...).Slice()
+	if err != nil {
+		return WriteResult{}, wrapErr("write", err)
+	}
+	if len(reply) == 0 {
+		return WriteResult{}, errors.New("store: write: empty script reply")
+	}
+	code, _ := reply[0].(int64)
+	switch {
+	case code == -1 && len(reply) == 2:
+		current, _ := reply[1].(int64)
+		return WriteResult{}, &ConflictError{Expected: *w.ExpectedRevision, Current: current}
+	case code == -2:
+		return WriteResult{}, ErrIdempotencyMismatch
+	case (code == 0 || code == 1) && len(reply) == 2:
+		fields, err := pairsToMap(reply[1])
+		if err != nil {
+			return WriteResult{}, err
+		}
+		rec, err := decodeRecord(fields)
+		return WriteResult{Record: rec, Replayed: code == 1}, err
+	}
+	return WriteResult{}, fmt.Errorf("store: write: unexpected script reply %v", reply[0])
+}
+
+// eventHead is the part of a history event built in Go. JSON keys are short:
+// every byte is stored once per event, for every subject.
+type eventHead struct {
+	Type    string            `json:"t"`
+	At      int64             `json:"at"` // unix ms
+	Actor   string            `json:"a,omitempty"`
+	Source  string            `json:"s"` // source letter, as in the state hash
+	Policy  string            `json:"pv,omitempty"`
+	Region  string            `json:"r,omitempty"` // region code given with the write
+	Channel string            `json:"c,omitempty"`
+	GPC     bool              `json:"g,omitempty"`
+	New     map[string]string `json:"n"` // purpose -> "g" or "d"
+}
+
+// eventTemplate is the event's JSON without its closing brace: the write
+// script appends the revision, old values and the chain hashes.
+func eventTemplate(w Write) (string, error) {
+	if w.SubjectID == "" {
+		return "", errors.New("store: empty subject id")
+	}
+	if w.Event.Type == "" {
+		return "", errors.New("store: event type is required")
+	}
+	letter, ok := sourceLetters[w.Event.Source]
+	if !ok {
+		return "", fmt.Errorf("store: unknown event source %q", w.Event.Source)
+	}
+	head := eventHead{
+		Type: w.Event.Type, At: w.Now.UnixMilli(), Actor: w.Event.Actor, Source: letter,
+		Policy: w.Event.PolicyVersion, Region: w.Region, Channel: w.Event.Channel, GPC: w.GPC,
+		New: make(map[string]string, len(w.Decisions)),
+	}
+	for p, d := range w.Decisions {
+		head.New[p] = grantedLetter(d.Granted)
+	}
+	b, err := json.Marshal(head) // map keys come out sorted
+	if err != nil {
+		return "", err
+	}
+	return string(b[:len(b)-1]), nil
+}
+
+// fingerprint identifies a request for its idempotency key: what it asks to
+// change, not when (a retry comes later) nor through which channel.
+func fingerprint(w Write) string {
+	granted := make(map[string]bool, len(w.Decisions))
+	for p, d := range w.Decisions {
+		granted[p] = d.Granted
+	}
+	canonical := struct {
+		Decisions map[string]bool `json:"d"` // encoded with sorted keys
+		Region    string          `json:"r"`
+		GPC       bool            `json:"g"`
+		Expected  *int64          `json:"e"`
+		Type      string          `json:"t"`
+		Source    domain.Source   `json:"s"`
+		Actor     string          `json:"a"`
+	}{granted, w.Region, w.GPC, w.ExpectedRevision, w.Event.Type, w.Event.Source, w.Event.Actor}
+	b, _ := json.Marshal(canonical) // cannot fail: plain strings, bools and ints
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
