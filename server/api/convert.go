@@ -103,6 +103,7 @@ func policyToProto(p *domain.Policy) *consentv1.Policy {
 			Version:         int32(pu.Version),
 			Necessary:       pu.Necessary,
 			Gpc:             pu.GPC,
+			AlwaysOptIn:     pu.AlwaysOptIn,
 			LegalBasis:      pu.LegalBasis,
 			LifetimeSeconds: int64(pu.Lifetime / time.Second),
 			Titles:          pu.Titles,

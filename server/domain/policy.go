@@ -32,6 +32,7 @@ type Purpose struct {
 	Version      int               // >= 1; bumping it makes earlier decisions for this purpose stale
 	Lifetime     time.Duration     // how long a decision lasts before re-asking; 0 = never expires
 	GPC          bool              // a Global Privacy Control signal opts the subject out of it in opt-out regions
+	AlwaysOptIn  bool              // undecided means denied in every region, whatever its mechanism (e.g. SMS under the US TCPA)
 	Necessary    bool              // strictly necessary: always granted, cannot be denied (the "necessary" purpose)
 	LegalBasis   string            // "consent", "legitimate_interest", "contract", "legal_obligation"
 	Titles       map[string]string // by language ("en", "de", "fr"); "en" required
@@ -415,7 +416,7 @@ func (ps *policyParser) purposes(n *yaml.Node) []Purpose {
 }
 
 func (ps *policyParser) purpose(n *yaml.Node, path string) (Purpose, bool) {
-	fields := ps.mapping(n, path, "id", "version", "lifetime", "gpc", "necessary", "legal_basis", "titles", "descriptions")
+	fields := ps.mapping(n, path, "id", "version", "lifetime", "gpc", "always_opt_in", "necessary", "legal_basis", "titles", "descriptions")
 	if fields == nil {
 		return Purpose{}, false
 	}
@@ -445,6 +446,9 @@ func (ps *policyParser) purpose(n *yaml.Node, path string) (Purpose, bool) {
 	}
 	if v := fields["gpc"]; v != nil {
 		pu.GPC, _ = ps.boolean(v, path+".gpc")
+	}
+	if v := fields["always_opt_in"]; v != nil {
+		pu.AlwaysOptIn, _ = ps.boolean(v, path+".always_opt_in")
 	}
 	necessaryNode := fields["necessary"]
 	if necessaryNode != nil {
@@ -478,6 +482,9 @@ func (ps *policyParser) purpose(n *yaml.Node, path string) (Purpose, bool) {
 		// GPC would deny it, but a necessary purpose cannot be denied: the
 		// file would promise something the service will not do.
 		ps.errorf(fields["gpc"].Line, path+".gpc", "a necessary purpose cannot be opted out by GPC")
+	case pu.Necessary && pu.AlwaysOptIn:
+		// Opt-in would deny it until granted; a necessary purpose is always granted.
+		ps.errorf(fields["always_opt_in"].Line, path+".always_opt_in", "a necessary purpose cannot be opt-in")
 	}
 	return pu, true
 }

@@ -34,6 +34,11 @@ func TestShippedPolicy(t *testing.T) {
 		if got, want := pu.GPC, pu.ID == "ads"; got != want {
 			t.Errorf("%s: gpc = %v, want %v", pu.ID, got, want)
 		}
+		// Texts and calls need prior consent under the US TCPA, even where
+		// ads and analytics are opt-out.
+		if got, want := pu.AlwaysOptIn, pu.ID == "marketing.sms" || pu.ID == "marketing.phone"; got != want {
+			t.Errorf("%s: always_opt_in = %v, want %v", pu.ID, got, want)
+		}
 		if !pu.Necessary && pu.LegalBasis != "consent" {
 			t.Errorf("%s: legal basis %q, want consent", pu.ID, pu.LegalBasis)
 		}
@@ -234,8 +239,8 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"purposes missing", "version: x\ndefault_region: world\nregions:\n  - {id: world, mechanism: opt_in}\n", "line 1: purposes: required"},
 		{"purposes empty", "version: x\ndefault_region: world\npurposes: []\nregions:\n  - {id: world, mechanism: opt_in}\n", "line 3: purposes: at least one purpose is required"}, {"purposes empty in block style", "version: x\ndefault_region: world\npurposes:\nregions:\n  - {id: world, mechanism: opt_in}\n", "line 3: purposes: required, got an empty value"},
 		{"purposes a string", "version: x\ndefault_region: world\npurposes: all\nregions:\n  - {id: world, mechanism: opt_in}\n", `line 3: purposes: must be a list, got the string "all"`},
-		{"a purpose that is a string", edit(5, "  - ads"), `line 5: purposes[1]: must be a mapping with keys id, version, lifetime, gpc, necessary, legal_basis, titles, descriptions, got the string "ads"`},
-		{"an unknown purpose field", edit(5, `  - {id: ads, version: 1, colour: red, legal_basis: consent, titles: {en: A}, descriptions: {en: A}}`), "line 5: purposes[1].colour: unknown field (allowed: id, version, lifetime, gpc, necessary, legal_basis, titles, descriptions)"},
+		{"a purpose that is a string", edit(5, "  - ads"), `line 5: purposes[1]: must be a mapping with keys id, version, lifetime, gpc, always_opt_in, necessary, legal_basis, titles, descriptions, got the string "ads"`},
+		{"an unknown purpose field", edit(5, `  - {id: ads, version: 1, colour: red, legal_basis: consent, titles: {en: A}, descriptions: {en: A}}`), "line 5: purposes[1].colour: unknown field (allowed: id, version, lifetime, gpc, always_opt_in, necessary, legal_basis, titles, descriptions)"},
 		{"an unknown purpose field on its own line", `version: "1"
 default_region: world
 purposes:
@@ -268,6 +273,8 @@ regions:
   - {id: world, mechanism: opt_in}
 `, `line 6: purposes[0].necessary: the purpose "necessary" must have necessary: true`},
 		{"the necessary purpose opted out by GPC", edit(4, `  - {id: necessary, version: 1, necessary: true, gpc: true, legal_basis: contract, titles: {en: N}, descriptions: {en: N}}`), "line 4: purposes[0].gpc: a necessary purpose cannot be opted out by GPC"},
+		{"the necessary purpose opt-in everywhere", edit(4, `  - {id: necessary, version: 1, necessary: true, always_opt_in: true, legal_basis: contract, titles: {en: N}, descriptions: {en: N}}`), "line 4: purposes[0].always_opt_in: a necessary purpose cannot be opt-in"},
+		{"always_opt_in not a boolean", edit(5, `  - {id: ads, version: 1, always_opt_in: 1, legal_basis: consent, titles: {en: A}, descriptions: {en: A}}`), "line 5: purposes[1].always_opt_in: must be true or false"},
 		{"necessary not a boolean", edit(4, `  - {id: necessary, version: 1, necessary: "yes", legal_basis: contract, titles: {en: N}, descriptions: {en: N}}`), `line 4: purposes[0].necessary: must be true or false, got the string "yes"`},
 
 		// id.

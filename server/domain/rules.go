@@ -12,7 +12,8 @@ import "time"
 //     purpose first; this only keeps a mistake from ever reading as consent.
 //  2. The necessary purpose is allowed with ReasonNecessary, whatever is
 //     stored: it cannot be denied, so a stored denial is meaningless.
-//  3. Without a stored decision the region's mechanism decides
+//  3. Without a stored decision the region's mechanism decides (a purpose
+//     marked always_opt_in is treated as in an opt_in region everywhere)
 //     (ReasonDefault): opt_in denies; notice_only allows; opt_out allows,
 //     except a GPC purpose of a subject who has sent a GPC signal, which is
 //     denied with ReasonGPC. A region without a known mechanism denies, the
@@ -40,6 +41,9 @@ func Effective(p *Policy, purposeID string, rec Record, regionCode string, now t
 		regionCode = rec.Region
 	}
 	mechanism := p.RegionFor(regionCode).Mechanism
+	if pu.AlwaysOptIn {
+		mechanism = MechanismOptIn
+	}
 	gpcApplies := mechanism == MechanismOptOut && pu.GPC && !rec.GPCSeenAt.IsZero()
 	fallback := regionDefault(mechanism, gpcApplies)
 

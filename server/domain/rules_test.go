@@ -17,6 +17,7 @@ purposes:
   - {id: ads, version: 2, gpc: true, legal_basis: consent, lifetime: 30d, titles: {en: A}, descriptions: {en: A}}
   - {id: analytics, version: 2, legal_basis: consent, lifetime: 30d, titles: {en: S}, descriptions: {en: S}}
   - {id: marketing.email, version: 2, legal_basis: consent, lifetime: 0, titles: {en: E}, descriptions: {en: E}}
+  - {id: marketing.sms, version: 2, always_opt_in: true, legal_basis: consent, titles: {en: T}, descriptions: {en: T}}
 regions:
   - {id: eea, mechanism: opt_in, codes: [DE, FR]}
   - {id: us_opt_out, mechanism: opt_out, codes: [US-CA, US-CO]}
@@ -117,6 +118,12 @@ func TestEffective(t *testing.T) {
 		{"opt-out non-GPC purpose undecided with GPC is allowed by default", "analytics", "US-CA", gpcOnly, allowed(ReasonDefault)},
 		{"opt-out non-GPC purpose granted before GPC stays allowed", "analytics", "US-CA", withGPC(record("analytics", decided(grant, beforeGPC))), allowed(ReasonExplicit)},
 		{"opt-out non-GPC purpose stale grant with GPC is allowed: the region default", "analytics", "US-CA", withGPC(record("analytics", stale(decided(grant, now)))), allowed(ReasonPolicyChanged)},
+
+		// A purpose that is opt-in everywhere.
+		{"always-opt-in undecided in an opt-out region is denied by default", "marketing.sms", "US-CA", none, denied(ReasonDefault)},
+		{"always-opt-in undecided in a notice-only region is denied by default", "marketing.sms", "JP", none, denied(ReasonDefault)},
+		{"always-opt-in granted in an opt-out region is allowed", "marketing.sms", "US-CA", record("marketing.sms", decided(grant, now)), allowed(ReasonExplicit)},
+		{"always-opt-in expired grant in a notice-only region is denied", "marketing.sms", "JP", record("marketing.sms", expired(decided(grant, now))), denied(ReasonExpired)},
 
 		// Notice-only region.
 		{"notice-only undecided is allowed by default", "ads", "JP", none, allowed(ReasonDefault)},
@@ -283,10 +290,10 @@ func TestRegionFor(t *testing.T) {
 
 func TestPurposeLookups(t *testing.T) {
 	p := mustParse(t, rulesPolicy)
-	if got, want := p.PurposeIDs(), []string{"necessary", "ads", "analytics", "marketing.email"}; !slices.Equal(got, want) {
+	if got, want := p.PurposeIDs(), []string{"necessary", "ads", "analytics", "marketing.email", "marketing.sms"}; !slices.Equal(got, want) {
 		t.Errorf("PurposeIDs = %v, want %v", got, want)
 	}
-	if got, want := p.NonNecessaryPurposeIDs(), []string{"ads", "analytics", "marketing.email"}; !slices.Equal(got, want) {
+	if got, want := p.NonNecessaryPurposeIDs(), []string{"ads", "analytics", "marketing.email", "marketing.sms"}; !slices.Equal(got, want) {
 		t.Errorf("NonNecessaryPurposeIDs = %v, want %v", got, want)
 	}
 	ids := p.PurposeIDs()

@@ -450,7 +450,10 @@ type Purpose struct {
 	// Short titles by language code ("en", "de", "fr").
 	Titles map[string]string `protobuf:"bytes,7,rep,name=titles,proto3" json:"titles,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// One-sentence descriptions by language code.
-	Descriptions  map[string]string `protobuf:"bytes,8,rep,name=descriptions,proto3" json:"descriptions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Descriptions map[string]string `protobuf:"bytes,8,rep,name=descriptions,proto3" json:"descriptions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Undecided means denied in every region, whatever its mechanism (e.g.
+	// text messages and calls, which need prior consent under the US TCPA).
+	AlwaysOptIn   bool `protobuf:"varint,9,opt,name=always_opt_in,json=alwaysOptIn,proto3" json:"always_opt_in,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -539,6 +542,13 @@ func (x *Purpose) GetDescriptions() map[string]string {
 		return x.Descriptions
 	}
 	return nil
+}
+
+func (x *Purpose) GetAlwaysOptIn() bool {
+	if x != nil {
+		return x.AlwaysOptIn
+	}
+	return false
 }
 
 // Region is a group of countries or states sharing a consent mechanism.
@@ -2001,7 +2011,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12%\n" +
 	"\x0edefault_region\x18\x02 \x01(\tR\rdefaultRegion\x12/\n" +
 	"\bpurposes\x18\x03 \x03(\v2\x13.consent.v1.PurposeR\bpurposes\x12,\n" +
-	"\aregions\x18\x04 \x03(\v2\x12.consent.v1.RegionR\aregions\"\xaf\x03\n" +
+	"\aregions\x18\x04 \x03(\v2\x12.consent.v1.RegionR\aregions\"\xd3\x03\n" +
 	"\aPurpose\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x05R\aversion\x12\x1c\n" +
@@ -2011,7 +2021,8 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"legalBasis\x12)\n" +
 	"\x10lifetime_seconds\x18\x06 \x01(\x03R\x0flifetimeSeconds\x127\n" +
 	"\x06titles\x18\a \x03(\v2\x1f.consent.v1.Purpose.TitlesEntryR\x06titles\x12I\n" +
-	"\fdescriptions\x18\b \x03(\v2%.consent.v1.Purpose.DescriptionsEntryR\fdescriptions\x1a9\n" +
+	"\fdescriptions\x18\b \x03(\v2%.consent.v1.Purpose.DescriptionsEntryR\fdescriptions\x12\"\n" +
+	"\ralways_opt_in\x18\t \x01(\bR\valwaysOptIn\x1a9\n" +
 	"\vTitlesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +
