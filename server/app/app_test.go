@@ -428,6 +428,8 @@ func TestBadInputGetsAClearErrorAndChangesNothing(t *testing.T) {
 		{"min revision not reached", "GET", "/v1/subjects/" + subject + "/consent?min_revision=50", "", 412, "min_revision"},
 		{"not a number", "GET", "/v1/subjects/" + subject + "/consent?min_revision=soon", "", 400, "min_revision"},
 		{"empty batch", "POST", "/v1/consent:batchCheck", `{"checks": []}`, 400, "checks"},
+		{"wrong method", "POST", "/v1/subjects/" + subject + "/consent", `{"decisions": {"analytics": false}}`, 405, "Method Not Allowed"},
+		{"unknown path", "GET", "/v1/subjects/" + subject + "/consents", "", 404, "Not Found"},
 	}
 	for _, tc := range restCases {
 		t.Run("REST "+tc.name, func(t *testing.T) {

@@ -5,7 +5,9 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	_ "embed"
 	"net/http"
 	"strings"
@@ -47,18 +49,22 @@ type Options struct {
 // New returns the HTTP handler. conn is a connection to the gRPC server.
 func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler, error) {
 	rest := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, compactJSON{&runtime.JSONPb{
 			// snake_case names, as in the protos and the OpenAPI document, and
 			// false/0 written out: "allowed": false must be visible.
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{},
-		}),
+		}}),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithMetadata(func(context.Context, *http.Request) metadata.MD {
 			return metadata.Pairs(api.ChannelMetadataKey, "rest")
 		}),
 		runtime.WithErrorHandler(errorHandler),
+		// Without this a form-encoded POST (curl -d's default) to a GET-only
+		// path is served as the GET: a wrong method must be an error.
+		runtime.WithDisablePathLengthFallback(),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
 	)
 	if err := consentv1.RegisterConsentServiceHandler(ctx, rest, conn); err != nil {
 		return nil, err
@@ -93,6 +99,24 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	return mux, nil
 }
 
+// compactJSON removes the whitespace protojson inserts at random (on
+// purpose, so nobody depends on its exact bytes): responses are then the
+// same for every build, and as small as they can be.
+type compactJSON struct{ *runtime.JSONPb }
+
+func (m compactJSON) Marshal(v any) ([]byte, error) {
+	b, err := m.JSONPb.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	out.Grow(len(b))
+	if err := json.Compact(&out, b); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
 // incomingHeader forwards the headers the service reads: Sec-GPC, the
 // request id, and grpc-gateway's defaults (Authorization and Grpc-Metadata-*).
 func incomingHeader(key string) (string, bool) {
@@ -114,6 +138,20 @@ func outgoingHeader(key string) (string, bool) {
 		return "X-Request-Id", true
 	}
 	return "", false
+}
+
+// routingErrorHandler answers a path or method the API does not have with
+// its own HTTP status (grpc-gateway's default turns 405 into 501).
+func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	code := codes.InvalidArgument
+	switch httpStatus {
+	case http.StatusNotFound:
+		code = codes.NotFound
+	case http.StatusMethodNotAllowed:
+		code = codes.Unimplemented
+	}
+	err := &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: status.Error(code, http.StatusText(httpStatus))}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 
 // errorHandler maps statuses to HTTP as DESIGN.md says: grpc-gateway's
