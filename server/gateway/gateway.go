@@ -7,8 +7,8 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	_ "embed"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
