@@ -162,6 +162,10 @@ func (a *App) shutdown() error {
 	case <-ctx.Done():
 		a.grpc.Stop()
 	}
+	// Serve closes its listeners when it stops; these close them when Run was
+	// never called (the errors are then "already closed" and mean nothing).
+	_ = a.grpcListener.Close()
+	_ = a.httpListener.Close()
 	return errors.Join(httpErr, a.gatewayConn.Close(), a.redis.Close())
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -39,18 +41,23 @@ type consentd struct {
 	stop    func() error // cancels Run and returns what it returned
 }
 
-func start(t *testing.T, redisURL string, tweak ...func(*config.Config)) *consentd {
+// testConfig is a valid config on free ports with a fresh keys file.
+func testConfig(t *testing.T, redisURL string) config.Config {
 	t.Helper()
-	dir := t.TempDir()
-	keysFile := filepath.Join(dir, "keys.yaml")
+	keysFile := filepath.Join(t.TempDir(), "keys.yaml")
 	if err := os.WriteFile(keysFile, []byte("hmac_keys:\n  - id: test\n    secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Config{
+	return config.Config{
 		RedisURL: redisURL, RedisTimeout: 500 * time.Millisecond,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		KeysFile: keysFile, LogFormat: "json", LogLevel: slog.LevelDebug, ShutdownTimeout: 10 * time.Second,
 	}
+}
+
+func start(t *testing.T, redisURL string, tweak ...func(*config.Config)) *consentd {
+	t.Helper()
+	cfg := testConfig(t, redisURL)
 	for _, f := range tweak {
 		f(&cfg)
 	}
@@ -702,5 +709,110 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestABadPolicyOrKeysFileStopsStartUpNamingTheProblem(t *testing.T) {
+	redisURL := redistest.Start(t).URL()
+	dir := t.TempDir()
+	badPolicy := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(badPolicy, []byte("version: x\ndefault_region: world\npurposes: []\nregions: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badKeys := filepath.Join(dir, "keys.yaml")
+	if err := os.WriteFile(badKeys, []byte("hmac_keys:\n  - id: k\n    secret: c2hvcnQ=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		tweak func(*config.Config)
+		want  string
+	}{
+		{"bad policy", func(c *config.Config) { c.PolicyPath = badPolicy }, "line 3: purposes"},
+		{"missing policy", func(c *config.Config) { c.PolicyPath = filepath.Join(dir, "nope.yaml") }, "nope.yaml"},
+		{"bad keys", func(c *config.Config) { c.KeysFile = badKeys }, "hmac_keys[0].secret: must be at least 32 bytes"},
+		{"port taken", nil, "--http-addr"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, redisURL)
+			if tc.tweak != nil {
+				tc.tweak(&cfg)
+			} else {
+				taken := start(t, redisURL)
+				cfg.HTTPAddr = strings.TrimPrefix(taken.baseURL, "http://")
+			}
+			a, err := New(cfg, slog.New(slog.DiscardHandler))
+			if err == nil {
+				a.shutdown()
+				t.Fatal("consentd started")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not name %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPolicyReloadTakesEffectAndABadFileKeepsTheOldOne(t *testing.T) {
+	shipped, err := os.ReadFile("../../deploy/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	write := func(b []byte) {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(shipped)
+	redisURL := redistest.Start(t).URL()
+	cfg := testConfig(t, redisURL)
+	cfg.PolicyPath = path
+	a, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.shutdown() })
+	version := func() string { return a.policy.Load().Version }
+
+	write([]byte(strings.Replace(string(shipped), `version: "2026-11-01"`, `version: "2026-12-01"`, 1)))
+	if err := a.ReloadPolicy(); err != nil {
+		t.Fatal(err)
+	}
+	if version() != "2026-12-01" {
+		t.Fatalf("policy version after reload = %q", version())
+	}
+	write([]byte("version: broken\n"))
+	if err := a.ReloadPolicy(); err == nil || !strings.Contains(err.Error(), "purposes") {
+		t.Fatalf("reloading a bad file: %v", err)
+	}
+	if version() != "2026-12-01" {
+		t.Fatalf("a bad reload replaced the policy: %q", version())
+	}
+}
+
+func TestGRPCReflectionListsTheService(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	stream, err := reflectionpb.NewServerReflectionClient(srv.conn).ServerReflectionInfo(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	for _, want := range []string{"consent.v1.ConsentService", "grpc.health.v1.Health"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("reflection lists %v, missing %s", names, want)
+		}
 	}
 }

@@ -35,23 +35,32 @@ func RequestID(ctx context.Context) string {
 // recovery first (so a panic anywhere below becomes Internal, never a crash),
 // then the request id (so everything after can log it), metrics, logging.
 func Chain(logger *slog.Logger, metrics *grpcprom.ServerMetrics) []grpc.ServerOption {
-	recover := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-		logger.ErrorContext(ctx, "panic in handler", "request_id", RequestID(ctx), "panic", p, "stack", string(debug.Stack()))
-		return status.Error(codes.Internal, "internal error")
-	})
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(
-			recovery.UnaryServerInterceptor(recover),
-			unaryRequestID,
-			metrics.UnaryServerInterceptor(),
-			unaryLogging(logger),
-		),
+		grpc.ChainUnaryInterceptor(unaryChain(logger, metrics)...),
 		grpc.ChainStreamInterceptor(
-			recovery.StreamServerInterceptor(recover),
+			recovery.StreamServerInterceptor(recoverWith(logger)),
 			streamRequestID,
 			metrics.StreamServerInterceptor(),
 		),
 	}
+}
+
+func unaryChain(logger *slog.Logger, metrics *grpcprom.ServerMetrics) []grpc.UnaryServerInterceptor {
+	return []grpc.UnaryServerInterceptor{
+		recovery.UnaryServerInterceptor(recoverWith(logger)),
+		unaryRequestID,
+		metrics.UnaryServerInterceptor(),
+		unaryLogging(logger),
+	}
+}
+
+// recoverWith turns a panic into Internal for the caller, and logs it with
+// its stack for the operator.
+func recoverWith(logger *slog.Logger) recovery.Option {
+	return recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		logger.ErrorContext(ctx, "panic in handler", "request_id", RequestID(ctx), "panic", p, "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
 }
 
 // NewMetrics makes the request counters (by method and code) and latency
