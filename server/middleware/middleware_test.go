@@ -60,7 +60,7 @@ func TestRequestIDIsKeptWhenValidAndMadeOtherwise(t *testing.T) {
 				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(RequestIDKey, tc.sent))
 			}
 			var seen string
-			_, logs := run(t, ctx, func(ctx context.Context, _ any) (any, error) {
+			logs, _ := run(t, ctx, func(ctx context.Context, _ any) (any, error) {
 				seen = RequestID(ctx)
 				return "ok", nil
 			})
