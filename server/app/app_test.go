@@ -27,6 +27,7 @@ import (
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server/config"
+	"github.com/consentd/consentd/server/internal/eventually"
 	"github.com/consentd/consentd/server/internal/redistest"
 )
 
@@ -674,13 +675,13 @@ func TestShutdownLetsInFlightCallsFinish(t *testing.T) {
 	// A client that gives up after 20ms tells when Redis stops answering.
 	prober := goredis.NewClient(&goredis.Options{Addr: redis.Addr(), ReadTimeout: 20 * time.Millisecond, MaxRetries: -1})
 	defer prober.Close()
-	waitFor(t, "Redis to be asleep", func() bool { return prober.Ping(context.Background()).Err() != nil })
+	eventually.True(t, "Redis to be asleep", func() bool { return prober.Ping(context.Background()).Err() != nil })
 	answered := make(chan error, 1)
 	go func() {
 		_, err := srv.grpc.CheckConsent(context.Background(), &consentv1.CheckConsentRequest{SubjectId: "late", Purpose: "ads"})
 		answered <- err
 	}()
-	waitFor(t, "the check to be in flight", func() bool {
+	eventually.True(t, "the check to be in flight", func() bool {
 		resp, err := http.Get(srv.baseURL + "/metrics")
 		if err != nil {
 			return false
@@ -697,18 +698,6 @@ func TestShutdownLetsInFlightCallsFinish(t *testing.T) {
 	}
 	if _, err := srv.grpc.GetPolicy(ctx(t), &consentv1.GetPolicyRequest{}); status.Code(err) != codes.Unavailable {
 		t.Fatalf("a call after shutdown: %v, want Unavailable", err)
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 10 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

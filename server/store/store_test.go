@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/consentd/consentd/server/domain"
+	"github.com/consentd/consentd/server/internal/eventually"
 	"github.com/consentd/consentd/server/internal/redistest"
 	"github.com/consentd/consentd/server/store"
 	"github.com/consentd/consentd/server/store/storetest"
@@ -103,7 +104,7 @@ func TestSlowRedisIsUnavailable(t *testing.T) {
 	// Redis answers nothing for a second: longer than the client's 200ms.
 	asleep := make(chan error, 1)
 	go func() { asleep <- srv.Client(t).Do(context.Background(), "DEBUG", "SLEEP", "1").Err() }()
-	waitFor(t, "Redis to stop answering", func() bool {
+	eventually.True(t, "Redis to stop answering", func() bool {
 		select {
 		case err := <-asleep:
 			t.Fatalf("DEBUG SLEEP ended before Redis was seen asleep: %v", err)
@@ -189,17 +190,5 @@ func TestMemoryUsage(t *testing.T) {
 	}
 	if ten["h"]/10 > 400 {
 		t.Errorf("history takes %d B per event, want < 400", ten["h"]/10)
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 10 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
