@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"google.golang.org/grpc/metadata"
 
@@ -64,7 +65,7 @@ func (s *Server) UpdateConsent(ctx context.Context, req *consentv1.UpdateConsent
 	}
 	consent, err := s.write(ctx, policy, writeArgs{
 		subjectID: req.GetSubjectId(), decisions: decisions, eventType: "update", source: source,
-		region: req.GetRegion(), gpc: req.GetGpc(), expected: req.ExpectedRevision, idempotencyKey: req.GetIdempotencyKey(),
+		region: req.GetRegion(), gpc: req.GetGpc(), expected: req.ExpectedRevision, idempotencyKey: req.GetIdempotencyKey(), now: now,
 	})
 	if err != nil {
 		return nil, err
@@ -95,7 +96,7 @@ func (s *Server) WithdrawConsent(ctx context.Context, req *consentv1.WithdrawCon
 	}
 	consent, err := s.write(ctx, policy, writeArgs{
 		subjectID: req.GetSubjectId(), decisions: decisions, eventType: "withdraw", source: source,
-		region: req.GetRegion(), gpc: req.GetGpc(), expected: req.ExpectedRevision, idempotencyKey: req.GetIdempotencyKey(),
+		region: req.GetRegion(), gpc: req.GetGpc(), expected: req.ExpectedRevision, idempotencyKey: req.GetIdempotencyKey(), now: now,
 	})
 	if err != nil {
 		return nil, err
@@ -112,6 +113,7 @@ type writeArgs struct {
 	gpc            bool
 	expected       *int64
 	idempotencyKey string
+	now            time.Time // the decisions' time, also the event's
 }
 
 // write is the one path by which both updates and withdrawals reach the
@@ -123,7 +125,6 @@ func (s *Server) write(ctx context.Context, policy *domain.Policy, a writeArgs) 
 		channel = "rest"
 	}
 	gpc := a.gpc || slices.Contains(md.Get(GPCMetadataKey), "1")
-	now := s.now()
 	res, err := s.store.Write(ctx, store.Write{
 		SubjectID:        a.subjectID,
 		Decisions:        a.decisions,
@@ -138,12 +139,12 @@ func (s *Server) write(ctx context.Context, policy *domain.Policy, a writeArgs) 
 			PolicyVersion: policy.Version,
 			Channel:       channel,
 		},
-		Now: now,
+		Now: a.now,
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	return consentToProto(policy, a.subjectID, res.Record, a.region, now), nil
+	return consentToProto(policy, a.subjectID, res.Record, a.region, a.now), nil
 }
 
 func validateWithdrawPurposes(policy *domain.Policy, purposes []string) error {
