@@ -10,11 +10,15 @@ HTTP_ADDR=${CONSENTD_HTTP_ADDR:-127.0.0.1:8080}
 GRPC_ADDR=${CONSENTD_GRPC_ADDR:-127.0.0.1:9090}
 mkdir -p "$RUN_DIR/redis"
 
-# Demo keys, made once. A real deployment brings its own (see README).
-if [ ! -f "$RUN_DIR/keys.yaml" ]; then
+# Demo keys, made once (a kind missing from an older file is added). A real
+# deployment brings its own (see README).
+(
   umask 077
-  printf 'hmac_keys:\n  - id: demo\n    secret: %s\n' "$(head -c 32 /dev/urandom | base64)" >"$RUN_DIR/keys.yaml"
-fi
+  for kind in hmac encryption token; do
+    grep -qs "^${kind}_keys:" "$RUN_DIR/keys.yaml" ||
+      printf '%s_keys:\n  - id: demo\n    secret: %s\n' "$kind" "$(head -c 32 /dev/urandom | base64)" >>"$RUN_DIR/keys.yaml"
+  done
+)
 
 # appendfsync always: no acknowledged write is lost if the machine crashes.
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$PWD/$RUN_DIR/redis" \

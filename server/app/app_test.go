@@ -42,11 +42,22 @@ type consentd struct {
 	stop    func() error // cancels Run and returns what it returned
 }
 
+const testKeys = `hmac_keys:
+  - id: h1
+    secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
+encryption_keys:
+  - id: e1
+    secret: ZW5jcnlwdGlvbi1rZXktMzItYnl0ZXMtbG9uZy4uLi4=
+token_keys:
+  - id: t1
+    secret: dG9rZW4tc2lnbmluZy1rZXktb2YtMzItYnl0ZXMuLi4=
+`
+
 // testConfig is a valid config on free ports with a fresh keys file.
 func testConfig(t *testing.T, redisURL string) config.Config {
 	t.Helper()
 	keysFile := filepath.Join(t.TempDir(), "keys.yaml")
-	if err := os.WriteFile(keysFile, []byte("hmac_keys:\n  - id: test\n    secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+	if err := os.WriteFile(keysFile, []byte(testKeys), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return config.Config{
