@@ -6,7 +6,7 @@ import (
 )
 
 const (
-	secret32 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="                 // 32 bytes
+	secret32 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="             // 32 bytes
 	secret40 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nw==" // 40 bytes
 )
 

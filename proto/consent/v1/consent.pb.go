@@ -230,6 +230,8 @@ const (
 	EventType_EVENT_TYPE_UPDATE EventType = 1
 	// A WithdrawConsent call.
 	EventType_EVENT_TYPE_WITHDRAW EventType = 2
+	// An operator read the subject's history or data.
+	EventType_EVENT_TYPE_ACCESS EventType = 3
 )
 
 // Enum value maps for EventType.
@@ -238,11 +240,13 @@ var (
 		0: "EVENT_TYPE_UNSPECIFIED",
 		1: "EVENT_TYPE_UPDATE",
 		2: "EVENT_TYPE_WITHDRAW",
+		3: "EVENT_TYPE_ACCESS",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED": 0,
 		"EVENT_TYPE_UPDATE":      1,
 		"EVENT_TYPE_WITHDRAW":    2,
+		"EVENT_TYPE_ACCESS":      3,
 	}
 )
 
@@ -1677,7 +1681,11 @@ type ListConsentEventsRequest struct {
 	// At most this many events, 1-500; 0 means 50.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of a previous response; empty for the newest page.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Why an operator reads this history (1-500 characters): required with an
+	// API key, recorded in the subject's history with the key's name. Not
+	// needed with the subject's own token.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1729,6 +1737,13 @@ func (x *ListConsentEventsRequest) GetPageSize() int32 {
 func (x *ListConsentEventsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListConsentEventsRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -1879,7 +1894,9 @@ type ConsentEvent struct {
 	// so an edited or deleted entry is detectable.
 	PrevHash string `protobuf:"bytes,11,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
 	// This event's hash.
-	Hash          string `protobuf:"bytes,12,opt,name=hash,proto3" json:"hash,omitempty"`
+	Hash string `protobuf:"bytes,12,opt,name=hash,proto3" json:"hash,omitempty"`
+	// Why an operator accessed the data (access events only).
+	Reason        string `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1996,6 +2013,336 @@ func (x *ConsentEvent) GetHash() string {
 		return x.Hash
 	}
 	return ""
+}
+
+func (x *ConsentEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// SubjectToken is a signed, expiring credential bound to one subject: with
+// it a browser can read and change that subject's consent and nothing else.
+type SubjectToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token, sent as "Authorization: Bearer <token>".
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// When it stops being accepted.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectToken) Reset() {
+	*x = SubjectToken{}
+	mi := &file_consent_v1_consent_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectToken) ProtoMessage() {}
+
+func (x *SubjectToken) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectToken.ProtoReflect.Descriptor instead.
+func (*SubjectToken) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SubjectToken) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *SubjectToken) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// CreateVisitorRequest asks for a new anonymous visitor.
+type CreateVisitorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateVisitorRequest) Reset() {
+	*x = CreateVisitorRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateVisitorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateVisitorRequest) ProtoMessage() {}
+
+func (x *CreateVisitorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateVisitorRequest.ProtoReflect.Descriptor instead.
+func (*CreateVisitorRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{25}
+}
+
+// CreateVisitorResponse carries the new visitor's id and token.
+type CreateVisitorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new visitor's subject id: "v_" and 22 random characters (128 bits).
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// A token bound to it.
+	Token         *SubjectToken `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateVisitorResponse) Reset() {
+	*x = CreateVisitorResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateVisitorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateVisitorResponse) ProtoMessage() {}
+
+func (x *CreateVisitorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateVisitorResponse.ProtoReflect.Descriptor instead.
+func (*CreateVisitorResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateVisitorResponse) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *CreateVisitorResponse) GetToken() *SubjectToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// IssueSubjectTokenRequest names the subject to mint a token for.
+type IssueSubjectTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject: 1-128 characters of A-Z a-z 0-9 . _ : @ + -.
+	SubjectId     string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueSubjectTokenRequest) Reset() {
+	*x = IssueSubjectTokenRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueSubjectTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueSubjectTokenRequest) ProtoMessage() {}
+
+func (x *IssueSubjectTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueSubjectTokenRequest.ProtoReflect.Descriptor instead.
+func (*IssueSubjectTokenRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *IssueSubjectTokenRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+// IssueSubjectTokenResponse carries the token.
+type IssueSubjectTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A token bound to the subject.
+	Token         *SubjectToken `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueSubjectTokenResponse) Reset() {
+	*x = IssueSubjectTokenResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueSubjectTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueSubjectTokenResponse) ProtoMessage() {}
+
+func (x *IssueSubjectTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueSubjectTokenResponse.ProtoReflect.Descriptor instead.
+func (*IssueSubjectTokenResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *IssueSubjectTokenResponse) GetToken() *SubjectToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// RefreshSubjectTokenRequest: the token to refresh is the caller's own.
+type RefreshSubjectTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshSubjectTokenRequest) Reset() {
+	*x = RefreshSubjectTokenRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshSubjectTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshSubjectTokenRequest) ProtoMessage() {}
+
+func (x *RefreshSubjectTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshSubjectTokenRequest.ProtoReflect.Descriptor instead.
+func (*RefreshSubjectTokenRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{29}
+}
+
+// RefreshSubjectTokenResponse carries the fresh token.
+type RefreshSubjectTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A new token for the same subject.
+	Token         *SubjectToken `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshSubjectTokenResponse) Reset() {
+	*x = RefreshSubjectTokenResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshSubjectTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshSubjectTokenResponse) ProtoMessage() {}
+
+func (x *RefreshSubjectTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshSubjectTokenResponse.ProtoReflect.Descriptor instead.
+func (*RefreshSubjectTokenResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RefreshSubjectTokenResponse) GetToken() *SubjectToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
 }
 
 var File_consent_v1_consent_proto protoreflect.FileDescriptor
@@ -2115,13 +2462,14 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x18BatchCheckConsentRequest\x120\n" +
 	"\x06checks\x18\x01 \x03(\v2\x18.consent.v1.ConsentCheckR\x06checks\"U\n" +
 	"\x19BatchCheckConsentResponse\x128\n" +
-	"\aresults\x18\x01 \x03(\v2\x1e.consent.v1.ConsentCheckResultR\aresults\"u\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.consent.v1.ConsentCheckResultR\aresults\"\x8d\x01\n" +
 	"\x18ListConsentEventsRequest\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"u\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"u\n" +
 	"\x19ListConsentEventsResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.consent.v1.ConsentEventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x80\x01\n" +
@@ -2131,7 +2479,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"oldGranted\x88\x01\x01\x12\x1f\n" +
 	"\vnew_granted\x18\x03 \x01(\bR\n" +
 	"newGrantedB\x0e\n" +
-	"\f_old_granted\"\x98\x03\n" +
+	"\f_old_granted\"\xb0\x03\n" +
 	"\fConsentEvent\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12)\n" +
@@ -2145,7 +2493,25 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\achanges\x18\n" +
 	" \x03(\v2\x19.consent.v1.PurposeChangeR\achanges\x12\x1b\n" +
 	"\tprev_hash\x18\v \x01(\tR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\f \x01(\tR\x04hash*n\n" +
+	"\x04hash\x18\f \x01(\tR\x04hash\x12\x16\n" +
+	"\x06reason\x18\r \x01(\tR\x06reason\"a\n" +
+	"\fSubjectToken\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\x16\n" +
+	"\x14CreateVisitorRequest\"f\n" +
+	"\x15CreateVisitorResponse\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12.\n" +
+	"\x05token\x18\x02 \x01(\v2\x18.consent.v1.SubjectTokenR\x05token\"9\n" +
+	"\x18IssueSubjectTokenRequest\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\"K\n" +
+	"\x19IssueSubjectTokenResponse\x12.\n" +
+	"\x05token\x18\x01 \x01(\v2\x18.consent.v1.SubjectTokenR\x05token\"\x1c\n" +
+	"\x1aRefreshSubjectTokenRequest\"M\n" +
+	"\x1bRefreshSubjectTokenResponse\x12.\n" +
+	"\x05token\x18\x01 \x01(\v2\x18.consent.v1.SubjectTokenR\x05token*n\n" +
 	"\tMechanism\x12\x19\n" +
 	"\x15MECHANISM_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MECHANISM_OPT_IN\x10\x01\x12\x15\n" +
@@ -2169,11 +2535,12 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"REASON_GPC\x10\x03\x12\x12\n" +
 	"\x0eREASON_EXPIRED\x10\x04\x12\x19\n" +
 	"\x15REASON_POLICY_CHANGED\x10\x05\x12\x14\n" +
-	"\x10REASON_NECESSARY\x10\x06*W\n" +
+	"\x10REASON_NECESSARY\x10\x06*n\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EVENT_TYPE_UPDATE\x10\x01\x12\x17\n" +
-	"\x13EVENT_TYPE_WITHDRAW\x10\x022\xf0\x04\n" +
+	"\x13EVENT_TYPE_WITHDRAW\x10\x02\x12\x15\n" +
+	"\x11EVENT_TYPE_ACCESS\x10\x032\x90\a\n" +
 	"\x0eConsentService\x12H\n" +
 	"\tGetPolicy\x12\x1c.consent.v1.GetPolicyRequest\x1a\x1d.consent.v1.GetPolicyResponse\x12K\n" +
 	"\n" +
@@ -2182,7 +2549,10 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x0fWithdrawConsent\x12\".consent.v1.WithdrawConsentRequest\x1a#.consent.v1.WithdrawConsentResponse\x12Q\n" +
 	"\fCheckConsent\x12\x1f.consent.v1.CheckConsentRequest\x1a .consent.v1.CheckConsentResponse\x12`\n" +
 	"\x11BatchCheckConsent\x12$.consent.v1.BatchCheckConsentRequest\x1a%.consent.v1.BatchCheckConsentResponse\x12`\n" +
-	"\x11ListConsentEvents\x12$.consent.v1.ListConsentEventsRequest\x1a%.consent.v1.ListConsentEventsResponseB9Z7github.com/consentd/consentd/proto/consent/v1;consentv1b\x06proto3"
+	"\x11ListConsentEvents\x12$.consent.v1.ListConsentEventsRequest\x1a%.consent.v1.ListConsentEventsResponse\x12T\n" +
+	"\rCreateVisitor\x12 .consent.v1.CreateVisitorRequest\x1a!.consent.v1.CreateVisitorResponse\x12`\n" +
+	"\x11IssueSubjectToken\x12$.consent.v1.IssueSubjectTokenRequest\x1a%.consent.v1.IssueSubjectTokenResponse\x12f\n" +
+	"\x13RefreshSubjectToken\x12&.consent.v1.RefreshSubjectTokenRequest\x1a'.consent.v1.RefreshSubjectTokenResponseB9Z7github.com/consentd/consentd/proto/consent/v1;consentv1b\x06proto3"
 
 var (
 	file_consent_v1_consent_proto_rawDescOnce sync.Once
@@ -2197,57 +2567,64 @@ func file_consent_v1_consent_proto_rawDescGZIP() []byte {
 }
 
 var file_consent_v1_consent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_consent_v1_consent_proto_goTypes = []any{
-	(Mechanism)(0),                    // 0: consent.v1.Mechanism
-	(Source)(0),                       // 1: consent.v1.Source
-	(Reason)(0),                       // 2: consent.v1.Reason
-	(EventType)(0),                    // 3: consent.v1.EventType
-	(*GetPolicyRequest)(nil),          // 4: consent.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),         // 5: consent.v1.GetPolicyResponse
-	(*Policy)(nil),                    // 6: consent.v1.Policy
-	(*Purpose)(nil),                   // 7: consent.v1.Purpose
-	(*Region)(nil),                    // 8: consent.v1.Region
-	(*Decision)(nil),                  // 9: consent.v1.Decision
-	(*PurposeConsent)(nil),            // 10: consent.v1.PurposeConsent
-	(*Consent)(nil),                   // 11: consent.v1.Consent
-	(*GetConsentRequest)(nil),         // 12: consent.v1.GetConsentRequest
-	(*GetConsentResponse)(nil),        // 13: consent.v1.GetConsentResponse
-	(*UpdateConsentRequest)(nil),      // 14: consent.v1.UpdateConsentRequest
-	(*UpdateConsentResponse)(nil),     // 15: consent.v1.UpdateConsentResponse
-	(*WithdrawConsentRequest)(nil),    // 16: consent.v1.WithdrawConsentRequest
-	(*WithdrawConsentResponse)(nil),   // 17: consent.v1.WithdrawConsentResponse
-	(*CheckConsentRequest)(nil),       // 18: consent.v1.CheckConsentRequest
-	(*CheckConsentResponse)(nil),      // 19: consent.v1.CheckConsentResponse
-	(*ConsentCheck)(nil),              // 20: consent.v1.ConsentCheck
-	(*ConsentCheckResult)(nil),        // 21: consent.v1.ConsentCheckResult
-	(*BatchCheckConsentRequest)(nil),  // 22: consent.v1.BatchCheckConsentRequest
-	(*BatchCheckConsentResponse)(nil), // 23: consent.v1.BatchCheckConsentResponse
-	(*ListConsentEventsRequest)(nil),  // 24: consent.v1.ListConsentEventsRequest
-	(*ListConsentEventsResponse)(nil), // 25: consent.v1.ListConsentEventsResponse
-	(*PurposeChange)(nil),             // 26: consent.v1.PurposeChange
-	(*ConsentEvent)(nil),              // 27: consent.v1.ConsentEvent
-	nil,                               // 28: consent.v1.Purpose.TitlesEntry
-	nil,                               // 29: consent.v1.Purpose.DescriptionsEntry
-	nil,                               // 30: consent.v1.UpdateConsentRequest.DecisionsEntry
-	(*timestamppb.Timestamp)(nil),     // 31: google.protobuf.Timestamp
+	(Mechanism)(0),                      // 0: consent.v1.Mechanism
+	(Source)(0),                         // 1: consent.v1.Source
+	(Reason)(0),                         // 2: consent.v1.Reason
+	(EventType)(0),                      // 3: consent.v1.EventType
+	(*GetPolicyRequest)(nil),            // 4: consent.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),           // 5: consent.v1.GetPolicyResponse
+	(*Policy)(nil),                      // 6: consent.v1.Policy
+	(*Purpose)(nil),                     // 7: consent.v1.Purpose
+	(*Region)(nil),                      // 8: consent.v1.Region
+	(*Decision)(nil),                    // 9: consent.v1.Decision
+	(*PurposeConsent)(nil),              // 10: consent.v1.PurposeConsent
+	(*Consent)(nil),                     // 11: consent.v1.Consent
+	(*GetConsentRequest)(nil),           // 12: consent.v1.GetConsentRequest
+	(*GetConsentResponse)(nil),          // 13: consent.v1.GetConsentResponse
+	(*UpdateConsentRequest)(nil),        // 14: consent.v1.UpdateConsentRequest
+	(*UpdateConsentResponse)(nil),       // 15: consent.v1.UpdateConsentResponse
+	(*WithdrawConsentRequest)(nil),      // 16: consent.v1.WithdrawConsentRequest
+	(*WithdrawConsentResponse)(nil),     // 17: consent.v1.WithdrawConsentResponse
+	(*CheckConsentRequest)(nil),         // 18: consent.v1.CheckConsentRequest
+	(*CheckConsentResponse)(nil),        // 19: consent.v1.CheckConsentResponse
+	(*ConsentCheck)(nil),                // 20: consent.v1.ConsentCheck
+	(*ConsentCheckResult)(nil),          // 21: consent.v1.ConsentCheckResult
+	(*BatchCheckConsentRequest)(nil),    // 22: consent.v1.BatchCheckConsentRequest
+	(*BatchCheckConsentResponse)(nil),   // 23: consent.v1.BatchCheckConsentResponse
+	(*ListConsentEventsRequest)(nil),    // 24: consent.v1.ListConsentEventsRequest
+	(*ListConsentEventsResponse)(nil),   // 25: consent.v1.ListConsentEventsResponse
+	(*PurposeChange)(nil),               // 26: consent.v1.PurposeChange
+	(*ConsentEvent)(nil),                // 27: consent.v1.ConsentEvent
+	(*SubjectToken)(nil),                // 28: consent.v1.SubjectToken
+	(*CreateVisitorRequest)(nil),        // 29: consent.v1.CreateVisitorRequest
+	(*CreateVisitorResponse)(nil),       // 30: consent.v1.CreateVisitorResponse
+	(*IssueSubjectTokenRequest)(nil),    // 31: consent.v1.IssueSubjectTokenRequest
+	(*IssueSubjectTokenResponse)(nil),   // 32: consent.v1.IssueSubjectTokenResponse
+	(*RefreshSubjectTokenRequest)(nil),  // 33: consent.v1.RefreshSubjectTokenRequest
+	(*RefreshSubjectTokenResponse)(nil), // 34: consent.v1.RefreshSubjectTokenResponse
+	nil,                                 // 35: consent.v1.Purpose.TitlesEntry
+	nil,                                 // 36: consent.v1.Purpose.DescriptionsEntry
+	nil,                                 // 37: consent.v1.UpdateConsentRequest.DecisionsEntry
+	(*timestamppb.Timestamp)(nil),       // 38: google.protobuf.Timestamp
 }
 var file_consent_v1_consent_proto_depIdxs = []int32{
 	6,  // 0: consent.v1.GetPolicyResponse.policy:type_name -> consent.v1.Policy
 	7,  // 1: consent.v1.Policy.purposes:type_name -> consent.v1.Purpose
 	8,  // 2: consent.v1.Policy.regions:type_name -> consent.v1.Region
-	28, // 3: consent.v1.Purpose.titles:type_name -> consent.v1.Purpose.TitlesEntry
-	29, // 4: consent.v1.Purpose.descriptions:type_name -> consent.v1.Purpose.DescriptionsEntry
+	35, // 3: consent.v1.Purpose.titles:type_name -> consent.v1.Purpose.TitlesEntry
+	36, // 4: consent.v1.Purpose.descriptions:type_name -> consent.v1.Purpose.DescriptionsEntry
 	0,  // 5: consent.v1.Region.mechanism:type_name -> consent.v1.Mechanism
-	31, // 6: consent.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
-	31, // 7: consent.v1.Decision.expire_time:type_name -> google.protobuf.Timestamp
+	38, // 6: consent.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
+	38, // 7: consent.v1.Decision.expire_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: consent.v1.Decision.source:type_name -> consent.v1.Source
 	2,  // 9: consent.v1.PurposeConsent.reason:type_name -> consent.v1.Reason
 	9,  // 10: consent.v1.PurposeConsent.decision:type_name -> consent.v1.Decision
-	31, // 11: consent.v1.Consent.gpc_time:type_name -> google.protobuf.Timestamp
+	38, // 11: consent.v1.Consent.gpc_time:type_name -> google.protobuf.Timestamp
 	10, // 12: consent.v1.Consent.purposes:type_name -> consent.v1.PurposeConsent
 	11, // 13: consent.v1.GetConsentResponse.consent:type_name -> consent.v1.Consent
-	30, // 14: consent.v1.UpdateConsentRequest.decisions:type_name -> consent.v1.UpdateConsentRequest.DecisionsEntry
+	37, // 14: consent.v1.UpdateConsentRequest.decisions:type_name -> consent.v1.UpdateConsentRequest.DecisionsEntry
 	1,  // 15: consent.v1.UpdateConsentRequest.source:type_name -> consent.v1.Source
 	11, // 16: consent.v1.UpdateConsentResponse.consent:type_name -> consent.v1.Consent
 	1,  // 17: consent.v1.WithdrawConsentRequest.source:type_name -> consent.v1.Source
@@ -2257,29 +2634,39 @@ var file_consent_v1_consent_proto_depIdxs = []int32{
 	20, // 21: consent.v1.BatchCheckConsentRequest.checks:type_name -> consent.v1.ConsentCheck
 	21, // 22: consent.v1.BatchCheckConsentResponse.results:type_name -> consent.v1.ConsentCheckResult
 	27, // 23: consent.v1.ListConsentEventsResponse.events:type_name -> consent.v1.ConsentEvent
-	31, // 24: consent.v1.ConsentEvent.time:type_name -> google.protobuf.Timestamp
+	38, // 24: consent.v1.ConsentEvent.time:type_name -> google.protobuf.Timestamp
 	3,  // 25: consent.v1.ConsentEvent.type:type_name -> consent.v1.EventType
 	1,  // 26: consent.v1.ConsentEvent.source:type_name -> consent.v1.Source
 	26, // 27: consent.v1.ConsentEvent.changes:type_name -> consent.v1.PurposeChange
-	4,  // 28: consent.v1.ConsentService.GetPolicy:input_type -> consent.v1.GetPolicyRequest
-	12, // 29: consent.v1.ConsentService.GetConsent:input_type -> consent.v1.GetConsentRequest
-	14, // 30: consent.v1.ConsentService.UpdateConsent:input_type -> consent.v1.UpdateConsentRequest
-	16, // 31: consent.v1.ConsentService.WithdrawConsent:input_type -> consent.v1.WithdrawConsentRequest
-	18, // 32: consent.v1.ConsentService.CheckConsent:input_type -> consent.v1.CheckConsentRequest
-	22, // 33: consent.v1.ConsentService.BatchCheckConsent:input_type -> consent.v1.BatchCheckConsentRequest
-	24, // 34: consent.v1.ConsentService.ListConsentEvents:input_type -> consent.v1.ListConsentEventsRequest
-	5,  // 35: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
-	13, // 36: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
-	15, // 37: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
-	17, // 38: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
-	19, // 39: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
-	23, // 40: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
-	25, // 41: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	38, // 28: consent.v1.SubjectToken.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 29: consent.v1.CreateVisitorResponse.token:type_name -> consent.v1.SubjectToken
+	28, // 30: consent.v1.IssueSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
+	28, // 31: consent.v1.RefreshSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
+	4,  // 32: consent.v1.ConsentService.GetPolicy:input_type -> consent.v1.GetPolicyRequest
+	12, // 33: consent.v1.ConsentService.GetConsent:input_type -> consent.v1.GetConsentRequest
+	14, // 34: consent.v1.ConsentService.UpdateConsent:input_type -> consent.v1.UpdateConsentRequest
+	16, // 35: consent.v1.ConsentService.WithdrawConsent:input_type -> consent.v1.WithdrawConsentRequest
+	18, // 36: consent.v1.ConsentService.CheckConsent:input_type -> consent.v1.CheckConsentRequest
+	22, // 37: consent.v1.ConsentService.BatchCheckConsent:input_type -> consent.v1.BatchCheckConsentRequest
+	24, // 38: consent.v1.ConsentService.ListConsentEvents:input_type -> consent.v1.ListConsentEventsRequest
+	29, // 39: consent.v1.ConsentService.CreateVisitor:input_type -> consent.v1.CreateVisitorRequest
+	31, // 40: consent.v1.ConsentService.IssueSubjectToken:input_type -> consent.v1.IssueSubjectTokenRequest
+	33, // 41: consent.v1.ConsentService.RefreshSubjectToken:input_type -> consent.v1.RefreshSubjectTokenRequest
+	5,  // 42: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
+	13, // 43: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
+	15, // 44: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
+	17, // 45: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
+	19, // 46: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
+	23, // 47: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
+	25, // 48: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
+	30, // 49: consent.v1.ConsentService.CreateVisitor:output_type -> consent.v1.CreateVisitorResponse
+	32, // 50: consent.v1.ConsentService.IssueSubjectToken:output_type -> consent.v1.IssueSubjectTokenResponse
+	34, // 51: consent.v1.ConsentService.RefreshSubjectToken:output_type -> consent.v1.RefreshSubjectTokenResponse
+	42, // [42:52] is the sub-list for method output_type
+	32, // [32:42] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_consent_v1_consent_proto_init() }
@@ -2296,7 +2683,7 @@ func file_consent_v1_consent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consent_v1_consent_proto_rawDesc), len(file_consent_v1_consent_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   27,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,13 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ConsentService_GetPolicy_FullMethodName         = "/consent.v1.ConsentService/GetPolicy"
-	ConsentService_GetConsent_FullMethodName        = "/consent.v1.ConsentService/GetConsent"
-	ConsentService_UpdateConsent_FullMethodName     = "/consent.v1.ConsentService/UpdateConsent"
-	ConsentService_WithdrawConsent_FullMethodName   = "/consent.v1.ConsentService/WithdrawConsent"
-	ConsentService_CheckConsent_FullMethodName      = "/consent.v1.ConsentService/CheckConsent"
-	ConsentService_BatchCheckConsent_FullMethodName = "/consent.v1.ConsentService/BatchCheckConsent"
-	ConsentService_ListConsentEvents_FullMethodName = "/consent.v1.ConsentService/ListConsentEvents"
+	ConsentService_GetPolicy_FullMethodName           = "/consent.v1.ConsentService/GetPolicy"
+	ConsentService_GetConsent_FullMethodName          = "/consent.v1.ConsentService/GetConsent"
+	ConsentService_UpdateConsent_FullMethodName       = "/consent.v1.ConsentService/UpdateConsent"
+	ConsentService_WithdrawConsent_FullMethodName     = "/consent.v1.ConsentService/WithdrawConsent"
+	ConsentService_CheckConsent_FullMethodName        = "/consent.v1.ConsentService/CheckConsent"
+	ConsentService_BatchCheckConsent_FullMethodName   = "/consent.v1.ConsentService/BatchCheckConsent"
+	ConsentService_ListConsentEvents_FullMethodName   = "/consent.v1.ConsentService/ListConsentEvents"
+	ConsentService_CreateVisitor_FullMethodName       = "/consent.v1.ConsentService/CreateVisitor"
+	ConsentService_IssueSubjectToken_FullMethodName   = "/consent.v1.ConsentService/IssueSubjectToken"
+	ConsentService_RefreshSubjectToken_FullMethodName = "/consent.v1.ConsentService/RefreshSubjectToken"
 )
 
 // ConsentServiceClient is the client API for ConsentService service.
@@ -54,9 +57,19 @@ type ConsentServiceClient interface {
 	// BatchCheckConsent answers up to 1,000 subject and purpose pairs in one
 	// call, in the order asked.
 	BatchCheckConsent(ctx context.Context, in *BatchCheckConsentRequest, opts ...grpc.CallOption) (*BatchCheckConsentResponse, error)
-	// ListConsentEvents pages through a subject's history of changes, newest
-	// first.
+	// ListConsentEvents pages through a subject's history, newest first. With
+	// an API key (scope rights or admin) it needs a reason, and the access is
+	// itself recorded in the subject's history.
 	ListConsentEvents(ctx context.Context, in *ListConsentEventsRequest, opts ...grpc.CallOption) (*ListConsentEventsResponse, error)
+	// CreateVisitor mints an id for a new anonymous visitor and a subject token
+	// bound to it. It needs no credentials; it is rate limited per client.
+	CreateVisitor(ctx context.Context, in *CreateVisitorRequest, opts ...grpc.CallOption) (*CreateVisitorResponse, error)
+	// IssueSubjectToken mints a subject token for a subject the caller knows,
+	// e.g. a logged-in user, for a site's backend to hand to the browser.
+	IssueSubjectToken(ctx context.Context, in *IssueSubjectTokenRequest, opts ...grpc.CallOption) (*IssueSubjectTokenResponse, error)
+	// RefreshSubjectToken exchanges a valid subject token for a fresh one for
+	// the same subject.
+	RefreshSubjectToken(ctx context.Context, in *RefreshSubjectTokenRequest, opts ...grpc.CallOption) (*RefreshSubjectTokenResponse, error)
 }
 
 type consentServiceClient struct {
@@ -137,6 +150,36 @@ func (c *consentServiceClient) ListConsentEvents(ctx context.Context, in *ListCo
 	return out, nil
 }
 
+func (c *consentServiceClient) CreateVisitor(ctx context.Context, in *CreateVisitorRequest, opts ...grpc.CallOption) (*CreateVisitorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateVisitorResponse)
+	err := c.cc.Invoke(ctx, ConsentService_CreateVisitor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) IssueSubjectToken(ctx context.Context, in *IssueSubjectTokenRequest, opts ...grpc.CallOption) (*IssueSubjectTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueSubjectTokenResponse)
+	err := c.cc.Invoke(ctx, ConsentService_IssueSubjectToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) RefreshSubjectToken(ctx context.Context, in *RefreshSubjectTokenRequest, opts ...grpc.CallOption) (*RefreshSubjectTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RefreshSubjectTokenResponse)
+	err := c.cc.Invoke(ctx, ConsentService_RefreshSubjectToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConsentServiceServer is the server API for ConsentService service.
 // All implementations must embed UnimplementedConsentServiceServer
 // for forward compatibility.
@@ -163,9 +206,19 @@ type ConsentServiceServer interface {
 	// BatchCheckConsent answers up to 1,000 subject and purpose pairs in one
 	// call, in the order asked.
 	BatchCheckConsent(context.Context, *BatchCheckConsentRequest) (*BatchCheckConsentResponse, error)
-	// ListConsentEvents pages through a subject's history of changes, newest
-	// first.
+	// ListConsentEvents pages through a subject's history, newest first. With
+	// an API key (scope rights or admin) it needs a reason, and the access is
+	// itself recorded in the subject's history.
 	ListConsentEvents(context.Context, *ListConsentEventsRequest) (*ListConsentEventsResponse, error)
+	// CreateVisitor mints an id for a new anonymous visitor and a subject token
+	// bound to it. It needs no credentials; it is rate limited per client.
+	CreateVisitor(context.Context, *CreateVisitorRequest) (*CreateVisitorResponse, error)
+	// IssueSubjectToken mints a subject token for a subject the caller knows,
+	// e.g. a logged-in user, for a site's backend to hand to the browser.
+	IssueSubjectToken(context.Context, *IssueSubjectTokenRequest) (*IssueSubjectTokenResponse, error)
+	// RefreshSubjectToken exchanges a valid subject token for a fresh one for
+	// the same subject.
+	RefreshSubjectToken(context.Context, *RefreshSubjectTokenRequest) (*RefreshSubjectTokenResponse, error)
 	mustEmbedUnimplementedConsentServiceServer()
 }
 
@@ -196,6 +249,15 @@ func (UnimplementedConsentServiceServer) BatchCheckConsent(context.Context, *Bat
 }
 func (UnimplementedConsentServiceServer) ListConsentEvents(context.Context, *ListConsentEventsRequest) (*ListConsentEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConsentEvents not implemented")
+}
+func (UnimplementedConsentServiceServer) CreateVisitor(context.Context, *CreateVisitorRequest) (*CreateVisitorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateVisitor not implemented")
+}
+func (UnimplementedConsentServiceServer) IssueSubjectToken(context.Context, *IssueSubjectTokenRequest) (*IssueSubjectTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueSubjectToken not implemented")
+}
+func (UnimplementedConsentServiceServer) RefreshSubjectToken(context.Context, *RefreshSubjectTokenRequest) (*RefreshSubjectTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RefreshSubjectToken not implemented")
 }
 func (UnimplementedConsentServiceServer) mustEmbedUnimplementedConsentServiceServer() {}
 func (UnimplementedConsentServiceServer) testEmbeddedByValue()                        {}
@@ -344,6 +406,60 @@ func _ConsentService_ListConsentEvents_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsentService_CreateVisitor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateVisitorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).CreateVisitor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_CreateVisitor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).CreateVisitor(ctx, req.(*CreateVisitorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_IssueSubjectToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueSubjectTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).IssueSubjectToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_IssueSubjectToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).IssueSubjectToken(ctx, req.(*IssueSubjectTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_RefreshSubjectToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefreshSubjectTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).RefreshSubjectToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_RefreshSubjectToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).RefreshSubjectToken(ctx, req.(*RefreshSubjectTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConsentService_ServiceDesc is the grpc.ServiceDesc for ConsentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -378,6 +494,18 @@ var ConsentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListConsentEvents",
 			Handler:    _ConsentService_ListConsentEvents_Handler,
+		},
+		{
+			MethodName: "CreateVisitor",
+			Handler:    _ConsentService_CreateVisitor_Handler,
+		},
+		{
+			MethodName: "IssueSubjectToken",
+			Handler:    _ConsentService_IssueSubjectToken_Handler,
+		},
+		{
+			MethodName: "RefreshSubjectToken",
+			Handler:    _ConsentService_RefreshSubjectToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
