@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server/auth"
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/store"
 )
@@ -134,7 +135,7 @@ func (s *Server) write(ctx context.Context, policy *domain.Policy, a writeArgs) 
 		IdempotencyKey:   a.idempotencyKey,
 		Event: store.EventInfo{
 			Type:          a.eventType,
-			Actor:         "api",
+			Actor:         auth.FromContext(ctx).Actor(),
 			Source:        a.source,
 			PolicyVersion: policy.Version,
 			Channel:       channel,

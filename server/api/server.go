@@ -5,10 +5,12 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server/auth"
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/store"
 )
@@ -36,6 +38,7 @@ type Server struct {
 	consentv1.UnimplementedConsentServiceServer
 
 	store  Store
+	tokens *auth.Tokens          // mints subject tokens; nil: no token RPCs
 	policy func() *domain.Policy // the policy in force; it can be reloaded
 	now    func() time.Time
 	logger *slog.Logger
@@ -46,6 +49,12 @@ type Option func(*Server)
 
 // WithClock replaces time.Now, for tests of expiry.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// WithTokens enables the token RPCs.
+func WithTokens(t *auth.Tokens) Option { return func(s *Server) { s.tokens = t } }
+
+// errNoTokens is a configuration mistake, so it is an internal error.
+var errNoTokens = errors.New("api: no token minter configured")
 
 // WithLogger sets the logger for internal errors (default: slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.logger = l } }

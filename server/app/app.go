@@ -25,6 +25,7 @@ import (
 	"github.com/consentd/consentd/deploy"
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server/api"
+	"github.com/consentd/consentd/server/auth"
 	"github.com/consentd/consentd/server/config"
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/gateway"
@@ -92,8 +93,36 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		grpcMetrics, redisErrors)
 
-	a.grpc = grpc.NewServer(middleware.Chain(logger, grpcMetrics)...)
-	consentv1.RegisterConsentServiceServer(a.grpc, api.New(a.store, a.policy.Load, api.WithLogger(logger)))
+	apiKeys, err := loadAPIKeys(cfg)
+	if err != nil {
+		return nil, errors.Join(err, a.redis.Close())
+	}
+	tokens, err := auth.NewTokens(keySet.Token, cfg.TokenTTL, time.Now)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("token keys: %w", err), a.redis.Close())
+	}
+	if cfg.Demo {
+		logger.Warn("DEMO MODE: calls without credentials are allowed. Never run this in production.")
+	}
+	authn := auth.NewAuthenticator(apiKeys, tokens, cfg.Demo, logger)
+
+	// Every call, REST ones included, passes these in this order.
+	a.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(
+			middleware.UnaryRecovery(logger), // a panic becomes Internal, never a crash
+			middleware.UnaryRequestID,        // so every later step can log the request id
+			grpcMetrics.UnaryServerInterceptor(),
+			middleware.UnaryLogging(logger),
+			authn.Unary, // who is calling, and may they call this for this subject
+		),
+		grpc.ChainStreamInterceptor(
+			middleware.StreamRecovery(logger),
+			middleware.StreamRequestID,
+			grpcMetrics.StreamServerInterceptor(),
+			authn.Stream,
+		),
+	)
+	consentv1.RegisterConsentServiceServer(a.grpc, api.New(a.store, a.policy.Load, api.WithLogger(logger), api.WithTokens(tokens)))
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	reflection.Register(a.grpc)
@@ -179,6 +208,18 @@ func (a *App) ReloadPolicy() error {
 	a.policy.Store(policy)
 	a.logger.Info("policy reloaded", "policy_version", policy.Version)
 	return nil
+}
+
+// loadAPIKeys reads the services' keys: a file, or the single key of
+// CONSENTD_API_KEY. Demo mode may have none.
+func loadAPIKeys(cfg config.Config) (*auth.APIKeys, error) {
+	switch {
+	case cfg.APIKeysFile != "":
+		return auth.LoadAPIKeys(cfg.APIKeysFile)
+	case cfg.APIKey != "":
+		return auth.SingleAPIKey(cfg.APIKey)
+	}
+	return nil, nil
 }
 
 func loadPolicy(path string) (*domain.Policy, error) {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server/auth"
 	"github.com/consentd/consentd/server/config"
 	"github.com/consentd/consentd/server/internal/eventually"
 	"github.com/consentd/consentd/server/internal/redistest"
@@ -60,11 +63,58 @@ func testConfig(t *testing.T, redisURL string) config.Config {
 	if err := os.WriteFile(keysFile, []byte(testKeys), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	apiKeysFile := filepath.Join(t.TempDir(), "api-keys.yaml")
+	if err := os.WriteFile(apiKeysFile, []byte(testAPIKeysFile()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return config.Config{
 		RedisURL: redisURL, RedisTimeout: 500 * time.Millisecond,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		KeysFile: keysFile, LogFormat: "json", LogLevel: slog.LevelDebug, ShutdownTimeout: 10 * time.Second,
+		KeysFile: keysFile, APIKeysFile: apiKeysFile, TokenTTL: time.Hour,
+		LogFormat: "json", LogLevel: slog.LevelDebug, ShutdownTimeout: 10 * time.Second,
 	}
+}
+
+// apiKeys are the test services' keys, by name; each holds the scope of its
+// name, and "admin" holds every scope.
+var apiKeys = map[string]string{
+	"admin":  "key-admin-0123456789abcdefghijklmnopqrstuv",
+	"check":  "key-check-0123456789abcdefghijklmnopqrstuv",
+	"read":   "key-read-0123456789abcdefghijklmnopqrstuvw",
+	"write":  "key-write-0123456789abcdefghijklmnopqrstuv",
+	"watch":  "key-watch-0123456789abcdefghijklmnopqrstuv",
+	"rights": "key-rights-0123456789abcdefghijklmnopqrstu",
+	"token":  "key-token-0123456789abcdefghijklmnopqrstuv",
+}
+
+func testAPIKeysFile() string {
+	var b strings.Builder
+	b.WriteString("keys:\n")
+	for _, name := range slices.Sorted(maps.Keys(apiKeys)) {
+		fmt.Fprintf(&b, "  - name: %s\n    hash: %s\n    scopes: [%s]\n", name, auth.HashKey(apiKeys[name]), name)
+	}
+	return b.String()
+}
+
+type credentialsKey struct{}
+
+// as makes the test's gRPC calls present credential ("" for none) instead of
+// the admin key the test client sends by default.
+func as(ctx context.Context, credential string) context.Context {
+	return context.WithValue(ctx, credentialsKey{}, credential)
+}
+
+// withCredentials is the test client's interceptor: it sends the admin API
+// key unless the call's context says otherwise.
+func withCredentials(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	credential := apiKeys["admin"]
+	if c, ok := ctx.Value(credentialsKey{}).(string); ok {
+		credential = c
+	}
+	if credential != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+credential)
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
 func start(t *testing.T, redisURL string, tweak ...func(*config.Config)) *consentd {
@@ -92,7 +142,8 @@ func start(t *testing.T, redisURL string, tweak ...func(*config.Config)) *consen
 			t.Errorf("consentd stopped with: %v", err)
 		}
 	})
-	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(withCredentials))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +168,9 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// rest sends a JSON request and decodes the JSON answer into a map.
+// rest sends a JSON request and decodes the JSON answer into a map. It
+// sends the admin API key unless the headers given set Authorization ("" for
+// none).
 func (c *consentd) rest(t *testing.T, method, path, body string, header ...string) (int, map[string]any, http.Header) {
 	t.Helper()
 	var rd io.Reader
@@ -128,8 +181,12 @@ func (c *consentd) rest(t *testing.T, method, path, body string, header ...strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+apiKeys["admin"])
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
+	}
+	if req.Header.Get("Authorization") == "" {
+		req.Header.Del("Authorization")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +26,12 @@ type Config struct {
 	HTTPAddr        string
 	PolicyPath      string // "" means the policy shipped in the binary (deploy/policy.yaml)
 	KeysFile        string
-	LogFormat       string // json or text
+	APIKeysFile     string // API keys with names and scopes
+	APIKey          string // from CONSENTD_API_KEY only (never a flag: flags show in ps): one key with every scope
+	Demo            bool   // no authentication: make run's demo; never in production
+	TokenTTL        time.Duration
+	CORSOrigins     []string // site origins whose pages may call the REST API
+	LogFormat       string   // json or text
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration
 }
@@ -40,7 +47,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
 	var c Config
-	var logLevel string
+	var logLevel, corsOrigins string
 	str := func(dst *string, name, def, usage string) {
 		env := envName(name)
 		if v := getenv(env); v != "" {
@@ -65,11 +72,20 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address the REST API, health, metrics and OpenAPI listen on")
 	str(&c.PolicyPath, "policy", "", "policy file (purposes and regions); empty: the shipped deploy/policy.yaml")
 	str(&c.KeysFile, "keys-file", "", "the operator's key file (HMAC key for Redis key names); required")
+	str(&c.APIKeysFile, "api-keys-file", "", "API keys file: names, SHA-256 hashes and scopes of the services' keys")
+	str(&corsOrigins, "cors-origins", "", "comma-separated site origins allowed to call the REST API from a browser, e.g. https://shop.example")
 	str(&c.LogFormat, "log-format", "json", "log format: json or text")
+	c.APIKey = getenv("CONSENTD_API_KEY")
+	demoDefault, err := strconv.ParseBool(orDefault(getenv("CONSENTD_DEMO"), "false"))
+	if err != nil {
+		return Config{}, fmt.Errorf("CONSENTD_DEMO: %q is not true or false", getenv("CONSENTD_DEMO"))
+	}
+	fs.BoolVar(&c.Demo, "demo", demoDefault, "demo mode: calls without credentials are allowed (make run only, never in production) (env CONSENTD_DEMO)")
 	str(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := errors.Join(
 		dur(&c.RedisTimeout, "redis-timeout", time.Second, "how long one Redis command may take before the call fails with Unavailable"),
 		dur(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM"),
+		dur(&c.TokenTTL, "token-ttl", 180*24*time.Hour, "how long a subject token lives (refreshable before it ends)"),
 	); err != nil {
 		return Config{}, err
 	}
@@ -79,10 +95,22 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q: every setting is a --flag", fs.Arg(0))
 	}
+	for _, o := range strings.Split(corsOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.CORSOrigins = append(c.CORSOrigins, o)
+		}
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return Config{}, fmt.Errorf("--log-level (CONSENTD_LOG_LEVEL): %q is not one of debug, info, warn, error", logLevel)
 	}
 	return c, c.validate()
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 func envName(flagName string) string {
@@ -104,6 +132,20 @@ func (c Config) validate() error {
 	}
 	if c.KeysFile == "" {
 		errs = append(errs, errors.New("--keys-file (CONSENTD_KEYS_FILE): required: the operator's HMAC key for Redis key names (see README, Configuration)"))
+	}
+	if !c.Demo && c.APIKeysFile == "" && c.APIKey == "" {
+		errs = append(errs, errors.New("--api-keys-file (CONSENTD_API_KEYS_FILE) or CONSENTD_API_KEY: one is required, so that services can authenticate (or --demo for a local demo without authentication)"))
+	}
+	if c.APIKeysFile != "" && c.APIKey != "" {
+		errs = append(errs, errors.New("--api-keys-file and CONSENTD_API_KEY: set one, not both"))
+	}
+	for _, o := range c.CORSOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			errs = append(errs, fmt.Errorf("--cors-origins (CONSENTD_CORS_ORIGINS): %q is not an origin like https://shop.example", o))
+		}
+	}
+	if c.TokenTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--token-ttl (CONSENTD_TOKEN_TTL): must be positive, got %s", c.TokenTTL))
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format (CONSENTD_LOG_FORMAT): %q is not json or text", c.LogFormat))

@@ -9,13 +9,14 @@ import (
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
-func TestDefaultsNeedOnlyAKeysFile(t *testing.T) {
-	c, err := Load([]string{"--keys-file", "k.yaml"}, env(nil), io.Discard)
+func TestDefaultsNeedOnlyKeysFiles(t *testing.T) {
+	c, err := Load([]string{"--keys-file", "k.yaml", "--api-keys-file", "api-keys.yaml"}, env(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.RedisURL != "redis://127.0.0.1:6379/0" || c.GRPCAddr != "127.0.0.1:9090" || c.HTTPAddr != "127.0.0.1:8080" ||
-		c.PolicyPath != "" || c.RedisTimeout != time.Second || c.LogFormat != "json" {
+		c.PolicyPath != "" || c.RedisTimeout != time.Second || c.LogFormat != "json" || c.Demo ||
+		c.TokenTTL != 180*24*time.Hour || len(c.CORSOrigins) != 0 {
 		t.Errorf("defaults = %+v", c)
 	}
 }
@@ -26,13 +27,29 @@ func TestEnvironmentSetsAndFlagsOverride(t *testing.T) {
 		"CONSENTD_HTTP_ADDR":     "127.0.0.1:1111",
 		"CONSENTD_REDIS_URL":     "redis://10.0.0.1:6380/2",
 		"CONSENTD_REDIS_TIMEOUT": "250ms",
+		"CONSENTD_API_KEY":       "0123456789abcdef0123456789abcdef",
+		"CONSENTD_CORS_ORIGINS":  "https://shop.example, http://localhost:3000",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.KeysFile != "/etc/consentd/keys.yaml" || c.HTTPAddr != "127.0.0.1:9999" ||
-		c.RedisURL != "redis://10.0.0.1:6380/2" || c.RedisTimeout != 250*time.Millisecond {
+		c.RedisURL != "redis://10.0.0.1:6380/2" || c.RedisTimeout != 250*time.Millisecond ||
+		c.APIKey != "0123456789abcdef0123456789abcdef" || len(c.CORSOrigins) != 2 || c.CORSOrigins[1] != "http://localhost:3000" {
 		t.Errorf("config = %+v", c)
+	}
+}
+
+func TestDemoModeNeedsNoAPIKeys(t *testing.T) {
+	for _, args := range [][]string{{"--keys-file=k", "--demo"}, {"--keys-file=k"}} {
+		e := env(nil)
+		if len(args) == 1 {
+			e = env(map[string]string{"CONSENTD_DEMO": "true"})
+		}
+		c, err := Load(args, e, io.Discard)
+		if err != nil || !c.Demo {
+			t.Errorf("%v: demo=%v, %v", args, c.Demo, err)
+		}
 	}
 }
 
@@ -44,7 +61,13 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		want string
 	}{
 		{"missing keys file", nil, nil, "--keys-file (CONSENTD_KEYS_FILE): required"},
-		{"bad redis url", []string{"--keys-file=k", "--redis-url=http://x"}, nil, "--redis-url (CONSENTD_REDIS_URL)"},
+		{"no API keys outside demo mode", []string{"--keys-file=k"}, nil, "--api-keys-file (CONSENTD_API_KEYS_FILE) or CONSENTD_API_KEY: one is required"},
+		{"both API key settings", []string{"--keys-file=k", "--api-keys-file=a"}, map[string]string{"CONSENTD_API_KEY": "x"}, "set one, not both"},
+		{"bad demo value", []string{"--keys-file=k"}, map[string]string{"CONSENTD_DEMO": "maybe"}, "CONSENTD_DEMO"},
+		{"bad CORS origin", []string{"--keys-file=k", "--demo", "--cors-origins=shop.example"}, nil, "--cors-origins (CONSENTD_CORS_ORIGINS)"},
+		{"CORS origin with a path", []string{"--keys-file=k", "--demo", "--cors-origins=https://shop.example/x"}, nil, "--cors-origins"},
+		{"zero token lifetime", []string{"--keys-file=k", "--demo", "--token-ttl=0s"}, nil, "--token-ttl"},
+		{"bad redis url", []string{"--keys-file=k", "--demo", "--redis-url=http://x"}, nil, "--redis-url (CONSENTD_REDIS_URL)"},
 		{"bad grpc addr", []string{"--keys-file=k", "--grpc-addr=9090"}, nil, "--grpc-addr (CONSENTD_GRPC_ADDR)"},
 		{"same ports", []string{"--keys-file=k", "--grpc-addr=127.0.0.1:1", "--http-addr=127.0.0.1:1"}, nil, "need different ports"},
 		{"bad log format", []string{"--keys-file=k", "--log-format=xml"}, nil, "--log-format"},

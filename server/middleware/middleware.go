@@ -1,6 +1,6 @@
 // Package middleware holds the gRPC interceptors every call passes through,
-// REST calls included (the gateway dials the gRPC server). The chain, in the
-// order it runs, is built by Chain so it can be read in one place.
+// REST calls included (the gateway dials the gRPC server). The chain itself,
+// in the order it runs, is in server/app so it can be read in one place.
 package middleware
 
 import (
@@ -31,31 +31,18 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// Chain returns the unary and stream interceptors in the order they run:
-// recovery first (so a panic anywhere below becomes Internal, never a crash),
-// then the request id (so everything after can log it), metrics, logging.
-func Chain(logger *slog.Logger, metrics *grpcprom.ServerMetrics) []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unaryChain(logger, metrics)...),
-		grpc.ChainStreamInterceptor(
-			recovery.StreamServerInterceptor(recoverWith(logger)),
-			streamRequestID,
-			metrics.StreamServerInterceptor(),
-		),
-	}
+// UnaryRecovery turns a panic in any later interceptor or handler into
+// Internal for the caller, and logs it with its stack for the operator. It
+// comes first in the chain, so nothing can crash the server.
+func UnaryRecovery(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return recovery.UnaryServerInterceptor(recoverWith(logger))
 }
 
-func unaryChain(logger *slog.Logger, metrics *grpcprom.ServerMetrics) []grpc.UnaryServerInterceptor {
-	return []grpc.UnaryServerInterceptor{
-		recovery.UnaryServerInterceptor(recoverWith(logger)),
-		unaryRequestID,
-		metrics.UnaryServerInterceptor(),
-		unaryLogging(logger),
-	}
+// StreamRecovery is UnaryRecovery for streams.
+func StreamRecovery(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return recovery.StreamServerInterceptor(recoverWith(logger))
 }
 
-// recoverWith turns a panic into Internal for the caller, and logs it with
-// its stack for the operator.
 func recoverWith(logger *slog.Logger) recovery.Option {
 	return recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		logger.ErrorContext(ctx, "panic in handler", "request_id", RequestID(ctx), "panic", p, "stack", string(debug.Stack()))
@@ -101,11 +88,14 @@ func validRequestID(id string) bool {
 	return true
 }
 
-func unaryRequestID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+// UnaryRequestID keeps a caller's request id or makes one, returns it in
+// the response headers and puts it in the context for the log lines.
+func UnaryRequestID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	return handler(withRequestID(ctx), req)
 }
 
-func streamRequestID(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+// StreamRequestID is UnaryRequestID for streams.
+func StreamRequestID(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	return handler(srv, &streamWithContext{ServerStream: ss, ctx: withRequestID(ss.Context())})
 }
 
@@ -116,11 +106,11 @@ type streamWithContext struct {
 
 func (s *streamWithContext) Context() context.Context { return s.ctx }
 
-// unaryLogging logs one line per call: method, code, duration and request
+// UnaryLogging logs one line per call: method, code, duration and request
 // id. It logs no peer address and no request content, so no IP, subject id or
 // token reaches the logs (go-grpc-middleware's logging adds the peer address,
 // which is why this is ours).
-func unaryLogging(logger *slog.Logger) grpc.UnaryServerInterceptor {
+func UnaryLogging(logger *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)

@@ -13,13 +13,15 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// run passes one unary call through the same chain the server uses.
+// run passes one unary call through the interceptors in the order the
+// server chains them.
 func run(t *testing.T, ctx context.Context, handler grpc.UnaryHandler) (string, error) {
 	t.Helper()
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var interceptors []grpc.UnaryServerInterceptor
-	interceptors = append(interceptors, unaryChain(logger, NewMetrics())...)
+	interceptors := []grpc.UnaryServerInterceptor{
+		UnaryRecovery(logger), UnaryRequestID, NewMetrics().UnaryServerInterceptor(), UnaryLogging(logger),
+	}
 	info := &grpc.UnaryServerInfo{FullMethod: "/consent.v1.ConsentService/CheckConsent"}
 	// Compose them as grpc.ChainUnaryInterceptor does: the first runs first.
 	call := handler

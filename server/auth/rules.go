@@ -1,0 +1,28 @@
+package auth
+
+import consentv1 "github.com/consentd/consentd/proto/consent/v1"
+
+// Rule says who may call one RPC.
+type Rule struct {
+	// Public RPCs need no credentials (they are rate limited per client).
+	Public bool
+	// Scopes: an API key holding any of them may call (admin holds all).
+	Scopes []Scope
+	// Visitor: a subject token may call, for its own subject only.
+	Visitor bool
+}
+
+// Rules is the access table of consent.v1.ConsentService. An RPC of the
+// service that is missing here is refused to everyone: new RPCs fail closed.
+var Rules = map[string]Rule{
+	consentv1.ConsentService_GetPolicy_FullMethodName:           {Scopes: AllScopes, Visitor: true},
+	consentv1.ConsentService_GetConsent_FullMethodName:          {Scopes: []Scope{ScopeRead}, Visitor: true},
+	consentv1.ConsentService_UpdateConsent_FullMethodName:       {Scopes: []Scope{ScopeWrite}, Visitor: true},
+	consentv1.ConsentService_WithdrawConsent_FullMethodName:     {Scopes: []Scope{ScopeWrite}, Visitor: true},
+	consentv1.ConsentService_CheckConsent_FullMethodName:        {Scopes: []Scope{ScopeCheck}},
+	consentv1.ConsentService_BatchCheckConsent_FullMethodName:   {Scopes: []Scope{ScopeCheck}},
+	consentv1.ConsentService_ListConsentEvents_FullMethodName:   {Scopes: []Scope{ScopeRights}, Visitor: true},
+	consentv1.ConsentService_CreateVisitor_FullMethodName:       {Public: true},
+	consentv1.ConsentService_IssueSubjectToken_FullMethodName:   {Scopes: []Scope{ScopeToken}},
+	consentv1.ConsentService_RefreshSubjectToken_FullMethodName: {Visitor: true},
+}

@@ -1,0 +1,100 @@
+package keys
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Errors of Sealer.Open. They name no secret and no plaintext.
+var (
+	// ErrUnknownKeyID: the value was sealed with an encryption key that is
+	// not in the key file (any more): keep a key listed while data sealed
+	// with it is still kept.
+	ErrUnknownKeyID = errors.New("keys: sealed with an unknown encryption key id")
+	// ErrNotAuthentic: the value is malformed, was changed, or was sealed
+	// under the same id with another secret.
+	ErrNotAuthentic = errors.New("keys: sealed value is malformed or not authentic")
+)
+
+// Sealer seals with the active encryption key and opens with any known one.
+// It is safe for concurrent use.
+//
+// A sealed value is "<key id>.<base64url, no padding, of nonce|ciphertext|tag>"
+// with AES-256-GCM, a random 12-byte nonce and a 16-byte tag: the id says
+// which key opens it, so values sealed before a rotation stay readable while
+// their key is listed. The key id is also the GCM additional data, so a value
+// relabelled with another id does not open. Ids never contain '.' (see
+// keyID), which makes the first '.' the separator.
+//
+// With random nonces one key must not seal more than 2^32 values (NIST SP
+// 800-38D); at 1,000 seals a second that is over 100 years, and rotating the
+// encryption key resets the count.
+type Sealer struct {
+	activeID string
+	aeads    map[string]cipher.AEAD // by key id
+}
+
+// NewSealer builds a Sealer from keys, the active one first (as in
+// Set.Encryption). Each secret must be exactly 32 bytes (AES-256).
+func NewSealer(keys []Key) (*Sealer, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("keys: sealer: at least one encryption key is required")
+	}
+	s := &Sealer{activeID: keys[0].ID, aeads: make(map[string]cipher.AEAD, len(keys))}
+	for i, k := range keys {
+		if !keyID.MatchString(k.ID) {
+			return nil, fmt.Errorf("keys: sealer: key %d: id must be 1-32 characters of A-Z a-z 0-9 _ -", i)
+		}
+		if _, dup := s.aeads[k.ID]; dup {
+			return nil, fmt.Errorf("keys: sealer: key id %q is used twice", k.ID)
+		}
+		if len(k.Secret) != MinSecretBytes {
+			return nil, fmt.Errorf("keys: sealer: key %q: must be exactly %d bytes (AES-256), got %d", k.ID, MinSecretBytes, len(k.Secret))
+		}
+		block, err := aes.NewCipher(k.Secret) // copies the key: the caller may zero k.Secret
+		if err != nil {
+			return nil, fmt.Errorf("keys: sealer: key %q: %w", k.ID, err)
+		}
+		// Draws the 12-byte nonce from crypto/rand on every Seal and puts it
+		// in front of the ciphertext, so no caller can reuse a nonce.
+		aead, err := cipher.NewGCMWithRandomNonce(block)
+		if err != nil {
+			return nil, fmt.Errorf("keys: sealer: key %q: %w", k.ID, err)
+		}
+		s.aeads[k.ID] = aead
+	}
+	return s, nil
+}
+
+// Seal encrypts plaintext with the active key. Sealing the same plaintext
+// twice gives different values (random nonce).
+func (s *Sealer) Seal(plaintext []byte) string {
+	sealed := s.aeads[s.activeID].Seal(nil, nil, plaintext, []byte(s.activeID))
+	return s.activeID + "." + base64.RawURLEncoding.EncodeToString(sealed)
+}
+
+// Open decrypts a value made by Seal with any key the Sealer knows. The
+// error wraps ErrUnknownKeyID or ErrNotAuthentic.
+func (s *Sealer) Open(sealed string) ([]byte, error) {
+	id, body, ok := strings.Cut(sealed, ".")
+	if !ok || !keyID.MatchString(id) {
+		return nil, ErrNotAuthentic
+	}
+	aead, known := s.aeads[id]
+	if !known {
+		return nil, fmt.Errorf("%w %q", ErrUnknownKeyID, id) // an id is not a secret, and it matched keyID
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil {
+		return nil, ErrNotAuthentic
+	}
+	plaintext, err := aead.Open(nil, nil, raw, []byte(id)) // fails on short input too
+	if err != nil {
+		return nil, ErrNotAuthentic
+	}
+	return plaintext, nil
+}
