@@ -91,8 +91,27 @@ run: redis-server build
 	@deploy/local/run.sh
 
 .PHONY: test
-test: redis-server tools lint check-generated test-go
+test: redis-server tools lint check-generated fuzz test-go
 
 .PHONY: test-go
 test-go: redis-server
 	go test $(GO_TEST_FLAGS) ./...
+
+# A short, bounded run of each fuzz target on top of its committed seed
+# corpus (testdata/fuzz); `make fuzz FUZZTIME=10m` digs deeper.
+FUZZTIME ?= 4s
+FUZZ_TARGETS := \
+	./server/domain:FuzzValidateSubjectID \
+	./server/domain:FuzzParsePolicy \
+	./server/domain:FuzzValidateDecisions \
+	./server/auth:FuzzVerify \
+	./server/api:FuzzParsePageToken \
+	./server/api:FuzzValidateIdempotencyKey
+
+.PHONY: fuzz
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+	  go test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg >/tmp/consentd-fuzz.log 2>&1 || { cat /tmp/consentd-fuzz.log; exit 1; }; \
+	done

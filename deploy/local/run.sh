@@ -40,7 +40,10 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-./consentd --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --keys-file "$RUN_DIR/keys.yaml" \
+# Demo mode: calls without credentials are allowed, so the walk-through in
+# the README works with plain curl. Calls that do send credentials are still
+# checked. Never use --demo in production.
+./consentd --demo --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --keys-file "$RUN_DIR/keys.yaml" \
   --http-addr "$HTTP_ADDR" --grpc-addr "$GRPC_ADDR" --log-format text &
 consentd_pid=$!
 
@@ -52,7 +55,7 @@ done
 
 cat <<MSG
 
-consentd is running (Ctrl-C stops it and Redis):
+consentd is running in DEMO MODE: no credentials needed (Ctrl-C stops it and Redis):
   REST API      http://$HTTP_ADDR/v1/policy
   OpenAPI       http://$HTTP_ADDR/openapi.json
   gRPC          $GRPC_ADDR   (reflection on: grpcurl -plaintext $GRPC_ADDR list)

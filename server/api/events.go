@@ -66,7 +66,8 @@ func parsePageToken(token string) (int64, error) {
 		return 0, bad
 	}
 	before, err := strconv.ParseInt(strings.TrimPrefix(string(raw), pageTokenPrefix), 10, 64)
-	if err != nil || before < 1 {
+	// Only the exact form pageToken makes: no "+7", "007" or re-encodings.
+	if err != nil || before < 1 || pageToken(before) != token {
 		return 0, bad
 	}
 	return before, nil

@@ -4,11 +4,17 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -31,6 +38,7 @@ import (
 	"github.com/consentd/consentd/server/gateway"
 	"github.com/consentd/consentd/server/keys"
 	"github.com/consentd/consentd/server/middleware"
+	"github.com/consentd/consentd/server/ratelimit"
 	"github.com/consentd/consentd/server/store"
 )
 
@@ -40,11 +48,12 @@ type App struct {
 	logger *slog.Logger
 	policy atomic.Pointer[domain.Policy]
 
-	redis  *redis.Client
-	store  *store.Store
-	grpc   *grpc.Server
-	health *health.Server
-	http   *http.Server
+	redis         *redis.Client
+	store         *store.Store
+	grpc          *grpc.Server // serves the network
+	grpcInProcess *grpc.Server // serves the gateway
+	health        *health.Server
+	http          *http.Server
 
 	grpcListener net.Listener
 	httpListener net.Listener
@@ -81,7 +90,15 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	redisOpts.DialerRetries = 1 // the default, 5 dials 100ms apart, would make a 503 take half a second
 	a.redis = redis.NewClient(redisOpts)
 
-	a.store, err = store.New(a.redis, store.Options{HMACKey: keySet.ActiveHMAC().Secret})
+	sealer, err := keys.NewSealer(keySet.Encryption)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("encryption keys: %w", err), a.redis.Close())
+	}
+	var previousHMAC [][]byte
+	for _, k := range keySet.HMAC[1:] {
+		previousHMAC = append(previousHMAC, k.Secret)
+	}
+	a.store, err = store.New(a.redis, store.Options{HMACKey: keySet.ActiveHMAC().Secret, PreviousHMACKeys: previousHMAC, Sealer: sealer})
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}
@@ -105,15 +122,20 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 		logger.Warn("DEMO MODE: calls without credentials are allowed. Never run this in production.")
 	}
 	authn := auth.NewAuthenticator(apiKeys, tokens, cfg.Demo, logger)
+	limiter := ratelimit.New(a.redis, ratelimit.Options{
+		PerIP: cfg.RateLimitIP, PerKey: cfg.RateLimitKey, TrustedProxyHops: cfg.TrustedProxyHops,
+		IPHashKey: keySet.ActiveHMAC().Secret,
+	}, logger)
 
 	// Every call, REST ones included, passes these in this order.
-	a.grpc = grpc.NewServer(
+	interceptors := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(
 			middleware.UnaryRecovery(logger), // a panic becomes Internal, never a crash
 			middleware.UnaryRequestID,        // so every later step can log the request id
 			grpcMetrics.UnaryServerInterceptor(),
 			middleware.UnaryLogging(logger),
-			authn.Unary, // who is calling, and may they call this for this subject
+			authn.Unary,   // who is calling, and may they call this for this subject
+			limiter.Unary, // per API key, or per client IP for browsers and public calls
 		),
 		grpc.ChainStreamInterceptor(
 			middleware.StreamRecovery(logger),
@@ -121,11 +143,29 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 			grpcMetrics.StreamServerInterceptor(),
 			authn.Stream,
 		),
-	)
-	consentv1.RegisterConsentServiceServer(a.grpc, api.New(a.store, a.policy.Load, api.WithLogger(logger), api.WithTokens(tokens)))
+	}
+	service := api.New(a.store, a.policy.Load, api.WithLogger(logger), api.WithTokens(tokens))
 	a.health = health.NewServer()
-	healthpb.RegisterHealthServer(a.grpc, a.health)
-	reflection.Register(a.grpc)
+	newGRPCServer := func(opts ...grpc.ServerOption) *grpc.Server {
+		s := grpc.NewServer(append(opts, interceptors...)...)
+		consentv1.RegisterConsentServiceServer(s, service)
+		healthpb.RegisterHealthServer(s, a.health)
+		reflection.Register(s)
+		return s
+	}
+	tlsConfig, err := loadTLS(cfg)
+	if err != nil {
+		return nil, errors.Join(err, a.redis.Close())
+	}
+	// Two servers with the same services and interceptors: one for the
+	// network, with TLS when configured, and one for the gateway's in-memory
+	// connection, which never leaves the process and needs none.
+	if tlsConfig != nil {
+		a.grpc = newGRPCServer(grpc.Creds(credentials.NewTLS(tlsConfig)))
+	} else {
+		a.grpc = newGRPCServer()
+	}
+	a.grpcInProcess = newGRPCServer()
 	grpcMetrics.InitializeMetrics(a.grpc)
 
 	// The gateway reaches the gRPC server over an in-memory connection: every
@@ -137,11 +177,12 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}
-	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.store.Ping, Metrics: metrics})
+	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.store.Ping, Metrics: metrics, CORSOrigins: cfg.CORSOrigins})
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}
-	a.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	a.http = &http.Server{Handler: handler, TLSConfig: tlsConfig, ErrorLog: httpErrorLog(logger),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	if a.grpcListener, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, errors.Join(fmt.Errorf("--grpc-addr: %w", err), a.redis.Close())
@@ -163,8 +204,14 @@ func (a *App) HTTPAddr() string { return a.httpListener.Addr().String() }
 func (a *App) Run(ctx context.Context) error {
 	serveErr := make(chan error, 3)
 	go func() { serveErr <- a.grpc.Serve(a.grpcListener) }()
-	go func() { serveErr <- a.grpc.Serve(a.inProcess) }()
-	go func() { serveErr <- a.http.Serve(a.httpListener) }()
+	go func() { serveErr <- a.grpcInProcess.Serve(a.inProcess) }()
+	go func() {
+		if a.http.TLSConfig != nil {
+			serveErr <- a.http.ServeTLS(a.httpListener, "", "")
+			return
+		}
+		serveErr <- a.http.Serve(a.httpListener)
+	}()
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	a.logger.Info("consentd serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "policy_version", a.policy.Load().Version)
 
@@ -185,11 +232,12 @@ func (a *App) shutdown() error {
 	// HTTP first: its calls go through the gRPC server, which must still serve.
 	httpErr := a.http.Shutdown(ctx)
 	stopped := make(chan struct{})
-	go func() { a.grpc.GracefulStop(); close(stopped) }()
+	go func() { a.grpc.GracefulStop(); a.grpcInProcess.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-ctx.Done():
 		a.grpc.Stop()
+		a.grpcInProcess.Stop()
 	}
 	// Serve closes its listeners when it stops; these close them when Run was
 	// never called (the errors are then "already closed" and mean nothing).
@@ -208,6 +256,49 @@ func (a *App) ReloadPolicy() error {
 	a.policy.Store(policy)
 	a.logger.Info("policy reloaded", "policy_version", policy.Version)
 	return nil
+}
+
+// httpErrorLog sends net/http's own messages (TLS handshake failures, bad
+// requests) to the structured log, without the client address they carry.
+func httpErrorLog(logger *slog.Logger) *log.Logger {
+	return log.New(addressScrubber{logger}, "", 0)
+}
+
+type addressScrubber struct{ logger *slog.Logger }
+
+var clientAddress = regexp.MustCompile(`(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+`)
+
+func (s addressScrubber) Write(p []byte) (int, error) {
+	msg := clientAddress.ReplaceAllString(strings.TrimSpace(string(p)), "<client>")
+	s.logger.Warn("http server", "detail", msg)
+	return len(p), nil
+}
+
+// loadTLS builds the listeners' TLS settings from the certificate files;
+// nil when TLS is off. With a client CA, both listeners require a client
+// certificate signed by it (mutual TLS between services).
+func loadTLS(cfg config.Config) (*tls.Config, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.TLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca: %s holds no PEM certificate", cfg.TLSClientCA)
+		}
+		c.ClientCAs = pool
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return c, nil
 }
 
 // loadAPIKeys reads the services' keys: a file, or the single key of

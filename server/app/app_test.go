@@ -42,7 +42,7 @@ type consentd struct {
 	conn    *grpc.ClientConn
 	baseURL string
 	logs    *syncBuffer
-	stop    func() error // cancels Run and returns what it returned
+	stop    func() // cancels Run and waits for it; a failure fails the test
 }
 
 const testKeys = `hmac_keys:
@@ -117,6 +117,27 @@ func withCredentials(ctx context.Context, method string, req, reply any, cc *grp
 	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
+func testLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// runInBackground runs a until the test ends or stop is called.
+func runInBackground(t *testing.T, a *App) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("consentd stopped with: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
 func start(t *testing.T, redisURL string, tweak ...func(*config.Config)) *consentd {
 	t.Helper()
 	cfg := testConfig(t, redisURL)
@@ -128,20 +149,7 @@ func start(t *testing.T, redisURL string, tweak ...func(*config.Config)) *consen
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() { cancel(); runErr = <-done })
-		return runErr
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("consentd stopped with: %v", err)
-		}
-	})
+	stop := runInBackground(t, a)
 	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithUnaryInterceptor(withCredentials))
 	if err != nil {
@@ -758,9 +766,7 @@ func TestShutdownLetsInFlightCallsFinish(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return strings.Contains(string(b), `grpc_server_started_total{grpc_method="CheckConsent",grpc_service="consent.v1.ConsentService",grpc_type="unary"} 1`)
 	})
-	if err := srv.stop(); err != nil {
-		t.Fatalf("shutdown: %v", err)
-	}
+	srv.stop()
 	if err := <-answered; err != nil {
 		t.Fatalf("the in-flight call failed during shutdown: %v", err)
 	}

@@ -16,24 +16,32 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/server/ratelimit"
 )
 
 // Config is every setting, with its defaults applied.
 type Config struct {
-	RedisURL        string        // redis://[:password@]host:port/db
-	RedisTimeout    time.Duration // per Redis command; a dead Redis fails calls after this, never hangs them
-	GRPCAddr        string
-	HTTPAddr        string
-	PolicyPath      string // "" means the policy shipped in the binary (deploy/policy.yaml)
-	KeysFile        string
-	APIKeysFile     string // API keys with names and scopes
-	APIKey          string // from CONSENTD_API_KEY only (never a flag: flags show in ps): one key with every scope
-	Demo            bool   // no authentication: make run's demo; never in production
-	TokenTTL        time.Duration
-	CORSOrigins     []string // site origins whose pages may call the REST API
-	LogFormat       string   // json or text
-	LogLevel        slog.Level
-	ShutdownTimeout time.Duration
+	RedisURL         string        // redis://[:password@]host:port/db
+	RedisTimeout     time.Duration // per Redis command; a dead Redis fails calls after this, never hangs them
+	GRPCAddr         string
+	HTTPAddr         string
+	PolicyPath       string // "" means the policy shipped in the binary (deploy/policy.yaml)
+	KeysFile         string
+	APIKeysFile      string // API keys with names and scopes
+	APIKey           string // from CONSENTD_API_KEY only (never a flag: flags show in ps): one key with every scope
+	Demo             bool   // no authentication: make run's demo; never in production
+	TokenTTL         time.Duration
+	CORSOrigins      []string        // site origins whose pages may call the REST API
+	RateLimitIP      ratelimit.Limit // per client IP: browsers and public calls; zero: unlimited
+	RateLimitKey     ratelimit.Limit // per API key; zero: unlimited
+	TrustedProxyHops int             // proxies in front that append to X-Forwarded-For
+	TLSCert          string          // PEM certificate (chain) for both listeners; "" serves plaintext
+	TLSKey           string          // its PEM private key
+	TLSClientCA      string          // PEM CA: when set, clients must present a certificate it signed (mTLS)
+	LogFormat        string          // json or text
+	LogLevel         slog.Level
+	ShutdownTimeout  time.Duration
 }
 
 // setting is one flag and its environment variable.
@@ -47,7 +55,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
 	var c Config
-	var logLevel, corsOrigins string
+	var logLevel, corsOrigins, rateIP, rateKey, hops string
 	str := func(dst *string, name, def, usage string) {
 		env := envName(name)
 		if v := getenv(env); v != "" {
@@ -74,6 +82,12 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	str(&c.KeysFile, "keys-file", "", "the operator's key file (HMAC key for Redis key names); required")
 	str(&c.APIKeysFile, "api-keys-file", "", "API keys file: names, SHA-256 hashes and scopes of the services' keys")
 	str(&corsOrigins, "cors-origins", "", "comma-separated site origins allowed to call the REST API from a browser, e.g. https://shop.example")
+	str(&rateIP, "rate-limit-ip", "20/s", "calls per client IP from browsers and public endpoints, like 20/s or 600/m; 0: unlimited")
+	str(&rateKey, "rate-limit-key", "0", "calls per API key, like 5000/s; 0: unlimited")
+	str(&hops, "trusted-proxy-hops", "0", "proxies in front of consentd that append the client to X-Forwarded-For")
+	str(&c.TLSCert, "tls-cert", "", "PEM certificate for TLS on both listeners; empty: plaintext")
+	str(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	str(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificate: require client certificates it signed (mutual TLS)")
 	str(&c.LogFormat, "log-format", "json", "log format: json or text")
 	c.APIKey = getenv("CONSENTD_API_KEY")
 	demoDefault, err := strconv.ParseBool(orDefault(getenv("CONSENTD_DEMO"), "false"))
@@ -99,6 +113,16 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		if o = strings.TrimSpace(o); o != "" {
 			c.CORSOrigins = append(c.CORSOrigins, o)
 		}
+	}
+	var err2 error
+	if c.RateLimitIP, err2 = ratelimit.ParseLimit(rateIP); err2 != nil {
+		return Config{}, fmt.Errorf("--rate-limit-ip (CONSENTD_RATE_LIMIT_IP): %v", err2)
+	}
+	if c.RateLimitKey, err2 = ratelimit.ParseLimit(rateKey); err2 != nil {
+		return Config{}, fmt.Errorf("--rate-limit-key (CONSENTD_RATE_LIMIT_KEY): %v", err2)
+	}
+	if c.TrustedProxyHops, err2 = strconv.Atoi(hops); err2 != nil || c.TrustedProxyHops < 0 || c.TrustedProxyHops > 10 {
+		return Config{}, fmt.Errorf("--trusted-proxy-hops (CONSENTD_TRUSTED_PROXY_HOPS): %q is not a number from 0 to 10", hops)
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return Config{}, fmt.Errorf("--log-level (CONSENTD_LOG_LEVEL): %q is not one of debug, info, warn, error", logLevel)
@@ -143,6 +167,12 @@ func (c Config) validate() error {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
 			errs = append(errs, fmt.Errorf("--cors-origins (CONSENTD_CORS_ORIGINS): %q is not an origin like https://shop.example", o))
 		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key (CONSENTD_TLS_CERT, CONSENTD_TLS_KEY): set both or neither"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca (CONSENTD_TLS_CLIENT_CA): needs --tls-cert and --tls-key: mutual TLS is TLS first"))
 	}
 	if c.TokenTTL <= 0 {
 		errs = append(errs, fmt.Errorf("--token-ttl (CONSENTD_TOKEN_TTL): must be positive, got %s", c.TokenTTL))

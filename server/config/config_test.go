@@ -16,7 +16,8 @@ func TestDefaultsNeedOnlyKeysFiles(t *testing.T) {
 	}
 	if c.RedisURL != "redis://127.0.0.1:6379/0" || c.GRPCAddr != "127.0.0.1:9090" || c.HTTPAddr != "127.0.0.1:8080" ||
 		c.PolicyPath != "" || c.RedisTimeout != time.Second || c.LogFormat != "json" || c.Demo ||
-		c.TokenTTL != 180*24*time.Hour || len(c.CORSOrigins) != 0 {
+		c.TokenTTL != 180*24*time.Hour || len(c.CORSOrigins) != 0 ||
+		c.RateLimitIP.Rate != 20 || c.RateLimitIP.Period != time.Second || !c.RateLimitKey.IsZero() || c.TrustedProxyHops != 0 {
 		t.Errorf("defaults = %+v", c)
 	}
 }
@@ -66,6 +67,11 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		{"bad demo value", []string{"--keys-file=k"}, map[string]string{"CONSENTD_DEMO": "maybe"}, "CONSENTD_DEMO"},
 		{"bad CORS origin", []string{"--keys-file=k", "--demo", "--cors-origins=shop.example"}, nil, "--cors-origins (CONSENTD_CORS_ORIGINS)"},
 		{"CORS origin with a path", []string{"--keys-file=k", "--demo", "--cors-origins=https://shop.example/x"}, nil, "--cors-origins"},
+		{"bad IP rate", []string{"--keys-file=k", "--demo", "--rate-limit-ip=fast"}, nil, "--rate-limit-ip (CONSENTD_RATE_LIMIT_IP)"},
+		{"bad rate unit", []string{"--keys-file=k", "--demo", "--rate-limit-key=5/d"}, nil, "--rate-limit-key"},
+		{"bad proxy hops", []string{"--keys-file=k", "--demo", "--trusted-proxy-hops=-1"}, nil, "--trusted-proxy-hops"},
+		{"TLS cert without key", []string{"--keys-file=k", "--demo", "--tls-cert=c.pem"}, nil, "set both or neither"},
+		{"client CA without TLS", []string{"--keys-file=k", "--demo", "--tls-client-ca=ca.pem"}, nil, "mutual TLS is TLS first"},
 		{"zero token lifetime", []string{"--keys-file=k", "--demo", "--token-ttl=0s"}, nil, "--token-ttl"},
 		{"bad redis url", []string{"--keys-file=k", "--demo", "--redis-url=http://x"}, nil, "--redis-url (CONSENTD_REDIS_URL)"},
 		{"bad grpc addr", []string{"--keys-file=k", "--grpc-addr=9090"}, nil, "--grpc-addr (CONSENTD_GRPC_ADDR)"},

@@ -16,6 +16,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/cors"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -44,6 +45,9 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Metrics is the registry /metrics exposes.
 	Metrics *prometheus.Registry
+	// CORSOrigins are the site origins whose pages may call the REST API.
+	// Other origins get no CORS headers, so browsers keep them out.
+	CORSOrigins []string
 }
 
 // New returns the HTTP handler. conn is a connection to the gRPC server.
@@ -71,7 +75,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", http.MaxBytesHandler(rest, MaxBodyBytes))
+	mux.Handle("/v1/", corsFor(opts.CORSOrigins).Handler(http.MaxBytesHandler(rest, MaxBodyBytes)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -117,6 +121,18 @@ func (m compactJSON) Marshal(v any) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
+// corsFor allows the listed origins to call the API from their pages, with
+// a bearer token (never cookies: AllowCredentials stays off).
+func corsFor(origins []string) *cors.Cors {
+	return cors.New(cors.Options{
+		AllowedOrigins: origins,
+		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodPatch},
+		AllowedHeaders: []string{"Authorization", "Content-Type", "X-Request-Id"},
+		ExposedHeaders: []string{"X-Request-Id", "Retry-After"},
+		MaxAge:         600,
+	})
+}
+
 // incomingHeader forwards the headers the service reads: Sec-GPC, the
 // request id, and grpc-gateway's defaults (Authorization and Grpc-Metadata-*).
 func incomingHeader(key string) (string, bool) {
@@ -131,11 +147,14 @@ func incomingHeader(key string) (string, bool) {
 	return runtime.DefaultHeaderMatcher(key)
 }
 
-// outgoingHeader returns the request id as X-Request-Id and nothing else of
-// the gRPC response metadata.
+// outgoingHeader returns the request id as X-Request-Id, a rate limit's
+// Retry-After, and nothing else of the gRPC response metadata.
 func outgoingHeader(key string) (string, bool) {
-	if key == middleware.RequestIDKey {
+	switch key {
+	case middleware.RequestIDKey:
 		return "X-Request-Id", true
+	case "retry-after":
+		return "Retry-After", true
 	}
 	return "", false
 }
@@ -173,8 +192,11 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		}
 	}
 	err = st.Err()
-	if st.Code() == codes.FailedPrecondition {
+	switch {
+	case st.Code() == codes.FailedPrecondition:
 		err = &runtime.HTTPStatusError{HTTPStatus: http.StatusPreconditionFailed, Err: err}
+	case st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "request body too large"):
+		err = &runtime.HTTPStatusError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: err}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

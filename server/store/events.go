@@ -65,21 +65,31 @@ type storedEvent struct {
 // appends exactly one event and raises the revision by one, so the element at
 // index i holds revision firstRev+i, and a page is one LRANGE.
 //
-// KEYS[1] history list
+// KEYS the history list under each known HMAC key, the active first (just
+// one when no previous key is known): the subject's history is in the first
+// that is not empty (it lives under exactly one; see "Rotating the HMAC key"
+// in store.go). Looking inside the script keeps that atomic.
 // ARGV[1] before: only events with revision < before; <= 0 for the newest
 // ARGV[2] limit (> 0)
 // Returns {firstRev, {events oldest first}}; {0, {}} when there is no history.
 var eventsScript = redis.NewScript(`
-local n = redis.call('LLEN', KEYS[1])
-if n == 0 then return {0, {}} end
-local first = cjson.decode(redis.call('LINDEX', KEYS[1], 0)).rev
+local list, n = nil, 0
+for i = 1, #KEYS do
+  n = redis.call('LLEN', KEYS[i])
+  if n > 0 then
+    list = KEYS[i]
+    break
+  end
+end
+if not list then return {0, {}} end
+local first = cjson.decode(redis.call('LINDEX', list, 0)).rev
 local stop = n - 1
 local before = tonumber(ARGV[1])
 if before > 0 and before - first - 1 < stop then stop = before - first - 1 end
 if stop < 0 then return {first, {}} end
 local start = stop - tonumber(ARGV[2]) + 1
 if start < 0 then start = 0 end
-return {first, redis.call('LRANGE', KEYS[1], start, stop)}
+return {first, redis.call('LRANGE', list, start, stop)}
 `)
 
 // Events returns up to limit events newest first, only those with Revision <
@@ -88,7 +98,12 @@ func (s *Store) Events(ctx context.Context, subjectID string, before int64, limi
 	if limit <= 0 {
 		return nil, nil
 	}
-	reply, err := s.runScript(ctx, eventsScript, []string{s.keysFor(subjectID).history}, before, limit).Slice()
+	known := s.knownKeysFor(subjectID)
+	lists := make([]string, len(known))
+	for i, k := range known {
+		lists[i] = k.history
+	}
+	reply, err := s.runScript(ctx, eventsScript, lists, before, limit).Slice()
 	if err != nil {
 		return nil, wrapErr("events", err)
 	}
@@ -141,27 +156,45 @@ const hashSuffixLen = len(`,"h":"`) + 40 + len(`"}`)
 // 1, 2, 3, ... without gaps, and the last one is the state's revision. The
 // error (ErrChainBroken) names the first bad revision.
 func (s *Store) VerifyChain(ctx context.Context, subjectID string) error {
-	k := s.keysFor(subjectID)
-	var (
-		revCmd  *redis.StringCmd
-		listCmd *redis.StringSliceCmd
-	)
-	// MULTI/EXEC: the state's revision and the list are read at one instant.
+	// MULTI/EXEC: the state's revision and the list are read at one instant,
+	// under every known HMAC key's names (one slot, so one transaction on a
+	// cluster too); the subject's data is under the first that has any.
+	known := s.knownKeysFor(subjectID)
+	revCmds := make([]*redis.StringCmd, len(known))
+	listCmds := make([]*redis.StringSliceCmd, len(known))
 	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		revCmd = p.HGet(ctx, k.state, fieldRevision)
-		listCmd = p.LRange(ctx, k.history, 0, -1)
+		for i, k := range known {
+			revCmds[i] = p.HGet(ctx, k.state, fieldRevision)
+			listCmds[i] = p.LRange(ctx, k.history, 0, -1)
+		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) { // Nil: no state yet
+	if err != nil && !errors.Is(err, redis.Nil) { // Nil: no state under a name
 		return wrapErr("verify chain", err)
 	}
 	stateRev := int64(0)
-	if v, err := revCmd.Result(); err == nil {
-		if stateRev, err = strconv.ParseInt(v, 10, 64); err != nil {
-			return fmt.Errorf("%w: field %q", errCorrupt, fieldRevision)
+	var entries []string
+	for i := range known {
+		v, err := revCmds[i].Result()
+		hasState := err == nil
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return wrapErr("verify chain", err)
 		}
+		list, err := listCmds[i].Result()
+		if err != nil {
+			return wrapErr("verify chain", err)
+		}
+		if !hasState && len(list) == 0 {
+			continue // nothing under this key's names
+		}
+		if hasState {
+			if stateRev, err = strconv.ParseInt(v, 10, 64); err != nil {
+				return fmt.Errorf("%w: field %q", errCorrupt, fieldRevision)
+			}
+		}
+		entries = list
+		break
 	}
-	entries := listCmd.Val()
 
 	prev := ""
 	for i, entry := range entries {

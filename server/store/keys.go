@@ -19,11 +19,22 @@ import (
 //
 // <id> is a keyed hash (HMAC-SHA256 with the operator's key, first 16 bytes,
 // base64url) of the subject id: raw subject ids never appear in key names, so
-// a key listing or a slow log reveals no one. The hash tag {p<partition>}
-// puts a subject's keys and its partition's stream in one cluster slot, which
-// lets one script touch all of them on Redis Cluster too.
+// a key listing or a slow log reveals no one.
+//
+// <partition> is NOT keyed: it is the big-endian uint16 of the first 2 bytes
+// of SHA-256(subject id), mod Options.Partitions. So the only thing anyone can
+// derive from a subject id without the HMAC key is its partition number (one
+// of 64 by default: 6 bits, shared by 1/64 of all subjects), never its key
+// names. In exchange the partition does not depend on the HMAC key: a subject
+// has the same hash tag under every HMAC key, so during a key rotation (see
+// Store) its names under the old and the new key share one cluster slot, and
+// one script can move its data from one to the other.
+//
+// The hash tag {p<partition>} puts a subject's keys and its partition's stream
+// in one cluster slot, which lets one script touch all of them on Redis
+// Cluster too.
 
-// subjectKeys are the key names of one subject.
+// subjectKeys are the key names of one subject under one HMAC key.
 type subjectKeys struct {
 	id      string // base64url of the truncated HMAC
 	base    string // <prefix>:{p<partition>}
@@ -32,13 +43,30 @@ type subjectKeys struct {
 	feed    string
 }
 
+// keysFor names the subject's keys under the active HMAC key: where writes
+// put its data.
 func (s *Store) keysFor(subjectID string) subjectKeys {
-	mac := hmac.New(sha256.New, s.opts.HMACKey)
+	return s.keysUnder(s.opts.HMACKey, s.partitionBase(s.partitionOf(subjectID)), subjectID)
+}
+
+// knownKeysFor names the subject's keys under every known HMAC key, the
+// active key first, then Options.PreviousHMACKeys in order. All share one
+// slot. Between writes a subject's data lives under exactly one of them.
+func (s *Store) knownKeysFor(subjectID string) []subjectKeys {
+	base := s.partitionBase(s.partitionOf(subjectID))
+	names := make([]subjectKeys, 0, 1+len(s.opts.PreviousHMACKeys))
+	names = append(names, s.keysUnder(s.opts.HMACKey, base, subjectID))
+	for _, key := range s.opts.PreviousHMACKeys {
+		names = append(names, s.keysUnder(key, base, subjectID))
+	}
+	return names
+}
+
+func (s *Store) keysUnder(hmacKey []byte, base, subjectID string) subjectKeys {
+	mac := hmac.New(sha256.New, hmacKey)
 	mac.Write([]byte(subjectID))
 	sum := mac.Sum(nil)
 	id := base64.RawURLEncoding.EncodeToString(sum[:16])
-	partition := int(binary.BigEndian.Uint16(sum[:2])) % s.opts.Partitions
-	base := s.partitionBase(partition)
 	return subjectKeys{
 		id:      id,
 		base:    base,
@@ -46,6 +74,12 @@ func (s *Store) keysFor(subjectID string) subjectKeys {
 		history: base + ":h:" + id,
 		feed:    base + ":feed",
 	}
+}
+
+// partitionOf is the subject's partition: an unkeyed hash, see above.
+func (s *Store) partitionOf(subjectID string) int {
+	sum := sha256.Sum256([]byte(subjectID))
+	return int(binary.BigEndian.Uint16(sum[:2])) % s.opts.Partitions
 }
 
 // idempotency is the key of one idempotency record. The caller's key is

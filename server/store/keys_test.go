@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,12 +19,30 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/consentd/consentd/server/domain"
+	"github.com/consentd/consentd/server/keys"
 )
 
-var testKey = []byte("0123456789abcdef0123456789abcdef")
+var (
+	testKey    = []byte("0123456789abcdef0123456789abcdef")
+	otherKey   = []byte("another-key-another-key-another-key")
+	testSealer = mustSealer()
+)
 
+func mustSealer() *keys.Sealer {
+	s, err := keys.NewSealer([]keys.Key{{ID: "e1", Secret: []byte("store-test-encryption-key-32byte")}})
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// newTestStore builds a store that is never connected. opts.Sealer defaults
+// to testSealer.
 func newTestStore(t *testing.T, opts Options) *Store {
 	t.Helper()
+	if opts.Sealer == nil {
+		opts.Sealer = testSealer
+	}
 	s, err := New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -37,15 +57,20 @@ func TestNewValidatesOptions(t *testing.T) {
 		opts Options
 		want string // in the error; "" for no error
 	}{
-		{"defaults", Options{HMACKey: testKey}, ""},
-		{"short HMAC key", Options{HMACKey: testKey[:31]}, "at least 32"},
-		{"no HMAC key", Options{}, "at least 32"},
-		{"brace in prefix", Options{HMACKey: testKey, Prefix: "a{b}"}, "prefix"},
-		{"space in prefix", Options{HMACKey: testKey, Prefix: "a b"}, "prefix"},
-		{"negative partitions", Options{HMACKey: testKey, Partitions: -1}, "partitions"},
-		{"too many partitions", Options{HMACKey: testKey, Partitions: MaxPartitions + 1}, "partitions"},
-		{"negative idempotency TTL", Options{HMACKey: testKey, IdempotencyTTL: -time.Hour}, "idempotency TTL"},
-		{"negative feed retention", Options{HMACKey: testKey, FeedRetention: -time.Hour}, "feed retention"},
+		{"defaults", Options{HMACKey: testKey, Sealer: testSealer}, ""},
+		{"previous HMAC keys", Options{HMACKey: testKey, PreviousHMACKeys: [][]byte{otherKey, []byte("a-third-key-a-third-key-a-third-key")}, Sealer: testSealer}, ""},
+		{"short HMAC key", Options{HMACKey: testKey[:31], Sealer: testSealer}, "at least 32"},
+		{"no HMAC key", Options{Sealer: testSealer}, "at least 32"},
+		{"short previous HMAC key", Options{HMACKey: testKey, PreviousHMACKeys: [][]byte{otherKey, testKey[:31]}, Sealer: testSealer}, "previous HMAC key 1 has 31 bytes"},
+		{"previous HMAC key is the active one", Options{HMACKey: testKey, PreviousHMACKeys: [][]byte{testKey}, Sealer: testSealer}, "previous HMAC key 0 is the active"},
+		{"previous HMAC key twice", Options{HMACKey: testKey, PreviousHMACKeys: [][]byte{otherKey, otherKey}, Sealer: testSealer}, "previous HMAC keys 0 and 1 are the same"},
+		{"no sealer", Options{HMACKey: testKey}, "no Sealer"},
+		{"brace in prefix", Options{HMACKey: testKey, Sealer: testSealer, Prefix: "a{b}"}, "prefix"},
+		{"space in prefix", Options{HMACKey: testKey, Sealer: testSealer, Prefix: "a b"}, "prefix"},
+		{"negative partitions", Options{HMACKey: testKey, Sealer: testSealer, Partitions: -1}, "partitions"},
+		{"too many partitions", Options{HMACKey: testKey, Sealer: testSealer, Partitions: MaxPartitions + 1}, "partitions"},
+		{"negative idempotency TTL", Options{HMACKey: testKey, Sealer: testSealer, IdempotencyTTL: -time.Hour}, "idempotency TTL"},
+		{"negative feed retention", Options{HMACKey: testKey, Sealer: testSealer, FeedRetention: -time.Hour}, "feed retention"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(client, tc.opts)
@@ -57,7 +82,16 @@ func TestNewValidatesOptions(t *testing.T) {
 			}
 		})
 	}
-	s := newTestStore(t, Options{HMACKey: testKey})
+	// New copies the keys: a caller zeroing its slices changes nothing.
+	active, previous := bytes.Clone(testKey), bytes.Clone(otherKey)
+	s := newTestStore(t, Options{HMACKey: active, PreviousHMACKeys: [][]byte{previous}})
+	want := s.knownKeysFor("alice")
+	clear(active)
+	clear(previous)
+	if got := s.knownKeysFor("alice"); !slices.Equal(got, want) {
+		t.Fatalf("zeroing the caller's keys changed the key names: %+v, was %+v", got, want)
+	}
+	s = newTestStore(t, Options{HMACKey: testKey})
 	if s.opts.Prefix != "consentd" || s.opts.Partitions != 64 || s.opts.IdempotencyTTL != 24*time.Hour || s.opts.FeedRetention != 35*24*time.Hour {
 		t.Fatalf("defaults = %+v", s.opts)
 	}
@@ -67,8 +101,9 @@ func TestKeyLayout(t *testing.T) {
 	s := newTestStore(t, Options{HMACKey: testKey, Prefix: "cd", Partitions: 64})
 	mac := hmac.New(sha256.New, testKey)
 	mac.Write([]byte("alice"))
-	sum := mac.Sum(nil)
-	id := base64.RawURLEncoding.EncodeToString(sum[:16])
+	id := base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
+	// The partition is an unkeyed hash: the first 2 bytes of SHA-256 of the id.
+	sum := sha256.Sum256([]byte("alice"))
 	partition := (int(sum[0])<<8 | int(sum[1])) % 64
 	base := fmt.Sprintf("cd:{p%d}", partition)
 
@@ -87,10 +122,11 @@ func TestKeyLayout(t *testing.T) {
 	if len(id) != 22 {
 		t.Fatalf("subject key id %q: want 22 characters (16 bytes)", id)
 	}
-	// Another HMAC key gives other key names: the key is what hides the ids.
-	other := newTestStore(t, Options{HMACKey: []byte("another-key-another-key-another-key"), Prefix: "cd"})
-	if other.keysFor("alice").id == id {
-		t.Fatal("the key id does not depend on the HMAC key")
+	// Another HMAC key gives other key names (the key is what hides the ids)
+	// but the same partition: rotating the HMAC key keeps a subject's slot.
+	other := newTestStore(t, Options{HMACKey: otherKey, Prefix: "cd", Partitions: 64})
+	if ok := other.keysFor("alice"); ok.id == id || ok.base != base {
+		t.Fatalf("under another HMAC key alice is %+v: want another id in the same partition %s", ok, base)
 	}
 	// Subjects spread over the partitions.
 	seen := map[string]bool{}
@@ -99,6 +135,33 @@ func TestKeyLayout(t *testing.T) {
 	}
 	if len(seen) != 64 {
 		t.Fatalf("2000 subjects fell into %d of 64 partitions", len(seen))
+	}
+}
+
+func TestKnownKeysShareTheSubjectsSlot(t *testing.T) {
+	third := []byte("a-third-key-a-third-key-a-third-key")
+	s := newTestStore(t, Options{HMACKey: testKey, PreviousHMACKeys: [][]byte{otherKey, third}, Prefix: "cd"})
+	for _, subject := range []string{"alice", "bob", "visitor-8f14e45fceea167a5a36dedd4bea2543"} {
+		known := s.knownKeysFor(subject)
+		if len(known) != 3 || known[0] != s.keysFor(subject) {
+			t.Fatalf("knownKeysFor(%s) = %+v: want 3 names, the active key's first", subject, known)
+		}
+		for i, k := range known {
+			// Each key's names are what a store with that key alone would use.
+			alone := newTestStore(t, Options{HMACKey: [][]byte{testKey, otherKey, third}[i], Prefix: "cd"})
+			if k != alone.keysFor(subject) {
+				t.Errorf("%s under key %d: %+v, want %+v", subject, i, k, alone.keysFor(subject))
+			}
+			if k.base != known[0].base || k.feed != known[0].feed {
+				t.Errorf("%s: key %d names partition %s, the active key %s", subject, i, k.base, known[0].base)
+			}
+		}
+		if known[0].id == known[1].id || known[1].id == known[2].id {
+			t.Errorf("%s: two keys give the same names: %+v", subject, known)
+		}
+	}
+	if without := newTestStore(t, Options{HMACKey: testKey}); without.rotating() || len(without.knownKeysFor("alice")) != 1 {
+		t.Fatal("a store without previous keys reads more than one name")
 	}
 }
 

@@ -166,23 +166,77 @@ func checkPurposeID(p string) error {
 	return nil
 }
 
-// Get returns the subject's stored record: one HGETALL.
+// stateScript reads a subject's state hash while a previous HMAC key is
+// known: from the first of its names that exists (its data lives under
+// exactly one), atomically, so a write moving the data between names cannot
+// make the read miss it. Without previous keys the reads are plain HGETALL
+// and HMGET instead.
+//
+// KEYS the subject's state hash under each known HMAC key, the active first
+// ARGV the fields to read (HMGET); none: all of them (HGETALL)
+// Returns what HMGET or HGETALL returns.
+var stateScript = redis.NewScript(`
+local key = KEYS[1]
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    key = KEYS[i]
+    break
+  end
+end
+if #ARGV == 0 then return redis.call('HGETALL', key) end
+return redis.call('HMGET', key, unpack(ARGV))
+`)
+
+// rotating reports whether a previous HMAC key is known, i.e. whether reads
+// must look under more than one name.
+func (s *Store) rotating() bool { return len(s.opts.PreviousHMACKeys) > 0 }
+
+// stateNames are the subject's state hash names under every known HMAC key,
+// the active first.
+func (s *Store) stateNames(subjectID string) []string {
+	known := s.knownKeysFor(subjectID)
+	names := make([]string, len(known))
+	for i, k := range known {
+		names[i] = k.state
+	}
+	return names
+}
+
+// Get returns the subject's stored record: one HGETALL (while rotating the
+// HMAC key, one stateScript).
 func (s *Store) Get(ctx context.Context, subjectID string) (domain.Record, error) {
-	fields, err := s.client.HGetAll(ctx, s.keysFor(subjectID).state).Result()
+	if !s.rotating() {
+		fields, err := s.client.HGetAll(ctx, s.keysFor(subjectID).state).Result()
+		if err != nil {
+			return domain.Record{}, wrapErr("get", err)
+		}
+		return decodeRecord(fields)
+	}
+	reply, err := s.runScript(ctx, stateScript, s.stateNames(subjectID)).Result()
 	if err != nil {
 		return domain.Record{}, wrapErr("get", err)
+	}
+	fields, err := pairsToMap(reply)
+	if err != nil {
+		return domain.Record{}, err
 	}
 	return decodeRecord(fields)
 }
 
 // GetPurposes returns the subject's record with only the purposes asked for
-// (and the revision, region and GPC time): one HMGET, what a check needs.
+// (and the revision, region and GPC time): one HMGET, what a check needs
+// (while rotating the HMAC key, one stateScript).
 func (s *Store) GetPurposes(ctx context.Context, subjectID string, purposes []string) (domain.Record, error) {
 	fields, err := hmgetFields(purposes)
 	if err != nil {
 		return domain.Record{}, err
 	}
-	values, err := s.client.HMGet(ctx, s.keysFor(subjectID).state, fields...).Result()
+	var values []any
+	if !s.rotating() {
+		values, err = s.client.HMGet(ctx, s.keysFor(subjectID).state, fields...).Result()
+	} else {
+		values, err = s.runScript(ctx, stateScript, s.stateNames(subjectID), stringsToAny(fields)...).Slice()
+	}
 	if err != nil {
 		return domain.Record{}, wrapErr("get purposes", err)
 	}
@@ -195,8 +249,9 @@ type Lookup struct {
 	Purposes  []string
 }
 
-// GetMany reads several subjects in one round trip: a pipeline of HMGETs
-// (a cluster client splits it by node). Result i answers lookups[i].
+// GetMany reads several subjects in one round trip: a pipeline of HMGETs (a
+// cluster client splits it by node), or of stateScripts while rotating the
+// HMAC key. Result i answers lookups[i].
 func (s *Store) GetMany(ctx context.Context, lookups []Lookup) ([]domain.Record, error) {
 	if len(lookups) == 0 {
 		return nil, nil
@@ -208,6 +263,26 @@ func (s *Store) GetMany(ctx context.Context, lookups []Lookup) ([]domain.Record,
 			return nil, err
 		}
 	}
+	var values [][]any
+	var err error
+	if !s.rotating() {
+		values, err = s.hmgetMany(ctx, lookups, fields)
+	} else {
+		values, err = s.scriptMany(ctx, lookups, fields)
+	}
+	if err != nil {
+		return nil, wrapErr("get many", err)
+	}
+	records := make([]domain.Record, len(lookups))
+	for i := range lookups {
+		if records[i], err = decodeHMGet(fields[i], values[i]); err != nil {
+			return nil, err
+		}
+	}
+	return records, nil
+}
+
+func (s *Store) hmgetMany(ctx context.Context, lookups []Lookup, fields [][]string) ([][]any, error) {
 	cmds := make([]*redis.SliceCmd, len(lookups))
 	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, l := range lookups {
@@ -216,15 +291,56 @@ func (s *Store) GetMany(ctx context.Context, lookups []Lookup) ([]domain.Record,
 		return nil
 	})
 	if err != nil {
-		return nil, wrapErr("get many", err)
+		return nil, err
 	}
-	records := make([]domain.Record, len(lookups))
+	values := make([][]any, len(cmds))
 	for i, cmd := range cmds {
-		if records[i], err = decodeHMGet(fields[i], cmd.Val()); err != nil {
+		values[i] = cmd.Val()
+	}
+	return values, nil
+}
+
+// scriptMany pipelines one stateScript per lookup. A pipelined EVALSHA
+// cannot fall back to EVAL by itself (see runScript), so when Redis lacks the
+// script (after a restart, on a new node) the pipeline is sent again with
+// EVAL, which also caches it: rare, and only while rotating.
+func (s *Store) scriptMany(ctx context.Context, lookups []Lookup, fields [][]string) ([][]any, error) {
+	run := func(eval func(redis.Pipeliner, []string, ...any) *redis.Cmd) ([]*redis.Cmd, error) {
+		cmds := make([]*redis.Cmd, len(lookups))
+		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, l := range lookups {
+				cmds[i] = eval(p, s.stateNames(l.SubjectID), stringsToAny(fields[i])...)
+			}
+			return nil
+		})
+		return cmds, err
+	}
+	cmds, err := run(func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
+		return stateScript.EvalSha(ctx, p, keys, args...)
+	})
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		cmds, err = run(func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
+			return stateScript.Eval(ctx, p, keys, args...)
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	values := make([][]any, len(cmds))
+	for i, cmd := range cmds {
+		if values[i], err = cmd.Slice(); err != nil {
 			return nil, err
 		}
 	}
-	return records, nil
+	return values, nil
+}
+
+func stringsToAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
 
 // hmgetFields lists the internal fields, then the purposes.

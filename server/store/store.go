@@ -4,16 +4,59 @@
 //
 // Every write is one Lua script: one round trip, atomic, so concurrent writers
 // never lose an update. Reads are single commands (HGETALL, HMGET) or a
-// pipeline of them. The code takes a redis.UniversalClient and keeps all keys
-// of a subject in one cluster slot, so the same code runs on a single Redis
-// and on Redis Cluster.
+// pipeline of them (while a previous HMAC key is known, a small read script
+// each, see "Rotating the HMAC key"). The code takes a redis.UniversalClient
+// and keeps all keys of a subject in one cluster slot, so the same code runs
+// on a single Redis and on Redis Cluster.
 //
 // Give the store a client without automatic retries (MaxRetries: -1): a
 // write script retried after a lost reply could apply twice. Callers retry
 // safely with an idempotency key.
+//
+// # Rotating the HMAC key
+//
+// Key names are HMACs of subject ids (see keys.go), so a new HMAC key gives
+// every subject new key names. A store knows the active key
+// (Options.HMACKey) and any number of previous ones
+// (Options.PreviousHMACKeys). A subject's data (state hash and history list)
+// lives under exactly one of its known names at any time:
+//
+//   - reads look under all known names atomically, in one round trip, and
+//     use the one that holds data;
+//   - a write first moves (RENAMEs) the data from a previous name to the
+//     active one when it is not already there, in the same atomic script, so
+//     subjects move to the new key as they are written.
+//
+// An instance whose active key is the other one moves the data back on its
+// next write: still one place, and instances on the old and the new
+// configuration both see every subject while both keys are known to both.
+// Idempotency records are looked up under every known name too, so a write
+// retried across the switch still applies once; records under a key that has
+// been removed from the key file are no longer found (they expire after
+// Options.IdempotencyTTL anyway). Anything that deletes a subject's data
+// (erasure) must delete it under every known name.
+//
+// The procedure:
+//
+//  1. Add the new key to every instance's key file as known but not active
+//     (keep `active_hmac_key: <old id>`), and roll out. Every instance now
+//     reads names under both keys but still writes under the old one.
+//  2. Make the new key active (point `active_hmac_key` at the new id, or
+//     remove it and list the new key first), and roll out. Instances still on
+//     step 1 and those on step 2 see the same data throughout the rollout.
+//  3. Subjects move to the new key on their next write; nothing migrates in
+//     the background. Data still under the old key stays readable as long as
+//     the old key is listed: remove the old key only after its data has moved
+//     or expired (e.g. after the retention period of inactive records). A
+//     subject still under a removed key reads as never written.
+//
+// Never skip step 1: an instance that does not know the new key cannot see
+// subjects already moved to it, and would start them again at revision 1
+// under the old key.
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +64,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/server/keys"
 )
 
 // Defaults of Options.
@@ -44,9 +89,19 @@ type Options struct {
 	// Subjects are mapped to partitions by a hash, so changing this on
 	// existing data moves every subject's keys: never do that.
 	Partitions int
-	// HMACKey is the operator's secret that turns subject ids into key names
-	// (at least 32 bytes).
+	// HMACKey is the operator's active secret that turns subject ids into key
+	// names (at least 32 bytes): writes put data under these names.
 	HMACKey []byte
+	// PreviousHMACKeys are secrets still known but not active (each at least
+	// 32 bytes, none equal to another or to HMACKey): data still under their
+	// names is read, and moved to HMACKey's names on the subject's next write.
+	// Each one adds a name to every read while it is listed; with none, reads
+	// are single commands. See "Rotating the HMAC key" above.
+	PreviousHMACKeys [][]byte
+	// Sealer seals the raw subject id in change-feed entries (required): the
+	// feed holds no plaintext subject id, and consumers open it with the
+	// operator's encryption keys.
+	Sealer *keys.Sealer
 	// IdempotencyTTL is how long a write's idempotency key is remembered;
 	// default 24h.
 	IdempotencyTTL time.Duration
@@ -87,8 +142,29 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	if len(opts.HMACKey) < MinHMACKeyBytes {
 		return nil, fmt.Errorf("store: HMAC key has %d bytes: at least %d random bytes are required", len(opts.HMACKey), MinHMACKeyBytes)
 	}
-	// Copy the key: the caller's slice may be reused or zeroed.
-	opts.HMACKey = append([]byte(nil), opts.HMACKey...)
+	// Copy the keys: the caller's slices may be reused or zeroed.
+	opts.HMACKey = bytes.Clone(opts.HMACKey)
+	previous := make([][]byte, 0, len(opts.PreviousHMACKeys))
+	for i, key := range opts.PreviousHMACKeys {
+		if len(key) < MinHMACKeyBytes {
+			return nil, fmt.Errorf("store: previous HMAC key %d has %d bytes: at least %d random bytes are required", i, len(key), MinHMACKeyBytes)
+		}
+		// A repeated key would name the same keys twice: harmless, but a
+		// sign of a mistaken key file.
+		if bytes.Equal(key, opts.HMACKey) {
+			return nil, fmt.Errorf("store: previous HMAC key %d is the active HMAC key", i)
+		}
+		for j, other := range previous {
+			if bytes.Equal(key, other) {
+				return nil, fmt.Errorf("store: previous HMAC keys %d and %d are the same", j, i)
+			}
+		}
+		previous = append(previous, bytes.Clone(key))
+	}
+	opts.PreviousHMACKeys = previous
+	if opts.Sealer == nil {
+		return nil, errors.New("store: no Sealer: change-feed entries must not hold raw subject ids (build one with keys.NewSealer)")
+	}
 	if opts.IdempotencyTTL == 0 {
 		opts.IdempotencyTTL = DefaultIdempotencyTTL
 	}

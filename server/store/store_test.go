@@ -3,8 +3,11 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,13 +47,36 @@ func update(subjectID string, granted bool) store.Write {
 
 func TestRedisDownIsUnavailableAndTheStoreRecovers(t *testing.T) {
 	srv := redistest.Start(t)
-	s, _ := storetest.NewStore(t, quickClient(t, srv))
+	client := quickClient(t, srv)
+	plain, prefix := storetest.NewStore(t, client)
 	const subject = "secret-subject-17"
-	if _, err := s.Write(t.Context(), update(subject, true)); err != nil {
+	if _, err := plain.Write(t.Context(), update(subject, true)); err != nil {
 		t.Fatal(err)
 	}
 
 	srv.Stop()
+	for _, s := range []*store.Store{plain, storetest.NewStoreOn(t, client, prefix, storetest.NewHMACKey, storetest.HMACKey)} {
+		checkUnavailable(t, s, subject)
+	}
+
+	// Redis comes back empty (no persistence in tests) and without cached
+	// scripts: the write script must be sent again by itself.
+	srv.Restart()
+	if err := plain.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping after restart: %v", err)
+	}
+	res, err := plain.Write(t.Context(), update(subject, false))
+	if err != nil || res.Record.Revision != 1 {
+		t.Fatalf("write after restart: %+v, %v", res, err)
+	}
+	if events, err := plain.Events(t.Context(), subject, 0, 10); err != nil || len(events) != 1 {
+		t.Fatalf("events after restart: %d, %v", len(events), err)
+	}
+}
+
+// checkUnavailable calls every method of s with Redis down.
+func checkUnavailable(t *testing.T, s *store.Store, subject string) {
+	t.Helper()
 	calls := map[string]func(context.Context) error{
 		"Ping": s.Ping,
 		"Get":  func(ctx context.Context) error { _, err := s.Get(ctx, subject); return err },
@@ -80,19 +106,142 @@ func TestRedisDownIsUnavailableAndTheStoreRecovers(t *testing.T) {
 			t.Errorf("%s error names the subject: %v", name, err)
 		}
 	}
+}
 
-	// Redis comes back empty (no persistence in tests) and without cached
-	// scripts: the write script must be sent again by itself.
-	srv.Restart()
-	if err := s.Ping(t.Context()); err != nil {
-		t.Fatalf("Ping after restart: %v", err)
+// commandLog records the commands a client sends: "hmget" for one command,
+// "[hmget hmget]" for a pipeline, "multi[...]" for a transaction.
+type commandLog struct {
+	mu   sync.Mutex
+	sent []string
+}
+
+func (l *commandLog) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (l *commandLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		l.add(cmd.Name())
+		return next(ctx, cmd)
 	}
-	res, err := s.Write(t.Context(), update(subject, false))
-	if err != nil || res.Record.Revision != 1 {
-		t.Fatalf("write after restart: %+v, %v", res, err)
+}
+
+func (l *commandLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		names := make([]string, len(cmds))
+		for i, c := range cmds {
+			names[i] = c.Name()
+		}
+		l.add(fmt.Sprint(names))
+		return next(ctx, cmds)
 	}
-	if events, err := s.Events(t.Context(), subject, 0, 10); err != nil || len(events) != 1 {
-		t.Fatalf("events after restart: %d, %v", len(events), err)
+}
+
+func (l *commandLog) add(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sent = append(l.sent, s)
+}
+
+// during returns what call sent.
+func (l *commandLog) during(t *testing.T, call func() error) []string {
+	t.Helper()
+	l.mu.Lock()
+	l.sent = nil
+	l.mu.Unlock()
+	if err := call(); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.sent)
+}
+
+// TestReadsSendWhatTheyShould pins the cost of reads: without a previous
+// HMAC key a check is exactly one HMGET; while rotating, every read is still
+// one round trip (one script call, or one pipeline of them).
+func TestReadsSendWhatTheyShould(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	plain, prefix := storetest.NewStore(t, client)
+	rotating := storetest.NewStoreOn(t, client, prefix, storetest.NewHMACKey, storetest.HMACKey)
+	for _, subject := range []string{"alice", "bob"} {
+		if _, err := plain.Write(t.Context(), update(subject, true)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := client.Ping(t.Context()).Err(); err != nil { // the connection is made before recording
+		t.Fatal(err)
+	}
+	log := &commandLog{}
+	client.AddHook(log)
+
+	ctx := t.Context()
+	lookups := []store.Lookup{{SubjectID: "alice", Purposes: []string{"analytics"}}, {SubjectID: "bob"}, {SubjectID: "nobody"}}
+	revisions := func(recs ...domain.Record) []int64 {
+		var out []int64
+		for _, r := range recs {
+			out = append(out, r.Revision)
+		}
+		return out
+	}
+	// Each read returns the revisions it read.
+	getPurposes := func(s *store.Store) ([]int64, error) {
+		rec, err := s.GetPurposes(ctx, "alice", []string{"analytics"})
+		return revisions(rec), err
+	}
+	get := func(s *store.Store) ([]int64, error) {
+		rec, err := s.Get(ctx, "alice")
+		return revisions(rec), err
+	}
+	getMany := func(s *store.Store) ([]int64, error) {
+		recs, err := s.GetMany(ctx, lookups)
+		return revisions(recs...), err
+	}
+	events := func(s *store.Store) ([]int64, error) {
+		evs, err := s.Events(ctx, "alice", 0, 10)
+		return []int64{int64(len(evs))}, err
+	}
+	for _, tc := range []struct {
+		name  string
+		s     *store.Store
+		read  func(*store.Store) ([]int64, error)
+		sends []string
+		revs  []int64
+	}{
+		{"GetPurposes", plain, getPurposes, []string{"hmget"}, []int64{1}},
+		{"Get", plain, get, []string{"hgetall"}, []int64{1}},
+		{"GetMany", plain, getMany, []string{"[hmget hmget hmget]"}, []int64{1, 1, 0}},
+		{"Events", plain, events, []string{"evalsha"}, []int64{1}},
+		{"GetPurposes while rotating", rotating, getPurposes, []string{"evalsha"}, []int64{1}},
+		{"Get while rotating", rotating, get, []string{"evalsha"}, []int64{1}},
+		{"GetMany while rotating", rotating, getMany, []string{"[evalsha evalsha evalsha]"}, []int64{1, 1, 0}},
+		{"Events while rotating", rotating, events, []string{"evalsha"}, []int64{1}},
+	} {
+		_, _ = tc.read(tc.s) // caches the scripts: their first use sends EVAL
+		var revs []int64
+		sent := log.during(t, func() (err error) { revs, err = tc.read(tc.s); return err })
+		if !slices.Equal(sent, tc.sends) {
+			t.Errorf("%s sent %q, want %q", tc.name, sent, tc.sends)
+		}
+		if !slices.Equal(revs, tc.revs) {
+			t.Errorf("%s read %v, want %v", tc.name, revs, tc.revs)
+		}
+	}
+
+	// A pipeline of EVALSHA cannot fall back to EVAL by itself: after the
+	// script cache is flushed GetMany sends the pipeline again with EVAL.
+	if err := client.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var revs []int64
+	sent := log.during(t, func() (err error) { revs, err = getMany(rotating); return err })
+	if want := []string{"[evalsha evalsha evalsha]", "[eval eval eval]"}; !slices.Equal(sent, want) {
+		t.Errorf("GetMany after SCRIPT FLUSH sent %q, want %q", sent, want)
+	}
+	if !slices.Equal(revs, []int64{1, 1, 0}) {
+		t.Errorf("GetMany after SCRIPT FLUSH read %v", revs)
+	}
+	if sent := log.during(t, func() error { _, err := getMany(rotating); return err }); !slices.Equal(sent, []string{"[evalsha evalsha evalsha]"}) {
+		t.Errorf("GetMany after the EVAL fallback sent %q: the script is not cached again", sent)
 	}
 }
 

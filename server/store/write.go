@@ -57,20 +57,28 @@ type WriteResult struct {
 }
 
 // writeScript applies one write atomically, in one round trip: idempotency
-// check, revision check, state update, history event (hash-chained), change
-// feed entry, idempotency record.
+// check, revision check, move from a previous HMAC key's names (rotation),
+// state update, history event (hash-chained), change feed entry, idempotency
+// record.
 //
-// KEYS[1] state hash
-// KEYS[2] history list
-// KEYS[3] change feed stream of the subject's partition
-// KEYS[4] idempotency record; present only when the write has a key
-// ARGV[1] request fingerprint (compared with / stored in KEYS[4])
+// KEYS[1] change feed stream of the subject's partition
+// then, for each known HMAC key, the active one first, a group of:
+//
+//	state hash, history list[, idempotency record]
+//
+// (the idempotency record only when the write has a key, i.e. ARGV[1] ~= "").
+// With no previous key that is just KEYS[2..3] or KEYS[2..4]. All keys share
+// the subject's slot.
+//
+// ARGV[1] request fingerprint (compared with / stored in the idempotency
+// record); "" when the write has no idempotency key
 // ARGV[2] idempotency record TTL in milliseconds
 // ARGV[3] expected revision; "" accepts any
 // ARGV[4] region code to store in _reg; "" keeps the stored one
 // ARGV[5] unix seconds to store in _gpc unless already set; "" for no signal
 // ARGV[6] feed MINID (unix ms): older feed entries may be trimmed
-// ARGV[7] raw subject id, the feed entry's "sub" field (feed consumers need it)
+// ARGV[7] sealed subject id, the feed entry's "sub" field (feed consumers
+// open it with the operator's encryption keys)
 // ARGV[8] history event JSON without its closing brace (built by eventTemplate)
 // ARGV[9] number N of purposes written, then N pairs from ARGV[10]:
 //
@@ -84,6 +92,14 @@ type WriteResult struct {
 //	{-1, revision}  expected revision mismatch; revision is the current one
 //	{-2}            the key was used by a different request
 //
+// Rotation: the subject's data (state hash and history list) lives under the
+// names of exactly one known key. If it is not under the active names, the
+// script RENAMEs it there before writing (same slot, so atomic on a cluster
+// too): a rename moves the hash and the list whole, with any TTL. Replays and
+// conflicts move nothing. The idempotency record is looked up under every
+// known key's name (a retry may reach an instance with another active key
+// during a rollout) and stored under the active one.
+//
 // The event appended to the history is ARGV[8] completed with
 // ,"rev":N,"old":{...},"prev":"<h of the previous event or empty>"} whose
 // sha1 hex is h; the stored form replaces the closing } by ,"h":"<h>"}.
@@ -91,22 +107,47 @@ type WriteResult struct {
 // hash is the last 40 characters before the closing "} of the list's last
 // element, so no extra field has to be stored.
 var writeScript = redis.NewScript(`
-local state, history, feed, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local feed, state, history, idem = KEYS[1], KEYS[2], KEYS[3], nil
+local group = 2 -- names per known HMAC key
+if ARGV[1] ~= '' then
+  idem, group = KEYS[4], 3
+end
 
 if idem then
-  local stored = redis.call('GET', idem)
-  if stored then
-    local rec = cjson.decode(stored)
-    if rec.f ~= ARGV[1] then return {-2} end
-    return {1, rec.s}
+  -- KEYS[4], KEYS[7], ...: the record's name under each known key.
+  for i = 4, #KEYS, 3 do
+    local stored = redis.call('GET', KEYS[i])
+    if stored then
+      local rec = cjson.decode(stored)
+      if rec.f ~= ARGV[1] then return {-2} end
+      return {1, rec.s}
+    end
   end
 end
 
-local current = tonumber(redis.call('HGET', state, '_rev') or '0')
+-- Where the subject's data is now: the active names, or a previous key's.
+local from = 2
+if #KEYS > 1 + group and redis.call('EXISTS', state) == 0 then
+  for i = 2 + group, #KEYS, group do
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+      from = i
+      break
+    end
+  end
+end
+
+local current = tonumber(redis.call('HGET', KEYS[from], '_rev') or '0')
 if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= current then
   return {-1, current}
 end
 local rev = current + 1
+
+if from ~= 2 then
+  redis.call('RENAME', KEYS[from], state)
+  if redis.call('EXISTS', KEYS[from + 1]) == 1 then
+    redis.call('RENAME', KEYS[from + 1], history)
+  end
+end
 
 local n = tonumber(ARGV[9])
 local purposes = {}
@@ -165,12 +206,20 @@ func (s *Store) Write(ctx context.Context, w Write) (WriteResult, error) {
 	}
 	slices.Sort(purposes)
 
-	k := s.keysFor(w.SubjectID)
-	keys := []string{k.state, k.history, k.feed}
-	fp := ""
+	// The key layout is writeScript's: the feed, then a group of names per
+	// known HMAC key, the active one first.
+	known := s.knownKeysFor(w.SubjectID)
+	keys := make([]string, 0, 1+3*len(known))
+	keys = append(keys, known[0].feed)
+	fp := "" // never "" with an idempotency key: the script relies on that
 	if w.IdempotencyKey != "" {
-		keys = append(keys, k.idempotency(w.IdempotencyKey))
 		fp = fingerprint(w)
+	}
+	for _, k := range known {
+		keys = append(keys, k.state, k.history)
+		if fp != "" {
+			keys = append(keys, k.idempotency(w.IdempotencyKey))
+		}
 	}
 	expected := ""
 	if w.ExpectedRevision != nil {
@@ -182,7 +231,7 @@ func (s *Store) Write(ctx context.Context, w Write) (WriteResult, error) {
 	}
 	minID := max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
 	args := []any{fp, s.opts.IdempotencyTTL.Milliseconds(), expected, w.Region, gpc, minID,
-		w.SubjectID, template, len(purposes)}
+		s.opts.Sealer.Seal([]byte(w.SubjectID)), template, len(purposes)}
 	for _, p := range purposes {
 		v, err := encodeDecision(w.Decisions[p])
 		if err != nil {

@@ -20,11 +20,22 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/consentd/consentd/server/domain"
+	"github.com/consentd/consentd/server/keys"
 	"github.com/consentd/consentd/server/store"
 )
 
 // HMACKey is the key-name secret the suite's stores use.
 var HMACKey = []byte("storetest-hmac-key-0123456789abcdef")
+
+// Sealer seals the subject ids in the change feed of the suite's stores;
+// tests open feed entries with it.
+var Sealer = func() *keys.Sealer {
+	s, err := keys.NewSealer([]keys.Key{{ID: "storetest", Secret: []byte("storetest-encryption-key-32bytes")}})
+	if err != nil {
+		panic(err) // a constant key of the right length: cannot happen
+	}
+	return s
+}()
 
 // t0 is the suite's clock: tests pass explicit times and assert on them.
 var t0 = time.Unix(1_750_000_000, 0).UTC()
@@ -450,8 +461,21 @@ func Run(t *testing.T, client redis.UniversalClient) {
 			t.Fatalf("%d feed entries and %d history events, want 3 each", len(entries), len(history))
 		}
 		for i, e := range entries {
-			if e.Values["sub"] != "alice" || e.Values["rev"] != strconv.Itoa(i+1) || e.Values["ev"] != history[i] {
-				t.Errorf("feed entry %d = %v, want sub alice, rev %d and the history event", i, e.Values, i+1)
+			if e.Values["rev"] != strconv.Itoa(i+1) || e.Values["ev"] != history[i] {
+				t.Errorf("feed entry %d = %v, want rev %d and the history event", i, e.Values, i+1)
+			}
+			// The subject id is sealed: the feed holds no raw id, and each
+			// entry is sealed afresh (a random nonce), so entries of one
+			// subject cannot be linked by their sub field either.
+			sub, _ := e.Values["sub"].(string)
+			if strings.Contains(sub, "alice") {
+				t.Errorf("feed entry %d: sub %q holds the raw subject id", i, sub)
+			}
+			if opened, err := Sealer.Open(sub); err != nil || string(opened) != "alice" {
+				t.Errorf("feed entry %d: sub %q opens to %q, %v; want alice", i, sub, opened, err)
+			}
+			if i > 0 && sub == entries[i-1].Values["sub"] {
+				t.Errorf("feed entries %d and %d have the same sealed sub %q", i-1, i, sub)
 			}
 		}
 	})
@@ -477,6 +501,8 @@ func Run(t *testing.T, client redis.UniversalClient) {
 			t.Fatalf("refused writes left keys: %q", keys)
 		}
 	})
+
+	runRotation(t, client)
 }
 
 // NewStore returns a store on a fresh key prefix, and the prefix.
@@ -485,11 +511,20 @@ func NewStore(t testing.TB, client redis.UniversalClient) (*store.Store, string)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	prefix := "storetest-" + hex.EncodeToString(b)
-	s, err := store.New(client, store.Options{Prefix: prefix, HMACKey: HMACKey, Partitions: 16})
+	return NewStoreOn(t, client, prefix, HMACKey), prefix
+}
+
+// NewStoreOn returns a store on prefix (from NewStore) with active as its
+// HMAC key and previous as its previous ones: one configuration of an HMAC
+// key rotation. Its other options are NewStore's.
+func NewStoreOn(t testing.TB, client redis.UniversalClient, prefix string, active []byte, previous ...[]byte) *store.Store {
+	t.Helper()
+	s, err := store.New(client, store.Options{Prefix: prefix, HMACKey: active, PreviousHMACKeys: previous,
+		Sealer: Sealer, Partitions: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, prefix
+	return s
 }
 
 func ctx(t testing.TB) context.Context { return t.Context() }

@@ -1,0 +1,217 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	consentv1 "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server/auth"
+	"github.com/consentd/consentd/server/internal/redistest"
+	"github.com/consentd/consentd/server/keys"
+)
+
+// endpoint is one RPC, callable over gRPC and REST, about subject "alice".
+type endpoint struct {
+	name       string
+	call       func(ctx context.Context, c consentv1.ConsentServiceClient) error
+	method     string // REST
+	path       string
+	body       string
+	public     bool   // needs no credentials
+	wrongScope string // an API key that lacks what it needs; "" if every key may call
+	visitor    bool   // a subject token for alice may call it
+}
+
+var endpoints = []endpoint{
+	{name: "GetPolicy", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.GetPolicy(ctx, &consentv1.GetPolicyRequest{})
+		return err
+	}, method: "GET", path: "/v1/policy", visitor: true},
+	{name: "GetConsent", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.GetConsent(ctx, &consentv1.GetConsentRequest{SubjectId: "alice"})
+		return err
+	}, method: "GET", path: "/v1/subjects/alice/consent", wrongScope: "check", visitor: true},
+	{name: "UpdateConsent", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.UpdateConsent(ctx, &consentv1.UpdateConsentRequest{SubjectId: "alice", Decisions: map[string]bool{"ads": false}})
+		return err
+	}, method: "PATCH", path: "/v1/subjects/alice/consent", body: `{"decisions": {"ads": false}}`, wrongScope: "read", visitor: true},
+	{name: "WithdrawConsent", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.WithdrawConsent(ctx, &consentv1.WithdrawConsentRequest{SubjectId: "alice"})
+		return err
+	}, method: "POST", path: "/v1/subjects/alice/consent:withdraw", body: `{}`, wrongScope: "read", visitor: true},
+	{name: "CheckConsent", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.CheckConsent(ctx, &consentv1.CheckConsentRequest{SubjectId: "alice", Purpose: "ads"})
+		return err
+	}, method: "GET", path: "/v1/subjects/alice/purposes/ads:check", wrongScope: "read"},
+	{name: "BatchCheckConsent", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.BatchCheckConsent(ctx, &consentv1.BatchCheckConsentRequest{Checks: []*consentv1.ConsentCheck{{SubjectId: "alice", Purpose: "ads"}}})
+		return err
+	}, method: "POST", path: "/v1/consent:batchCheck", body: `{"checks": [{"subject_id": "alice", "purpose": "ads"}]}`, wrongScope: "write"},
+	{name: "ListConsentEvents", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.ListConsentEvents(ctx, &consentv1.ListConsentEventsRequest{SubjectId: "alice", Reason: "audit"})
+		return err
+	}, method: "GET", path: "/v1/subjects/alice/events?reason=audit", wrongScope: "read", visitor: true},
+	{name: "CreateVisitor", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.CreateVisitor(ctx, &consentv1.CreateVisitorRequest{})
+		return err
+	}, method: "POST", path: "/v1/visitors", body: `{}`, public: true},
+	{name: "IssueSubjectToken", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.IssueSubjectToken(ctx, &consentv1.IssueSubjectTokenRequest{SubjectId: "alice"})
+		return err
+	}, method: "POST", path: "/v1/subjects/alice:issueToken", body: `{}`, wrongScope: "write"},
+	{name: "RefreshSubjectToken", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.RefreshSubjectToken(ctx, &consentv1.RefreshSubjectTokenRequest{})
+		return err
+	}, method: "POST", path: "/v1/tokens:refresh", body: `{}`, wrongScope: "admin", visitor: true},
+}
+
+func TestEveryRPCHasAnEndpointCaseAndAnAccessRule(t *testing.T) {
+	covered := map[string]bool{}
+	for _, e := range endpoints {
+		covered[e.name] = true
+	}
+	methods := consentv1.File_consent_v1_consent_proto.Services().ByName("ConsentService").Methods()
+	for i := range methods.Len() {
+		name := string(methods.Get(i).Name())
+		if !covered[name] {
+			t.Errorf("%s has no case in the access tests", name)
+		}
+		if _, ok := auth.Rules["/consent.v1.ConsentService/"+name]; !ok {
+			t.Errorf("%s has no access rule: it is refused to everyone", name)
+		}
+	}
+}
+
+// tokenFor mints a subject token with the test's token key, valid from now
+// for ttl (a negative ttl makes an expired one).
+func tokenFor(t *testing.T, subject string, issuedAt time.Time, ttl time.Duration) string {
+	t.Helper()
+	set, err := keys.Parse([]byte(testKeys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl < 0 {
+		issuedAt, ttl = issuedAt.Add(2*ttl), -ttl
+	}
+	tokens, err := auth.NewTokens(set.Token, ttl, func() time.Time { return issuedAt })
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := tokens.Issue(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+// foreignToken is well formed and signed, but by a key consentd does not
+// know.
+func foreignToken(t *testing.T, subject string) string {
+	t.Helper()
+	tokens, err := auth.NewTokens([]keys.Key{{ID: "elsewhere", Secret: []byte("a-key-from-another-installation!")}}, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := tokens.Issue(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+// tamper changes the subject inside a token's payload, keeping its
+// signature: the forgery a visitor would try.
+func tamper(t *testing.T, token string) string {
+	parts := strings.Split(token, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts[1] = base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(payload), `"sub":"alice"`, `"sub":"bobby"`, 1)))
+	return strings.Join(parts, ".")
+}
+
+func TestWhoMayCallWhat(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	now := time.Now()
+	aliceToken := tokenFor(t, "alice", now, time.Hour)
+	bobToken := tokenFor(t, "bob", now, time.Hour)
+	credentials := map[string]string{
+		"no credentials":           "",
+		"unknown API key":          "key-nobody-0123456789abcdefghijklmnopqrs",
+		"expired token":            tokenFor(t, "alice", now, -time.Hour),
+		"tampered token":           tamper(t, aliceToken),
+		"token of an unknown key":  foreignToken(t, "alice"),
+		"unsigned token":           "eyJhbGciOiJub25lIn0." + strings.Split(aliceToken, ".")[1] + ".",
+		"token of another subject": bobToken,
+		"the subject's own token":  aliceToken,
+	}
+
+	type want struct {
+		code codes.Code
+		http int
+	}
+	ok, unauthenticated, forbidden := want{codes.OK, 200}, want{codes.Unauthenticated, 401}, want{codes.PermissionDenied, 403}
+	for _, e := range endpoints {
+		cases := map[string]want{
+			"no credentials":           unauthenticated,
+			"unknown API key":          unauthenticated,
+			"expired token":            unauthenticated,
+			"tampered token":           unauthenticated,
+			"token of an unknown key":  unauthenticated,
+			"unsigned token":           unauthenticated,
+			"token of another subject": forbidden,
+			"the subject's own token":  forbidden,
+		}
+		if e.public {
+			// Anyone may call it; credentials, if sent, must still be valid.
+			cases["no credentials"] = ok
+			cases["token of another subject"] = ok
+			cases["the subject's own token"] = ok
+		}
+		if e.visitor {
+			cases["the subject's own token"] = ok
+			if e.name == "GetPolicy" || e.name == "RefreshSubjectToken" {
+				cases["token of another subject"] = ok // names no subject: any valid token will do
+			}
+		}
+		if e.wrongScope != "" {
+			credentials["API key without the scope"] = apiKeys[e.wrongScope]
+			cases["API key without the scope"] = forbidden
+		}
+		for name, w := range cases {
+			credential := credentials[name]
+			t.Run(e.name+"/"+name, func(t *testing.T) {
+				err := e.call(as(ctx(t), credential), srv.grpc)
+				if code := status.Code(err); code != w.code {
+					t.Errorf("gRPC: %v, want %v", err, w.code)
+				}
+				header := "Bearer " + credential
+				if credential == "" {
+					header = ""
+				}
+				status, body, _ := srv.rest(t, e.method, e.path, e.body, "Authorization", header)
+				if status != w.http {
+					t.Errorf("REST: %d %.200v, want %d", status, body, w.http)
+				}
+			})
+		}
+		delete(credentials, "API key without the scope")
+	}
+
+	logs := srv.logs.String()
+	if !strings.Contains(logs, "subject token used for another subject") {
+		t.Error("a token used on another subject is not logged")
+	}
+	for _, secret := range []string{aliceToken, bobToken, apiKeys["admin"], "alice", "bob"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the logs contain %q", secret)
+		}
+	}
+}
