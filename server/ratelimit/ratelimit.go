@@ -146,4 +146,3 @@ func ClientIP(ctx context.Context, trustedHops int) string {
 	}
 	return hops[max(len(hops)-1-trustedHops, 0)]
 }
-
