@@ -121,10 +121,6 @@ type writeArgs struct {
 // store, so every write carries the same event facts.
 func (s *Server) write(ctx context.Context, policy *domain.Policy, a writeArgs) (*consentv1.Consent, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	channel := "grpc"
-	if v := md.Get(ChannelMetadataKey); len(v) > 0 && v[0] == "rest" {
-		channel = "rest"
-	}
 	gpc := a.gpc || slices.Contains(md.Get(GPCMetadataKey), "1")
 	res, err := s.store.Write(ctx, store.Write{
 		SubjectID:        a.subjectID,
@@ -138,7 +134,7 @@ func (s *Server) write(ctx context.Context, policy *domain.Policy, a writeArgs) 
 			Actor:         auth.FromContext(ctx).Actor(),
 			Source:        a.source,
 			PolicyVersion: policy.Version,
-			Channel:       channel,
+			Channel:       channel(ctx),
 		},
 		Now: a.now,
 	})
@@ -146,6 +142,15 @@ func (s *Server) write(ctx context.Context, policy *domain.Policy, a writeArgs) 
 		return nil, s.toStatus(ctx, err)
 	}
 	return consentToProto(policy, a.subjectID, res.Record, a.region, a.now), nil
+}
+
+// channel is how the call arrived: "rest" through the gateway, else "grpc".
+func channel(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(ChannelMetadataKey); len(v) > 0 && v[0] == "rest" {
+		return "rest"
+	}
+	return "grpc"
 }
 
 func validateWithdrawPurposes(policy *domain.Policy, purposes []string) error {

@@ -117,8 +117,9 @@ func policyToProto(p *domain.Policy) *consentv1.Policy {
 }
 
 var eventTypes = map[string]consentv1.EventType{
-	"update":   consentv1.EventType_EVENT_TYPE_UPDATE,
-	"withdraw": consentv1.EventType_EVENT_TYPE_WITHDRAW,
+	"update":          consentv1.EventType_EVENT_TYPE_UPDATE,
+	"withdraw":        consentv1.EventType_EVENT_TYPE_WITHDRAW,
+	store.EventAccess: consentv1.EventType_EVENT_TYPE_ACCESS,
 }
 
 func eventToProto(e store.Event) *consentv1.ConsentEvent {
@@ -134,6 +135,7 @@ func eventToProto(e store.Event) *consentv1.ConsentEvent {
 		Channel:       e.Channel,
 		PrevHash:      e.PrevHash,
 		Hash:          e.Hash,
+		Reason:        e.Reason,
 	}
 	for _, c := range e.Changes {
 		out.Changes = append(out.Changes, &consentv1.PurposeChange{Purpose: c.Purpose, OldGranted: c.Old, NewGranted: c.New})

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server/auth"
 	"github.com/consentd/consentd/server/domain"
+	"github.com/consentd/consentd/server/store"
 )
 
 // ListConsentEvents pages through history newest first. The page token is
@@ -20,10 +24,15 @@ func (s *Server) ListConsentEvents(ctx context.Context, req *consentv1.ListConse
 		size = DefaultEventsPageSize
 	}
 	before, tokenErr := parsePageToken(req.GetPageToken())
+	// A service reading a person's history is an operator access: it must say
+	// why, and the person's history records it. The person reading their own
+	// (with their token) need not.
+	operator := auth.FromContext(ctx).Kind == auth.Service
 	if err := firstError(
 		domain.ValidateSubjectID("subject_id", req.GetSubjectId()),
 		pageSizeError(req.GetPageSize()),
 		tokenErr,
+		validateReason(req.GetReason(), operator),
 	); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -31,6 +40,13 @@ func (s *Server) ListConsentEvents(ctx context.Context, req *consentv1.ListConse
 	events, err := s.store.Events(ctx, req.GetSubjectId(), before, size+1)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
+	}
+	// Only a subject with a history gets an access event: a mistyped id must
+	// not create a record about nobody.
+	if operator && len(events) > 0 {
+		if err := s.recordAccess(ctx, req.GetSubjectId(), req.GetReason()); err != nil {
+			return nil, err
+		}
 	}
 	resp := &consentv1.ListConsentEventsResponse{}
 	if len(events) > size {
@@ -41,6 +57,38 @@ func (s *Server) ListConsentEvents(ctx context.Context, req *consentv1.ListConse
 		resp.Events = append(resp.Events, eventToProto(e))
 	}
 	return resp, nil
+}
+
+// recordAccess appends an access event (actor, reason, time) to the
+// subject's history.
+func (s *Server) recordAccess(ctx context.Context, subjectID, reason string) error {
+	_, err := s.store.Write(ctx, store.Write{
+		SubjectID: subjectID,
+		Event: store.EventInfo{
+			Type: store.EventAccess, Actor: auth.FromContext(ctx).Actor(), Source: domain.SourceAPI,
+			PolicyVersion: s.policy().Version, Channel: channel(ctx), Reason: reason,
+		},
+		Now: s.now(),
+	})
+	if err != nil {
+		return s.toStatus(ctx, err)
+	}
+	return nil
+}
+
+// MaxReasonChars bounds an operator's reason.
+const MaxReasonChars = 500
+
+func validateReason(reason string, required bool) error {
+	switch {
+	case reason == "" && required:
+		return &domain.FieldError{Field: "reason", Reason: "required with an API key: say why you read this person's history (it is recorded there)"}
+	case utf8.RuneCountInString(reason) > MaxReasonChars:
+		return &domain.FieldError{Field: "reason", Reason: fmt.Sprintf("at most %d characters, got %d", MaxReasonChars, utf8.RuneCountInString(reason))}
+	case !utf8.ValidString(reason) || strings.ContainsFunc(reason, unicode.IsControl):
+		return &domain.FieldError{Field: "reason", Reason: "must be text without control characters"}
+	}
+	return nil
 }
 
 func pageSizeError(size int32) error {

@@ -294,7 +294,7 @@ func TestEveryRPCOverGRPC(t *testing.T) {
 		}
 	}
 
-	events, err := c.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "user-1", PageSize: 1})
+	events, err := c.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "user-1", Reason: "test", PageSize: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestEveryRPCOverGRPC(t *testing.T) {
 		events.GetEvents()[0].GetChannel() != "grpc" || events.GetNextPageToken() == "" {
 		t.Fatalf("newest event page = %v", events)
 	}
-	older, err := c.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "user-1", PageToken: events.GetNextPageToken()})
+	older, err := c.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "user-1", Reason: "test", PageToken: events.GetNextPageToken()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func TestEveryRPCOverREST(t *testing.T) {
 		t.Fatalf("withdraw = %d %v", code, body)
 	}
 
-	code, body, _ = srv.rest(t, "GET", "/v1/subjects/visitor-9/events", "")
+	code, body, _ = srv.rest(t, "GET", "/v1/subjects/visitor-9/events?reason=test", "")
 	if code != 200 || jsonPath(body, "events.0.type") != "EVENT_TYPE_WITHDRAW" || jsonPath(body, "events.0.channel") != "rest" ||
 		jsonPath(body, "events.1.changes.0.purpose") != "analytics" {
 		t.Fatalf("events = %d %v", code, body)
@@ -476,11 +476,11 @@ func TestBadInputGetsAClearErrorAndChangesNothing(t *testing.T) {
 			return err
 		}, codes.InvalidArgument, "idempotency_key"},
 		{"page size too big", func() error {
-			_, err := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: subject, PageSize: 501})
+			_, err := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: subject, Reason: "test", PageSize: 501})
 			return err
 		}, codes.InvalidArgument, "page_size"},
 		{"forged page token", func() error {
-			_, err := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: subject, PageToken: "garbage"})
+			_, err := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: subject, Reason: "test", PageToken: "garbage"})
 			return err
 		}, codes.InvalidArgument, "page_token"},
 	}
@@ -533,11 +533,13 @@ func TestBadInputGetsAClearErrorAndChangesNothing(t *testing.T) {
 // snapshot is everything stored about a subject: consent and full history.
 func snapshot(t *testing.T, srv *consentd, subject string) *consentv1.ListConsentEventsResponse {
 	t.Helper()
-	consent, err := srv.grpc.GetConsent(ctx(t), &consentv1.GetConsentRequest{SubjectId: subject})
+	// As the subject: an operator's read would itself add an access event.
+	own := as(ctx(t), tokenFor(t, subject, time.Now(), time.Hour))
+	consent, err := srv.grpc.GetConsent(own, &consentv1.GetConsentRequest{SubjectId: subject})
 	if err != nil {
 		t.Fatal(err)
 	}
-	events, err := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: subject, PageSize: 500})
+	events, err := srv.grpc.ListConsentEvents(own, &consentv1.ListConsentEventsRequest{SubjectId: subject, PageSize: 500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,7 +574,7 @@ func TestConcurrentWritersLoseNoUpdate(t *testing.T) {
 	if got.GetConsent().GetRevision() != writers*writes {
 		t.Fatalf("revision = %d after %d writes", got.GetConsent().GetRevision(), writers*writes)
 	}
-	events, err := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "busy", PageSize: 500})
+	events, err := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "busy", Reason: "test", PageSize: 500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,7 +602,7 @@ func TestRetriedIdempotentWriteAppliesOnce(t *testing.T) {
 	if !proto.Equal(first, second) {
 		t.Fatalf("a retry returned another result:\n%v\n%v", first, second)
 	}
-	events, _ := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "retry"})
+	events, _ := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "retry", Reason: "test"})
 	if len(events.GetEvents()) != 1 {
 		t.Fatalf("%d events after one write retried twice", len(events.GetEvents()))
 	}
@@ -626,7 +628,7 @@ func TestSecGPCHeaderOptsOutOfGPCPurposesInOptOutRegions(t *testing.T) {
 	if check.GetAllowed() || check.GetReason() != consentv1.Reason_REASON_GPC {
 		t.Fatalf("ads under GPC in California = %v, want denied for GPC", check)
 	}
-	events, _ := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "gpc-visitor"})
+	events, _ := srv.grpc.ListConsentEvents(ctx(t), &consentv1.ListConsentEventsRequest{SubjectId: "gpc-visitor", Reason: "test"})
 	if !events.GetEvents()[0].GetGpc() {
 		t.Errorf("the event does not record the GPC signal: %v", events.GetEvents()[0])
 	}

@@ -215,3 +215,57 @@ func TestWhoMayCallWhat(t *testing.T) {
 		}
 	}
 }
+
+func TestAnOperatorReadingHistoryMustSayWhyAndIsRecorded(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	if _, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: "carol", Decisions: map[string]bool{"ads": true}}); err != nil {
+		t.Fatal(err)
+	}
+	rights := as(ctx(t), apiKeys["rights"])
+	for _, tc := range []struct{ name, reason string }{
+		{"no reason", ""},
+		{"a reason too long", strings.Repeat("x", 501)},
+		{"a reason with control characters", "ticket\n4711"},
+	} {
+		_, err := srv.grpc.ListConsentEvents(rights, &consentv1.ListConsentEventsRequest{SubjectId: "carol", Reason: tc.reason})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "reason:") {
+			t.Errorf("%s: %v, want InvalidArgument naming reason", tc.name, err)
+		}
+	}
+	if code, body, _ := srv.rest(t, "GET", "/v1/subjects/carol/events", "", "Authorization", "Bearer "+apiKeys["rights"]); code != 400 || !strings.Contains(jsonPath(body, "message"), "reason") {
+		t.Errorf("REST without a reason: %d %v", code, body)
+	}
+
+	if _, err := srv.grpc.ListConsentEvents(rights, &consentv1.ListConsentEventsRequest{SubjectId: "carol", Reason: "access request, ticket 4711"}); err != nil {
+		t.Fatal(err)
+	}
+	// The person sees who looked and why; their own reading adds nothing.
+	own := as(ctx(t), tokenFor(t, "carol", time.Now(), time.Hour))
+	for range 2 {
+		events, err := srv.grpc.ListConsentEvents(own, &consentv1.ListConsentEventsRequest{SubjectId: "carol"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events.GetEvents()) != 2 {
+			t.Fatalf("%d events, want the update and one access", len(events.GetEvents()))
+		}
+		access := events.GetEvents()[0]
+		if access.GetType() != consentv1.EventType_EVENT_TYPE_ACCESS || access.GetActor() != "key:rights" ||
+			access.GetReason() != "access request, ticket 4711" || access.GetPrevHash() != events.GetEvents()[1].GetHash() {
+			t.Fatalf("access event = %v", access)
+		}
+	}
+	// The access changed no decision.
+	check, err := srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: "carol", Purpose: "ads"})
+	if err != nil || !check.GetAllowed() || check.GetRevision() != 2 {
+		t.Fatalf("check after the access: %v %v", check, err)
+	}
+
+	// Looking up someone with no history records nothing about them.
+	if _, err := srv.grpc.ListConsentEvents(rights, &consentv1.ListConsentEventsRequest{SubjectId: "nobody", Reason: "typo"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := srv.grpc.GetConsent(ctx(t), &consentv1.GetConsentRequest{SubjectId: "nobody"}); got.GetConsent().GetRevision() != 0 {
+		t.Fatalf("a record was made for a subject with no history: %v", got)
+	}
+}

@@ -46,6 +46,7 @@ type Event struct {
 	Region        string
 	Channel       string
 	GPC           bool
+	Reason        string   // access events: why the operator read the data
 	Changes       []Change // sorted by purpose
 	PrevHash      string   // Hash of the previous event; "" for the first
 	Hash          string
@@ -134,7 +135,7 @@ func decodeEvent(entry string) (Event, error) {
 	e := Event{
 		Revision: se.Rev, At: time.UnixMilli(se.At).UTC(), Type: se.Type, Actor: se.Actor,
 		Source: lettersToSource[se.Source], PolicyVersion: se.Policy, Region: se.Region,
-		Channel: se.Channel, GPC: se.GPC, PrevHash: se.Prev, Hash: se.H,
+		Channel: se.Channel, GPC: se.GPC, Reason: se.Why, PrevHash: se.Prev, Hash: se.H,
 	}
 	for p, v := range se.New {
 		c := Change{Purpose: p, New: v == "g"}

@@ -18,12 +18,17 @@ import (
 
 // EventInfo describes who wrote, how and why; it goes into the history event.
 type EventInfo struct {
-	Type          string        // "update" or "withdraw"
+	Type          string        // "update", "withdraw", or "access" (an operator read the subject's data)
 	Actor         string        // who wrote: "visitor", a service key name, "operator:<name>"
 	Source        domain.Source // how the subject expressed the choice
 	PolicyVersion string        // the policy file's version label
 	Channel       string        // "grpc" or "rest"
+	Reason        string        // why an operator accessed the data (access events)
 }
+
+// EventAccess is the type of the event that records an operator's read. It
+// changes no decision, so it adds nothing to the change feed.
+const EventAccess = "access"
 
 // Write is one change to a subject's decisions.
 type Write struct {
@@ -76,7 +81,10 @@ type WriteResult struct {
 // ARGV[3] expected revision; "" accepts any
 // ARGV[4] region code to store in _reg; "" keeps the stored one
 // ARGV[5] unix seconds to store in _gpc unless already set; "" for no signal
-// ARGV[6] feed MINID (unix ms): older feed entries may be trimmed
+// ARGV[6] feed MINID (unix ms): older feed entries may be trimmed; "" adds
+//
+//	no feed entry (an access event changes nothing downstream)
+//
 // ARGV[7] sealed subject id, the feed entry's "sub" field (feed consumers
 // open it with the operator's encryption keys)
 // ARGV[8] history event JSON without its closing brace (built by eventTemplate)
@@ -179,7 +187,9 @@ if last then prev = string.sub(last, -42, -3) end
 local body = ARGV[8] .. ',"rev":' .. rev .. ',"old":' .. cjson.encode(old) .. ',"prev":"' .. prev .. '"}'
 local event = string.sub(body, 1, -2) .. ',"h":"' .. redis.sha1hex(body) .. '"}'
 redis.call('RPUSH', history, event)
-redis.call('XADD', feed, 'MINID', '~', ARGV[6], '*', 'sub', ARGV[7], 'rev', rev, 'ev', event)
+if ARGV[6] ~= '' then
+  redis.call('XADD', feed, 'MINID', '~', ARGV[6], '*', 'sub', ARGV[7], 'rev', rev, 'ev', event)
+end
 
 local snapshot = redis.call('HGETALL', state)
 if idem then
@@ -229,7 +239,10 @@ func (s *Store) Write(ctx context.Context, w Write) (WriteResult, error) {
 	if w.GPC {
 		gpc = strconv.FormatInt(w.Now.Unix(), 10)
 	}
-	minID := max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
+	var minID any = max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
+	if w.Event.Type == EventAccess {
+		minID = ""
+	}
 	args := []any{fp, s.opts.IdempotencyTTL.Milliseconds(), expected, w.Region, gpc, minID,
 		s.opts.Sealer.Seal([]byte(w.SubjectID)), template, len(purposes)}
 	for _, p := range purposes {
@@ -276,7 +289,8 @@ type eventHead struct {
 	Region  string            `json:"r,omitempty"` // region code given with the write
 	Channel string            `json:"c,omitempty"`
 	GPC     bool              `json:"g,omitempty"`
-	New     map[string]string `json:"n"` // purpose -> "g" or "d"
+	Why     string            `json:"why,omitempty"` // an access event's reason
+	New     map[string]string `json:"n"`             // purpose -> "g" or "d"
 }
 
 // eventTemplate is the event's JSON without its closing brace: the write
@@ -294,7 +308,7 @@ func eventTemplate(w Write) (string, error) {
 	}
 	head := eventHead{
 		Type: w.Event.Type, At: w.Now.UnixMilli(), Actor: w.Event.Actor, Source: letter,
-		Policy: w.Event.PolicyVersion, Region: w.Region, Channel: w.Event.Channel, GPC: w.GPC,
+		Policy: w.Event.PolicyVersion, Region: w.Region, Channel: w.Event.Channel, GPC: w.GPC, Why: w.Event.Reason,
 		New: make(map[string]string, len(w.Decisions)),
 	}
 	for p, d := range w.Decisions {

@@ -480,6 +480,34 @@ func Run(t *testing.T, client redis.UniversalClient) {
 		}
 	})
 
+	t.Run("an access event is chained into the history and leaves decisions and the feed alone", func(t *testing.T) {
+		t.Parallel()
+		s, prefix := NewStore(t, client)
+		write(t, s, store.Write{SubjectID: "alice", Decisions: decisions(t0, "ads", true)})
+		before, _ := s.Get(ctx(t), "alice")
+		res, err := s.Write(ctx(t), store.Write{SubjectID: "alice", Now: t0.Add(time.Minute),
+			Event: store.EventInfo{Type: store.EventAccess, Actor: "key:privacy-desk", Source: domain.SourceAPI, Reason: "ticket 4711"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Record.Revision != 2 || !reflect.DeepEqual(res.Record.Decisions, before.Decisions) {
+			t.Fatalf("after an access: %+v, want revision 2 and the same decisions", res.Record)
+		}
+		events, err := s.Events(ctx(t), "alice", 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := events[0]; e.Type != store.EventAccess || e.Reason != "ticket 4711" || e.Actor != "key:privacy-desk" || len(e.Changes) != 0 {
+			t.Fatalf("access event = %+v", e)
+		}
+		if err := s.VerifyChain(ctx(t), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if n := client.XLen(ctx(t), onlyKey(t, client, prefix, ":feed")).Val(); n != 1 {
+			t.Fatalf("%d feed entries, want 1: an access changes nothing downstream", n)
+		}
+	})
+
 	t.Run("bad input is refused and writes nothing", func(t *testing.T) {
 		t.Parallel()
 		s, prefix := NewStore(t, client)
