@@ -12,6 +12,7 @@ import (
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server/auth"
+	"github.com/consentd/consentd/server/config"
 	"github.com/consentd/consentd/server/internal/redistest"
 	"github.com/consentd/consentd/server/keys"
 )
@@ -267,5 +268,27 @@ func TestAnOperatorReadingHistoryMustSayWhyAndIsRecorded(t *testing.T) {
 	}
 	if got, _ := srv.grpc.GetConsent(ctx(t), &consentv1.GetConsentRequest{SubjectId: "nobody"}); got.GetConsent().GetRevision() != 0 {
 		t.Fatalf("a record was made for a subject with no history: %v", got)
+	}
+}
+
+func TestDemoModeNeedsNoCredentialsButStillChecksThoseSent(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL(), func(c *config.Config) { c.Demo = true; c.APIKeysFile = "" })
+	if !strings.Contains(srv.logs.String(), "DEMO MODE") {
+		t.Error("consentd does not say it is in demo mode")
+	}
+	if _, err := srv.grpc.UpdateConsent(as(ctx(t), ""), &consentv1.UpdateConsentRequest{SubjectId: "d", Decisions: map[string]bool{"ads": true}}); err != nil {
+		t.Fatalf("a write without credentials in demo mode: %v", err)
+	}
+	events, err := srv.grpc.ListConsentEvents(as(ctx(t), ""), &consentv1.ListConsentEventsRequest{SubjectId: "d"})
+	if err != nil || events.GetEvents()[0].GetActor() != "demo" {
+		t.Fatalf("the demo's write is recorded as %v, %v; want actor demo", events, err)
+	}
+	for name, credential := range map[string]string{"unknown API key": apiKeys["admin"], "tampered token": tamper(t, tokenFor(t, "alice", time.Now(), time.Hour))} {
+		if _, err := srv.grpc.GetConsent(as(ctx(t), credential), &consentv1.GetConsentRequest{SubjectId: "d"}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s in demo mode: %v, want Unauthenticated", name, err)
+		}
+	}
+	if _, err := srv.grpc.GetConsent(as(ctx(t), tokenFor(t, "bob", time.Now(), time.Hour)), &consentv1.GetConsentRequest{SubjectId: "d"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("another subject's token in demo mode: %v, want PermissionDenied", err)
 	}
 }
