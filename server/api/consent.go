@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 
 	"google.golang.org/grpc/metadata"
 
@@ -135,6 +137,7 @@ func (s *Server) write(ctx context.Context, policy *domain.Policy, a writeArgs) 
 			Source:        a.source,
 			PolicyVersion: policy.Version,
 			Channel:       channel(ctx),
+			Client:        clientFacts(md),
 		},
 		Now: a.now,
 	})
@@ -142,6 +145,41 @@ func (s *Server) write(ctx context.Context, policy *domain.Policy, a writeArgs) 
 		return nil, s.toStatus(ctx, err)
 	}
 	return consentToProto(policy, a.subjectID, res.Record, a.region, a.now), nil
+}
+
+// clientFacts are the coarse facts about a browser recorded with its write:
+// the user agent and platform hints the gateway forwards, shortened. Calls
+// over gRPC come from services, whose user agent says nothing of a person.
+func clientFacts(md metadata.MD) string {
+	if v := md.Get(ChannelMetadataKey); len(v) == 0 || v[0] != "rest" {
+		return ""
+	}
+	var facts []string
+	for _, f := range []struct {
+		key, name string
+		max       int
+	}{{"grpcgateway-user-agent", "ua", 200}, {"sec-ch-ua-platform", "platform", 32}, {"sec-ch-ua-mobile", "mobile", 4}} {
+		if v := md.Get(f.key); len(v) > 0 && v[0] != "" {
+			facts = append(facts, f.name+"="+printable(v[0], f.max))
+		}
+	}
+	return strings.Join(facts, "; ")
+}
+
+// printable keeps at most max runes of s, without control characters.
+func printable(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == max {
+			break
+		}
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+			n++
+		}
+	}
+	return b.String()
 }
 
 // channel is how the call arrived: "rest" through the gateway, else "grpc".

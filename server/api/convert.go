@@ -136,6 +136,7 @@ func eventToProto(e store.Event) *consentv1.ConsentEvent {
 		PrevHash:      e.PrevHash,
 		Hash:          e.Hash,
 		Reason:        e.Reason,
+		Client:        e.Client,
 	}
 	for _, c := range e.Changes {
 		out.Changes = append(out.Changes, &consentv1.PurposeChange{Purpose: c.Purpose, OldGranted: c.Old, NewGranted: c.New})

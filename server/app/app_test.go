@@ -881,3 +881,35 @@ func TestGRPCReflectionListsTheService(t *testing.T) {
 		}
 	}
 }
+
+func TestABrowsersWriteRecordsCoarseClientFactsSealed(t *testing.T) {
+	redis := redistest.Start(t)
+	srv := start(t, redis.URL())
+	code, body, _ := srv.rest(t, "PATCH", "/v1/subjects/dana/consent", `{"decisions": {"ads": false}}`,
+		"User-Agent", "TestBrowser/1.0 (X11; Linux x86_64)", "Sec-CH-UA-Platform", `"Linux"`, "Sec-CH-UA-Mobile", "?0")
+	if code != 200 {
+		t.Fatalf("PATCH: %d %v", code, body)
+	}
+	if _, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: "dana", Decisions: map[string]bool{"ads": true}}); err != nil {
+		t.Fatal(err)
+	}
+	events, err := srv.grpc.ListConsentEvents(as(ctx(t), tokenFor(t, "dana", time.Now(), time.Hour)), &consentv1.ListConsentEventsRequest{SubjectId: "dana"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := events.GetEvents()[1].GetClient(), `ua=TestBrowser/1.0 (X11; Linux x86_64); platform="Linux"; mobile=?0`; got != want {
+		t.Errorf("client facts of the browser's write = %q, want %q", got, want)
+	}
+	if got := events.GetEvents()[0].GetClient(); got != "" {
+		t.Errorf("a service's gRPC write recorded client facts %q", got)
+	}
+	// In Redis they are sealed.
+	keys, _ := redis.Client(t).Keys(ctx(t), "*:h:*").Result()
+	for _, k := range keys {
+		for _, e := range redis.Client(t).LRange(ctx(t), k, 0, -1).Val() {
+			if strings.Contains(e, "TestBrowser") || strings.Contains(e, "Linux") {
+				t.Errorf("history holds client facts in the clear: %s", e)
+			}
+		}
+	}
+}

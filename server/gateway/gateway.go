@@ -134,11 +134,14 @@ func corsFor(origins []string) *cors.Cors {
 }
 
 // incomingHeader forwards the headers the service reads: Sec-GPC, the
-// request id, and grpc-gateway's defaults (Authorization and Grpc-Metadata-*).
+// request id, platform client hints, and grpc-gateway's defaults
+// (Authorization, User-Agent and Grpc-Metadata-*).
 func incomingHeader(key string) (string, bool) {
 	switch strings.ToLower(key) {
 	case "sec-gpc":
 		return api.GPCMetadataKey, true
+	case "sec-ch-ua-platform", "sec-ch-ua-mobile": // coarse client facts for the history
+		return strings.ToLower(key), true
 	case middleware.RequestIDKey:
 		return middleware.RequestIDKey, true
 	case api.ChannelMetadataKey:

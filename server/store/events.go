@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/consentd/consentd/server/domain"
+	"github.com/consentd/consentd/server/keys"
 )
 
 // A subject's history is a Redis List of JSON events, one per write, oldest
@@ -47,6 +48,7 @@ type Event struct {
 	Channel       string
 	GPC           bool
 	Reason        string   // access events: why the operator read the data
+	Client        string   // the client facts recorded with the write, opened
 	Changes       []Change // sorted by purpose
 	PrevHash      string   // Hash of the previous event; "" for the first
 	Hash          string
@@ -118,7 +120,7 @@ func (s *Store) Events(ctx context.Context, subjectID string, before int64, limi
 	events := make([]Event, 0, len(raw))
 	for i := len(raw) - 1; i >= 0; i-- {
 		entry, _ := raw[i].(string)
-		e, err := decodeEvent(entry)
+		e, err := decodeEvent(entry, s.opts.Sealer)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +129,11 @@ func (s *Store) Events(ctx context.Context, subjectID string, before int64, limi
 	return events, nil
 }
 
-func decodeEvent(entry string) (Event, error) {
+// UnreadableClient stands for client facts sealed with an encryption key
+// that is no longer in the key file.
+const UnreadableClient = "(sealed with an encryption key no longer known)"
+
+func decodeEvent(entry string, sealer *keys.Sealer) (Event, error) {
 	var se storedEvent
 	if err := json.Unmarshal([]byte(entry), &se); err != nil {
 		return Event{}, fmt.Errorf("%w: history event: %v", errCorrupt, err)
@@ -136,6 +142,14 @@ func decodeEvent(entry string) (Event, error) {
 		Revision: se.Rev, At: time.UnixMilli(se.At).UTC(), Type: se.Type, Actor: se.Actor,
 		Source: lettersToSource[se.Source], PolicyVersion: se.Policy, Region: se.Region,
 		Channel: se.Channel, GPC: se.GPC, Reason: se.Why, PrevHash: se.Prev, Hash: se.H,
+	}
+	if se.Client != "" {
+		client, err := sealer.Open(se.Client)
+		if err != nil {
+			e.Client = UnreadableClient
+		} else {
+			e.Client = string(client)
+		}
 	}
 	for p, v := range se.New {
 		c := Change{Purpose: p, New: v == "g"}

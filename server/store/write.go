@@ -24,6 +24,10 @@ type EventInfo struct {
 	PolicyVersion string        // the policy file's version label
 	Channel       string        // "grpc" or "rest"
 	Reason        string        // why an operator accessed the data (access events)
+	// Client is coarse facts about the client that made the choice (the
+	// browser's user agent and platform hints; never an IP). It is sealed
+	// with the active encryption key before it is stored.
+	Client string
 }
 
 // EventAccess is the type of the event that records an operator's read. It
@@ -203,7 +207,7 @@ func (s *Store) Write(ctx context.Context, w Write) (WriteResult, error) {
 	if w.Now.IsZero() {
 		w.Now = time.Now()
 	}
-	template, err := eventTemplate(w)
+	template, err := s.eventTemplate(w)
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -290,12 +294,13 @@ type eventHead struct {
 	Channel string            `json:"c,omitempty"`
 	GPC     bool              `json:"g,omitempty"`
 	Why     string            `json:"why,omitempty"` // an access event's reason
+	Client  string            `json:"cl,omitempty"`  // sealed client facts (EventInfo.Client)
 	New     map[string]string `json:"n"`             // purpose -> "g" or "d"
 }
 
 // eventTemplate is the event's JSON without its closing brace: the write
 // script appends the revision, old values and the chain hashes.
-func eventTemplate(w Write) (string, error) {
+func (s *Store) eventTemplate(w Write) (string, error) {
 	if w.SubjectID == "" {
 		return "", errors.New("store: empty subject id")
 	}
@@ -310,6 +315,9 @@ func eventTemplate(w Write) (string, error) {
 		Type: w.Event.Type, At: w.Now.UnixMilli(), Actor: w.Event.Actor, Source: letter,
 		Policy: w.Event.PolicyVersion, Region: w.Region, Channel: w.Event.Channel, GPC: w.GPC, Why: w.Event.Reason,
 		New: make(map[string]string, len(w.Decisions)),
+	}
+	if w.Event.Client != "" {
+		head.Client = s.opts.Sealer.Seal([]byte(w.Event.Client))
 	}
 	for p, d := range w.Decisions {
 		head.New[p] = grantedLetter(d.Granted)

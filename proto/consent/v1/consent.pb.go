@@ -1896,7 +1896,10 @@ type ConsentEvent struct {
 	// This event's hash.
 	Hash string `protobuf:"bytes,12,opt,name=hash,proto3" json:"hash,omitempty"`
 	// Why an operator accessed the data (access events only).
-	Reason        string `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Coarse facts about the browser that made a REST write: its user agent
+	// and platform hints, never an IP address. Stored encrypted.
+	Client        string `protobuf:"bytes,14,opt,name=client,proto3" json:"client,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2018,6 +2021,13 @@ func (x *ConsentEvent) GetHash() string {
 func (x *ConsentEvent) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *ConsentEvent) GetClient() string {
+	if x != nil {
+		return x.Client
 	}
 	return ""
 }
@@ -2479,7 +2489,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"oldGranted\x88\x01\x01\x12\x1f\n" +
 	"\vnew_granted\x18\x03 \x01(\bR\n" +
 	"newGrantedB\x0e\n" +
-	"\f_old_granted\"\xb0\x03\n" +
+	"\f_old_granted\"\xc8\x03\n" +
 	"\fConsentEvent\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12)\n" +
@@ -2494,7 +2504,8 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	" \x03(\v2\x19.consent.v1.PurposeChangeR\achanges\x12\x1b\n" +
 	"\tprev_hash\x18\v \x01(\tR\bprevHash\x12\x12\n" +
 	"\x04hash\x18\f \x01(\tR\x04hash\x12\x16\n" +
-	"\x06reason\x18\r \x01(\tR\x06reason\"a\n" +
+	"\x06reason\x18\r \x01(\tR\x06reason\x12\x16\n" +
+	"\x06client\x18\x0e \x01(\tR\x06client\"a\n" +
 	"\fSubjectToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +

@@ -508,6 +508,24 @@ func Run(t *testing.T, client redis.UniversalClient) {
 		}
 	})
 
+	t.Run("client facts are sealed in the history and opened when read", func(t *testing.T) {
+		t.Parallel()
+		s, prefix := NewStore(t, client)
+		w := store.Write{SubjectID: "alice", Decisions: decisions(t0, "ads", true), Now: t0, Event: apiEvent()}
+		w.Event.Client = "ua=Firefox/140; platform=Linux"
+		if _, err := s.Write(ctx(t), w); err != nil {
+			t.Fatal(err)
+		}
+		stored := client.LIndex(ctx(t), onlyKey(t, client, prefix, ":h:"), 0).Val()
+		if strings.Contains(stored, "Firefox") || !strings.Contains(stored, `"cl":"`) {
+			t.Fatalf("stored event %s: client facts not sealed", stored)
+		}
+		events, err := s.Events(ctx(t), "alice", 0, 1)
+		if err != nil || events[0].Client != w.Event.Client {
+			t.Fatalf("events = %+v, %v; want the client facts opened", events, err)
+		}
+	})
+
 	t.Run("bad input is refused and writes nothing", func(t *testing.T) {
 		t.Parallel()
 		s, prefix := NewStore(t, client)
