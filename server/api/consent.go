@@ -49,9 +49,15 @@ func (s *Server) GetConsent(ctx context.Context, req *consentv1.GetConsentReques
 // alone.
 func (s *Server) UpdateConsent(ctx context.Context, req *consentv1.UpdateConsentRequest) (*consentv1.UpdateConsentResponse, error) {
 	policy := s.policy()
+	decisionsErr := domain.ValidateDecisions(policy, "decisions", req.GetDecisions(), MaxDecisionsPerUpdate)
+	if len(req.GetDecisions()) == 0 && (req.GetGpc() || gpcHeader(ctx)) {
+		// A browser reporting its GPC signal before the visitor chose
+		// anything: the write records the signal alone.
+		decisionsErr = nil
+	}
 	if err := firstError(
 		domain.ValidateSubjectID("subject_id", req.GetSubjectId()),
-		domain.ValidateDecisions(policy, "decisions", req.GetDecisions(), MaxDecisionsPerUpdate),
+		decisionsErr,
 		validateWrite(req.GetSource(), req.GetRegion(), req.ExpectedRevision, req.GetIdempotencyKey()),
 	); err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -123,7 +129,7 @@ type writeArgs struct {
 // store, so every write carries the same event facts.
 func (s *Server) write(ctx context.Context, policy *domain.Policy, a writeArgs) (*consentv1.Consent, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	gpc := a.gpc || slices.Contains(md.Get(GPCMetadataKey), "1")
+	gpc := a.gpc || gpcHeader(ctx)
 	res, err := s.store.Write(ctx, store.Write{
 		SubjectID:        a.subjectID,
 		Decisions:        a.decisions,
@@ -180,6 +186,13 @@ func printable(s string, max int) string {
 		}
 	}
 	return b.String()
+}
+
+// gpcHeader reports a "Sec-GPC: 1" header on a REST call. Only the exact
+// value "1" is a signal, as the GPC specification says.
+func gpcHeader(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return slices.Contains(md.Get(GPCMetadataKey), "1")
 }
 
 // channel is how the call arrived: "rest" through the gateway, else "grpc".

@@ -177,7 +177,7 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}
-	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.store.Ping, Metrics: metrics, CORSOrigins: cfg.CORSOrigins})
+	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.store.Ping, Metrics: metrics, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite})
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}

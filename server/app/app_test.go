@@ -632,6 +632,16 @@ func TestSecGPCHeaderOptsOutOfGPCPurposesInOptOutRegions(t *testing.T) {
 	if !events.GetEvents()[0].GetGpc() {
 		t.Errorf("the event does not record the GPC signal: %v", events.GetEvents()[0])
 	}
+	// A browser may report its signal before choosing anything: the write
+	// records the signal alone.
+	code, body, _ = srv.rest(t, "PATCH", "/v1/subjects/quiet-visitor/consent", `{"decisions": {}, "gpc": true, "region": "US-CO"}`)
+	if code != 200 || jsonPath(body, "consent.revision") != "1" || jsonPath(body, "consent.gpc_time") == "null" {
+		t.Fatalf("a GPC-only write: %d %v", code, body)
+	}
+	if code, body, _ = srv.rest(t, "PATCH", "/v1/subjects/quiet-visitor/consent", `{"decisions": {}}`); code != 400 || !strings.Contains(jsonPath(body, "message"), "decisions") {
+		t.Fatalf("an empty write without GPC: %d %v, want 400 naming decisions", code, body)
+	}
+
 	// An explicit later choice by the person wins.
 	if _, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: "gpc-visitor", Decisions: map[string]bool{"ads": true}, Gpc: true}); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,10 @@ package app
 import (
 	"context"
 	"encoding/base64"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -291,4 +295,40 @@ func TestDemoModeNeedsNoCredentialsButStillChecksThoseSent(t *testing.T) {
 	if _, err := srv.grpc.GetConsent(as(ctx(t), tokenFor(t, "bob", time.Now(), time.Hour)), &consentv1.GetConsentRequest{SubjectId: "d"}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("another subject's token in demo mode: %v, want PermissionDenied", err)
 	}
+}
+
+func TestDemoModeServesTheDemoSiteFromTheAPIOrigin(t *testing.T) {
+	site := t.TempDir()
+	writeFile(t, mkdir(t, site, "demo"), "index.html", []byte("<h1>shop</h1>"))
+	writeFile(t, mkdir(t, site, "dist"), "consentd.iife.js", []byte("/* sdk */"))
+	srv := start(t, redistest.Start(t).URL(), func(c *config.Config) { c.Demo = true; c.DemoSite = site })
+	for path, want := range map[string]string{"/demo/": "<h1>shop</h1>", "/sdk/consentd.iife.js": "/* sdk */"} {
+		resp, err := http.Get(srv.baseURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != want {
+			t.Errorf("GET %s = %d %q", path, resp.StatusCode, b)
+		}
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(srv.baseURL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/demo/" {
+		t.Errorf("GET / = %d to %q, want a redirect to /demo/", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func mkdir(t *testing.T, parent, name string) string {
+	t.Helper()
+	dir := filepath.Join(parent, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

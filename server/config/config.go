@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +33,7 @@ type Config struct {
 	APIKeysFile      string // API keys with names and scopes
 	APIKey           string // from CONSENTD_API_KEY only (never a flag: flags show in ps): one key with every scope
 	Demo             bool   // no authentication: make run's demo; never in production
+	DemoSite         string // demo mode: the sdk-js folder whose demo/ and dist/ are served at /demo/ and /sdk/
 	TokenTTL         time.Duration
 	CORSOrigins      []string        // site origins whose pages may call the REST API
 	RateLimitIP      ratelimit.Limit // per client IP: browsers and public calls; zero: unlimited
@@ -80,6 +83,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address the REST API, health, metrics and OpenAPI listen on")
 	str(&c.PolicyPath, "policy", "", "policy file (purposes and regions); empty: the shipped deploy/policy.yaml")
 	str(&c.KeysFile, "keys-file", "", "the operator's key file (HMAC key for Redis key names); required")
+	str(&c.DemoSite, "demo-site", "", "demo mode only: the sdk-js folder; its demo/ is served at /demo/ and dist/ at /sdk/")
 	str(&c.APIKeysFile, "api-keys-file", "", "API keys file: names, SHA-256 hashes and scopes of the services' keys")
 	str(&corsOrigins, "cors-origins", "", "comma-separated site origins allowed to call the REST API from a browser, e.g. https://shop.example")
 	str(&rateIP, "rate-limit-ip", "20/s", "calls per client IP from browsers and public endpoints, like 20/s or 600/m; 0: unlimited")
@@ -159,6 +163,13 @@ func (c Config) validate() error {
 	}
 	if !c.Demo && c.APIKeysFile == "" && c.APIKey == "" {
 		errs = append(errs, errors.New("--api-keys-file (CONSENTD_API_KEYS_FILE) or CONSENTD_API_KEY: one is required, so that services can authenticate (or --demo for a local demo without authentication)"))
+	}
+	if c.DemoSite != "" && !c.Demo {
+		errs = append(errs, errors.New("--demo-site (CONSENTD_DEMO_SITE): only with --demo"))
+	} else if c.DemoSite != "" {
+		if st, err := os.Stat(filepath.Join(c.DemoSite, "demo")); err != nil || !st.IsDir() {
+			errs = append(errs, fmt.Errorf("--demo-site (CONSENTD_DEMO_SITE): %s has no demo/ folder; give the sdk-js folder", c.DemoSite))
+		}
 	}
 	if c.APIKeysFile != "" && c.APIKey != "" {
 		errs = append(errs, errors.New("--api-keys-file and CONSENTD_API_KEY: set one, not both"))

@@ -72,6 +72,8 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		{"bad proxy hops", []string{"--keys-file=k", "--demo", "--trusted-proxy-hops=-1"}, nil, "--trusted-proxy-hops"},
 		{"TLS cert without key", []string{"--keys-file=k", "--demo", "--tls-cert=c.pem"}, nil, "set both or neither"},
 		{"client CA without TLS", []string{"--keys-file=k", "--demo", "--tls-client-ca=ca.pem"}, nil, "mutual TLS is TLS first"},
+		{"demo site outside demo mode", []string{"--keys-file=k", "--api-keys-file=a", "--demo-site=sdk-js"}, nil, "--demo-site (CONSENTD_DEMO_SITE): only with --demo"},
+		{"demo site without a demo folder", []string{"--keys-file=k", "--demo", "--demo-site=/nonexistent"}, nil, "has no demo/ folder"},
 		{"zero token lifetime", []string{"--keys-file=k", "--demo", "--token-ttl=0s"}, nil, "--token-ttl"},
 		{"bad redis url", []string{"--keys-file=k", "--demo", "--redis-url=http://x"}, nil, "--redis-url (CONSENTD_REDIS_URL)"},
 		{"bad grpc addr", []string{"--keys-file=k", "--grpc-addr=9090"}, nil, "--grpc-addr (CONSENTD_GRPC_ADDR)"},

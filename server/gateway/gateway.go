@@ -10,6 +10,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -45,6 +46,9 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Metrics is the registry /metrics exposes.
 	Metrics *prometheus.Registry
+	// DemoSite, in demo mode, is the sdk-js folder: its demo page is served
+	// at /demo/ and its built bundles at /sdk/, from the API's own origin.
+	DemoSite string
 	// CORSOrigins are the site origins whose pages may call the REST API.
 	// Other origins get no CORS headers, so browsers keep them out.
 	CORSOrigins []string
@@ -100,6 +104,11 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(gpcWellKnown))
 	})
+	if opts.DemoSite != "" {
+		mux.Handle("GET /demo/", http.StripPrefix("/demo/", http.FileServer(http.Dir(filepath.Join(opts.DemoSite, "demo")))))
+		mux.Handle("GET /sdk/", http.StripPrefix("/sdk/", http.FileServer(http.Dir(filepath.Join(opts.DemoSite, "dist")))))
+		mux.Handle("GET /{$}", http.RedirectHandler("/demo/", http.StatusFound))
+	}
 	return mux, nil
 }
 

@@ -994,7 +994,7 @@ type UpdateConsentRequest struct {
 	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	// Decisions by purpose id: true grants, false denies. Purposes not named
 	// are left as they are. The necessary purpose may be granted (a no-op) but
-	// never denied.
+	// never denied. At least one, unless the write only reports a GPC signal.
 	Decisions map[string]bool `protobuf:"bytes,2,rep,name=decisions,proto3" json:"decisions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// Through which channel the decisions were made; unset means API.
 	Source Source `protobuf:"varint,3,opt,name=source,proto3,enum=consent.v1.Source" json:"source,omitempty"`
