@@ -104,22 +104,19 @@ func tokenFor(t *testing.T, subject string, issuedAt time.Time, ttl time.Duratio
 	if ttl < 0 {
 		issuedAt, ttl = issuedAt.Add(2*ttl), -ttl
 	}
-	tokens, err := auth.NewTokens(set.Token, ttl, func() time.Time { return issuedAt })
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, _, err := tokens.Issue(subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return token
+	return mint(t, set.Token, issuedAt, ttl, subject)
 }
 
 // foreignToken is well formed and signed, but by a key consentd does not
 // know.
 func foreignToken(t *testing.T, subject string) string {
 	t.Helper()
-	tokens, err := auth.NewTokens([]keys.Key{{ID: "elsewhere", Secret: []byte("a-key-from-another-installation!")}}, time.Hour, nil)
+	return mint(t, []keys.Key{{ID: "elsewhere", Secret: []byte("a-key-from-another-installation!")}}, time.Now(), time.Hour, subject)
+}
+
+func mint(t *testing.T, tokenKeys []keys.Key, issuedAt time.Time, ttl time.Duration, subject string) string {
+	t.Helper()
+	tokens, err := auth.NewTokens(tokenKeys, ttl, func() time.Time { return issuedAt })
 	if err != nil {
 		t.Fatal(err)
 	}
