@@ -28,6 +28,7 @@ help:
 	@echo "make generate  regenerate Go, gRPC, gateway and OpenAPI code from proto/"
 	@echo "make lint      buf lint, buf format, gofmt, go vet"
 	@echo "make build     build ./consentd"
+	@echo "make sdk       build the browser SDK into sdk-js/dist"
 
 # --- set-up ------------------------------------------------------------------
 
@@ -36,6 +37,20 @@ redis-server:
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server from the OS packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium from the OS packages (for the SDK's browser tests)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# npm ci when package-lock.json is newer than what is installed.
+sdk-js/node_modules/.package-lock.json: sdk-js/package-lock.json
+	cd sdk-js && npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: sdk-deps
+sdk-deps: sdk-js/node_modules/.package-lock.json
 
 # One stamp per tool version: bumping a version reinstalls that tool only.
 $(TOOLS)/stamps/buf-$(BUF_VERSION):
@@ -86,16 +101,26 @@ lint: tools
 build:
 	go build -o consentd ./server/cmd/consentd
 
+.PHONY: sdk
+sdk: sdk-deps
+	cd sdk-js && npm run build
+
 .PHONY: run
-run: redis-server build
+run: redis-server build sdk
 	@deploy/local/run.sh
 
 .PHONY: test
-test: redis-server tools lint check-generated fuzz test-go
+test: redis-server tools lint check-generated fuzz test-go test-sdk
 
 .PHONY: test-go
 test-go: redis-server
 	go test $(GO_TEST_FLAGS) ./...
+
+# The SDK: build, type check, unit tests, size budget, then the browser tests
+# in Debian's headless Chromium against a real consentd and Redis.
+.PHONY: test-sdk
+test-sdk: redis-server chromium sdk-deps
+	cd sdk-js && npm run build && npm run typecheck && npm run test:unit && npm run test:size && npm run test:browser
 
 # A short, bounded run of each fuzz target on top of its committed seed
 # corpus (testdata/fuzz); `make fuzz FUZZTIME=10m` digs deeper.

@@ -43,7 +43,7 @@ done
 # Demo mode: calls without credentials are allowed, so the walk-through in
 # the README works with plain curl. Calls that do send credentials are still
 # checked. Never use --demo in production.
-./consentd --demo --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --keys-file "$RUN_DIR/keys.yaml" \
+./consentd --demo --demo-site sdk-js --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --keys-file "$RUN_DIR/keys.yaml" \
   --http-addr "$HTTP_ADDR" --grpc-addr "$GRPC_ADDR" --log-format text &
 consentd_pid=$!
 
@@ -56,6 +56,7 @@ done
 cat <<MSG
 
 consentd is running in DEMO MODE: no credentials needed (Ctrl-C stops it and Redis):
+  demo page     http://$HTTP_ADDR/demo/   (a shop article using the SDK)
   REST API      http://$HTTP_ADDR/v1/policy
   OpenAPI       http://$HTTP_ADDR/openapi.json
   gRPC          $GRPC_ADDR   (reflection on: grpcurl -plaintext $GRPC_ADDR list)
