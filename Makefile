@@ -119,8 +119,9 @@ test-go: redis-server
 # The SDK: build, type check, unit tests, size budget, then the browser tests
 # in Debian's headless Chromium against a real consentd and Redis.
 .PHONY: test-sdk
-test-sdk: redis-server chromium sdk-deps
-	cd sdk-js && npm run build && npm run typecheck && npm run test:unit && npm run test:size && npm run test:browser
+test-sdk: redis-server chromium sdk-deps build
+	cd sdk-js && npm run build && npm run typecheck && npm run test:unit && npm run test:size
+	cd sdk-js && CONSENTD_BIN=$(CURDIR)/consentd npm run test:browser
 
 # A short, bounded run of each fuzz target on top of its committed seed
 # corpus (testdata/fuzz); `make fuzz FUZZTIME=10m` digs deeper.

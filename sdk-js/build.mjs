@@ -1,0 +1,68 @@
+// Builds dist/: one minified ES module per entry, the <script> bundle, the
+// stylesheet and the type declarations. `node build.mjs`.
+
+import { build } from "esbuild";
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import ts from "typescript";
+
+const root = dirname(fileURLToPath(import.meta.url));
+const dist = join(root, "dist");
+const entries = ["core", "enforce", "gcm", "ui"];
+const common = { absWorkingDir: root, bundle: true, minify: true, target: "es2020", logLevel: "warning", legalComments: "none" };
+
+rmSync(dist, { recursive: true, force: true });
+
+// ES modules, one per entry. Entries only share types, so nothing is split.
+const esm = await build({
+  ...common,
+  entryPoints: entries.map((e) => `src/${e}.ts`),
+  outdir: "dist",
+  format: "esm",
+  metafile: true,
+});
+
+// The plain <script> bundle: core, enforcement, Consent Mode and UI.
+const iife = await build({ ...common, entryPoints: ["src/iife.ts"], outfile: "dist/consentd.iife.js", format: "iife", metafile: true });
+
+await build({ ...common, entryPoints: ["src/ui.css"], outfile: "dist/consentd.css", loader: { ".css": "css" } });
+
+// The core must stay headless: whoever imports it pays for no UI.
+for (const input of Object.keys(esm.metafile.outputs["dist/core.js"].inputs)) {
+  if (!/^src\/(core|types)\.ts$/.test(input)) fail(`dist/core.js pulls in ${input}: the core must not import other parts`);
+}
+
+// A strict Content-Security-Policy (no 'unsafe-eval', no 'unsafe-inline'
+// styles) must work: no code from strings, no inline styles.
+const forbidden = /\beval\(|new Function|\.style\b|cssText|setAttribute\(["']style/;
+for (const file of [...Object.keys(esm.metafile.outputs), ...Object.keys(iife.metafile.outputs)]) {
+  const found = readFileSync(join(root, file), "utf8").match(forbidden);
+  if (found) fail(`${file} contains "${found[0]}", which a strict CSP blocks`);
+}
+
+// Declarations for the ES entries, from tsc's JS API.
+const config = ts.getParsedCommandLineOfConfigFile(join(root, "tsconfig.json"), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => fail(format([d])) });
+const program = ts.createProgram(
+  entries.map((e) => join(root, "src", `${e}.ts`)),
+  { ...config.options, noEmit: false, declaration: true, emitDeclarationOnly: true, outDir: dist, rootDir: join(root, "src") },
+);
+const diagnostics = ts.getPreEmitDiagnostics(program);
+if (diagnostics.length) fail(format(diagnostics));
+program.emit(undefined, (file, text) => {
+  // Users resolving with node16/nodenext need the extension on relative
+  // imports ("./types.js"); sources may have left it out.
+  writeFileSync(file, text.replace(/(from\s+|import\()(["'])(\.\.?\/[^"']+?)(?<!\.js)\2/g, "$1$2$3.js$2"));
+});
+
+copyFileSync(join(root, "..", "LICENSE"), join(dist, "LICENSE"));
+console.log("built " + [...Object.keys(esm.metafile.outputs), ...Object.keys(iife.metafile.outputs), "dist/consentd.css"].map((f) => relative("dist", f)).join(", "));
+
+function format(diags) {
+  return ts.formatDiagnosticsWithColorAndContext(diags, { getCanonicalFileName: (f) => f, getCurrentDirectory: () => root, getNewLine: () => "\n" });
+}
+
+function fail(message) {
+  console.error("build: " + message);
+  process.exit(1);
+}

@@ -1,0 +1,523 @@
+// The headless core: the visitor's consent state, cached in a first-party
+// cookie so the page can enforce it before any network call, kept in step
+// with consentd, and written back through a retry queue so a choice made
+// offline is never lost. No DOM UI here: ui.ts and the integrations take the
+// Consent this returns.
+
+import type { Consent, ConsentState, ChangeEvent, Policy, PurposeState, Reason, Source } from "./types.js";
+
+export interface ConsentOptions {
+  /** consentd's base URL, e.g. "https://consent.shop.example". */
+  endpoint: string;
+  /** ISO 3166 code ("DE", "US-CA") the answers are computed for; sent with reads and writes. */
+  region?: string;
+  /**
+   * A subject token minted by the site's backend for a logged-in user (or a
+   * function fetching one). Without it the SDK uses an anonymous visitor.
+   */
+  token?: string | (() => Promise<string>);
+  /** Name of the first-party cookie caching the state. Default "consentd". */
+  cookieName?: string;
+  /** Domain attribute of that cookie, to share it across subdomains. Default: this host only. */
+  cookieDomain?: string;
+  /** Lifetime of that cookie in days. Default 390. */
+  cookieDays?: number;
+  /** A fetch to use instead of the global one. */
+  fetch?: typeof fetch;
+  /** Backoff (ms) between retries of a choice the service did not acknowledge. */
+  retryDelays?: number[];
+  /**
+   * The purposes a banner asks about: what needsPrompt lists and what
+   * acceptAll/rejectAll set. Default: every non-necessary purpose whose id
+   * has no dot. Dotted ids ("marketing.email", "marketing.sms") are
+   * communication channels, asked for where the person subscribes: an
+   * "Accept all" on a cookie banner must not sign anyone up for text
+   * messages, and an undecided SMS channel must not keep the banner up.
+   */
+  askFor?: string[];
+}
+
+/** What the service returns for a subject (REST JSON of consent.v1.Consent). */
+interface ServiceConsent {
+  subject_id: string;
+  revision?: string;
+  gpc_time?: string | null;
+  purposes?: { purpose: string; allowed?: boolean; reason?: string }[];
+}
+
+/** A choice not yet acknowledged by the service, kept in localStorage. */
+interface Queued {
+  /** Decisions by purpose, merged over every choice made while unacknowledged. */
+  d: Record<string, boolean>;
+  /** The choice was a withdrawal (sent to consent:withdraw). */
+  w?: boolean;
+  s: Source;
+  /** The site's user it was made for (site tokens only), when known. */
+  u?: string;
+  /** Idempotency key: the same on every retry of the same request. */
+  k: string;
+}
+
+/** The anonymous visitor's token, kept in localStorage (never in a cookie). */
+interface StoredToken {
+  subject_id: string;
+  token: string;
+  expire_time: string;
+}
+
+interface Auth {
+  subject: string;
+  token: string;
+}
+
+type HttpError = Error & { status?: number };
+
+const TOKEN_KEY = "consentd.token";
+const QUEUE_KEY = "consentd.queue";
+const DAY = 864e5;
+const COOKIE_VERSION = "1";
+
+// One letter per reason in the cookie: upper case allowed, lower case denied.
+const REASON_CODES: Record<Reason, string> = {
+  explicit: "e",
+  default: "d",
+  gpc: "g",
+  expired: "x",
+  policy_changed: "p",
+  necessary: "n",
+};
+
+const SUBJECT_ID = /^[A-Za-z0-9._:@+-]{1,128}$/;
+const COOKIE_PURPOSE = /^([a-z][a-z0-9_.]*):([a-zA-Z])$/;
+
+/**
+ * Encodes the cached state as the cookie value, e.g.
+ * "1|v_4Fq...|3|necessary:N/functional:e/analytics:E/ads:g": version,
+ * subject id, revision, then purpose:code where the code is the reason's
+ * letter, upper case when allowed. needsPrompt and gpcHonoured follow from
+ * the reasons, so they cost no bytes. Every character is a valid cookie
+ * octet: no escaping.
+ */
+export function encodeCookie(state: Pick<ConsentState, "subjectId" | "revision" | "purposes">): string {
+  const purposes = Object.keys(state.purposes).map((id) => {
+    const p = state.purposes[id];
+    const code = REASON_CODES[p.reason] || "e";
+    return id + ":" + (p.allowed ? code.toUpperCase() : code);
+  });
+  return [COOKIE_VERSION, state.subjectId || "", state.revision, purposes.join("/")].join("|");
+}
+
+/** Decodes a cookie value; null for anything not written by encodeCookie. */
+export function decodeCookie(value: string): Pick<ConsentState, "subjectId" | "revision" | "purposes"> | null {
+  const [version, subject, revision, list, extra] = value.split("|");
+  const rev = Number(revision);
+  if (version !== COOKIE_VERSION || extra !== undefined || list === undefined) return null;
+  if ((subject && !SUBJECT_ID.test(subject)) || !Number.isSafeInteger(rev) || rev < 0) return null;
+  const purposes: Record<string, PurposeState> = {};
+  for (const item of list ? list.split("/") : []) {
+    const m = COOKIE_PURPOSE.exec(item);
+    const reason = m && (Object.keys(REASON_CODES) as Reason[]).find((r) => REASON_CODES[r] === m[2].toLowerCase());
+    if (!m || !reason) return null;
+    purposes[m[1]] = { allowed: m[2] !== m[2].toLowerCase(), reason };
+  }
+  return { subjectId: subject || null, revision: rev, purposes };
+}
+
+/** Purposes to ask about: undecided and denied, or whose decision expired or whose policy changed. */
+export function needsPrompt(purposes: Record<string, PurposeState>, askFor: (id: string) => boolean): string[] {
+  return Object.keys(purposes).filter((id) => {
+    const { allowed, reason } = purposes[id];
+    return askFor(id) && (reason === "expired" || reason === "policy_changed" || (reason === "default" && !allowed));
+  });
+}
+
+export function createConsent(options: ConsentOptions): Consent {
+  const endpoint = options.endpoint.replace(/\/+$/, "");
+  const region = options.region;
+  const cookieName = options.cookieName || "consentd";
+  const retryDelays = options.retryDelays || [1000, 5000, 30000, 120000];
+  // Called as a plain function: a browser's fetch called as a method of
+  // another object throws "Illegal invocation".
+  const fetchFn: typeof fetch = options.fetch || ((input, init) => fetch(input, init));
+  const hasDocument = typeof document != "undefined";
+  const listeners = new Set<(e: ChangeEvent) => void>();
+  // Where localStorage is blocked (some private modes, sandboxed frames)
+  // the queue and token live in memory for the page's lifetime.
+  const memory: Record<string, string | null> = {};
+
+  let policy: Policy | null = null;
+  let policyRequest: Promise<Policy> | null = null;
+  let authRequest: Promise<Auth> | null = null;
+  // With a site token: the user this page last spoke for.
+  let user: string | undefined;
+  let flushing: Promise<ConsentState> | null = null;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let attempt = 0;
+  // The policy the listeners last heard of: its arrival is a change too
+  // (the UI waits for it to render).
+  let announced: Policy | null = null;
+  // The newest answer the service gave this page, to drop a slower, older
+  // one (a read that raced a write). Not the cookie's revision: a record
+  // erased or expired at the service legitimately starts again at 0.
+  let seen = { subject: "", revision: -1 };
+
+  const cached = hasDocument ? decodeCookie(readCookie()) : null;
+  let state = makeState(cached?.subjectId ?? null, cached?.revision ?? 0, cached?.purposes ?? {});
+  if (readQueue()) state = makeState(state.subjectId, state.revision, overlay(state.purposes));
+
+  // A choice waiting for the network goes out as soon as the browser is back
+  // online, not only at the next backoff step.
+  if (typeof addEventListener == "function") addEventListener("online", () => void flush().catch(noop));
+
+  function load(key: string): any {
+    try {
+      const raw = key in memory ? memory[key] : localStorage.getItem(key);
+      return raw ? JSON.parse(raw) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function save(key: string, value: unknown): void {
+    const raw = value == null ? null : JSON.stringify(value);
+    try {
+      if (raw == null) localStorage.removeItem(key);
+      else localStorage.setItem(key, raw);
+      delete memory[key];
+    } catch {
+      memory[key] = raw;
+    }
+  }
+
+  function readQueue(): Queued | null {
+    const q = load(QUEUE_KEY);
+    return q && typeof q.k == "string" && q.d && typeof q.d == "object" ? q : null;
+  }
+
+  function readCookie(): string {
+    for (const part of document.cookie.split("; ")) {
+      if (part.startsWith(cookieName + "=")) return part.slice(cookieName.length + 1);
+    }
+    return "";
+  }
+
+  function writeCookie(value: string): void {
+    let cookie = `${cookieName}=${value}; Path=/; Max-Age=${Math.round((options.cookieDays ?? 390) * 86400)}; SameSite=Lax`;
+    if (options.cookieDomain) cookie += "; Domain=" + options.cookieDomain;
+    if (typeof location != "undefined" && location.protocol == "https:") cookie += "; Secure";
+    document.cookie = cookie;
+  }
+
+  function inPolicyNecessary(id: string): boolean {
+    return id == "necessary" || !!policy?.purposes.some((p) => p.id == id && p.necessary);
+  }
+
+  function isNecessary(id: string): boolean {
+    return inPolicyNecessary(id) || state.purposes[id]?.reason == "necessary";
+  }
+
+  // Called while the first state is being made: must not read `state`.
+  function asks(id: string): boolean {
+    return options.askFor ? options.askFor.includes(id) : !id.includes(".") && !inPolicyNecessary(id);
+  }
+
+  /** The purposes known now: the policy's once fetched, else the cached ones. */
+  function knownPurposes(): string[] {
+    return policy ? policy.purposes.map((p) => p.id) : Object.keys(state.purposes);
+  }
+
+  function makeState(subjectId: string | null, revision: number, purposes: Record<string, PurposeState>): ConsentState {
+    const ids = Object.keys(purposes);
+    return {
+      subjectId,
+      revision,
+      purposes,
+      gpc: typeof navigator != "undefined" && (navigator as { globalPrivacyControl?: unknown }).globalPrivacyControl === true,
+      gpcHonoured: ids.some((id) => purposes[id].reason == "gpc"),
+      needsPrompt: needsPrompt(purposes, asks),
+      pending: !!readQueue(),
+    };
+  }
+
+  /** Applies the queued (unacknowledged) choice over purposes: what the page must obey now. */
+  function overlay(purposes: Record<string, PurposeState>): Record<string, PurposeState> {
+    const q = readQueue();
+    const out = { ...purposes };
+    if (q?.w) for (const id of knownPurposes()) if (!isNecessary(id)) out[id] = { allowed: false, reason: "explicit" };
+    for (const id in q?.d) out[id] = { allowed: q!.d[id], reason: "explicit" };
+    return out;
+  }
+
+  function commit(next: ConsentState): ConsentState {
+    const previous = state;
+    state = next;
+    if (hasDocument) writeCookie(encodeCookie(next));
+    if (JSON.stringify(next) != JSON.stringify(previous) || announced != policy) {
+      announced = policy;
+      for (const listener of [...listeners]) {
+        try {
+          listener({ state: next, previous });
+        } catch (err) {
+          // One broken listener must not stop enforcement by the others.
+          setTimeout(() => {
+            throw err;
+          });
+        }
+      }
+    }
+    return next;
+  }
+
+  /** Takes the service's answer, unless it is older than what we hold. */
+  function accept(c: ServiceConsent): ConsentState {
+    const revision = Number(c.revision) || 0;
+    if (c.subject_id == seen.subject && revision < seen.revision) return state;
+    seen = { subject: c.subject_id, revision };
+    const purposes: Record<string, PurposeState> = {};
+    for (const p of c.purposes || []) {
+      purposes[p.purpose] = { allowed: !!p.allowed, reason: String(p.reason).replace(/^REASON_/, "").toLowerCase() as Reason };
+    }
+    return commit(makeState(c.subject_id, revision, overlay(purposes)));
+  }
+
+  async function request(method: string, path: string, body?: unknown, token?: string): Promise<any> {
+    const headers: Record<string, string> = {};
+    if (token) headers.Authorization = "Bearer " + token;
+    if (body) headers["Content-Type"] = "application/json";
+    const res = await fetchFn(endpoint + path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+    const data = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      const err: HttpError = new Error(`consentd: ${method} ${path.split("?")[0]}: ${res.status} ${data.message || ""}`);
+      err.status = res.status;
+      throw err;
+    }
+    return data;
+  }
+
+  /** The anonymous visitor's token: stored, refreshed when under 7 days are left, or freshly minted. */
+  async function visitorToken(): Promise<StoredToken> {
+    const stored: StoredToken | null = load(TOKEN_KEY);
+    const left = stored ? Date.parse(stored.expire_time) - Date.now() : 0;
+    if (stored && left > 7 * DAY) return stored;
+    if (stored && left > 0) {
+      try {
+        const r = await request("POST", "/v1/tokens:refresh", {}, stored.token);
+        return storeToken({ subject_id: stored.subject_id, ...r.token });
+      } catch (err) {
+        // Unreachable: the old token still works. 401: it was revoked or its key retired.
+        if ((err as HttpError).status != 401) return stored;
+      }
+    }
+    const r = await request("POST", "/v1/visitors", {});
+    return storeToken({ subject_id: r.subject_id, ...r.token });
+  }
+
+  function storeToken(t: StoredToken): StoredToken {
+    save(TOKEN_KEY, t);
+    return t;
+  }
+
+  function auth(): Promise<Auth> {
+    return (authRequest ||= (async (): Promise<Auth> => {
+      const given = options.token;
+      if (given) {
+        const token = typeof given == "string" ? given : await given();
+        return { token, subject: (user = jwtSubject(token)) };
+      }
+      const t = await visitorToken();
+      return { token: t.token, subject: t.subject_id };
+    })().catch((err) => {
+      authRequest = null;
+      throw err;
+    }));
+  }
+
+  /**
+   * Calls the API as the subject. A 401 means the token is dead: drop it and
+   * try once more with a new one (for a visitor, a new visitor: the old
+   * choices are gone and the banner asks again).
+   */
+  async function call(method: string, path: (subject: string) => string, body?: unknown): Promise<any> {
+    for (let retried = false; ; retried = true) {
+      const used = auth();
+      const { subject, token } = await used;
+      try {
+        return await request(method, path(encodeURIComponent(subject)), body, token);
+      } catch (err) {
+        if ((err as HttpError).status != 401 || retried) throw err;
+        // Calls made in parallel all fail with the same token: the first
+        // drops it, the others then share its replacement.
+        if (authRequest == used) {
+          authRequest = null;
+          if (!options.token) save(TOKEN_KEY, null);
+        }
+      }
+    }
+  }
+
+  function loadPolicy(): Promise<Policy> {
+    return (policyRequest ||= call("GET", () => "/v1/policy").then(
+      (r) => (policy = r.policy as Policy),
+      (err) => {
+        policyRequest = null;
+        throw err;
+      },
+    ));
+  }
+
+  function writeBody(q: Queued, withDecisions: boolean): Record<string, unknown> {
+    const body: Record<string, unknown> = { source: "SOURCE_" + q.s.toUpperCase(), idempotency_key: q.k };
+    if (withDecisions) body.decisions = q.d;
+    if (region) body.region = region;
+    if (state.gpc) body.gpc = true;
+    return body;
+  }
+
+  /**
+   * Sends the queued choice until the service acknowledges it. One flush at
+   * a time; a choice merged into the queue while a request was out gets a
+   * new key and goes out next.
+   */
+  function flush(): Promise<ConsentState> {
+    if (!readQueue()) return Promise.resolve(state);
+    return (flushing ||= (async () => {
+      let q: Queued | null;
+      while ((q = readQueue())) {
+        clearTimeout(retryTimer);
+        let answer: { consent: ServiceConsent };
+        try {
+          // A site's user is a known person: never send one user's choice
+          // for another who logged in on this browser before it went out.
+          // (A visitor's choice does follow a newly minted visitor id.)
+          if (q.u && q.u != (await auth()).subject) {
+            save(QUEUE_KEY, null);
+            await readConsent();
+            continue;
+          }
+          answer = q.w
+            ? await call("POST", (id) => `/v1/subjects/${id}/consent:withdraw`, writeBody(q, false))
+            : await call("PATCH", consentPath, writeBody(q, true));
+        } catch (err) {
+          const status = (err as HttpError).status;
+          // Unreachable or overloaded, or a site token that stopped working
+          // (the next page brings a new one): keep the choice, try again later.
+          if (!status || status >= 500 || status == 429 || (status == 401 && options.token)) {
+            const delay = retryDelays[Math.min(attempt++, retryDelays.length - 1)];
+            retryTimer = setTimeout(() => void flush().catch(noop), delay);
+            (retryTimer as { unref?: () => void }).unref?.(); // lets a Node process (tests, SSR) exit
+            return state;
+          }
+          // The service refused the request itself (it will never succeed):
+          // drop it so it does not block later choices, put the page back on
+          // the service's state, and say so.
+          if (readQueue()?.k == q.k) save(QUEUE_KEY, null);
+          await readConsent().catch(noop);
+          throw err;
+        }
+        attempt = 0;
+        if (readQueue()?.k == q.k) save(QUEUE_KEY, null);
+        accept(answer.consent);
+      }
+      return state;
+    })().finally(() => {
+      flushing = null;
+    }));
+  }
+
+  /** Queues a choice, applies it at once (enforcement must not wait for the network), then sends it. */
+  function choose(decisions: Record<string, boolean>, withdraw: boolean, source: Source): Promise<ConsentState> {
+    const previous = readQueue();
+    const d: Record<string, boolean> = {};
+    if (previous?.w && !withdraw) {
+      // A withdrawal still queued, then a new choice: send both as one update.
+      for (const id of knownPurposes()) if (!isNecessary(id)) d[id] = false;
+    }
+    if (!withdraw) Object.assign(d, previous?.d);
+    for (const id in decisions) {
+      // Never deny `necessary` (the service refuses it); granting it is a no-op.
+      if (!isNecessary(id)) d[id] = !!decisions[id];
+    }
+    save(QUEUE_KEY, { d, w: withdraw || undefined, s: source, k: randomKey(), u: options.token ? user : undefined });
+    commit(makeState(state.subjectId, state.revision, overlay(state.purposes)));
+    return flush();
+  }
+
+  async function setAll(allowed: boolean, source: Source): Promise<ConsentState> {
+    if (!knownPurposes().some(asks)) await loadPolicy();
+    const decisions: Record<string, boolean> = {};
+    for (const id of knownPurposes()) if (asks(id)) decisions[id] = allowed;
+    return choose(decisions, false, source);
+  }
+
+  function consentPath(id: string): string {
+    return `/v1/subjects/${id}/consent`;
+  }
+
+  function readAnswer(): Promise<ServiceConsent> {
+    return call("GET", (id) => consentPath(id) + (region ? "?region=" + encodeURIComponent(region) : "")).then((r) => r.consent);
+  }
+
+  function readConsent(): Promise<ConsentState> {
+    return readAnswer().then(accept);
+  }
+
+  return {
+    get: () => state,
+    has: (purpose) => purpose == "necessary" || state.purposes[purpose]?.allowed === true,
+    policy: () => policy,
+    async sync() {
+      // A queued choice's answer is the newest state (and carries the GPC
+      // signal): no separate read.
+      const queued = !!readQueue();
+      const [, read] = await Promise.all([loadPolicy(), queued ? flush() : readAnswer()]);
+      if (!queued) {
+        let answer = read as ServiceConsent;
+        if (state.gpc && !answer.gpc_time) {
+          // The service has not seen this browser's GPC signal: record it
+          // before obeying an answer made without it, which in an opt-out
+          // region allows the very tracking GPC opts out of.
+          const body: Record<string, unknown> = { decisions: {}, gpc: true };
+          if (region) body.region = region;
+          answer = await call("PATCH", consentPath, body).then(
+            (r) => r.consent,
+            () => answer, // not recorded this time; the next sync tries again
+          );
+        }
+        accept(answer);
+      }
+      // Re-derive (the policy says which purposes are necessary) and tell
+      // the listeners the policy is here.
+      commit(makeState(state.subjectId, state.revision, state.purposes));
+      return state;
+    },
+    set: (decisions, source = "api") => choose(decisions, false, source),
+    acceptAll: (source = "api") => setAll(true, source),
+    rejectAll: (source = "api") => setAll(false, source),
+    withdraw: (source = "api") => choose({}, true, source),
+    on(_event, listener) {
+      listeners.add(listener);
+      return () => {
+        listeners.delete(listener);
+      };
+    },
+  };
+}
+
+/** The subject a site's token is bound to: the JWT's "sub" claim. */
+function jwtSubject(token: string): string {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const sub = JSON.parse(atob(payload)).sub;
+    if (typeof sub == "string" && SUBJECT_ID.test(sub)) return sub;
+  } catch {
+    // reported below
+  }
+  throw new Error("consentd: the token option is not a consentd subject token");
+}
+
+/** 128 random bits as hex: an idempotency key per choice. getRandomValues works on http pages too. */
+function randomKey(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function noop(): void {}

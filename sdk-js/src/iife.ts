@@ -1,0 +1,49 @@
+// The plain <script> bundle (dist/consentd.iife.js). Configured by its own
+// tag's data attributes:
+//
+//   <script src="https://cdn.example/consentd.iife.js"
+//           data-endpoint="https://consent.shop.example" data-region="DE"
+//           data-lang="de" data-gcm="true"
+//           data-cookies='{"analytics": ["_ga", "_ga_*", "_gid"]}'
+//           data-button="false"></script>
+//
+// Load it early in <head>, without async or defer, before any Google tag: it
+// sets Consent Mode's defaults and starts blocking from the cookie cache
+// before any network call.
+
+import { createConsent } from "./core.js";
+import { enforce } from "./enforce.js";
+import { consentMode, consentModeDefault } from "./gcm.js";
+import { mountUI } from "./ui.js";
+
+// Only set while this script runs for the first time: read it at once.
+const script = document.currentScript as HTMLScriptElement | null;
+const data = script ? script.dataset : ({} as DOMStringMap);
+const src = script && script.src;
+
+let cookies: Record<string, string[]> = {};
+try {
+  if (data.cookies) cookies = JSON.parse(data.cookies);
+} catch {
+  // A typo in one attribute must not stop consent enforcement.
+  console.error("consentd: data-cookies is not JSON: " + data.cookies);
+}
+
+if (data.gcm == "true") consentModeDefault();
+const consent = createConsent({
+  // By default the service that serves the script.
+  endpoint: data.endpoint || (src ? new URL(src).origin : location.origin),
+  region: data.region,
+  cookieDomain: data.cookieDomain,
+});
+enforce(consent, { cookies });
+if (data.gcm == "true") consentMode(consent);
+const ui = mountUI(consent, {
+  lang: data.lang,
+  // data-button="false": the page has its own [data-consent-open] link.
+  button: data.button != "false",
+  stylesheet: data.stylesheet || (src ? new URL("consentd.css", src).href : undefined),
+});
+consent.sync().catch((err) => console.warn(err));
+
+(window as unknown as { consentd: unknown }).consentd = { consent, ui };

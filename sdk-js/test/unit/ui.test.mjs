@@ -1,0 +1,296 @@
+// The UI alone in a real headless Chromium, against a fake core (the
+// Consent interface of src/types.ts), on a page with a strict CSP: banner,
+// preference center, keyboard path, languages, GPC notice, axe-core.
+// Skips when no Chromium is installed.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { readFileSync, existsSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import { tmpdir } from "node:os";
+import { build } from "esbuild";
+import { chromium } from "playwright-core";
+
+const require = createRequire(import.meta.url);
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const exe = [process.env.CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => p && existsSync(p));
+const artifacts = process.env.ARTIFACTS || tmpdir() + "/consentd-ui"; // screenshots
+
+const POLICY = {
+  version: "1",
+  default_region: "eea",
+  regions: [],
+  purposes: [
+    ["necessary", true, "Necessary", "Notwendig", "Keeps the site working.", "Hält die Website am Laufen."],
+    ["analytics", false, "Analytics", "Statistik", "Counts visits <b>anonymously</b>.", "Zählt Besuche."],
+    ["ads", false, "Advertising", "Werbung", "Personalised ads.", "Personalisierte Werbung."],
+  ].map(([id, necessary, en, de, den, dde]) => ({
+    id, necessary, version: 1, gpc: id == "ads", always_opt_in: false, legal_basis: "consent", lifetime_seconds: "0",
+    titles: { en, de }, descriptions: { en: den, de: dde },
+  })),
+};
+
+// Runs in the page (served as a file: the CSP forbids inline script).
+const PAGE_JS = `
+const q = new URLSearchParams(location.search);
+const policy = ${JSON.stringify(POLICY)};
+let pol = q.has("nopolicy") ? null : policy;
+const granted = new Set(q.has("granted") ? q.get("granted").split(",") : []);
+const ids = policy.purposes.filter((p) => !p.necessary).map((p) => p.id);
+let ask = q.get("prompt") == "0" ? [] : ids;
+const listeners = [];
+window.calls = [];
+window.violations = [];
+document.addEventListener("securitypolicyviolation", (e) => violations.push(e.violatedDirective + " " + e.blockedURI));
+const state = () => ({
+  subjectId: "v1", revision: 1, gpc: q.has("gpc"), gpcHonoured: q.has("gpc"), pending: false,
+  needsPrompt: ask, purposes: Object.fromEntries([...granted].map((id) => [id, { allowed: true, reason: "explicit" }])),
+});
+const emit = (previous) => { for (const l of listeners) l({ state: state(), previous }); return Promise.resolve(state()); };
+const write = (name, decisions, source) => {
+  calls.push([name, decisions, source]);
+  const previous = state();
+  for (const [id, on] of Object.entries(decisions)) on ? granted.add(id) : granted.delete(id);
+  ask = [];
+  return emit(previous);
+};
+const all = (on) => Object.fromEntries(ids.map((id) => [id, on]));
+const consent = {
+  get: state,
+  has: (id) => id == "necessary" || granted.has(id),
+  policy: () => pol,
+  sync: () => { pol = policy; return emit(state()); },
+  set: (d, s) => write("set", d, s),
+  acceptAll: (s) => write("acceptAll", all(true), s),
+  rejectAll: (s) => write("rejectAll", all(false), s),
+  withdraw: (s) => write("withdraw", all(false), s),
+  on: (_, l) => { listeners.push(l); return () => listeners.splice(listeners.indexOf(l), 1); },
+};
+window.consent = consent;
+window.ui = ConsentdUI.mountUI(consent, { stylesheet: "/consentd.css", lang: q.get("lang") || undefined });
+`;
+
+const HTML = (lang) => `<!doctype html><html lang="${lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>UI test</title>
+<script src="/ui.js"></script><script src="/axe.js"></script></head>
+<body><main><h1>An article</h1><p>Some text.</p>
+<p><a href="#privacy" id="footer-link" data-consent-open>Privacy settings</a></p>
+<script src="/page.js"></script></main></body></html>`;
+
+let server, browser, base;
+
+before(async () => {
+  if (!exe) return;
+  const ui = (await build({ entryPoints: [root + "src/ui.ts"], bundle: true, format: "iife", globalName: "ConsentdUI", write: false, minify: true })).outputFiles[0].text;
+  const css = (await build({ entryPoints: [root + "src/ui.css"], bundle: true, write: false, minify: true })).outputFiles[0].text;
+  const files = {
+    "/ui.js": ["text/javascript", ui],
+    "/page.js": ["text/javascript", PAGE_JS],
+    "/axe.js": ["text/javascript", readFileSync(require.resolve("axe-core/axe.min.js"), "utf8")],
+    "/consentd.css": ["text/css", css],
+  };
+  server = createServer((req, res) => {
+    const url = new URL(req.url, "http://x");
+    const [type, body] = files[url.pathname] || ["text/html", HTML(url.searchParams.get("html") || "en")];
+    res.writeHead(200, {
+      "content-type": type + "; charset=utf-8",
+      "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'",
+    });
+    res.end(body);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  base = `http://127.0.0.1:${server.address().port}/`;
+  browser = await chromium.launch({ executablePath: exe });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+async function open(query = "", viewport = { width: 1280, height: 800 }) {
+  const page = await browser.newPage({ viewport });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => m.type() == "error" && errors.push(m.text()));
+  await page.goto(base + "?" + query);
+  await page.waitForFunction(() => !document.querySelector(".consentd").hidden); // stylesheet loaded
+  page.errors = errors;
+  return page;
+}
+
+// Before axe runs: axe itself leaves empty style attributes behind.
+async function noInlineStyles(page) {
+  assert.deepEqual(await page.evaluate(() => [...document.querySelectorAll(".consentd [style], .consentd style")].map((e) => e.outerHTML)), []);
+}
+
+async function axe(page) {
+  await noInlineStyles(page);
+  const r = await page.evaluate(() => axe.run(document, { resultTypes: ["violations"] }));
+  return r.violations.filter((v) => v.impact == "serious" || v.impact == "critical").map((v) => v.id + ": " + v.nodes.map((n) => n.target).join(" "));
+}
+
+async function strictCSPClean(page) {
+  assert.deepEqual(await page.evaluate(() => violations), []);
+  assert.deepEqual(page.errors, []);
+}
+
+const skip = !exe && "no Chromium installed";
+
+test("banner: accept and reject with equal weight, no CSP violation, accessible", { skip }, async () => {
+  const page = await open("html=en");
+  const banner = page.locator("[data-consent-banner]");
+  assert.ok(await banner.isVisible());
+  assert.equal(await banner.getAttribute("role"), "region");
+  assert.equal(await banner.getAttribute("aria-label"), "Your privacy choices");
+  assert.ok(await page.locator("[data-consent-banner] [data-consent-gpc-notice]").isHidden());
+  assert.ok(await page.locator(".consentd-fab").isHidden());
+  assert.equal(await banner.locator(".consentd-purposes").textContent(), "Purposes: Analytics, Advertising");
+  const accept = banner.locator('[data-consent-action="accept-all"]');
+  const reject = banner.locator('[data-consent-action="reject-all"]');
+  assert.equal(await accept.evaluate((e) => e.tagName + e.className), await reject.evaluate((e) => e.tagName + e.className));
+  const [a, r] = [await accept.boundingBox(), await reject.boundingBox()];
+  assert.equal(a.width, r.width);
+  assert.equal(a.height, r.height);
+  const style = (el) => el.evaluate((e) => { const s = getComputedStyle(e); return [s.backgroundColor, s.color, s.fontSize, s.fontWeight, s.borderWidth].join(); });
+  assert.equal(await style(accept), await style(reject));
+  assert.deepEqual(await axe(page), []);
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: artifacts + "/ui-banner.png" });
+  await reject.click();
+  assert.deepEqual(await page.evaluate(() => calls), [["rejectAll", { analytics: false, ads: false }, "banner"]]);
+  assert.ok(await banner.isHidden());
+  assert.ok(await page.locator(".consentd-fab").isVisible());
+  await strictCSPClean(page);
+  await page.close();
+});
+
+test("keyboard: the focus moves in, is trapped, Esc closes, the focus returns", { skip }, async () => {
+  const page = await open("prompt=0&granted=analytics");
+  const fab = page.locator("[data-consent-open].consentd-fab");
+  assert.ok(await page.locator("[data-consent-banner]").isHidden());
+  await fab.focus();
+  await page.keyboard.press("Enter");
+  const dialog = page.locator("[data-consent-preferences]");
+  assert.ok(await dialog.isVisible());
+  assert.equal(await dialog.getAttribute("role"), "dialog");
+  assert.equal(await dialog.getAttribute("aria-modal"), "true");
+  const inDialog = () => page.evaluate(() => document.querySelector("[data-consent-preferences]").contains(document.activeElement));
+  const action = () => page.evaluate(() => document.activeElement.getAttribute("data-consent-action") || document.activeElement.getAttribute("data-consent-purpose"));
+  assert.equal(await action(), "close");
+  // The backdrop covers the page, the reopen button included.
+  const fabBox = await fab.boundingBox();
+  assert.equal(await page.evaluate(([x, y]) => document.elementFromPoint(x, y).className, [fabBox.x + 5, fabBox.y + 5]), "consentd-backdrop");
+  const seen = [];
+  for (let i = 0; i < 7; i++) {
+    await page.keyboard.press("Tab");
+    assert.ok(await inDialog());
+    seen.push(await action());
+  }
+  assert.deepEqual(seen, ["analytics", "ads", "accept-all", "reject-all", "save", "close", "analytics"]);
+  await page.keyboard.press("Shift+Tab");
+  await page.keyboard.press("Shift+Tab");
+  assert.equal(await action(), "save");
+  assert.equal(await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle), "solid");
+  await page.keyboard.press("Escape");
+  assert.ok(await dialog.isHidden());
+  assert.equal(await page.evaluate(() => document.activeElement.className), "consentd-fab");
+  assert.equal(await page.evaluate(() => document.documentElement.className), "");
+  // The page's own [data-consent-open] link opens it too, and gets the focus back.
+  await page.click("#footer-link");
+  assert.ok(await dialog.isVisible());
+  assert.ok(!page.url().endsWith("#privacy"));
+  await page.click('[data-consent-preferences] [data-consent-action="close"]');
+  assert.equal(await page.evaluate(() => document.activeElement.id), "footer-link");
+  await strictCSPClean(page);
+  await page.close();
+});
+
+test("preference center: toggles from has(), necessary always on, save sends every toggle", { skip }, async () => {
+  const page = await open("granted=analytics");
+  await page.click('[data-consent-banner] [data-consent-action="customise"]');
+  const dialog = page.locator("[data-consent-preferences]");
+  assert.ok(await dialog.isVisible());
+  const necessary = dialog.locator('input[data-consent-purpose="necessary"]');
+  assert.ok((await necessary.isChecked()) && (await necessary.isDisabled()));
+  assert.equal(await necessary.getAttribute("role"), "switch");
+  assert.match(await dialog.locator(".consentd-purpose").first().textContent(), /Always active/);
+  assert.ok(await dialog.locator('input[data-consent-purpose="analytics"]').isChecked());
+  assert.ok(!(await dialog.locator('input[data-consent-purpose="ads"]').isChecked()));
+  // Policy text is text, never HTML.
+  assert.match(await dialog.textContent(), /Counts visits <b>anonymously<\/b>\./);
+  assert.deepEqual(await axe(page), []);
+  await page.screenshot({ path: artifacts + "/ui-preferences.png" });
+  await page.getByLabel("Advertising").check(); // the label names the switch
+  await page.getByLabel("Analytics").uncheck();
+  await dialog.locator('[data-consent-action="save"]').click();
+  assert.deepEqual(await page.evaluate(() => calls), [["set", { analytics: false, ads: true }, "preference_center"]]);
+  assert.ok(await dialog.isHidden());
+  assert.ok(await page.locator("[data-consent-banner]").isHidden());
+  // The banner vanished under the focus: it went to the reopen button.
+  assert.equal(await page.evaluate(() => document.activeElement.className), "consentd-fab");
+  await strictCSPClean(page);
+  await page.close();
+});
+
+test("German page, GPC honoured, mobile bottom sheet", { skip }, async () => {
+  const page = await open("html=de-DE&gpc=1", { width: 375, height: 700 });
+  const banner = page.locator("[data-consent-banner]");
+  assert.equal(await banner.locator("h2").textContent(), "Ihre Datenschutz-Einstellungen");
+  assert.equal(await page.locator("[data-consent-banner] [data-consent-gpc-notice]").textContent(),
+    "Das Global-Privacy-Control-Signal Ihres Browsers wurde berücksichtigt: Werbung ist deaktiviert.");
+  assert.ok(await page.locator("[data-consent-banner] [data-consent-gpc-notice]").isVisible());
+  assert.equal(await banner.locator(".consentd-purposes").textContent(), "Zwecke: Statistik, Werbung");
+  const box = await banner.boundingBox();
+  assert.equal(box.x, 0);
+  assert.equal(box.width, 375);
+  assert.equal(box.y + box.height, 700);
+  assert.deepEqual(await axe(page), []);
+  await page.screenshot({ path: artifacts + "/ui-banner-mobile-de.png" });
+  await banner.locator('[data-consent-action="customise"]').click();
+  assert.equal(await page.locator('label[for$="-ads"]').textContent(), "Werbung");
+  assert.deepEqual(await axe(page), []);
+  await page.screenshot({ path: artifacts + "/ui-preferences-mobile-de.png" });
+  await page.click('[data-consent-preferences] [data-consent-action="accept-all"]');
+  assert.deepEqual(await page.evaluate(() => calls), [["acceptAll", { analytics: true, ads: true }, "preference_center"]]);
+  await strictCSPClean(page);
+  await page.close();
+});
+
+test("French texts; unknown languages fall back to English", { skip }, async () => {
+  let page = await open("lang=fr");
+  assert.equal(await page.locator('[data-consent-banner] [data-consent-action="reject-all"]').textContent(), "Tout refuser");
+  // The policy has no French: English purpose titles, marked as English.
+  assert.equal(await page.locator(".consentd-purposes span").first().getAttribute("lang"), "en");
+  await page.close();
+  page = await open("html=pt-BR");
+  assert.equal(await page.locator('[data-consent-banner] [data-consent-action="accept-all"]').textContent(), "Accept all");
+  assert.equal(await page.locator(".consentd").getAttribute("lang"), "en");
+  await page.close();
+});
+
+test("no policy yet: nothing until the core's change after sync; open() waits too", { skip }, async () => {
+  const page = await open("nopolicy=1");
+  assert.ok(await page.locator("[data-consent-banner]").isHidden());
+  await page.evaluate(() => ui.open());
+  assert.ok(await page.locator("[data-consent-preferences]").isHidden());
+  await page.evaluate(() => consent.sync());
+  assert.ok(await page.locator("[data-consent-banner]").isVisible());
+  assert.ok(await page.locator("[data-consent-preferences]").isVisible());
+  await page.close();
+});
+
+test("destroy removes everything it added and its listeners", { skip }, async () => {
+  const page = await open();
+  const before = await page.evaluate(() => document.querySelectorAll('link[href="/consentd.css"], link[href$="/consentd.css"]').length);
+  assert.equal(before, 1);
+  await page.evaluate(() => ui.destroy());
+  assert.equal(await page.locator(".consentd").count(), 0);
+  assert.equal(await page.locator('link[href$="/consentd.css"]').count(), 0);
+  await page.click("#footer-link");
+  assert.ok(page.url().endsWith("#privacy")); // no longer intercepted
+  await page.evaluate(() => consent.sync()); // a change: nothing comes back
+  assert.equal(await page.locator(".consentd").count(), 0);
+  await page.close();
+});
