@@ -125,6 +125,46 @@ describe('banner', () => {
     assert.equal(email.allowed, false, 'accept all leaves marketing.email alone');
   });
 
+  test('elements added later (a single-page app) wait for consent and activate when granted', async (t) => {
+    const { page, close } = await openBrowser(env);
+    t.after(close);
+    await page.goto(shopPage(env));
+    await page.locator(banner).waitFor({ state: 'visible' });
+    await subjectId(page);
+
+    // The page adds gated elements after the SDK started, as an SPA would.
+    await page.evaluate(() => {
+      const script = document.createElement('script');
+      script.type = 'text/plain';
+      script.dataset.consent = 'analytics';
+      script.textContent = 'window.lateScriptRan = true;';
+      const img = document.createElement('img');
+      img.id = 'late-pixel';
+      img.alt = '';
+      img.dataset.consent = 'ads';
+      img.dataset.consentSrc = '/demo/favicon.svg';
+      document.body.append(script, img);
+    });
+    // Give the observer its chance to act wrongly.
+    await page.evaluate(() => new Promise((r) => setTimeout(r, 100)));
+    assert.equal(await page.evaluate(() => Boolean(window.lateScriptRan)), false, 'a late script must wait for consent');
+    assert.equal(await page.getAttribute('#late-pixel', 'src'), null, 'a late image must wait for consent');
+
+    await page.click(inBanner('accept-all'));
+    await waitFor(() => page.evaluate(() => window.lateScriptRan === true), { what: 'the late script to run' });
+    assert.equal(await page.getAttribute('#late-pixel', 'src'), '/demo/favicon.svg');
+
+    // Once granted, elements added afterwards run at once.
+    await page.evaluate(() => {
+      const s = document.createElement('script');
+      s.type = 'text/plain';
+      s.dataset.consent = 'analytics';
+      s.textContent = 'window.laterStill = true;';
+      document.body.append(s);
+    });
+    await waitFor(() => page.evaluate(() => window.laterStill === true), { what: 'a script added after consent to run' });
+  });
+
   test('choices survive a reload: no banner, enforcement from the cookie before any network', async (t) => {
     const { page, close } = await openBrowser(env);
     t.after(close);
