@@ -18,6 +18,7 @@ import (
 // Limits on request sizes. They bound the work one call can cause.
 const (
 	MaxBatchChecks         = 1000
+	MaxFilterSubjects      = 10000
 	MaxDecisionsPerUpdate  = 64
 	DefaultEventsPageSize  = 50
 	MaxEventsPageSize      = 500

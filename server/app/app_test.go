@@ -923,3 +923,47 @@ func TestABrowsersWriteRecordsCoarseClientFactsSealed(t *testing.T) {
 		}
 	}
 }
+
+func TestFilteringASendListKeepsOnlyThoseWhoAgreed(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	for id, granted := range map[string]bool{"u1": true, "u2": false, "u4": true} {
+		if _, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: id, Region: "DE",
+			Decisions: map[string]bool{"marketing.email": granted}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 10,000 ids: three decided, the rest never asked (opt-in: not allowed),
+	// one given twice.
+	ids := []string{"u1", "u2", "u3", "u4", "u1"}
+	for i := len(ids); i < 10000; i++ {
+		ids = append(ids, fmt.Sprintf("nobody-%d", i))
+	}
+	got, err := srv.grpc.FilterSubjects(ctx(t), &consentv1.FilterSubjectsRequest{Purpose: "marketing.email", SubjectIds: ids, Region: "DE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.GetAllowedSubjectIds(), []string{"u1", "u4"}) {
+		t.Fatalf("allowed = %v, want [u1 u4]", got.GetAllowedSubjectIds())
+	}
+	code, body, _ := srv.rest(t, "POST", "/v1/purposes/marketing.email:filterSubjects", `{"subject_ids": ["u4", "u2", "u1"]}`)
+	if code != 200 || jsonPath(body, "allowed_subject_ids") != `["u4","u1"]` {
+		t.Fatalf("REST filter = %d %v", code, body)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		req   *consentv1.FilterSubjectsRequest
+		field string
+	}{
+		{"no ids", &consentv1.FilterSubjectsRequest{Purpose: "ads"}, "subject_ids"},
+		{"10,001 ids", &consentv1.FilterSubjectsRequest{Purpose: "ads", SubjectIds: append(ids, "one-too-many")}, "subject_ids"},
+		{"a bad id", &consentv1.FilterSubjectsRequest{Purpose: "ads", SubjectIds: []string{"u1", "bad id"}}, "subject_ids[1]"},
+		{"an unknown purpose", &consentv1.FilterSubjectsRequest{Purpose: "telepathy", SubjectIds: []string{"u1"}}, "purpose"},
+		{"a bad region", &consentv1.FilterSubjectsRequest{Purpose: "ads", SubjectIds: []string{"u1"}, Region: "de"}, "region"},
+	} {
+		_, err := srv.grpc.FilterSubjects(ctx(t), tc.req)
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), tc.field) {
+			t.Errorf("%s: %v, want InvalidArgument naming %s", tc.name, err, tc.field)
+		}
+	}
+}

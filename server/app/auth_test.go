@@ -62,6 +62,10 @@ var endpoints = []endpoint{
 		_, err := c.ListConsentEvents(ctx, &consentv1.ListConsentEventsRequest{SubjectId: "alice", Reason: "audit"})
 		return err
 	}, method: "GET", path: "/v1/subjects/alice/events?reason=audit", wrongScope: "read", visitor: true},
+	{name: "FilterSubjects", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.FilterSubjects(ctx, &consentv1.FilterSubjectsRequest{Purpose: "ads", SubjectIds: []string{"alice"}})
+		return err
+	}, method: "POST", path: "/v1/purposes/ads:filterSubjects", body: `{"subject_ids": ["alice"]}`, wrongScope: "read"},
 	{name: "CreateVisitor", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
 		_, err := c.CreateVisitor(ctx, &consentv1.CreateVisitorRequest{})
 		return err

@@ -22,6 +22,7 @@ var Rules = map[string]Rule{
 	consentv1.ConsentService_CheckConsent_FullMethodName:        {Scopes: []Scope{ScopeCheck}},
 	consentv1.ConsentService_BatchCheckConsent_FullMethodName:   {Scopes: []Scope{ScopeCheck}},
 	consentv1.ConsentService_ListConsentEvents_FullMethodName:   {Scopes: []Scope{ScopeRights}, Visitor: true},
+	consentv1.ConsentService_FilterSubjects_FullMethodName:      {Scopes: []Scope{ScopeCheck}},
 	consentv1.ConsentService_CreateVisitor_FullMethodName:       {Public: true},
 	consentv1.ConsentService_IssueSubjectToken_FullMethodName:   {Scopes: []Scope{ScopeToken}},
 	consentv1.ConsentService_RefreshSubjectToken_FullMethodName: {Visitor: true},

@@ -34,7 +34,7 @@ import (
 var openAPI []byte
 
 // MaxBodyBytes bounds a REST request body. The largest legitimate body, a
-// batch of 1,000 checks, is about 100 KB.
+// send list of 10,000 subject ids to filter, is about half of it.
 const MaxBodyBytes = 1 << 20
 
 // gpcWellKnown is /.well-known/gpc.json: this service honours GPC.

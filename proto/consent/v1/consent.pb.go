@@ -2355,6 +2355,118 @@ func (x *RefreshSubjectTokenResponse) GetToken() *SubjectToken {
 	return nil
 }
 
+// FilterSubjectsRequest is a list to filter by one purpose.
+type FilterSubjectsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The purpose, e.g. "marketing.email".
+	Purpose string `protobuf:"bytes,1,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// 1 to 10,000 subject ids.
+	SubjectIds []string `protobuf:"bytes,2,rep,name=subject_ids,json=subjectIds,proto3" json:"subject_ids,omitempty"`
+	// Region code to answer for; empty means each subject's last region, or
+	// the policy's default.
+	Region        string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilterSubjectsRequest) Reset() {
+	*x = FilterSubjectsRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilterSubjectsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilterSubjectsRequest) ProtoMessage() {}
+
+func (x *FilterSubjectsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilterSubjectsRequest.ProtoReflect.Descriptor instead.
+func (*FilterSubjectsRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *FilterSubjectsRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *FilterSubjectsRequest) GetSubjectIds() []string {
+	if x != nil {
+		return x.SubjectIds
+	}
+	return nil
+}
+
+func (x *FilterSubjectsRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+// FilterSubjectsResponse holds the subjects allowed.
+type FilterSubjectsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subjects for whom the purpose is allowed now, in the order given,
+	// without duplicates.
+	AllowedSubjectIds []string `protobuf:"bytes,1,rep,name=allowed_subject_ids,json=allowedSubjectIds,proto3" json:"allowed_subject_ids,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *FilterSubjectsResponse) Reset() {
+	*x = FilterSubjectsResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilterSubjectsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilterSubjectsResponse) ProtoMessage() {}
+
+func (x *FilterSubjectsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilterSubjectsResponse.ProtoReflect.Descriptor instead.
+func (*FilterSubjectsResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *FilterSubjectsResponse) GetAllowedSubjectIds() []string {
+	if x != nil {
+		return x.AllowedSubjectIds
+	}
+	return nil
+}
+
 var File_consent_v1_consent_proto protoreflect.FileDescriptor
 
 const file_consent_v1_consent_proto_rawDesc = "" +
@@ -2522,7 +2634,14 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\v2\x18.consent.v1.SubjectTokenR\x05token\"\x1c\n" +
 	"\x1aRefreshSubjectTokenRequest\"M\n" +
 	"\x1bRefreshSubjectTokenResponse\x12.\n" +
-	"\x05token\x18\x01 \x01(\v2\x18.consent.v1.SubjectTokenR\x05token*n\n" +
+	"\x05token\x18\x01 \x01(\v2\x18.consent.v1.SubjectTokenR\x05token\"j\n" +
+	"\x15FilterSubjectsRequest\x12\x18\n" +
+	"\apurpose\x18\x01 \x01(\tR\apurpose\x12\x1f\n" +
+	"\vsubject_ids\x18\x02 \x03(\tR\n" +
+	"subjectIds\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\"H\n" +
+	"\x16FilterSubjectsResponse\x12.\n" +
+	"\x13allowed_subject_ids\x18\x01 \x03(\tR\x11allowedSubjectIds*n\n" +
 	"\tMechanism\x12\x19\n" +
 	"\x15MECHANISM_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MECHANISM_OPT_IN\x10\x01\x12\x15\n" +
@@ -2551,7 +2670,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EVENT_TYPE_UPDATE\x10\x01\x12\x17\n" +
 	"\x13EVENT_TYPE_WITHDRAW\x10\x02\x12\x15\n" +
-	"\x11EVENT_TYPE_ACCESS\x10\x032\x90\a\n" +
+	"\x11EVENT_TYPE_ACCESS\x10\x032\xe9\a\n" +
 	"\x0eConsentService\x12H\n" +
 	"\tGetPolicy\x12\x1c.consent.v1.GetPolicyRequest\x1a\x1d.consent.v1.GetPolicyResponse\x12K\n" +
 	"\n" +
@@ -2560,7 +2679,8 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x0fWithdrawConsent\x12\".consent.v1.WithdrawConsentRequest\x1a#.consent.v1.WithdrawConsentResponse\x12Q\n" +
 	"\fCheckConsent\x12\x1f.consent.v1.CheckConsentRequest\x1a .consent.v1.CheckConsentResponse\x12`\n" +
 	"\x11BatchCheckConsent\x12$.consent.v1.BatchCheckConsentRequest\x1a%.consent.v1.BatchCheckConsentResponse\x12`\n" +
-	"\x11ListConsentEvents\x12$.consent.v1.ListConsentEventsRequest\x1a%.consent.v1.ListConsentEventsResponse\x12T\n" +
+	"\x11ListConsentEvents\x12$.consent.v1.ListConsentEventsRequest\x1a%.consent.v1.ListConsentEventsResponse\x12W\n" +
+	"\x0eFilterSubjects\x12!.consent.v1.FilterSubjectsRequest\x1a\".consent.v1.FilterSubjectsResponse\x12T\n" +
 	"\rCreateVisitor\x12 .consent.v1.CreateVisitorRequest\x1a!.consent.v1.CreateVisitorResponse\x12`\n" +
 	"\x11IssueSubjectToken\x12$.consent.v1.IssueSubjectTokenRequest\x1a%.consent.v1.IssueSubjectTokenResponse\x12f\n" +
 	"\x13RefreshSubjectToken\x12&.consent.v1.RefreshSubjectTokenRequest\x1a'.consent.v1.RefreshSubjectTokenResponseB9Z7github.com/consentd/consentd/proto/consent/v1;consentv1b\x06proto3"
@@ -2578,7 +2698,7 @@ func file_consent_v1_consent_proto_rawDescGZIP() []byte {
 }
 
 var file_consent_v1_consent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_consent_v1_consent_proto_goTypes = []any{
 	(Mechanism)(0),                      // 0: consent.v1.Mechanism
 	(Source)(0),                         // 1: consent.v1.Source
@@ -2615,27 +2735,29 @@ var file_consent_v1_consent_proto_goTypes = []any{
 	(*IssueSubjectTokenResponse)(nil),   // 32: consent.v1.IssueSubjectTokenResponse
 	(*RefreshSubjectTokenRequest)(nil),  // 33: consent.v1.RefreshSubjectTokenRequest
 	(*RefreshSubjectTokenResponse)(nil), // 34: consent.v1.RefreshSubjectTokenResponse
-	nil,                                 // 35: consent.v1.Purpose.TitlesEntry
-	nil,                                 // 36: consent.v1.Purpose.DescriptionsEntry
-	nil,                                 // 37: consent.v1.UpdateConsentRequest.DecisionsEntry
-	(*timestamppb.Timestamp)(nil),       // 38: google.protobuf.Timestamp
+	(*FilterSubjectsRequest)(nil),       // 35: consent.v1.FilterSubjectsRequest
+	(*FilterSubjectsResponse)(nil),      // 36: consent.v1.FilterSubjectsResponse
+	nil,                                 // 37: consent.v1.Purpose.TitlesEntry
+	nil,                                 // 38: consent.v1.Purpose.DescriptionsEntry
+	nil,                                 // 39: consent.v1.UpdateConsentRequest.DecisionsEntry
+	(*timestamppb.Timestamp)(nil),       // 40: google.protobuf.Timestamp
 }
 var file_consent_v1_consent_proto_depIdxs = []int32{
 	6,  // 0: consent.v1.GetPolicyResponse.policy:type_name -> consent.v1.Policy
 	7,  // 1: consent.v1.Policy.purposes:type_name -> consent.v1.Purpose
 	8,  // 2: consent.v1.Policy.regions:type_name -> consent.v1.Region
-	35, // 3: consent.v1.Purpose.titles:type_name -> consent.v1.Purpose.TitlesEntry
-	36, // 4: consent.v1.Purpose.descriptions:type_name -> consent.v1.Purpose.DescriptionsEntry
+	37, // 3: consent.v1.Purpose.titles:type_name -> consent.v1.Purpose.TitlesEntry
+	38, // 4: consent.v1.Purpose.descriptions:type_name -> consent.v1.Purpose.DescriptionsEntry
 	0,  // 5: consent.v1.Region.mechanism:type_name -> consent.v1.Mechanism
-	38, // 6: consent.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
-	38, // 7: consent.v1.Decision.expire_time:type_name -> google.protobuf.Timestamp
+	40, // 6: consent.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
+	40, // 7: consent.v1.Decision.expire_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: consent.v1.Decision.source:type_name -> consent.v1.Source
 	2,  // 9: consent.v1.PurposeConsent.reason:type_name -> consent.v1.Reason
 	9,  // 10: consent.v1.PurposeConsent.decision:type_name -> consent.v1.Decision
-	38, // 11: consent.v1.Consent.gpc_time:type_name -> google.protobuf.Timestamp
+	40, // 11: consent.v1.Consent.gpc_time:type_name -> google.protobuf.Timestamp
 	10, // 12: consent.v1.Consent.purposes:type_name -> consent.v1.PurposeConsent
 	11, // 13: consent.v1.GetConsentResponse.consent:type_name -> consent.v1.Consent
-	37, // 14: consent.v1.UpdateConsentRequest.decisions:type_name -> consent.v1.UpdateConsentRequest.DecisionsEntry
+	39, // 14: consent.v1.UpdateConsentRequest.decisions:type_name -> consent.v1.UpdateConsentRequest.DecisionsEntry
 	1,  // 15: consent.v1.UpdateConsentRequest.source:type_name -> consent.v1.Source
 	11, // 16: consent.v1.UpdateConsentResponse.consent:type_name -> consent.v1.Consent
 	1,  // 17: consent.v1.WithdrawConsentRequest.source:type_name -> consent.v1.Source
@@ -2645,11 +2767,11 @@ var file_consent_v1_consent_proto_depIdxs = []int32{
 	20, // 21: consent.v1.BatchCheckConsentRequest.checks:type_name -> consent.v1.ConsentCheck
 	21, // 22: consent.v1.BatchCheckConsentResponse.results:type_name -> consent.v1.ConsentCheckResult
 	27, // 23: consent.v1.ListConsentEventsResponse.events:type_name -> consent.v1.ConsentEvent
-	38, // 24: consent.v1.ConsentEvent.time:type_name -> google.protobuf.Timestamp
+	40, // 24: consent.v1.ConsentEvent.time:type_name -> google.protobuf.Timestamp
 	3,  // 25: consent.v1.ConsentEvent.type:type_name -> consent.v1.EventType
 	1,  // 26: consent.v1.ConsentEvent.source:type_name -> consent.v1.Source
 	26, // 27: consent.v1.ConsentEvent.changes:type_name -> consent.v1.PurposeChange
-	38, // 28: consent.v1.SubjectToken.expire_time:type_name -> google.protobuf.Timestamp
+	40, // 28: consent.v1.SubjectToken.expire_time:type_name -> google.protobuf.Timestamp
 	28, // 29: consent.v1.CreateVisitorResponse.token:type_name -> consent.v1.SubjectToken
 	28, // 30: consent.v1.IssueSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
 	28, // 31: consent.v1.RefreshSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
@@ -2660,21 +2782,23 @@ var file_consent_v1_consent_proto_depIdxs = []int32{
 	18, // 36: consent.v1.ConsentService.CheckConsent:input_type -> consent.v1.CheckConsentRequest
 	22, // 37: consent.v1.ConsentService.BatchCheckConsent:input_type -> consent.v1.BatchCheckConsentRequest
 	24, // 38: consent.v1.ConsentService.ListConsentEvents:input_type -> consent.v1.ListConsentEventsRequest
-	29, // 39: consent.v1.ConsentService.CreateVisitor:input_type -> consent.v1.CreateVisitorRequest
-	31, // 40: consent.v1.ConsentService.IssueSubjectToken:input_type -> consent.v1.IssueSubjectTokenRequest
-	33, // 41: consent.v1.ConsentService.RefreshSubjectToken:input_type -> consent.v1.RefreshSubjectTokenRequest
-	5,  // 42: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
-	13, // 43: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
-	15, // 44: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
-	17, // 45: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
-	19, // 46: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
-	23, // 47: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
-	25, // 48: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
-	30, // 49: consent.v1.ConsentService.CreateVisitor:output_type -> consent.v1.CreateVisitorResponse
-	32, // 50: consent.v1.ConsentService.IssueSubjectToken:output_type -> consent.v1.IssueSubjectTokenResponse
-	34, // 51: consent.v1.ConsentService.RefreshSubjectToken:output_type -> consent.v1.RefreshSubjectTokenResponse
-	42, // [42:52] is the sub-list for method output_type
-	32, // [32:42] is the sub-list for method input_type
+	35, // 39: consent.v1.ConsentService.FilterSubjects:input_type -> consent.v1.FilterSubjectsRequest
+	29, // 40: consent.v1.ConsentService.CreateVisitor:input_type -> consent.v1.CreateVisitorRequest
+	31, // 41: consent.v1.ConsentService.IssueSubjectToken:input_type -> consent.v1.IssueSubjectTokenRequest
+	33, // 42: consent.v1.ConsentService.RefreshSubjectToken:input_type -> consent.v1.RefreshSubjectTokenRequest
+	5,  // 43: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
+	13, // 44: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
+	15, // 45: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
+	17, // 46: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
+	19, // 47: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
+	23, // 48: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
+	25, // 49: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
+	36, // 50: consent.v1.ConsentService.FilterSubjects:output_type -> consent.v1.FilterSubjectsResponse
+	30, // 51: consent.v1.ConsentService.CreateVisitor:output_type -> consent.v1.CreateVisitorResponse
+	32, // 52: consent.v1.ConsentService.IssueSubjectToken:output_type -> consent.v1.IssueSubjectTokenResponse
+	34, // 53: consent.v1.ConsentService.RefreshSubjectToken:output_type -> consent.v1.RefreshSubjectTokenResponse
+	43, // [43:54] is the sub-list for method output_type
+	32, // [32:43] is the sub-list for method input_type
 	32, // [32:32] is the sub-list for extension type_name
 	32, // [32:32] is the sub-list for extension extendee
 	0,  // [0:32] is the sub-list for field type_name
@@ -2694,7 +2818,7 @@ func file_consent_v1_consent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consent_v1_consent_proto_rawDesc), len(file_consent_v1_consent_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	ConsentService_CheckConsent_FullMethodName        = "/consent.v1.ConsentService/CheckConsent"
 	ConsentService_BatchCheckConsent_FullMethodName   = "/consent.v1.ConsentService/BatchCheckConsent"
 	ConsentService_ListConsentEvents_FullMethodName   = "/consent.v1.ConsentService/ListConsentEvents"
+	ConsentService_FilterSubjects_FullMethodName      = "/consent.v1.ConsentService/FilterSubjects"
 	ConsentService_CreateVisitor_FullMethodName       = "/consent.v1.ConsentService/CreateVisitor"
 	ConsentService_IssueSubjectToken_FullMethodName   = "/consent.v1.ConsentService/IssueSubjectToken"
 	ConsentService_RefreshSubjectToken_FullMethodName = "/consent.v1.ConsentService/RefreshSubjectToken"
@@ -61,6 +62,10 @@ type ConsentServiceClient interface {
 	// an API key (scope rights or admin) it needs a reason, and the access is
 	// itself recorded in the subject's history.
 	ListConsentEvents(ctx context.Context, in *ListConsentEventsRequest, opts ...grpc.CallOption) (*ListConsentEventsResponse, error)
+	// FilterSubjects takes a send list of up to 10,000 subjects and returns
+	// those allowed for a purpose, for filtering before a marketing send. The
+	// reads are pipelined: one round trip per batch.
+	FilterSubjects(ctx context.Context, in *FilterSubjectsRequest, opts ...grpc.CallOption) (*FilterSubjectsResponse, error)
 	// CreateVisitor mints an id for a new anonymous visitor and a subject token
 	// bound to it. It needs no credentials; it is rate limited per client.
 	CreateVisitor(ctx context.Context, in *CreateVisitorRequest, opts ...grpc.CallOption) (*CreateVisitorResponse, error)
@@ -150,6 +155,16 @@ func (c *consentServiceClient) ListConsentEvents(ctx context.Context, in *ListCo
 	return out, nil
 }
 
+func (c *consentServiceClient) FilterSubjects(ctx context.Context, in *FilterSubjectsRequest, opts ...grpc.CallOption) (*FilterSubjectsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FilterSubjectsResponse)
+	err := c.cc.Invoke(ctx, ConsentService_FilterSubjects_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *consentServiceClient) CreateVisitor(ctx context.Context, in *CreateVisitorRequest, opts ...grpc.CallOption) (*CreateVisitorResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateVisitorResponse)
@@ -210,6 +225,10 @@ type ConsentServiceServer interface {
 	// an API key (scope rights or admin) it needs a reason, and the access is
 	// itself recorded in the subject's history.
 	ListConsentEvents(context.Context, *ListConsentEventsRequest) (*ListConsentEventsResponse, error)
+	// FilterSubjects takes a send list of up to 10,000 subjects and returns
+	// those allowed for a purpose, for filtering before a marketing send. The
+	// reads are pipelined: one round trip per batch.
+	FilterSubjects(context.Context, *FilterSubjectsRequest) (*FilterSubjectsResponse, error)
 	// CreateVisitor mints an id for a new anonymous visitor and a subject token
 	// bound to it. It needs no credentials; it is rate limited per client.
 	CreateVisitor(context.Context, *CreateVisitorRequest) (*CreateVisitorResponse, error)
@@ -249,6 +268,9 @@ func (UnimplementedConsentServiceServer) BatchCheckConsent(context.Context, *Bat
 }
 func (UnimplementedConsentServiceServer) ListConsentEvents(context.Context, *ListConsentEventsRequest) (*ListConsentEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConsentEvents not implemented")
+}
+func (UnimplementedConsentServiceServer) FilterSubjects(context.Context, *FilterSubjectsRequest) (*FilterSubjectsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FilterSubjects not implemented")
 }
 func (UnimplementedConsentServiceServer) CreateVisitor(context.Context, *CreateVisitorRequest) (*CreateVisitorResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateVisitor not implemented")
@@ -406,6 +428,24 @@ func _ConsentService_ListConsentEvents_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsentService_FilterSubjects_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FilterSubjectsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).FilterSubjects(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_FilterSubjects_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).FilterSubjects(ctx, req.(*FilterSubjectsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ConsentService_CreateVisitor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateVisitorRequest)
 	if err := dec(in); err != nil {
@@ -494,6 +534,10 @@ var ConsentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListConsentEvents",
 			Handler:    _ConsentService_ListConsentEvents_Handler,
+		},
+		{
+			MethodName: "FilterSubjects",
+			Handler:    _ConsentService_FilterSubjects_Handler,
 		},
 		{
 			MethodName: "CreateVisitor",
