@@ -422,15 +422,8 @@ func (ps *policyParser) purpose(n *yaml.Node, path string) (Purpose, bool) {
 	}
 	var pu Purpose
 	if v := ps.required(fields, n, path, "id"); v != nil {
-		if id, ok := ps.str(v, path+".id"); ok {
-			switch {
-			case len(id) > maxIDLength:
-				ps.errorf(v.Line, path+".id", "must be at most %d characters, got %d", maxIDLength, len(id))
-			case !purposeIDPattern.MatchString(id):
-				ps.errorf(v.Line, path+".id", "must be lower-case letters, digits and _, starting with a letter, with at most one dot (e.g. \"marketing.email\"), got %s", short(id))
-			default:
-				pu.ID = id
-			}
+		if id, ok := ps.identifier(v, path+".id", purposeIDPattern, "lower-case letters, digits and _, starting with a letter, with at most one dot (e.g. \"marketing.email\")"); ok {
+			pu.ID = id
 		}
 	}
 	if v := ps.required(fields, n, path, "version"); v != nil {
@@ -599,18 +592,11 @@ func (ps *policyParser) regions(n *yaml.Node, ids map[string]int) []Region {
 		}
 		var r Region
 		if v := ps.required(fields, item, path, "id"); v != nil {
-			if id, ok := ps.str(v, path+".id"); ok {
-				switch {
-				case len(id) > maxIDLength:
-					ps.errorf(v.Line, path+".id", "must be at most %d characters, got %d", maxIDLength, len(id))
-				case !regionIDPattern.MatchString(id):
-					ps.errorf(v.Line, path+".id", "must be lower-case letters, digits and _, starting with a letter, got %s", short(id))
-				default:
-					if line, dup := ids[id]; dup {
-						ps.errorf(v.Line, path+".id", "duplicate region id %q (first at line %d)", id, line)
-					} else {
-						ids[id] = v.Line
-					}
+			if id, ok := ps.identifier(v, path+".id", regionIDPattern, "lower-case letters, digits and _, starting with a letter"); ok {
+				if line, dup := ids[id]; dup {
+					ps.errorf(v.Line, path+".id", "duplicate region id %q (first at line %d)", id, line)
+				} else {
+					ids[id] = v.Line
 				}
 				r.ID = id
 			}
@@ -716,6 +702,24 @@ func (ps *policyParser) sequence(n *yaml.Node, path string) []*yaml.Node {
 		out[i] = resolve(c)
 	}
 	return out
+}
+
+// identifier reads an id: a string of at most maxIDLength characters that
+// matches pattern (described by rule in the error). ok is false when it is
+// not a valid id, and the error is recorded.
+func (ps *policyParser) identifier(n *yaml.Node, path string, pattern *regexp.Regexp, rule string) (string, bool) {
+	id, ok := ps.str(n, path)
+	switch {
+	case !ok:
+		return "", false
+	case len(id) > maxIDLength:
+		ps.errorf(n.Line, path, "must be at most %d characters, got %d", maxIDLength, len(id))
+		return "", false
+	case !pattern.MatchString(id):
+		ps.errorf(n.Line, path, "must be %s, got %s", rule, short(id))
+		return "", false
+	}
+	return id, true
 }
 
 func (ps *policyParser) str(n *yaml.Node, path string) (string, bool) {
