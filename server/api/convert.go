@@ -20,6 +20,8 @@ var reasons = map[domain.Reason]consentv1.Reason{
 	domain.ReasonExpired:       consentv1.Reason_REASON_EXPIRED,
 	domain.ReasonPolicyChanged: consentv1.Reason_REASON_POLICY_CHANGED,
 	domain.ReasonNecessary:     consentv1.Reason_REASON_NECESSARY,
+	domain.ReasonRestricted:    consentv1.Reason_REASON_RESTRICTED,
+	domain.ReasonGuardian:      consentv1.Reason_REASON_AWAITING_GUARDIAN,
 }
 
 func reasonToProto(r domain.Reason) consentv1.Reason { return reasons[r] }
@@ -117,26 +119,36 @@ func policyToProto(p *domain.Policy) *consentv1.Policy {
 }
 
 var eventTypes = map[string]consentv1.EventType{
-	"update":          consentv1.EventType_EVENT_TYPE_UPDATE,
-	"withdraw":        consentv1.EventType_EVENT_TYPE_WITHDRAW,
-	store.EventAccess: consentv1.EventType_EVENT_TYPE_ACCESS,
+	store.EventUpdate:   consentv1.EventType_EVENT_TYPE_UPDATE,
+	store.EventWithdraw: consentv1.EventType_EVENT_TYPE_WITHDRAW,
+	store.EventAccess:   consentv1.EventType_EVENT_TYPE_ACCESS,
+	store.EventExport:   consentv1.EventType_EVENT_TYPE_EXPORT,
+	store.EventRestrict: consentv1.EventType_EVENT_TYPE_RESTRICT,
+	store.EventLift:     consentv1.EventType_EVENT_TYPE_LIFT_RESTRICTION,
+	store.EventLink:     consentv1.EventType_EVENT_TYPE_LINK,
+	store.EventMinor:    consentv1.EventType_EVENT_TYPE_MARK_MINOR,
+	store.EventGuardian: consentv1.EventType_EVENT_TYPE_GUARDIAN_CONFIRM,
+	store.EventErase:    consentv1.EventType_EVENT_TYPE_ERASE,
 }
 
 func eventToProto(e store.Event) *consentv1.ConsentEvent {
 	out := &consentv1.ConsentEvent{
-		Revision:      e.Revision,
-		Time:          timeToProto(e.At),
-		Type:          eventTypes[e.Type],
-		Actor:         e.Actor,
-		Source:        sourceToProto(e.Source),
-		PolicyVersion: e.PolicyVersion,
-		Region:        e.Region,
-		Gpc:           e.GPC,
-		Channel:       e.Channel,
-		PrevHash:      e.PrevHash,
-		Hash:          e.Hash,
-		Reason:        e.Reason,
-		Client:        e.Client,
+		Revision:        e.Revision,
+		Time:            timeToProto(e.At),
+		Type:            eventTypes[e.Type],
+		Actor:           e.Actor,
+		Source:          sourceToProto(e.Source),
+		PolicyVersion:   e.PolicyVersion,
+		Region:          e.Region,
+		Gpc:             e.GPC,
+		Channel:         e.Channel,
+		PrevHash:        e.PrevHash,
+		Hash:            e.Hash,
+		Reason:          e.Reason,
+		Client:          e.Client,
+		LinkedSubjectId: e.Counterpart,
+		Guardian:        e.Guardian,
+		Minor:           e.Minor != nil && *e.Minor,
 	}
 	for _, c := range e.Changes {
 		out.Changes = append(out.Changes, &consentv1.PurposeChange{Purpose: c.Purpose, OldGranted: c.Old, NewGranted: c.New})

@@ -78,6 +78,59 @@ var endpoints = []endpoint{
 		_, err := c.RefreshSubjectToken(ctx, &consentv1.RefreshSubjectTokenRequest{})
 		return err
 	}, method: "POST", path: "/v1/tokens:refresh", body: `{}`, wrongScope: "admin", visitor: true},
+	{name: "ExportSubject", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.ExportSubject(ctx, &consentv1.ExportSubjectRequest{SubjectId: "alice", Reason: "audit"})
+		return err
+	}, method: "GET", path: "/v1/subjects/alice:export?reason=audit", wrongScope: "read", visitor: true},
+	{name: "EraseSubject", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.EraseSubject(ctx, &consentv1.EraseSubjectRequest{SubjectId: "alice", Reason: "ticket 1"})
+		return err
+	}, method: "POST", path: "/v1/subjects/alice:erase", body: `{"reason": "ticket 1"}`, wrongScope: "write", visitor: true},
+	{name: "RestrictProcessing", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.RestrictProcessing(ctx, &consentv1.RestrictProcessingRequest{SubjectId: "alice", Reason: "ticket 2"})
+		return err
+	}, method: "POST", path: "/v1/subjects/alice:restrict", body: `{"reason": "ticket 2"}`, wrongScope: "write"},
+	{name: "LiftRestriction", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.LiftRestriction(ctx, &consentv1.LiftRestrictionRequest{SubjectId: "alice", Reason: "ticket 3"})
+		return err
+	}, method: "POST", path: "/v1/subjects/alice:liftRestriction", body: `{"reason": "ticket 3"}`, wrongScope: "write"},
+	{name: "LinkSubjects", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.LinkSubjects(ctx, &consentv1.LinkSubjectsRequest{SubjectId: "alice", VisitorId: "v_AAAAAAAAAAAAAAAAAAAAAA"})
+		return err
+	}, method: "POST", path: "/v1/subjects/alice:link", body: `{"visitor_id": "v_AAAAAAAAAAAAAAAAAAAAAA"}`, wrongScope: "read"},
+	{name: "MarkMinor", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.MarkMinor(ctx, &consentv1.MarkMinorRequest{SubjectId: "alice", Minor: false})
+		return err
+	}, method: "POST", path: "/v1/subjects/alice:markMinor", body: `{"minor": false}`, wrongScope: "rights"},
+	{name: "ConfirmGuardianConsent", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.ConfirmGuardianConsent(ctx, &consentv1.ConfirmGuardianConsentRequest{SubjectId: "alice", Guardian: "parent-1"})
+		return err
+	}, method: "POST", path: "/v1/subjects/alice:confirmGuardian", body: `{"guardian": "parent-1"}`, wrongScope: "rights"},
+	// No case lets the stream open, so the REST calls end.
+	{name: "WatchConsentChanges", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		stream, err := c.WatchConsentChanges(ctx, &consentv1.WatchConsentChangesRequest{})
+		if err != nil {
+			return err
+		}
+		_, err = stream.Recv()
+		return err
+	}, method: "GET", path: "/v1/changes:watch", wrongScope: "rights"},
+	{name: "AcknowledgeConsentChanges", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.AcknowledgeConsentChanges(ctx, &consentv1.AcknowledgeConsentChangesRequest{Consumer: "mailer", ChangeIds: []string{"0-1-0"}})
+		return err
+	}, method: "POST", path: "/v1/consumers/mailer:ack", body: `{"change_ids": ["0-1-0"]}`, wrongScope: "rights"},
+	{name: "CreateFeedConsumer", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.CreateFeedConsumer(ctx, &consentv1.CreateFeedConsumerRequest{Consumer: "mailer"})
+		return err
+	}, method: "POST", path: "/v1/consumers", body: `{"consumer": "mailer"}`, wrongScope: "rights"},
+	{name: "ListFeedConsumers", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.ListFeedConsumers(ctx, &consentv1.ListFeedConsumersRequest{})
+		return err
+	}, method: "GET", path: "/v1/consumers", wrongScope: "rights"},
+	{name: "DeleteFeedConsumer", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.DeleteFeedConsumer(ctx, &consentv1.DeleteFeedConsumerRequest{Consumer: "mailer"})
+		return err
+	}, method: "DELETE", path: "/v1/consumers/mailer", wrongScope: "watch"},
 }
 
 func TestEveryRPCHasAnEndpointCaseAndAnAccessRule(t *testing.T) {

@@ -26,4 +26,26 @@ var Rules = map[string]Rule{
 	consentv1.ConsentService_CreateVisitor_FullMethodName:       {Public: true},
 	consentv1.ConsentService_IssueSubjectToken_FullMethodName:   {Scopes: []Scope{ScopeToken}},
 	consentv1.ConsentService_RefreshSubjectToken_FullMethodName: {Visitor: true},
+
+	// Privacy rights. A person may export and erase their own data with their
+	// token; restriction is an operator's answer to a formal request.
+	consentv1.ConsentService_ExportSubject_FullMethodName:      {Scopes: []Scope{ScopeRights}, Visitor: true},
+	consentv1.ConsentService_EraseSubject_FullMethodName:       {Scopes: []Scope{ScopeRights}, Visitor: true},
+	consentv1.ConsentService_RestrictProcessing_FullMethodName: {Scopes: []Scope{ScopeRights}},
+	consentv1.ConsentService_LiftRestriction_FullMethodName:    {Scopes: []Scope{ScopeRights}},
+
+	// Linking and minors are done by the site's backend, which knows who
+	// logged in and how old they are; a visitor must not unmark itself.
+	consentv1.ConsentService_LinkSubjects_FullMethodName:           {Scopes: []Scope{ScopeWrite}},
+	consentv1.ConsentService_MarkMinor_FullMethodName:              {Scopes: []Scope{ScopeWrite}},
+	consentv1.ConsentService_ConfirmGuardianConsent_FullMethodName: {Scopes: []Scope{ScopeWrite}},
+
+	// The change feed. Streams cannot be checked against a subject, so none
+	// allows visitors. Deleting a consumer drops what it had not
+	// acknowledged: admin only.
+	consentv1.ConsentService_WatchConsentChanges_FullMethodName:       {Scopes: []Scope{ScopeWatch}},
+	consentv1.ConsentService_AcknowledgeConsentChanges_FullMethodName: {Scopes: []Scope{ScopeWatch}},
+	consentv1.ConsentService_CreateFeedConsumer_FullMethodName:        {Scopes: []Scope{ScopeWatch}},
+	consentv1.ConsentService_ListFeedConsumers_FullMethodName:         {Scopes: []Scope{ScopeWatch}},
+	consentv1.ConsentService_DeleteFeedConsumer_FullMethodName:        {Scopes: []Scope{ScopeAdmin}},
 }

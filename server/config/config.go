@@ -45,6 +45,15 @@ type Config struct {
 	LogFormat        string          // json or text
 	LogLevel         slog.Level
 	ShutdownTimeout  time.Duration
+
+	// Retention, enforced by Redis TTLs and stream trimming.
+	VisitorRetention time.Duration // anonymous visitors' records: deleted after this long without a write
+	HistoryRetention time.Duration // a subject's history: deleted after this long without a write; 0: kept with the record
+	FeedRetention    time.Duration // change-feed entries older than this are trimmed
+
+	// The change feed.
+	FeedPollInterval    time.Duration // how often an idle watch looks for new changes
+	FeedMonitorInterval time.Duration // how often the consumer-lag metrics are refreshed
 }
 
 // setting is one flag and its environment variable.
@@ -104,6 +113,11 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		dur(&c.RedisTimeout, "redis-timeout", time.Second, "how long one Redis command may take before the call fails with Unavailable"),
 		dur(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM"),
 		dur(&c.TokenTTL, "token-ttl", 180*24*time.Hour, "how long a subject token lives (refreshable before it ends)"),
+		dur(&c.VisitorRetention, "visitor-retention", 396*24*time.Hour, "anonymous visitors' records (state and history) are deleted after this long without a write (default 13 months)"),
+		dur(&c.HistoryRetention, "history-retention", 0, "a subject's history is deleted after this long without a write; 0: kept as long as the record"),
+		dur(&c.FeedRetention, "feed-retention", 35*24*time.Hour, "change-feed entries older than this are trimmed, acknowledged or not (a metric counts those a consumer lost)"),
+		dur(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often a change-feed watch looks for new changes while idle"),
+		dur(&c.FeedMonitorInterval, "feed-monitor-interval", 30*time.Second, "how often the change-feed consumer lag metrics are refreshed"),
 	); err != nil {
 		return Config{}, err
 	}
@@ -196,6 +210,25 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout (CONSENTD_SHUTDOWN_TIMEOUT): must be positive, got %s", c.ShutdownTimeout))
+	}
+	for _, d := range []struct {
+		name     string
+		value    time.Duration
+		zeroOK   bool
+		smallest time.Duration
+	}{
+		{"visitor-retention", c.VisitorRetention, false, time.Hour},
+		{"history-retention", c.HistoryRetention, true, time.Hour},
+		{"feed-retention", c.FeedRetention, false, time.Hour},
+		{"feed-poll-interval", c.FeedPollInterval, false, time.Millisecond},
+		{"feed-monitor-interval", c.FeedMonitorInterval, false, 10 * time.Millisecond},
+	} {
+		if d.zeroOK && d.value == 0 {
+			continue
+		}
+		if d.value < d.smallest {
+			errs = append(errs, fmt.Errorf("--%s (%s): must be at least %s, got %s", d.name, envName(d.name), d.smallest, d.value))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -47,6 +47,8 @@ const (
 	ReasonExpired       Reason = "expired"        // the decision outlived the purpose's lifetime
 	ReasonPolicyChanged Reason = "policy_changed" // the purpose's version was bumped since
 	ReasonNecessary     Reason = "necessary"      // strictly necessary: always allowed
+	ReasonRestricted    Reason = "restricted"     // processing restricted by a rights request
+	ReasonGuardian      Reason = "awaiting_guardian"
 )
 
 // Answer is the effective answer for one purpose.

@@ -49,6 +49,9 @@ type Event struct {
 	GPC           bool
 	Reason        string   // access events: why the operator read the data
 	Client        string   // the client facts recorded with the write, opened
+	Counterpart   string   // link events: the other subject, opened
+	Guardian      string   // guardian events: who confirmed, opened
+	Minor         *bool    // minor events: the new status
 	Changes       []Change // sorted by purpose
 	PrevHash      string   // Hash of the previous event; "" for the first
 	Hash          string
@@ -129,9 +132,44 @@ func (s *Store) Events(ctx context.Context, subjectID string, before int64, limi
 	return events, nil
 }
 
-// UnreadableClient stands for client facts sealed with an encryption key
-// that is no longer in the key file.
+// UnreadableClient stands for a sealed event field (client facts, a link's
+// counterpart, a guardian) sealed with an encryption key that is no longer in
+// the key file.
 const UnreadableClient = "(sealed with an encryption key no longer known)"
+
+func openField(sealer *keys.Sealer, sealed string) string {
+	if sealed == "" {
+		return ""
+	}
+	plain, err := sealer.Open(sealed)
+	if err != nil {
+		return UnreadableClient
+	}
+	return string(plain)
+}
+
+// OptOut reports whether the event stops some processing, which downstream
+// systems must apply within a legal deadline: a purpose denied, a GPC
+// signal, a restriction, a minor mark or an erasure.
+func (e Event) OptOut() bool {
+	switch e.Type {
+	case EventRestrict, EventErase:
+		return true
+	case EventMinor:
+		return e.Minor != nil && *e.Minor
+	case EventLift, EventGuardian, EventAccess, EventExport:
+		return false
+	}
+	if e.GPC {
+		return true
+	}
+	for _, c := range e.Changes {
+		if !c.New {
+			return true
+		}
+	}
+	return false
+}
 
 func decodeEvent(entry string, sealer *keys.Sealer) (Event, error) {
 	var se storedEvent
@@ -143,14 +181,10 @@ func decodeEvent(entry string, sealer *keys.Sealer) (Event, error) {
 		Source: lettersToSource[se.Source], PolicyVersion: se.Policy, Region: se.Region,
 		Channel: se.Channel, GPC: se.GPC, Reason: se.Why, PrevHash: se.Prev, Hash: se.H,
 	}
-	if se.Client != "" {
-		client, err := sealer.Open(se.Client)
-		if err != nil {
-			e.Client = UnreadableClient
-		} else {
-			e.Client = string(client)
-		}
-	}
+	e.Client = openField(sealer, se.Client)
+	e.Counterpart = openField(sealer, se.Link)
+	e.Guardian = openField(sealer, se.Guard)
+	e.Minor = se.Minor
 	for p, v := range se.New {
 		c := Change{Purpose: p, New: v == "g"}
 		if o, ok := se.Old[p]; ok {

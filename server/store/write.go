@@ -18,7 +18,7 @@ import (
 
 // EventInfo describes who wrote, how and why; it goes into the history event.
 type EventInfo struct {
-	Type          string        // "update", "withdraw", or "access" (an operator read the subject's data)
+	Type          string        // one of the Event* constants
 	Actor         string        // who wrote: "visitor", a service key name, "operator:<name>"
 	Source        domain.Source // how the subject expressed the choice
 	PolicyVersion string        // the policy file's version label
@@ -28,11 +28,33 @@ type EventInfo struct {
 	// browser's user agent and platform hints; never an IP). It is sealed
 	// with the active encryption key before it is stored.
 	Client string
+	// Counterpart is the other subject of a link event; sealed.
+	Counterpart string
+	// Guardian is who confirmed a minor's decisions; sealed.
+	Guardian string
+	// Minor: a mark-minor event's new status.
+	Minor *bool
 }
 
-// EventAccess is the type of the event that records an operator's read. It
-// changes no decision, so it adds nothing to the change feed.
-const EventAccess = "access"
+// The event types. Access and export events change nothing, so they add
+// nothing to the change feed; every other event does.
+const (
+	EventUpdate   = "update"
+	EventWithdraw = "withdraw"
+	EventAccess   = "access"   // an operator read the subject's history
+	EventExport   = "export"   // the subject's data was exported
+	EventRestrict = "restrict" // processing restricted
+	EventLift     = "lift"     // restriction lifted
+	EventLink     = "link"     // a visitor was linked to a user (on both)
+	EventMinor    = "minor"    // marked as a minor, or the mark cleared
+	EventGuardian = "guardian" // a guardian confirmed a minor's decisions
+	EventErase    = "erase"    // only in the change feed: the subject was erased
+)
+
+// inFeed reports whether an event of this type goes to the change feed.
+func inFeed(eventType string) bool {
+	return eventType != EventAccess && eventType != EventExport
+}
 
 // Write is one change to a subject's decisions.
 type Write struct {
@@ -244,7 +266,7 @@ func (s *Store) Write(ctx context.Context, w Write) (WriteResult, error) {
 		gpc = strconv.FormatInt(w.Now.Unix(), 10)
 	}
 	var minID any = max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
-	if w.Event.Type == EventAccess {
+	if !inFeed(w.Event.Type) {
 		minID = ""
 	}
 	args := []any{fp, s.opts.IdempotencyTTL.Milliseconds(), expected, w.Region, gpc, minID,
@@ -295,6 +317,9 @@ type eventHead struct {
 	GPC     bool              `json:"g,omitempty"`
 	Why     string            `json:"why,omitempty"` // an access event's reason
 	Client  string            `json:"cl,omitempty"`  // sealed client facts (EventInfo.Client)
+	Link    string            `json:"lk,omitempty"`  // sealed counterpart of a link event
+	Guard   string            `json:"gd,omitempty"`  // sealed guardian of a guardian event
+	Minor   *bool             `json:"m,omitempty"`   // a minor event's new status
 	New     map[string]string `json:"n"`             // purpose -> "g" or "d"
 }
 
@@ -319,6 +344,13 @@ func (s *Store) eventTemplate(w Write) (string, error) {
 	if w.Event.Client != "" {
 		head.Client = s.opts.Sealer.Seal([]byte(w.Event.Client))
 	}
+	if w.Event.Counterpart != "" {
+		head.Link = s.opts.Sealer.Seal([]byte(w.Event.Counterpart))
+	}
+	if w.Event.Guardian != "" {
+		head.Guard = s.opts.Sealer.Seal([]byte(w.Event.Guardian))
+	}
+	head.Minor = w.Event.Minor
 	for p, d := range w.Decisions {
 		head.New[p] = grantedLetter(d.Granted)
 	}

@@ -169,6 +169,11 @@ const (
 	Reason_REASON_POLICY_CHANGED Reason = 5
 	// Strictly necessary: always allowed.
 	Reason_REASON_NECESSARY Reason = 6
+	// Processing is restricted (a rights request): every non-necessary
+	// purpose is denied until the restriction is lifted.
+	Reason_REASON_RESTRICTED Reason = 7
+	// The subject is a minor and a guardian has not confirmed this grant yet.
+	Reason_REASON_AWAITING_GUARDIAN Reason = 8
 )
 
 // Enum value maps for Reason.
@@ -181,15 +186,19 @@ var (
 		4: "REASON_EXPIRED",
 		5: "REASON_POLICY_CHANGED",
 		6: "REASON_NECESSARY",
+		7: "REASON_RESTRICTED",
+		8: "REASON_AWAITING_GUARDIAN",
 	}
 	Reason_value = map[string]int32{
-		"REASON_UNSPECIFIED":    0,
-		"REASON_EXPLICIT":       1,
-		"REASON_DEFAULT":        2,
-		"REASON_GPC":            3,
-		"REASON_EXPIRED":        4,
-		"REASON_POLICY_CHANGED": 5,
-		"REASON_NECESSARY":      6,
+		"REASON_UNSPECIFIED":       0,
+		"REASON_EXPLICIT":          1,
+		"REASON_DEFAULT":           2,
+		"REASON_GPC":               3,
+		"REASON_EXPIRED":           4,
+		"REASON_POLICY_CHANGED":    5,
+		"REASON_NECESSARY":         6,
+		"REASON_RESTRICTED":        7,
+		"REASON_AWAITING_GUARDIAN": 8,
 	}
 )
 
@@ -232,21 +241,50 @@ const (
 	EventType_EVENT_TYPE_WITHDRAW EventType = 2
 	// An operator read the subject's history or data.
 	EventType_EVENT_TYPE_ACCESS EventType = 3
+	// The subject's data was exported (ExportSubject).
+	EventType_EVENT_TYPE_EXPORT EventType = 4
+	// Processing was restricted.
+	EventType_EVENT_TYPE_RESTRICT EventType = 5
+	// A restriction was lifted.
+	EventType_EVENT_TYPE_LIFT_RESTRICTION EventType = 6
+	// A visitor was linked to a user; on the user's record the changes are the
+	// merged decisions.
+	EventType_EVENT_TYPE_LINK EventType = 7
+	// The subject was marked as a minor, or the mark was cleared.
+	EventType_EVENT_TYPE_MARK_MINOR EventType = 8
+	// A guardian confirmed a minor's decisions.
+	EventType_EVENT_TYPE_GUARDIAN_CONFIRM EventType = 9
+	// The subject was erased. Only in the change feed: the history is gone.
+	EventType_EVENT_TYPE_ERASE EventType = 10
 )
 
 // Enum value maps for EventType.
 var (
 	EventType_name = map[int32]string{
-		0: "EVENT_TYPE_UNSPECIFIED",
-		1: "EVENT_TYPE_UPDATE",
-		2: "EVENT_TYPE_WITHDRAW",
-		3: "EVENT_TYPE_ACCESS",
+		0:  "EVENT_TYPE_UNSPECIFIED",
+		1:  "EVENT_TYPE_UPDATE",
+		2:  "EVENT_TYPE_WITHDRAW",
+		3:  "EVENT_TYPE_ACCESS",
+		4:  "EVENT_TYPE_EXPORT",
+		5:  "EVENT_TYPE_RESTRICT",
+		6:  "EVENT_TYPE_LIFT_RESTRICTION",
+		7:  "EVENT_TYPE_LINK",
+		8:  "EVENT_TYPE_MARK_MINOR",
+		9:  "EVENT_TYPE_GUARDIAN_CONFIRM",
+		10: "EVENT_TYPE_ERASE",
 	}
 	EventType_value = map[string]int32{
-		"EVENT_TYPE_UNSPECIFIED": 0,
-		"EVENT_TYPE_UPDATE":      1,
-		"EVENT_TYPE_WITHDRAW":    2,
-		"EVENT_TYPE_ACCESS":      3,
+		"EVENT_TYPE_UNSPECIFIED":      0,
+		"EVENT_TYPE_UPDATE":           1,
+		"EVENT_TYPE_WITHDRAW":         2,
+		"EVENT_TYPE_ACCESS":           3,
+		"EVENT_TYPE_EXPORT":           4,
+		"EVENT_TYPE_RESTRICT":         5,
+		"EVENT_TYPE_LIFT_RESTRICTION": 6,
+		"EVENT_TYPE_LINK":             7,
+		"EVENT_TYPE_MARK_MINOR":       8,
+		"EVENT_TYPE_GUARDIAN_CONFIRM": 9,
+		"EVENT_TYPE_ERASE":            10,
 	}
 )
 
@@ -798,7 +836,16 @@ type Consent struct {
 	// When a GPC signal was first recorded for the subject; unset if never.
 	GpcTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=gpc_time,json=gpcTime,proto3" json:"gpc_time,omitempty"`
 	// One entry per purpose of the policy, in policy order.
-	Purposes      []*PurposeConsent `protobuf:"bytes,6,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	Purposes []*PurposeConsent `protobuf:"bytes,6,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	// When processing was restricted; unset if it is not.
+	RestrictTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=restrict_time,json=restrictTime,proto3" json:"restrict_time,omitempty"`
+	// Whether the subject is marked as a minor.
+	Minor bool `protobuf:"varint,8,opt,name=minor,proto3" json:"minor,omitempty"`
+	// When a guardian last confirmed a minor's decisions; unset if never.
+	GuardianConfirmTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=guardian_confirm_time,json=guardianConfirmTime,proto3" json:"guardian_confirm_time,omitempty"`
+	// The subject is a visitor linked to a user: the answers are the user's.
+	// The user's id is not shown.
+	Linked        bool `protobuf:"varint,10,opt,name=linked,proto3" json:"linked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -873,6 +920,34 @@ func (x *Consent) GetPurposes() []*PurposeConsent {
 		return x.Purposes
 	}
 	return nil
+}
+
+func (x *Consent) GetRestrictTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestrictTime
+	}
+	return nil
+}
+
+func (x *Consent) GetMinor() bool {
+	if x != nil {
+		return x.Minor
+	}
+	return false
+}
+
+func (x *Consent) GetGuardianConfirmTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GuardianConfirmTime
+	}
+	return nil
+}
+
+func (x *Consent) GetLinked() bool {
+	if x != nil {
+		return x.Linked
+	}
+	return false
 }
 
 // GetConsentRequest names the subject to read.
@@ -1899,7 +1974,14 @@ type ConsentEvent struct {
 	Reason string `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Coarse facts about the browser that made a REST write: its user agent
 	// and platform hints, never an IP address. Stored encrypted.
-	Client        string `protobuf:"bytes,14,opt,name=client,proto3" json:"client,omitempty"`
+	Client string `protobuf:"bytes,14,opt,name=client,proto3" json:"client,omitempty"`
+	// Link events: the other subject of the link. Stored encrypted; shown only
+	// in exports and to operators.
+	LinkedSubjectId string `protobuf:"bytes,15,opt,name=linked_subject_id,json=linkedSubjectId,proto3" json:"linked_subject_id,omitempty"`
+	// Guardian confirmations: who confirmed. Stored encrypted.
+	Guardian string `protobuf:"bytes,16,opt,name=guardian,proto3" json:"guardian,omitempty"`
+	// Mark-minor events: true if marked, false if the mark was cleared.
+	Minor         bool `protobuf:"varint,17,opt,name=minor,proto3" json:"minor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2030,6 +2112,27 @@ func (x *ConsentEvent) GetClient() string {
 		return x.Client
 	}
 	return ""
+}
+
+func (x *ConsentEvent) GetLinkedSubjectId() string {
+	if x != nil {
+		return x.LinkedSubjectId
+	}
+	return ""
+}
+
+func (x *ConsentEvent) GetGuardian() string {
+	if x != nil {
+		return x.Guardian
+	}
+	return ""
+}
+
+func (x *ConsentEvent) GetMinor() bool {
+	if x != nil {
+		return x.Minor
+	}
+	return false
 }
 
 // SubjectToken is a signed, expiring credential bound to one subject: with
@@ -2467,6 +2570,1588 @@ func (x *FilterSubjectsResponse) GetAllowedSubjectIds() []string {
 	return nil
 }
 
+// ExportSubjectRequest names the subject to export.
+type ExportSubjectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject: 1-128 characters of A-Z a-z 0-9 . _ : @ + -.
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// Why an operator exports this person's data (1-500 characters): required
+	// with an API key and recorded in the history. Not needed with the
+	// subject's own token.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportSubjectRequest) Reset() {
+	*x = ExportSubjectRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSubjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSubjectRequest) ProtoMessage() {}
+
+func (x *ExportSubjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSubjectRequest.ProtoReflect.Descriptor instead.
+func (*ExportSubjectRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ExportSubjectRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *ExportSubjectRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ExportSubjectResponse is the export document.
+type ExportSubjectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject exported.
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// When the export was made.
+	ExportTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=export_time,json=exportTime,proto3" json:"export_time,omitempty"`
+	// The effective consent now, with the stored decisions.
+	Consent *Consent `protobuf:"bytes,3,opt,name=consent,proto3" json:"consent,omitempty"`
+	// The whole history, oldest first, encrypted fields opened.
+	Events []*ConsentEvent `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
+	// The policy version labels the history refers to, oldest first.
+	PolicyVersions []string `protobuf:"bytes,5,rep,name=policy_versions,json=policyVersions,proto3" json:"policy_versions,omitempty"`
+	// The policy in force now, whose texts the current decisions refer to.
+	Policy *Policy `protobuf:"bytes,6,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The result of checking the history's hash chain.
+	Chain         *ChainVerification `protobuf:"bytes,7,opt,name=chain,proto3" json:"chain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportSubjectResponse) Reset() {
+	*x = ExportSubjectResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSubjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSubjectResponse) ProtoMessage() {}
+
+func (x *ExportSubjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSubjectResponse.ProtoReflect.Descriptor instead.
+func (*ExportSubjectResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ExportSubjectResponse) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *ExportSubjectResponse) GetExportTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExportTime
+	}
+	return nil
+}
+
+func (x *ExportSubjectResponse) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+func (x *ExportSubjectResponse) GetEvents() []*ConsentEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ExportSubjectResponse) GetPolicyVersions() []string {
+	if x != nil {
+		return x.PolicyVersions
+	}
+	return nil
+}
+
+func (x *ExportSubjectResponse) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *ExportSubjectResponse) GetChain() *ChainVerification {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+// ChainVerification is the result of checking a history's hash chain.
+type ChainVerification struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True if every event's hash matches its content and the previous event's.
+	Valid bool `protobuf:"varint,1,opt,name=valid,proto3" json:"valid,omitempty"`
+	// How many events were checked.
+	EventsChecked int64 `protobuf:"varint,2,opt,name=events_checked,json=eventsChecked,proto3" json:"events_checked,omitempty"`
+	// The revision of the first event that does not match; 0 if valid.
+	FirstInvalidRevision int64 `protobuf:"varint,3,opt,name=first_invalid_revision,json=firstInvalidRevision,proto3" json:"first_invalid_revision,omitempty"`
+	// What is wrong, for a person to read; empty if valid.
+	Problem       string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChainVerification) Reset() {
+	*x = ChainVerification{}
+	mi := &file_consent_v1_consent_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChainVerification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChainVerification) ProtoMessage() {}
+
+func (x *ChainVerification) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChainVerification.ProtoReflect.Descriptor instead.
+func (*ChainVerification) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ChainVerification) GetValid() bool {
+	if x != nil {
+		return x.Valid
+	}
+	return false
+}
+
+func (x *ChainVerification) GetEventsChecked() int64 {
+	if x != nil {
+		return x.EventsChecked
+	}
+	return 0
+}
+
+func (x *ChainVerification) GetFirstInvalidRevision() int64 {
+	if x != nil {
+		return x.FirstInvalidRevision
+	}
+	return 0
+}
+
+func (x *ChainVerification) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+// EraseSubjectRequest names the subject to erase.
+type EraseSubjectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject: 1-128 characters of A-Z a-z 0-9 . _ : @ + -.
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// Why an operator erases this person's data (1-500 characters, e.g. a
+	// ticket number; not the person's identity): required with an API key and
+	// kept in the anonymous tombstone.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseSubjectRequest) Reset() {
+	*x = EraseSubjectRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseSubjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseSubjectRequest) ProtoMessage() {}
+
+func (x *EraseSubjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseSubjectRequest.ProtoReflect.Descriptor instead.
+func (*EraseSubjectRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *EraseSubjectRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *EraseSubjectRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// EraseSubjectResponse says what was erased.
+type EraseSubjectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False if nothing was stored about the subject (e.g. erased before).
+	Erased bool `protobuf:"varint,1,opt,name=erased,proto3" json:"erased,omitempty"`
+	// When the erasure happened.
+	EraseTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=erase_time,json=eraseTime,proto3" json:"erase_time,omitempty"`
+	// How many linked visitors were erased with the subject.
+	LinkedSubjectsErased int32 `protobuf:"varint,3,opt,name=linked_subjects_erased,json=linkedSubjectsErased,proto3" json:"linked_subjects_erased,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *EraseSubjectResponse) Reset() {
+	*x = EraseSubjectResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseSubjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseSubjectResponse) ProtoMessage() {}
+
+func (x *EraseSubjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseSubjectResponse.ProtoReflect.Descriptor instead.
+func (*EraseSubjectResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *EraseSubjectResponse) GetErased() bool {
+	if x != nil {
+		return x.Erased
+	}
+	return false
+}
+
+func (x *EraseSubjectResponse) GetEraseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EraseTime
+	}
+	return nil
+}
+
+func (x *EraseSubjectResponse) GetLinkedSubjectsErased() int32 {
+	if x != nil {
+		return x.LinkedSubjectsErased
+	}
+	return 0
+}
+
+// RestrictProcessingRequest names the subject to restrict.
+type RestrictProcessingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject: 1-128 characters of A-Z a-z 0-9 . _ : @ + -.
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// Why (1-500 characters), recorded in the history.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestrictProcessingRequest) Reset() {
+	*x = RestrictProcessingRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestrictProcessingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestrictProcessingRequest) ProtoMessage() {}
+
+func (x *RestrictProcessingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestrictProcessingRequest.ProtoReflect.Descriptor instead.
+func (*RestrictProcessingRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RestrictProcessingRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *RestrictProcessingRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RestrictProcessingResponse carries the consent after the restriction.
+type RestrictProcessingResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject's consent right after the write.
+	Consent       *Consent `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestrictProcessingResponse) Reset() {
+	*x = RestrictProcessingResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestrictProcessingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestrictProcessingResponse) ProtoMessage() {}
+
+func (x *RestrictProcessingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestrictProcessingResponse.ProtoReflect.Descriptor instead.
+func (*RestrictProcessingResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RestrictProcessingResponse) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+// LiftRestrictionRequest names the subject.
+type LiftRestrictionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject: 1-128 characters of A-Z a-z 0-9 . _ : @ + -.
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// Why (1-500 characters), recorded in the history.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiftRestrictionRequest) Reset() {
+	*x = LiftRestrictionRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiftRestrictionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiftRestrictionRequest) ProtoMessage() {}
+
+func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiftRestrictionRequest.ProtoReflect.Descriptor instead.
+func (*LiftRestrictionRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *LiftRestrictionRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *LiftRestrictionRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// LiftRestrictionResponse carries the consent after the lift.
+type LiftRestrictionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject's consent right after the write.
+	Consent       *Consent `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiftRestrictionResponse) Reset() {
+	*x = LiftRestrictionResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiftRestrictionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiftRestrictionResponse) ProtoMessage() {}
+
+func (x *LiftRestrictionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiftRestrictionResponse.ProtoReflect.Descriptor instead.
+func (*LiftRestrictionResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *LiftRestrictionResponse) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+// LinkSubjectsRequest links a visitor to a user.
+type LinkSubjectsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user: a subject id that is not a visitor id.
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The visitor id minted by CreateVisitor ("v_" and 22 characters).
+	VisitorId     string `protobuf:"bytes,2,opt,name=visitor_id,json=visitorId,proto3" json:"visitor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkSubjectsRequest) Reset() {
+	*x = LinkSubjectsRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkSubjectsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkSubjectsRequest) ProtoMessage() {}
+
+func (x *LinkSubjectsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkSubjectsRequest.ProtoReflect.Descriptor instead.
+func (*LinkSubjectsRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *LinkSubjectsRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *LinkSubjectsRequest) GetVisitorId() string {
+	if x != nil {
+		return x.VisitorId
+	}
+	return ""
+}
+
+// LinkSubjectsResponse carries the user's consent after the merge.
+type LinkSubjectsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user's consent right after the merge.
+	Consent       *Consent `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkSubjectsResponse) Reset() {
+	*x = LinkSubjectsResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkSubjectsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkSubjectsResponse) ProtoMessage() {}
+
+func (x *LinkSubjectsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkSubjectsResponse.ProtoReflect.Descriptor instead.
+func (*LinkSubjectsResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *LinkSubjectsResponse) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+// MarkMinorRequest marks or clears a subject's minor status.
+type MarkMinorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject: 1-128 characters of A-Z a-z 0-9 . _ : @ + -.
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// True marks the subject as a minor; false clears the mark (e.g. the
+	// person came of age).
+	Minor         bool `protobuf:"varint,2,opt,name=minor,proto3" json:"minor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkMinorRequest) Reset() {
+	*x = MarkMinorRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkMinorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkMinorRequest) ProtoMessage() {}
+
+func (x *MarkMinorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkMinorRequest.ProtoReflect.Descriptor instead.
+func (*MarkMinorRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *MarkMinorRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *MarkMinorRequest) GetMinor() bool {
+	if x != nil {
+		return x.Minor
+	}
+	return false
+}
+
+// MarkMinorResponse carries the consent after the write.
+type MarkMinorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject's consent right after the write.
+	Consent       *Consent `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkMinorResponse) Reset() {
+	*x = MarkMinorResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkMinorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkMinorResponse) ProtoMessage() {}
+
+func (x *MarkMinorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkMinorResponse.ProtoReflect.Descriptor instead.
+func (*MarkMinorResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *MarkMinorResponse) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+// ConfirmGuardianConsentRequest records a guardian's confirmation.
+type ConfirmGuardianConsentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject, who must be marked as a minor.
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// Who confirmed (1-200 characters, e.g. the guardian's account id), stored
+	// encrypted in the history.
+	Guardian      string `protobuf:"bytes,2,opt,name=guardian,proto3" json:"guardian,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmGuardianConsentRequest) Reset() {
+	*x = ConfirmGuardianConsentRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmGuardianConsentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmGuardianConsentRequest) ProtoMessage() {}
+
+func (x *ConfirmGuardianConsentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmGuardianConsentRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmGuardianConsentRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ConfirmGuardianConsentRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *ConfirmGuardianConsentRequest) GetGuardian() string {
+	if x != nil {
+		return x.Guardian
+	}
+	return ""
+}
+
+// ConfirmGuardianConsentResponse carries the consent after the confirmation.
+type ConfirmGuardianConsentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject's consent right after the write.
+	Consent       *Consent `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmGuardianConsentResponse) Reset() {
+	*x = ConfirmGuardianConsentResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmGuardianConsentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmGuardianConsentResponse) ProtoMessage() {}
+
+func (x *ConfirmGuardianConsentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmGuardianConsentResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmGuardianConsentResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ConfirmGuardianConsentResponse) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+// WatchConsentChangesRequest says where to start and what to send.
+type WatchConsentChangesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A durable consumer's name (see CreateFeedConsumer): the service tracks
+	// its position, first redelivers what it had not acknowledged, and the
+	// cursor fields are ignored. Empty: no consumer, follow the cursor.
+	Consumer string `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// Resume after this cursor (from a previous response). Empty: start now,
+	// or from the oldest change kept if from_oldest is set.
+	Cursor string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// With no cursor, start from the oldest change kept instead of now.
+	FromOldest bool `protobuf:"varint,3,opt,name=from_oldest,json=fromOldest,proto3" json:"from_oldest,omitempty"`
+	// Only changes that concern one of these purposes (changes that concern
+	// every purpose, e.g. a restriction or an erasure, always pass). Empty:
+	// all. A consumer's changes that do not pass are acknowledged for it.
+	Purposes []string `protobuf:"bytes,4,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	// Send at most this many changes per message, 1-1,000; 0 means 100.
+	BatchSize     int32 `protobuf:"varint,5,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchConsentChangesRequest) Reset() {
+	*x = WatchConsentChangesRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchConsentChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchConsentChangesRequest) ProtoMessage() {}
+
+func (x *WatchConsentChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchConsentChangesRequest.ProtoReflect.Descriptor instead.
+func (*WatchConsentChangesRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *WatchConsentChangesRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *WatchConsentChangesRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *WatchConsentChangesRequest) GetFromOldest() bool {
+	if x != nil {
+		return x.FromOldest
+	}
+	return false
+}
+
+func (x *WatchConsentChangesRequest) GetPurposes() []string {
+	if x != nil {
+		return x.Purposes
+	}
+	return nil
+}
+
+func (x *WatchConsentChangesRequest) GetBatchSize() int32 {
+	if x != nil {
+		return x.BatchSize
+	}
+	return 0
+}
+
+// WatchConsentChangesResponse is one batch of changes, oldest first, or a
+// heartbeat (no changes) sent while nothing happens.
+type WatchConsentChangesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The changes.
+	Changes []*ConsentChange `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	// The position after this batch: pass it as cursor to resume (watching
+	// without a consumer).
+	Cursor        string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchConsentChangesResponse) Reset() {
+	*x = WatchConsentChangesResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchConsentChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchConsentChangesResponse) ProtoMessage() {}
+
+func (x *WatchConsentChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchConsentChangesResponse.ProtoReflect.Descriptor instead.
+func (*WatchConsentChangesResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *WatchConsentChangesResponse) GetChanges() []*ConsentChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *WatchConsentChangesResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// ConsentChange is one change in the feed.
+type ConsentChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The change's id, to acknowledge it: "<partition>-<stream id>".
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The subject changed.
+	SubjectId string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The subject's revision after the change (0 for an erasure).
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// When it happened.
+	Time *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	// What kind of change.
+	Type EventType `protobuf:"varint,5,opt,name=type,proto3,enum=consent.v1.EventType" json:"type,omitempty"`
+	// Through which channel the decisions were made.
+	Source Source `protobuf:"varint,6,opt,name=source,proto3,enum=consent.v1.Source" json:"source,omitempty"`
+	// What changed, by purpose.
+	Changes []*PurposeChange `protobuf:"bytes,7,rep,name=changes,proto3" json:"changes,omitempty"`
+	// Some processing must stop: a purpose was denied, a GPC signal, a
+	// restriction, a minor mark or an erasure. Downstream systems must apply
+	// these within the legal deadline.
+	OptOut bool `protobuf:"varint,8,opt,name=opt_out,json=optOut,proto3" json:"opt_out,omitempty"`
+	// The region code given with the change.
+	Region string `protobuf:"bytes,9,opt,name=region,proto3" json:"region,omitempty"`
+	// Whether the change carried a Global Privacy Control signal.
+	Gpc           bool `protobuf:"varint,10,opt,name=gpc,proto3" json:"gpc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsentChange) Reset() {
+	*x = ConsentChange{}
+	mi := &file_consent_v1_consent_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsentChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsentChange) ProtoMessage() {}
+
+func (x *ConsentChange) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsentChange.ProtoReflect.Descriptor instead.
+func (*ConsentChange) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ConsentChange) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ConsentChange) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *ConsentChange) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ConsentChange) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *ConsentChange) GetType() EventType {
+	if x != nil {
+		return x.Type
+	}
+	return EventType_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *ConsentChange) GetSource() Source {
+	if x != nil {
+		return x.Source
+	}
+	return Source_SOURCE_UNSPECIFIED
+}
+
+func (x *ConsentChange) GetChanges() []*PurposeChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ConsentChange) GetOptOut() bool {
+	if x != nil {
+		return x.OptOut
+	}
+	return false
+}
+
+func (x *ConsentChange) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ConsentChange) GetGpc() bool {
+	if x != nil {
+		return x.Gpc
+	}
+	return false
+}
+
+// AcknowledgeConsentChangesRequest acknowledges applied changes.
+type AcknowledgeConsentChangesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer.
+	Consumer string `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// The ids of the changes applied, 1-1,000.
+	ChangeIds     []string `protobuf:"bytes,2,rep,name=change_ids,json=changeIds,proto3" json:"change_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeConsentChangesRequest) Reset() {
+	*x = AcknowledgeConsentChangesRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeConsentChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeConsentChangesRequest) ProtoMessage() {}
+
+func (x *AcknowledgeConsentChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeConsentChangesRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgeConsentChangesRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *AcknowledgeConsentChangesRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *AcknowledgeConsentChangesRequest) GetChangeIds() []string {
+	if x != nil {
+		return x.ChangeIds
+	}
+	return nil
+}
+
+// AcknowledgeConsentChangesResponse says how many were pending.
+type AcknowledgeConsentChangesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many of the ids were delivered and not yet acknowledged.
+	Acknowledged  int64 `protobuf:"varint,1,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeConsentChangesResponse) Reset() {
+	*x = AcknowledgeConsentChangesResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeConsentChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeConsentChangesResponse) ProtoMessage() {}
+
+func (x *AcknowledgeConsentChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeConsentChangesResponse.ProtoReflect.Descriptor instead.
+func (*AcknowledgeConsentChangesResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *AcknowledgeConsentChangesResponse) GetAcknowledged() int64 {
+	if x != nil {
+		return x.Acknowledged
+	}
+	return 0
+}
+
+// CreateFeedConsumerRequest names a new consumer.
+type CreateFeedConsumerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1-64 characters of a-z 0-9 . _ -, e.g. "mailer".
+	Consumer string `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// Start from the oldest change kept instead of from now.
+	FromOldest    bool `protobuf:"varint,2,opt,name=from_oldest,json=fromOldest,proto3" json:"from_oldest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateFeedConsumerRequest) Reset() {
+	*x = CreateFeedConsumerRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateFeedConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateFeedConsumerRequest) ProtoMessage() {}
+
+func (x *CreateFeedConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateFeedConsumerRequest.ProtoReflect.Descriptor instead.
+func (*CreateFeedConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *CreateFeedConsumerRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *CreateFeedConsumerRequest) GetFromOldest() bool {
+	if x != nil {
+		return x.FromOldest
+	}
+	return false
+}
+
+// CreateFeedConsumerResponse confirms the consumer.
+type CreateFeedConsumerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer's state.
+	Consumer      *FeedConsumer `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateFeedConsumerResponse) Reset() {
+	*x = CreateFeedConsumerResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateFeedConsumerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateFeedConsumerResponse) ProtoMessage() {}
+
+func (x *CreateFeedConsumerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateFeedConsumerResponse.ProtoReflect.Descriptor instead.
+func (*CreateFeedConsumerResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *CreateFeedConsumerResponse) GetConsumer() *FeedConsumer {
+	if x != nil {
+		return x.Consumer
+	}
+	return nil
+}
+
+// DeleteFeedConsumerRequest names the consumer to delete.
+type DeleteFeedConsumerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer.
+	Consumer      string `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFeedConsumerRequest) Reset() {
+	*x = DeleteFeedConsumerRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFeedConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFeedConsumerRequest) ProtoMessage() {}
+
+func (x *DeleteFeedConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFeedConsumerRequest.ProtoReflect.Descriptor instead.
+func (*DeleteFeedConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *DeleteFeedConsumerRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+// DeleteFeedConsumerResponse is empty.
+type DeleteFeedConsumerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFeedConsumerResponse) Reset() {
+	*x = DeleteFeedConsumerResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFeedConsumerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFeedConsumerResponse) ProtoMessage() {}
+
+func (x *DeleteFeedConsumerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFeedConsumerResponse.ProtoReflect.Descriptor instead.
+func (*DeleteFeedConsumerResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{56}
+}
+
+// ListFeedConsumersRequest asks for every consumer's state.
+type ListFeedConsumersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFeedConsumersRequest) Reset() {
+	*x = ListFeedConsumersRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFeedConsumersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFeedConsumersRequest) ProtoMessage() {}
+
+func (x *ListFeedConsumersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFeedConsumersRequest.ProtoReflect.Descriptor instead.
+func (*ListFeedConsumersRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{57}
+}
+
+// ListFeedConsumersResponse lists the consumers.
+type ListFeedConsumersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumers, by name.
+	Consumers     []*FeedConsumer `protobuf:"bytes,1,rep,name=consumers,proto3" json:"consumers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFeedConsumersResponse) Reset() {
+	*x = ListFeedConsumersResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFeedConsumersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFeedConsumersResponse) ProtoMessage() {}
+
+func (x *ListFeedConsumersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFeedConsumersResponse.ProtoReflect.Descriptor instead.
+func (*ListFeedConsumersResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ListFeedConsumersResponse) GetConsumers() []*FeedConsumer {
+	if x != nil {
+		return x.Consumers
+	}
+	return nil
+}
+
+// FeedConsumer is a durable consumer's position and lag.
+type FeedConsumer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Changes kept in the feed that it has not acknowledged.
+	Unacknowledged int64 `protobuf:"varint,2,opt,name=unacknowledged,proto3" json:"unacknowledged,omitempty"`
+	// Opt-outs among them.
+	UnacknowledgedOptOuts int64 `protobuf:"varint,3,opt,name=unacknowledged_opt_outs,json=unacknowledgedOptOuts,proto3" json:"unacknowledged_opt_outs,omitempty"`
+	// When the oldest unacknowledged opt-out happened; unset if none.
+	OldestUnacknowledgedOptOutTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=oldest_unacknowledged_opt_out_time,json=oldestUnacknowledgedOptOutTime,proto3" json:"oldest_unacknowledged_opt_out_time,omitempty"`
+	// Changes trimmed from the feed (by retention) before it acknowledged
+	// them: they can no longer be delivered. Should be 0.
+	TrimmedUnacknowledged int64 `protobuf:"varint,5,opt,name=trimmed_unacknowledged,json=trimmedUnacknowledged,proto3" json:"trimmed_unacknowledged,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *FeedConsumer) Reset() {
+	*x = FeedConsumer{}
+	mi := &file_consent_v1_consent_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeedConsumer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeedConsumer) ProtoMessage() {}
+
+func (x *FeedConsumer) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeedConsumer.ProtoReflect.Descriptor instead.
+func (*FeedConsumer) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *FeedConsumer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FeedConsumer) GetUnacknowledged() int64 {
+	if x != nil {
+		return x.Unacknowledged
+	}
+	return 0
+}
+
+func (x *FeedConsumer) GetUnacknowledgedOptOuts() int64 {
+	if x != nil {
+		return x.UnacknowledgedOptOuts
+	}
+	return 0
+}
+
+func (x *FeedConsumer) GetOldestUnacknowledgedOptOutTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestUnacknowledgedOptOutTime
+	}
+	return nil
+}
+
+func (x *FeedConsumer) GetTrimmedUnacknowledged() int64 {
+	if x != nil {
+		return x.TrimmedUnacknowledged
+	}
+	return 0
+}
+
 var File_consent_v1_consent_proto protoreflect.FileDescriptor
 
 const file_consent_v1_consent_proto_rawDesc = "" +
@@ -2515,7 +4200,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\apurpose\x18\x01 \x01(\tR\apurpose\x12\x18\n" +
 	"\aallowed\x18\x02 \x01(\bR\aallowed\x12*\n" +
 	"\x06reason\x18\x03 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x120\n" +
-	"\bdecision\x18\x04 \x01(\v2\x14.consent.v1.DecisionR\bdecision\"\xe8\x01\n" +
+	"\bdecision\x18\x04 \x01(\v2\x14.consent.v1.DecisionR\bdecision\"\xa7\x03\n" +
 	"\aConsent\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x1a\n" +
@@ -2523,7 +4208,12 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12\x1b\n" +
 	"\tregion_id\x18\x04 \x01(\tR\bregionId\x125\n" +
 	"\bgpc_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\agpcTime\x126\n" +
-	"\bpurposes\x18\x06 \x03(\v2\x1a.consent.v1.PurposeConsentR\bpurposes\"m\n" +
+	"\bpurposes\x18\x06 \x03(\v2\x1a.consent.v1.PurposeConsentR\bpurposes\x12?\n" +
+	"\rrestrict_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\frestrictTime\x12\x14\n" +
+	"\x05minor\x18\b \x01(\bR\x05minor\x12N\n" +
+	"\x15guardian_confirm_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x13guardianConfirmTime\x12\x16\n" +
+	"\x06linked\x18\n" +
+	" \x01(\bR\x06linked\"m\n" +
 	"\x11GetConsentRequest\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x16\n" +
@@ -2601,7 +4291,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"oldGranted\x88\x01\x01\x12\x1f\n" +
 	"\vnew_granted\x18\x03 \x01(\bR\n" +
 	"newGrantedB\x0e\n" +
-	"\f_old_granted\"\xc8\x03\n" +
+	"\f_old_granted\"\xa6\x04\n" +
 	"\fConsentEvent\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12)\n" +
@@ -2617,7 +4307,10 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\tprev_hash\x18\v \x01(\tR\bprevHash\x12\x12\n" +
 	"\x04hash\x18\f \x01(\tR\x04hash\x12\x16\n" +
 	"\x06reason\x18\r \x01(\tR\x06reason\x12\x16\n" +
-	"\x06client\x18\x0e \x01(\tR\x06client\"a\n" +
+	"\x06client\x18\x0e \x01(\tR\x06client\x12*\n" +
+	"\x11linked_subject_id\x18\x0f \x01(\tR\x0flinkedSubjectId\x12\x1a\n" +
+	"\bguardian\x18\x10 \x01(\tR\bguardian\x12\x14\n" +
+	"\x05minor\x18\x11 \x01(\bR\x05minor\"a\n" +
 	"\fSubjectToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2641,7 +4334,114 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"subjectIds\x12\x16\n" +
 	"\x06region\x18\x03 \x01(\tR\x06region\"H\n" +
 	"\x16FilterSubjectsResponse\x12.\n" +
-	"\x13allowed_subject_ids\x18\x01 \x03(\tR\x11allowedSubjectIds*n\n" +
+	"\x13allowed_subject_ids\x18\x01 \x03(\tR\x11allowedSubjectIds\"M\n" +
+	"\x14ExportSubjectRequest\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xde\x02\n" +
+	"\x15ExportSubjectResponse\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12;\n" +
+	"\vexport_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"exportTime\x12-\n" +
+	"\aconsent\x18\x03 \x01(\v2\x13.consent.v1.ConsentR\aconsent\x120\n" +
+	"\x06events\x18\x04 \x03(\v2\x18.consent.v1.ConsentEventR\x06events\x12'\n" +
+	"\x0fpolicy_versions\x18\x05 \x03(\tR\x0epolicyVersions\x12*\n" +
+	"\x06policy\x18\x06 \x01(\v2\x12.consent.v1.PolicyR\x06policy\x123\n" +
+	"\x05chain\x18\a \x01(\v2\x1d.consent.v1.ChainVerificationR\x05chain\"\xa0\x01\n" +
+	"\x11ChainVerification\x12\x14\n" +
+	"\x05valid\x18\x01 \x01(\bR\x05valid\x12%\n" +
+	"\x0eevents_checked\x18\x02 \x01(\x03R\reventsChecked\x124\n" +
+	"\x16first_invalid_revision\x18\x03 \x01(\x03R\x14firstInvalidRevision\x12\x18\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\"L\n" +
+	"\x13EraseSubjectRequest\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x9f\x01\n" +
+	"\x14EraseSubjectResponse\x12\x16\n" +
+	"\x06erased\x18\x01 \x01(\bR\x06erased\x129\n" +
+	"\n" +
+	"erase_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\teraseTime\x124\n" +
+	"\x16linked_subjects_erased\x18\x03 \x01(\x05R\x14linkedSubjectsErased\"R\n" +
+	"\x19RestrictProcessingRequest\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"K\n" +
+	"\x1aRestrictProcessingResponse\x12-\n" +
+	"\aconsent\x18\x01 \x01(\v2\x13.consent.v1.ConsentR\aconsent\"O\n" +
+	"\x16LiftRestrictionRequest\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"H\n" +
+	"\x17LiftRestrictionResponse\x12-\n" +
+	"\aconsent\x18\x01 \x01(\v2\x13.consent.v1.ConsentR\aconsent\"S\n" +
+	"\x13LinkSubjectsRequest\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x1d\n" +
+	"\n" +
+	"visitor_id\x18\x02 \x01(\tR\tvisitorId\"E\n" +
+	"\x14LinkSubjectsResponse\x12-\n" +
+	"\aconsent\x18\x01 \x01(\v2\x13.consent.v1.ConsentR\aconsent\"G\n" +
+	"\x10MarkMinorRequest\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x14\n" +
+	"\x05minor\x18\x02 \x01(\bR\x05minor\"B\n" +
+	"\x11MarkMinorResponse\x12-\n" +
+	"\aconsent\x18\x01 \x01(\v2\x13.consent.v1.ConsentR\aconsent\"Z\n" +
+	"\x1dConfirmGuardianConsentRequest\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x1a\n" +
+	"\bguardian\x18\x02 \x01(\tR\bguardian\"O\n" +
+	"\x1eConfirmGuardianConsentResponse\x12-\n" +
+	"\aconsent\x18\x01 \x01(\v2\x13.consent.v1.ConsentR\aconsent\"\xac\x01\n" +
+	"\x1aWatchConsentChangesRequest\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x1f\n" +
+	"\vfrom_oldest\x18\x03 \x01(\bR\n" +
+	"fromOldest\x12\x1a\n" +
+	"\bpurposes\x18\x04 \x03(\tR\bpurposes\x12\x1d\n" +
+	"\n" +
+	"batch_size\x18\x05 \x01(\x05R\tbatchSize\"j\n" +
+	"\x1bWatchConsentChangesResponse\x123\n" +
+	"\achanges\x18\x01 \x03(\v2\x19.consent.v1.ConsentChangeR\achanges\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\"\xd9\x02\n" +
+	"\rConsentChange\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12)\n" +
+	"\x04type\x18\x05 \x01(\x0e2\x15.consent.v1.EventTypeR\x04type\x12*\n" +
+	"\x06source\x18\x06 \x01(\x0e2\x12.consent.v1.SourceR\x06source\x123\n" +
+	"\achanges\x18\a \x03(\v2\x19.consent.v1.PurposeChangeR\achanges\x12\x17\n" +
+	"\aopt_out\x18\b \x01(\bR\x06optOut\x12\x16\n" +
+	"\x06region\x18\t \x01(\tR\x06region\x12\x10\n" +
+	"\x03gpc\x18\n" +
+	" \x01(\bR\x03gpc\"]\n" +
+	" AcknowledgeConsentChangesRequest\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x12\x1d\n" +
+	"\n" +
+	"change_ids\x18\x02 \x03(\tR\tchangeIds\"G\n" +
+	"!AcknowledgeConsentChangesResponse\x12\"\n" +
+	"\facknowledged\x18\x01 \x01(\x03R\facknowledged\"X\n" +
+	"\x19CreateFeedConsumerRequest\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x12\x1f\n" +
+	"\vfrom_oldest\x18\x02 \x01(\bR\n" +
+	"fromOldest\"R\n" +
+	"\x1aCreateFeedConsumerResponse\x124\n" +
+	"\bconsumer\x18\x01 \x01(\v2\x18.consent.v1.FeedConsumerR\bconsumer\"7\n" +
+	"\x19DeleteFeedConsumerRequest\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\"\x1c\n" +
+	"\x1aDeleteFeedConsumerResponse\"\x1a\n" +
+	"\x18ListFeedConsumersRequest\"S\n" +
+	"\x19ListFeedConsumersResponse\x126\n" +
+	"\tconsumers\x18\x01 \x03(\v2\x18.consent.v1.FeedConsumerR\tconsumers\"\xa1\x02\n" +
+	"\fFeedConsumer\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
+	"\x0eunacknowledged\x18\x02 \x01(\x03R\x0eunacknowledged\x126\n" +
+	"\x17unacknowledged_opt_outs\x18\x03 \x01(\x03R\x15unacknowledgedOptOuts\x12f\n" +
+	"\"oldest_unacknowledged_opt_out_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x1eoldestUnacknowledgedOptOutTime\x125\n" +
+	"\x16trimmed_unacknowledged\x18\x05 \x01(\x03R\x15trimmedUnacknowledged*n\n" +
 	"\tMechanism\x12\x19\n" +
 	"\x15MECHANISM_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MECHANISM_OPT_IN\x10\x01\x12\x15\n" +
@@ -2656,7 +4456,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\n" +
 	"SOURCE_GPC\x10\x04\x12\x11\n" +
 	"\rSOURCE_IMPORT\x10\x05\x12\x0f\n" +
-	"\vSOURCE_LINK\x10\x06*\x9e\x01\n" +
+	"\vSOURCE_LINK\x10\x06*\xd3\x01\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fREASON_EXPLICIT\x10\x01\x12\x12\n" +
@@ -2665,12 +4465,22 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"REASON_GPC\x10\x03\x12\x12\n" +
 	"\x0eREASON_EXPIRED\x10\x04\x12\x19\n" +
 	"\x15REASON_POLICY_CHANGED\x10\x05\x12\x14\n" +
-	"\x10REASON_NECESSARY\x10\x06*n\n" +
+	"\x10REASON_NECESSARY\x10\x06\x12\x15\n" +
+	"\x11REASON_RESTRICTED\x10\a\x12\x1c\n" +
+	"\x18REASON_AWAITING_GUARDIAN\x10\b*\xa6\x02\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EVENT_TYPE_UPDATE\x10\x01\x12\x17\n" +
 	"\x13EVENT_TYPE_WITHDRAW\x10\x02\x12\x15\n" +
-	"\x11EVENT_TYPE_ACCESS\x10\x032\xe9\a\n" +
+	"\x11EVENT_TYPE_ACCESS\x10\x03\x12\x15\n" +
+	"\x11EVENT_TYPE_EXPORT\x10\x04\x12\x17\n" +
+	"\x13EVENT_TYPE_RESTRICT\x10\x05\x12\x1f\n" +
+	"\x1bEVENT_TYPE_LIFT_RESTRICTION\x10\x06\x12\x13\n" +
+	"\x0fEVENT_TYPE_LINK\x10\a\x12\x19\n" +
+	"\x15EVENT_TYPE_MARK_MINOR\x10\b\x12\x1f\n" +
+	"\x1bEVENT_TYPE_GUARDIAN_CONFIRM\x10\t\x12\x14\n" +
+	"\x10EVENT_TYPE_ERASE\x10\n" +
+	"2\xf1\x10\n" +
 	"\x0eConsentService\x12H\n" +
 	"\tGetPolicy\x12\x1c.consent.v1.GetPolicyRequest\x1a\x1d.consent.v1.GetPolicyResponse\x12K\n" +
 	"\n" +
@@ -2683,7 +4493,19 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x0eFilterSubjects\x12!.consent.v1.FilterSubjectsRequest\x1a\".consent.v1.FilterSubjectsResponse\x12T\n" +
 	"\rCreateVisitor\x12 .consent.v1.CreateVisitorRequest\x1a!.consent.v1.CreateVisitorResponse\x12`\n" +
 	"\x11IssueSubjectToken\x12$.consent.v1.IssueSubjectTokenRequest\x1a%.consent.v1.IssueSubjectTokenResponse\x12f\n" +
-	"\x13RefreshSubjectToken\x12&.consent.v1.RefreshSubjectTokenRequest\x1a'.consent.v1.RefreshSubjectTokenResponseB9Z7github.com/consentd/consentd/proto/consent/v1;consentv1b\x06proto3"
+	"\x13RefreshSubjectToken\x12&.consent.v1.RefreshSubjectTokenRequest\x1a'.consent.v1.RefreshSubjectTokenResponse\x12T\n" +
+	"\rExportSubject\x12 .consent.v1.ExportSubjectRequest\x1a!.consent.v1.ExportSubjectResponse\x12Q\n" +
+	"\fEraseSubject\x12\x1f.consent.v1.EraseSubjectRequest\x1a .consent.v1.EraseSubjectResponse\x12c\n" +
+	"\x12RestrictProcessing\x12%.consent.v1.RestrictProcessingRequest\x1a&.consent.v1.RestrictProcessingResponse\x12Z\n" +
+	"\x0fLiftRestriction\x12\".consent.v1.LiftRestrictionRequest\x1a#.consent.v1.LiftRestrictionResponse\x12Q\n" +
+	"\fLinkSubjects\x12\x1f.consent.v1.LinkSubjectsRequest\x1a .consent.v1.LinkSubjectsResponse\x12H\n" +
+	"\tMarkMinor\x12\x1c.consent.v1.MarkMinorRequest\x1a\x1d.consent.v1.MarkMinorResponse\x12o\n" +
+	"\x16ConfirmGuardianConsent\x12).consent.v1.ConfirmGuardianConsentRequest\x1a*.consent.v1.ConfirmGuardianConsentResponse\x12h\n" +
+	"\x13WatchConsentChanges\x12&.consent.v1.WatchConsentChangesRequest\x1a'.consent.v1.WatchConsentChangesResponse0\x01\x12x\n" +
+	"\x19AcknowledgeConsentChanges\x12,.consent.v1.AcknowledgeConsentChangesRequest\x1a-.consent.v1.AcknowledgeConsentChangesResponse\x12c\n" +
+	"\x12CreateFeedConsumer\x12%.consent.v1.CreateFeedConsumerRequest\x1a&.consent.v1.CreateFeedConsumerResponse\x12c\n" +
+	"\x12DeleteFeedConsumer\x12%.consent.v1.DeleteFeedConsumerRequest\x1a&.consent.v1.DeleteFeedConsumerResponse\x12`\n" +
+	"\x11ListFeedConsumers\x12$.consent.v1.ListFeedConsumersRequest\x1a%.consent.v1.ListFeedConsumersResponseB9Z7github.com/consentd/consentd/proto/consent/v1;consentv1b\x06proto3"
 
 var (
 	file_consent_v1_consent_proto_rawDescOnce sync.Once
@@ -2698,110 +4520,182 @@ func file_consent_v1_consent_proto_rawDescGZIP() []byte {
 }
 
 var file_consent_v1_consent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_consent_v1_consent_proto_goTypes = []any{
-	(Mechanism)(0),                      // 0: consent.v1.Mechanism
-	(Source)(0),                         // 1: consent.v1.Source
-	(Reason)(0),                         // 2: consent.v1.Reason
-	(EventType)(0),                      // 3: consent.v1.EventType
-	(*GetPolicyRequest)(nil),            // 4: consent.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),           // 5: consent.v1.GetPolicyResponse
-	(*Policy)(nil),                      // 6: consent.v1.Policy
-	(*Purpose)(nil),                     // 7: consent.v1.Purpose
-	(*Region)(nil),                      // 8: consent.v1.Region
-	(*Decision)(nil),                    // 9: consent.v1.Decision
-	(*PurposeConsent)(nil),              // 10: consent.v1.PurposeConsent
-	(*Consent)(nil),                     // 11: consent.v1.Consent
-	(*GetConsentRequest)(nil),           // 12: consent.v1.GetConsentRequest
-	(*GetConsentResponse)(nil),          // 13: consent.v1.GetConsentResponse
-	(*UpdateConsentRequest)(nil),        // 14: consent.v1.UpdateConsentRequest
-	(*UpdateConsentResponse)(nil),       // 15: consent.v1.UpdateConsentResponse
-	(*WithdrawConsentRequest)(nil),      // 16: consent.v1.WithdrawConsentRequest
-	(*WithdrawConsentResponse)(nil),     // 17: consent.v1.WithdrawConsentResponse
-	(*CheckConsentRequest)(nil),         // 18: consent.v1.CheckConsentRequest
-	(*CheckConsentResponse)(nil),        // 19: consent.v1.CheckConsentResponse
-	(*ConsentCheck)(nil),                // 20: consent.v1.ConsentCheck
-	(*ConsentCheckResult)(nil),          // 21: consent.v1.ConsentCheckResult
-	(*BatchCheckConsentRequest)(nil),    // 22: consent.v1.BatchCheckConsentRequest
-	(*BatchCheckConsentResponse)(nil),   // 23: consent.v1.BatchCheckConsentResponse
-	(*ListConsentEventsRequest)(nil),    // 24: consent.v1.ListConsentEventsRequest
-	(*ListConsentEventsResponse)(nil),   // 25: consent.v1.ListConsentEventsResponse
-	(*PurposeChange)(nil),               // 26: consent.v1.PurposeChange
-	(*ConsentEvent)(nil),                // 27: consent.v1.ConsentEvent
-	(*SubjectToken)(nil),                // 28: consent.v1.SubjectToken
-	(*CreateVisitorRequest)(nil),        // 29: consent.v1.CreateVisitorRequest
-	(*CreateVisitorResponse)(nil),       // 30: consent.v1.CreateVisitorResponse
-	(*IssueSubjectTokenRequest)(nil),    // 31: consent.v1.IssueSubjectTokenRequest
-	(*IssueSubjectTokenResponse)(nil),   // 32: consent.v1.IssueSubjectTokenResponse
-	(*RefreshSubjectTokenRequest)(nil),  // 33: consent.v1.RefreshSubjectTokenRequest
-	(*RefreshSubjectTokenResponse)(nil), // 34: consent.v1.RefreshSubjectTokenResponse
-	(*FilterSubjectsRequest)(nil),       // 35: consent.v1.FilterSubjectsRequest
-	(*FilterSubjectsResponse)(nil),      // 36: consent.v1.FilterSubjectsResponse
-	nil,                                 // 37: consent.v1.Purpose.TitlesEntry
-	nil,                                 // 38: consent.v1.Purpose.DescriptionsEntry
-	nil,                                 // 39: consent.v1.UpdateConsentRequest.DecisionsEntry
-	(*timestamppb.Timestamp)(nil),       // 40: google.protobuf.Timestamp
+	(Mechanism)(0),                            // 0: consent.v1.Mechanism
+	(Source)(0),                               // 1: consent.v1.Source
+	(Reason)(0),                               // 2: consent.v1.Reason
+	(EventType)(0),                            // 3: consent.v1.EventType
+	(*GetPolicyRequest)(nil),                  // 4: consent.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),                 // 5: consent.v1.GetPolicyResponse
+	(*Policy)(nil),                            // 6: consent.v1.Policy
+	(*Purpose)(nil),                           // 7: consent.v1.Purpose
+	(*Region)(nil),                            // 8: consent.v1.Region
+	(*Decision)(nil),                          // 9: consent.v1.Decision
+	(*PurposeConsent)(nil),                    // 10: consent.v1.PurposeConsent
+	(*Consent)(nil),                           // 11: consent.v1.Consent
+	(*GetConsentRequest)(nil),                 // 12: consent.v1.GetConsentRequest
+	(*GetConsentResponse)(nil),                // 13: consent.v1.GetConsentResponse
+	(*UpdateConsentRequest)(nil),              // 14: consent.v1.UpdateConsentRequest
+	(*UpdateConsentResponse)(nil),             // 15: consent.v1.UpdateConsentResponse
+	(*WithdrawConsentRequest)(nil),            // 16: consent.v1.WithdrawConsentRequest
+	(*WithdrawConsentResponse)(nil),           // 17: consent.v1.WithdrawConsentResponse
+	(*CheckConsentRequest)(nil),               // 18: consent.v1.CheckConsentRequest
+	(*CheckConsentResponse)(nil),              // 19: consent.v1.CheckConsentResponse
+	(*ConsentCheck)(nil),                      // 20: consent.v1.ConsentCheck
+	(*ConsentCheckResult)(nil),                // 21: consent.v1.ConsentCheckResult
+	(*BatchCheckConsentRequest)(nil),          // 22: consent.v1.BatchCheckConsentRequest
+	(*BatchCheckConsentResponse)(nil),         // 23: consent.v1.BatchCheckConsentResponse
+	(*ListConsentEventsRequest)(nil),          // 24: consent.v1.ListConsentEventsRequest
+	(*ListConsentEventsResponse)(nil),         // 25: consent.v1.ListConsentEventsResponse
+	(*PurposeChange)(nil),                     // 26: consent.v1.PurposeChange
+	(*ConsentEvent)(nil),                      // 27: consent.v1.ConsentEvent
+	(*SubjectToken)(nil),                      // 28: consent.v1.SubjectToken
+	(*CreateVisitorRequest)(nil),              // 29: consent.v1.CreateVisitorRequest
+	(*CreateVisitorResponse)(nil),             // 30: consent.v1.CreateVisitorResponse
+	(*IssueSubjectTokenRequest)(nil),          // 31: consent.v1.IssueSubjectTokenRequest
+	(*IssueSubjectTokenResponse)(nil),         // 32: consent.v1.IssueSubjectTokenResponse
+	(*RefreshSubjectTokenRequest)(nil),        // 33: consent.v1.RefreshSubjectTokenRequest
+	(*RefreshSubjectTokenResponse)(nil),       // 34: consent.v1.RefreshSubjectTokenResponse
+	(*FilterSubjectsRequest)(nil),             // 35: consent.v1.FilterSubjectsRequest
+	(*FilterSubjectsResponse)(nil),            // 36: consent.v1.FilterSubjectsResponse
+	(*ExportSubjectRequest)(nil),              // 37: consent.v1.ExportSubjectRequest
+	(*ExportSubjectResponse)(nil),             // 38: consent.v1.ExportSubjectResponse
+	(*ChainVerification)(nil),                 // 39: consent.v1.ChainVerification
+	(*EraseSubjectRequest)(nil),               // 40: consent.v1.EraseSubjectRequest
+	(*EraseSubjectResponse)(nil),              // 41: consent.v1.EraseSubjectResponse
+	(*RestrictProcessingRequest)(nil),         // 42: consent.v1.RestrictProcessingRequest
+	(*RestrictProcessingResponse)(nil),        // 43: consent.v1.RestrictProcessingResponse
+	(*LiftRestrictionRequest)(nil),            // 44: consent.v1.LiftRestrictionRequest
+	(*LiftRestrictionResponse)(nil),           // 45: consent.v1.LiftRestrictionResponse
+	(*LinkSubjectsRequest)(nil),               // 46: consent.v1.LinkSubjectsRequest
+	(*LinkSubjectsResponse)(nil),              // 47: consent.v1.LinkSubjectsResponse
+	(*MarkMinorRequest)(nil),                  // 48: consent.v1.MarkMinorRequest
+	(*MarkMinorResponse)(nil),                 // 49: consent.v1.MarkMinorResponse
+	(*ConfirmGuardianConsentRequest)(nil),     // 50: consent.v1.ConfirmGuardianConsentRequest
+	(*ConfirmGuardianConsentResponse)(nil),    // 51: consent.v1.ConfirmGuardianConsentResponse
+	(*WatchConsentChangesRequest)(nil),        // 52: consent.v1.WatchConsentChangesRequest
+	(*WatchConsentChangesResponse)(nil),       // 53: consent.v1.WatchConsentChangesResponse
+	(*ConsentChange)(nil),                     // 54: consent.v1.ConsentChange
+	(*AcknowledgeConsentChangesRequest)(nil),  // 55: consent.v1.AcknowledgeConsentChangesRequest
+	(*AcknowledgeConsentChangesResponse)(nil), // 56: consent.v1.AcknowledgeConsentChangesResponse
+	(*CreateFeedConsumerRequest)(nil),         // 57: consent.v1.CreateFeedConsumerRequest
+	(*CreateFeedConsumerResponse)(nil),        // 58: consent.v1.CreateFeedConsumerResponse
+	(*DeleteFeedConsumerRequest)(nil),         // 59: consent.v1.DeleteFeedConsumerRequest
+	(*DeleteFeedConsumerResponse)(nil),        // 60: consent.v1.DeleteFeedConsumerResponse
+	(*ListFeedConsumersRequest)(nil),          // 61: consent.v1.ListFeedConsumersRequest
+	(*ListFeedConsumersResponse)(nil),         // 62: consent.v1.ListFeedConsumersResponse
+	(*FeedConsumer)(nil),                      // 63: consent.v1.FeedConsumer
+	nil,                                       // 64: consent.v1.Purpose.TitlesEntry
+	nil,                                       // 65: consent.v1.Purpose.DescriptionsEntry
+	nil,                                       // 66: consent.v1.UpdateConsentRequest.DecisionsEntry
+	(*timestamppb.Timestamp)(nil),             // 67: google.protobuf.Timestamp
 }
 var file_consent_v1_consent_proto_depIdxs = []int32{
 	6,  // 0: consent.v1.GetPolicyResponse.policy:type_name -> consent.v1.Policy
 	7,  // 1: consent.v1.Policy.purposes:type_name -> consent.v1.Purpose
 	8,  // 2: consent.v1.Policy.regions:type_name -> consent.v1.Region
-	37, // 3: consent.v1.Purpose.titles:type_name -> consent.v1.Purpose.TitlesEntry
-	38, // 4: consent.v1.Purpose.descriptions:type_name -> consent.v1.Purpose.DescriptionsEntry
+	64, // 3: consent.v1.Purpose.titles:type_name -> consent.v1.Purpose.TitlesEntry
+	65, // 4: consent.v1.Purpose.descriptions:type_name -> consent.v1.Purpose.DescriptionsEntry
 	0,  // 5: consent.v1.Region.mechanism:type_name -> consent.v1.Mechanism
-	40, // 6: consent.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
-	40, // 7: consent.v1.Decision.expire_time:type_name -> google.protobuf.Timestamp
+	67, // 6: consent.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
+	67, // 7: consent.v1.Decision.expire_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: consent.v1.Decision.source:type_name -> consent.v1.Source
 	2,  // 9: consent.v1.PurposeConsent.reason:type_name -> consent.v1.Reason
 	9,  // 10: consent.v1.PurposeConsent.decision:type_name -> consent.v1.Decision
-	40, // 11: consent.v1.Consent.gpc_time:type_name -> google.protobuf.Timestamp
+	67, // 11: consent.v1.Consent.gpc_time:type_name -> google.protobuf.Timestamp
 	10, // 12: consent.v1.Consent.purposes:type_name -> consent.v1.PurposeConsent
-	11, // 13: consent.v1.GetConsentResponse.consent:type_name -> consent.v1.Consent
-	39, // 14: consent.v1.UpdateConsentRequest.decisions:type_name -> consent.v1.UpdateConsentRequest.DecisionsEntry
-	1,  // 15: consent.v1.UpdateConsentRequest.source:type_name -> consent.v1.Source
-	11, // 16: consent.v1.UpdateConsentResponse.consent:type_name -> consent.v1.Consent
-	1,  // 17: consent.v1.WithdrawConsentRequest.source:type_name -> consent.v1.Source
-	11, // 18: consent.v1.WithdrawConsentResponse.consent:type_name -> consent.v1.Consent
-	2,  // 19: consent.v1.CheckConsentResponse.reason:type_name -> consent.v1.Reason
-	2,  // 20: consent.v1.ConsentCheckResult.reason:type_name -> consent.v1.Reason
-	20, // 21: consent.v1.BatchCheckConsentRequest.checks:type_name -> consent.v1.ConsentCheck
-	21, // 22: consent.v1.BatchCheckConsentResponse.results:type_name -> consent.v1.ConsentCheckResult
-	27, // 23: consent.v1.ListConsentEventsResponse.events:type_name -> consent.v1.ConsentEvent
-	40, // 24: consent.v1.ConsentEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 25: consent.v1.ConsentEvent.type:type_name -> consent.v1.EventType
-	1,  // 26: consent.v1.ConsentEvent.source:type_name -> consent.v1.Source
-	26, // 27: consent.v1.ConsentEvent.changes:type_name -> consent.v1.PurposeChange
-	40, // 28: consent.v1.SubjectToken.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 29: consent.v1.CreateVisitorResponse.token:type_name -> consent.v1.SubjectToken
-	28, // 30: consent.v1.IssueSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
-	28, // 31: consent.v1.RefreshSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
-	4,  // 32: consent.v1.ConsentService.GetPolicy:input_type -> consent.v1.GetPolicyRequest
-	12, // 33: consent.v1.ConsentService.GetConsent:input_type -> consent.v1.GetConsentRequest
-	14, // 34: consent.v1.ConsentService.UpdateConsent:input_type -> consent.v1.UpdateConsentRequest
-	16, // 35: consent.v1.ConsentService.WithdrawConsent:input_type -> consent.v1.WithdrawConsentRequest
-	18, // 36: consent.v1.ConsentService.CheckConsent:input_type -> consent.v1.CheckConsentRequest
-	22, // 37: consent.v1.ConsentService.BatchCheckConsent:input_type -> consent.v1.BatchCheckConsentRequest
-	24, // 38: consent.v1.ConsentService.ListConsentEvents:input_type -> consent.v1.ListConsentEventsRequest
-	35, // 39: consent.v1.ConsentService.FilterSubjects:input_type -> consent.v1.FilterSubjectsRequest
-	29, // 40: consent.v1.ConsentService.CreateVisitor:input_type -> consent.v1.CreateVisitorRequest
-	31, // 41: consent.v1.ConsentService.IssueSubjectToken:input_type -> consent.v1.IssueSubjectTokenRequest
-	33, // 42: consent.v1.ConsentService.RefreshSubjectToken:input_type -> consent.v1.RefreshSubjectTokenRequest
-	5,  // 43: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
-	13, // 44: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
-	15, // 45: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
-	17, // 46: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
-	19, // 47: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
-	23, // 48: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
-	25, // 49: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
-	36, // 50: consent.v1.ConsentService.FilterSubjects:output_type -> consent.v1.FilterSubjectsResponse
-	30, // 51: consent.v1.ConsentService.CreateVisitor:output_type -> consent.v1.CreateVisitorResponse
-	32, // 52: consent.v1.ConsentService.IssueSubjectToken:output_type -> consent.v1.IssueSubjectTokenResponse
-	34, // 53: consent.v1.ConsentService.RefreshSubjectToken:output_type -> consent.v1.RefreshSubjectTokenResponse
-	43, // [43:54] is the sub-list for method output_type
-	32, // [32:43] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	67, // 13: consent.v1.Consent.restrict_time:type_name -> google.protobuf.Timestamp
+	67, // 14: consent.v1.Consent.guardian_confirm_time:type_name -> google.protobuf.Timestamp
+	11, // 15: consent.v1.GetConsentResponse.consent:type_name -> consent.v1.Consent
+	66, // 16: consent.v1.UpdateConsentRequest.decisions:type_name -> consent.v1.UpdateConsentRequest.DecisionsEntry
+	1,  // 17: consent.v1.UpdateConsentRequest.source:type_name -> consent.v1.Source
+	11, // 18: consent.v1.UpdateConsentResponse.consent:type_name -> consent.v1.Consent
+	1,  // 19: consent.v1.WithdrawConsentRequest.source:type_name -> consent.v1.Source
+	11, // 20: consent.v1.WithdrawConsentResponse.consent:type_name -> consent.v1.Consent
+	2,  // 21: consent.v1.CheckConsentResponse.reason:type_name -> consent.v1.Reason
+	2,  // 22: consent.v1.ConsentCheckResult.reason:type_name -> consent.v1.Reason
+	20, // 23: consent.v1.BatchCheckConsentRequest.checks:type_name -> consent.v1.ConsentCheck
+	21, // 24: consent.v1.BatchCheckConsentResponse.results:type_name -> consent.v1.ConsentCheckResult
+	27, // 25: consent.v1.ListConsentEventsResponse.events:type_name -> consent.v1.ConsentEvent
+	67, // 26: consent.v1.ConsentEvent.time:type_name -> google.protobuf.Timestamp
+	3,  // 27: consent.v1.ConsentEvent.type:type_name -> consent.v1.EventType
+	1,  // 28: consent.v1.ConsentEvent.source:type_name -> consent.v1.Source
+	26, // 29: consent.v1.ConsentEvent.changes:type_name -> consent.v1.PurposeChange
+	67, // 30: consent.v1.SubjectToken.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 31: consent.v1.CreateVisitorResponse.token:type_name -> consent.v1.SubjectToken
+	28, // 32: consent.v1.IssueSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
+	28, // 33: consent.v1.RefreshSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
+	67, // 34: consent.v1.ExportSubjectResponse.export_time:type_name -> google.protobuf.Timestamp
+	11, // 35: consent.v1.ExportSubjectResponse.consent:type_name -> consent.v1.Consent
+	27, // 36: consent.v1.ExportSubjectResponse.events:type_name -> consent.v1.ConsentEvent
+	6,  // 37: consent.v1.ExportSubjectResponse.policy:type_name -> consent.v1.Policy
+	39, // 38: consent.v1.ExportSubjectResponse.chain:type_name -> consent.v1.ChainVerification
+	67, // 39: consent.v1.EraseSubjectResponse.erase_time:type_name -> google.protobuf.Timestamp
+	11, // 40: consent.v1.RestrictProcessingResponse.consent:type_name -> consent.v1.Consent
+	11, // 41: consent.v1.LiftRestrictionResponse.consent:type_name -> consent.v1.Consent
+	11, // 42: consent.v1.LinkSubjectsResponse.consent:type_name -> consent.v1.Consent
+	11, // 43: consent.v1.MarkMinorResponse.consent:type_name -> consent.v1.Consent
+	11, // 44: consent.v1.ConfirmGuardianConsentResponse.consent:type_name -> consent.v1.Consent
+	54, // 45: consent.v1.WatchConsentChangesResponse.changes:type_name -> consent.v1.ConsentChange
+	67, // 46: consent.v1.ConsentChange.time:type_name -> google.protobuf.Timestamp
+	3,  // 47: consent.v1.ConsentChange.type:type_name -> consent.v1.EventType
+	1,  // 48: consent.v1.ConsentChange.source:type_name -> consent.v1.Source
+	26, // 49: consent.v1.ConsentChange.changes:type_name -> consent.v1.PurposeChange
+	63, // 50: consent.v1.CreateFeedConsumerResponse.consumer:type_name -> consent.v1.FeedConsumer
+	63, // 51: consent.v1.ListFeedConsumersResponse.consumers:type_name -> consent.v1.FeedConsumer
+	67, // 52: consent.v1.FeedConsumer.oldest_unacknowledged_opt_out_time:type_name -> google.protobuf.Timestamp
+	4,  // 53: consent.v1.ConsentService.GetPolicy:input_type -> consent.v1.GetPolicyRequest
+	12, // 54: consent.v1.ConsentService.GetConsent:input_type -> consent.v1.GetConsentRequest
+	14, // 55: consent.v1.ConsentService.UpdateConsent:input_type -> consent.v1.UpdateConsentRequest
+	16, // 56: consent.v1.ConsentService.WithdrawConsent:input_type -> consent.v1.WithdrawConsentRequest
+	18, // 57: consent.v1.ConsentService.CheckConsent:input_type -> consent.v1.CheckConsentRequest
+	22, // 58: consent.v1.ConsentService.BatchCheckConsent:input_type -> consent.v1.BatchCheckConsentRequest
+	24, // 59: consent.v1.ConsentService.ListConsentEvents:input_type -> consent.v1.ListConsentEventsRequest
+	35, // 60: consent.v1.ConsentService.FilterSubjects:input_type -> consent.v1.FilterSubjectsRequest
+	29, // 61: consent.v1.ConsentService.CreateVisitor:input_type -> consent.v1.CreateVisitorRequest
+	31, // 62: consent.v1.ConsentService.IssueSubjectToken:input_type -> consent.v1.IssueSubjectTokenRequest
+	33, // 63: consent.v1.ConsentService.RefreshSubjectToken:input_type -> consent.v1.RefreshSubjectTokenRequest
+	37, // 64: consent.v1.ConsentService.ExportSubject:input_type -> consent.v1.ExportSubjectRequest
+	40, // 65: consent.v1.ConsentService.EraseSubject:input_type -> consent.v1.EraseSubjectRequest
+	42, // 66: consent.v1.ConsentService.RestrictProcessing:input_type -> consent.v1.RestrictProcessingRequest
+	44, // 67: consent.v1.ConsentService.LiftRestriction:input_type -> consent.v1.LiftRestrictionRequest
+	46, // 68: consent.v1.ConsentService.LinkSubjects:input_type -> consent.v1.LinkSubjectsRequest
+	48, // 69: consent.v1.ConsentService.MarkMinor:input_type -> consent.v1.MarkMinorRequest
+	50, // 70: consent.v1.ConsentService.ConfirmGuardianConsent:input_type -> consent.v1.ConfirmGuardianConsentRequest
+	52, // 71: consent.v1.ConsentService.WatchConsentChanges:input_type -> consent.v1.WatchConsentChangesRequest
+	55, // 72: consent.v1.ConsentService.AcknowledgeConsentChanges:input_type -> consent.v1.AcknowledgeConsentChangesRequest
+	57, // 73: consent.v1.ConsentService.CreateFeedConsumer:input_type -> consent.v1.CreateFeedConsumerRequest
+	59, // 74: consent.v1.ConsentService.DeleteFeedConsumer:input_type -> consent.v1.DeleteFeedConsumerRequest
+	61, // 75: consent.v1.ConsentService.ListFeedConsumers:input_type -> consent.v1.ListFeedConsumersRequest
+	5,  // 76: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
+	13, // 77: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
+	15, // 78: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
+	17, // 79: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
+	19, // 80: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
+	23, // 81: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
+	25, // 82: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
+	36, // 83: consent.v1.ConsentService.FilterSubjects:output_type -> consent.v1.FilterSubjectsResponse
+	30, // 84: consent.v1.ConsentService.CreateVisitor:output_type -> consent.v1.CreateVisitorResponse
+	32, // 85: consent.v1.ConsentService.IssueSubjectToken:output_type -> consent.v1.IssueSubjectTokenResponse
+	34, // 86: consent.v1.ConsentService.RefreshSubjectToken:output_type -> consent.v1.RefreshSubjectTokenResponse
+	38, // 87: consent.v1.ConsentService.ExportSubject:output_type -> consent.v1.ExportSubjectResponse
+	41, // 88: consent.v1.ConsentService.EraseSubject:output_type -> consent.v1.EraseSubjectResponse
+	43, // 89: consent.v1.ConsentService.RestrictProcessing:output_type -> consent.v1.RestrictProcessingResponse
+	45, // 90: consent.v1.ConsentService.LiftRestriction:output_type -> consent.v1.LiftRestrictionResponse
+	47, // 91: consent.v1.ConsentService.LinkSubjects:output_type -> consent.v1.LinkSubjectsResponse
+	49, // 92: consent.v1.ConsentService.MarkMinor:output_type -> consent.v1.MarkMinorResponse
+	51, // 93: consent.v1.ConsentService.ConfirmGuardianConsent:output_type -> consent.v1.ConfirmGuardianConsentResponse
+	53, // 94: consent.v1.ConsentService.WatchConsentChanges:output_type -> consent.v1.WatchConsentChangesResponse
+	56, // 95: consent.v1.ConsentService.AcknowledgeConsentChanges:output_type -> consent.v1.AcknowledgeConsentChangesResponse
+	58, // 96: consent.v1.ConsentService.CreateFeedConsumer:output_type -> consent.v1.CreateFeedConsumerResponse
+	60, // 97: consent.v1.ConsentService.DeleteFeedConsumer:output_type -> consent.v1.DeleteFeedConsumerResponse
+	62, // 98: consent.v1.ConsentService.ListFeedConsumers:output_type -> consent.v1.ListFeedConsumersResponse
+	76, // [76:99] is the sub-list for method output_type
+	53, // [53:76] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_consent_v1_consent_proto_init() }
@@ -2818,7 +4712,7 @@ func file_consent_v1_consent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consent_v1_consent_proto_rawDesc), len(file_consent_v1_consent_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   36,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

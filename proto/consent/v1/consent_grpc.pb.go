@@ -19,17 +19,29 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ConsentService_GetPolicy_FullMethodName           = "/consent.v1.ConsentService/GetPolicy"
-	ConsentService_GetConsent_FullMethodName          = "/consent.v1.ConsentService/GetConsent"
-	ConsentService_UpdateConsent_FullMethodName       = "/consent.v1.ConsentService/UpdateConsent"
-	ConsentService_WithdrawConsent_FullMethodName     = "/consent.v1.ConsentService/WithdrawConsent"
-	ConsentService_CheckConsent_FullMethodName        = "/consent.v1.ConsentService/CheckConsent"
-	ConsentService_BatchCheckConsent_FullMethodName   = "/consent.v1.ConsentService/BatchCheckConsent"
-	ConsentService_ListConsentEvents_FullMethodName   = "/consent.v1.ConsentService/ListConsentEvents"
-	ConsentService_FilterSubjects_FullMethodName      = "/consent.v1.ConsentService/FilterSubjects"
-	ConsentService_CreateVisitor_FullMethodName       = "/consent.v1.ConsentService/CreateVisitor"
-	ConsentService_IssueSubjectToken_FullMethodName   = "/consent.v1.ConsentService/IssueSubjectToken"
-	ConsentService_RefreshSubjectToken_FullMethodName = "/consent.v1.ConsentService/RefreshSubjectToken"
+	ConsentService_GetPolicy_FullMethodName                 = "/consent.v1.ConsentService/GetPolicy"
+	ConsentService_GetConsent_FullMethodName                = "/consent.v1.ConsentService/GetConsent"
+	ConsentService_UpdateConsent_FullMethodName             = "/consent.v1.ConsentService/UpdateConsent"
+	ConsentService_WithdrawConsent_FullMethodName           = "/consent.v1.ConsentService/WithdrawConsent"
+	ConsentService_CheckConsent_FullMethodName              = "/consent.v1.ConsentService/CheckConsent"
+	ConsentService_BatchCheckConsent_FullMethodName         = "/consent.v1.ConsentService/BatchCheckConsent"
+	ConsentService_ListConsentEvents_FullMethodName         = "/consent.v1.ConsentService/ListConsentEvents"
+	ConsentService_FilterSubjects_FullMethodName            = "/consent.v1.ConsentService/FilterSubjects"
+	ConsentService_CreateVisitor_FullMethodName             = "/consent.v1.ConsentService/CreateVisitor"
+	ConsentService_IssueSubjectToken_FullMethodName         = "/consent.v1.ConsentService/IssueSubjectToken"
+	ConsentService_RefreshSubjectToken_FullMethodName       = "/consent.v1.ConsentService/RefreshSubjectToken"
+	ConsentService_ExportSubject_FullMethodName             = "/consent.v1.ConsentService/ExportSubject"
+	ConsentService_EraseSubject_FullMethodName              = "/consent.v1.ConsentService/EraseSubject"
+	ConsentService_RestrictProcessing_FullMethodName        = "/consent.v1.ConsentService/RestrictProcessing"
+	ConsentService_LiftRestriction_FullMethodName           = "/consent.v1.ConsentService/LiftRestriction"
+	ConsentService_LinkSubjects_FullMethodName              = "/consent.v1.ConsentService/LinkSubjects"
+	ConsentService_MarkMinor_FullMethodName                 = "/consent.v1.ConsentService/MarkMinor"
+	ConsentService_ConfirmGuardianConsent_FullMethodName    = "/consent.v1.ConsentService/ConfirmGuardianConsent"
+	ConsentService_WatchConsentChanges_FullMethodName       = "/consent.v1.ConsentService/WatchConsentChanges"
+	ConsentService_AcknowledgeConsentChanges_FullMethodName = "/consent.v1.ConsentService/AcknowledgeConsentChanges"
+	ConsentService_CreateFeedConsumer_FullMethodName        = "/consent.v1.ConsentService/CreateFeedConsumer"
+	ConsentService_DeleteFeedConsumer_FullMethodName        = "/consent.v1.ConsentService/DeleteFeedConsumer"
+	ConsentService_ListFeedConsumers_FullMethodName         = "/consent.v1.ConsentService/ListFeedConsumers"
 )
 
 // ConsentServiceClient is the client API for ConsentService service.
@@ -75,6 +87,54 @@ type ConsentServiceClient interface {
 	// RefreshSubjectToken exchanges a valid subject token for a fresh one for
 	// the same subject.
 	RefreshSubjectToken(ctx context.Context, in *RefreshSubjectTokenRequest, opts ...grpc.CallOption) (*RefreshSubjectTokenResponse, error)
+	// ExportSubject returns everything stored about a subject as one
+	// machine-readable document: current consent, the full history with its
+	// encrypted fields opened, the policy versions it references and a check of
+	// the history's hash chain. The export is recorded in the history first, so
+	// it lists itself. With an API key (scope rights) it needs a reason.
+	ExportSubject(ctx context.Context, in *ExportSubjectRequest, opts ...grpc.CallOption) (*ExportSubjectResponse, error)
+	// EraseSubject deletes a subject's state, history and idempotency records,
+	// deletes its entries from the change feed and keeps only an anonymous
+	// tombstone with the time. Erasing a user erases the visitors linked to it.
+	// Erasing twice is fine. Downstream systems learn of it through one
+	// "erase" change.
+	EraseSubject(ctx context.Context, in *EraseSubjectRequest, opts ...grpc.CallOption) (*EraseSubjectResponse, error)
+	// RestrictProcessing denies every non-necessary purpose with reason
+	// RESTRICTED until LiftRestriction, whatever the subject decided.
+	RestrictProcessing(ctx context.Context, in *RestrictProcessingRequest, opts ...grpc.CallOption) (*RestrictProcessingResponse, error)
+	// LiftRestriction ends a restriction: the subject's decisions count again.
+	LiftRestriction(ctx context.Context, in *LiftRestrictionRequest, opts ...grpc.CallOption) (*LiftRestrictionResponse, error)
+	// LinkSubjects links an anonymous visitor to a user when the visitor logs
+	// in: per purpose the more restrictive decision wins in the user's record,
+	// the link is an event on both, and the visitor's later reads and writes
+	// follow the user's record.
+	LinkSubjects(ctx context.Context, in *LinkSubjectsRequest, opts ...grpc.CallOption) (*LinkSubjectsResponse, error)
+	// MarkMinor marks a subject as a minor (or clears the mark): a minor's
+	// grants read as denied with reason AWAITING_GUARDIAN until a guardian
+	// confirms them.
+	MarkMinor(ctx context.Context, in *MarkMinorRequest, opts ...grpc.CallOption) (*MarkMinorResponse, error)
+	// ConfirmGuardianConsent records that a guardian confirmed a minor's
+	// current decisions: who confirmed and when. Grants made after it need a
+	// new confirmation.
+	ConfirmGuardianConsent(ctx context.Context, in *ConfirmGuardianConsentRequest, opts ...grpc.CallOption) (*ConfirmGuardianConsentResponse, error)
+	// WatchConsentChanges streams every change to every subject, oldest first,
+	// from all partitions. Without a consumer it resumes from a cursor; with a
+	// consumer (see CreateFeedConsumer) the service remembers what was
+	// delivered, redelivers what was not acknowledged and can report lag.
+	WatchConsentChanges(ctx context.Context, in *WatchConsentChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConsentChangesResponse], error)
+	// AcknowledgeConsentChanges tells the service that a consumer has applied
+	// changes: they are not delivered to it again and no longer count as lag.
+	AcknowledgeConsentChanges(ctx context.Context, in *AcknowledgeConsentChangesRequest, opts ...grpc.CallOption) (*AcknowledgeConsentChangesResponse, error)
+	// CreateFeedConsumer registers a durable consumer of the change feed, e.g.
+	// one per downstream system. Creating an existing consumer is a no-op.
+	CreateFeedConsumer(ctx context.Context, in *CreateFeedConsumerRequest, opts ...grpc.CallOption) (*CreateFeedConsumerResponse, error)
+	// DeleteFeedConsumer removes a consumer and what it had not acknowledged.
+	DeleteFeedConsumer(ctx context.Context, in *DeleteFeedConsumerRequest, opts ...grpc.CallOption) (*DeleteFeedConsumerResponse, error)
+	// ListFeedConsumers reports, per consumer, how many opt-outs it has not
+	// acknowledged and how old the oldest is: a system falling behind shows
+	// here (and in the consentd_feed_unacked_opt_outs metrics) long before the
+	// deadline to honour an opt-out.
+	ListFeedConsumers(ctx context.Context, in *ListFeedConsumersRequest, opts ...grpc.CallOption) (*ListFeedConsumersResponse, error)
 }
 
 type consentServiceClient struct {
@@ -195,6 +255,135 @@ func (c *consentServiceClient) RefreshSubjectToken(ctx context.Context, in *Refr
 	return out, nil
 }
 
+func (c *consentServiceClient) ExportSubject(ctx context.Context, in *ExportSubjectRequest, opts ...grpc.CallOption) (*ExportSubjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportSubjectResponse)
+	err := c.cc.Invoke(ctx, ConsentService_ExportSubject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) EraseSubject(ctx context.Context, in *EraseSubjectRequest, opts ...grpc.CallOption) (*EraseSubjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseSubjectResponse)
+	err := c.cc.Invoke(ctx, ConsentService_EraseSubject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) RestrictProcessing(ctx context.Context, in *RestrictProcessingRequest, opts ...grpc.CallOption) (*RestrictProcessingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RestrictProcessingResponse)
+	err := c.cc.Invoke(ctx, ConsentService_RestrictProcessing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) LiftRestriction(ctx context.Context, in *LiftRestrictionRequest, opts ...grpc.CallOption) (*LiftRestrictionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LiftRestrictionResponse)
+	err := c.cc.Invoke(ctx, ConsentService_LiftRestriction_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) LinkSubjects(ctx context.Context, in *LinkSubjectsRequest, opts ...grpc.CallOption) (*LinkSubjectsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LinkSubjectsResponse)
+	err := c.cc.Invoke(ctx, ConsentService_LinkSubjects_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) MarkMinor(ctx context.Context, in *MarkMinorRequest, opts ...grpc.CallOption) (*MarkMinorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkMinorResponse)
+	err := c.cc.Invoke(ctx, ConsentService_MarkMinor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) ConfirmGuardianConsent(ctx context.Context, in *ConfirmGuardianConsentRequest, opts ...grpc.CallOption) (*ConfirmGuardianConsentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmGuardianConsentResponse)
+	err := c.cc.Invoke(ctx, ConsentService_ConfirmGuardianConsent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) WatchConsentChanges(ctx context.Context, in *WatchConsentChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConsentChangesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ConsentService_ServiceDesc.Streams[0], ConsentService_WatchConsentChanges_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchConsentChangesRequest, WatchConsentChangesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ConsentService_WatchConsentChangesClient = grpc.ServerStreamingClient[WatchConsentChangesResponse]
+
+func (c *consentServiceClient) AcknowledgeConsentChanges(ctx context.Context, in *AcknowledgeConsentChangesRequest, opts ...grpc.CallOption) (*AcknowledgeConsentChangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcknowledgeConsentChangesResponse)
+	err := c.cc.Invoke(ctx, ConsentService_AcknowledgeConsentChanges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) CreateFeedConsumer(ctx context.Context, in *CreateFeedConsumerRequest, opts ...grpc.CallOption) (*CreateFeedConsumerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateFeedConsumerResponse)
+	err := c.cc.Invoke(ctx, ConsentService_CreateFeedConsumer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) DeleteFeedConsumer(ctx context.Context, in *DeleteFeedConsumerRequest, opts ...grpc.CallOption) (*DeleteFeedConsumerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteFeedConsumerResponse)
+	err := c.cc.Invoke(ctx, ConsentService_DeleteFeedConsumer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) ListFeedConsumers(ctx context.Context, in *ListFeedConsumersRequest, opts ...grpc.CallOption) (*ListFeedConsumersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFeedConsumersResponse)
+	err := c.cc.Invoke(ctx, ConsentService_ListFeedConsumers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConsentServiceServer is the server API for ConsentService service.
 // All implementations must embed UnimplementedConsentServiceServer
 // for forward compatibility.
@@ -238,6 +427,54 @@ type ConsentServiceServer interface {
 	// RefreshSubjectToken exchanges a valid subject token for a fresh one for
 	// the same subject.
 	RefreshSubjectToken(context.Context, *RefreshSubjectTokenRequest) (*RefreshSubjectTokenResponse, error)
+	// ExportSubject returns everything stored about a subject as one
+	// machine-readable document: current consent, the full history with its
+	// encrypted fields opened, the policy versions it references and a check of
+	// the history's hash chain. The export is recorded in the history first, so
+	// it lists itself. With an API key (scope rights) it needs a reason.
+	ExportSubject(context.Context, *ExportSubjectRequest) (*ExportSubjectResponse, error)
+	// EraseSubject deletes a subject's state, history and idempotency records,
+	// deletes its entries from the change feed and keeps only an anonymous
+	// tombstone with the time. Erasing a user erases the visitors linked to it.
+	// Erasing twice is fine. Downstream systems learn of it through one
+	// "erase" change.
+	EraseSubject(context.Context, *EraseSubjectRequest) (*EraseSubjectResponse, error)
+	// RestrictProcessing denies every non-necessary purpose with reason
+	// RESTRICTED until LiftRestriction, whatever the subject decided.
+	RestrictProcessing(context.Context, *RestrictProcessingRequest) (*RestrictProcessingResponse, error)
+	// LiftRestriction ends a restriction: the subject's decisions count again.
+	LiftRestriction(context.Context, *LiftRestrictionRequest) (*LiftRestrictionResponse, error)
+	// LinkSubjects links an anonymous visitor to a user when the visitor logs
+	// in: per purpose the more restrictive decision wins in the user's record,
+	// the link is an event on both, and the visitor's later reads and writes
+	// follow the user's record.
+	LinkSubjects(context.Context, *LinkSubjectsRequest) (*LinkSubjectsResponse, error)
+	// MarkMinor marks a subject as a minor (or clears the mark): a minor's
+	// grants read as denied with reason AWAITING_GUARDIAN until a guardian
+	// confirms them.
+	MarkMinor(context.Context, *MarkMinorRequest) (*MarkMinorResponse, error)
+	// ConfirmGuardianConsent records that a guardian confirmed a minor's
+	// current decisions: who confirmed and when. Grants made after it need a
+	// new confirmation.
+	ConfirmGuardianConsent(context.Context, *ConfirmGuardianConsentRequest) (*ConfirmGuardianConsentResponse, error)
+	// WatchConsentChanges streams every change to every subject, oldest first,
+	// from all partitions. Without a consumer it resumes from a cursor; with a
+	// consumer (see CreateFeedConsumer) the service remembers what was
+	// delivered, redelivers what was not acknowledged and can report lag.
+	WatchConsentChanges(*WatchConsentChangesRequest, grpc.ServerStreamingServer[WatchConsentChangesResponse]) error
+	// AcknowledgeConsentChanges tells the service that a consumer has applied
+	// changes: they are not delivered to it again and no longer count as lag.
+	AcknowledgeConsentChanges(context.Context, *AcknowledgeConsentChangesRequest) (*AcknowledgeConsentChangesResponse, error)
+	// CreateFeedConsumer registers a durable consumer of the change feed, e.g.
+	// one per downstream system. Creating an existing consumer is a no-op.
+	CreateFeedConsumer(context.Context, *CreateFeedConsumerRequest) (*CreateFeedConsumerResponse, error)
+	// DeleteFeedConsumer removes a consumer and what it had not acknowledged.
+	DeleteFeedConsumer(context.Context, *DeleteFeedConsumerRequest) (*DeleteFeedConsumerResponse, error)
+	// ListFeedConsumers reports, per consumer, how many opt-outs it has not
+	// acknowledged and how old the oldest is: a system falling behind shows
+	// here (and in the consentd_feed_unacked_opt_outs metrics) long before the
+	// deadline to honour an opt-out.
+	ListFeedConsumers(context.Context, *ListFeedConsumersRequest) (*ListFeedConsumersResponse, error)
 	mustEmbedUnimplementedConsentServiceServer()
 }
 
@@ -280,6 +517,42 @@ func (UnimplementedConsentServiceServer) IssueSubjectToken(context.Context, *Iss
 }
 func (UnimplementedConsentServiceServer) RefreshSubjectToken(context.Context, *RefreshSubjectTokenRequest) (*RefreshSubjectTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RefreshSubjectToken not implemented")
+}
+func (UnimplementedConsentServiceServer) ExportSubject(context.Context, *ExportSubjectRequest) (*ExportSubjectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportSubject not implemented")
+}
+func (UnimplementedConsentServiceServer) EraseSubject(context.Context, *EraseSubjectRequest) (*EraseSubjectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EraseSubject not implemented")
+}
+func (UnimplementedConsentServiceServer) RestrictProcessing(context.Context, *RestrictProcessingRequest) (*RestrictProcessingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RestrictProcessing not implemented")
+}
+func (UnimplementedConsentServiceServer) LiftRestriction(context.Context, *LiftRestrictionRequest) (*LiftRestrictionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LiftRestriction not implemented")
+}
+func (UnimplementedConsentServiceServer) LinkSubjects(context.Context, *LinkSubjectsRequest) (*LinkSubjectsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LinkSubjects not implemented")
+}
+func (UnimplementedConsentServiceServer) MarkMinor(context.Context, *MarkMinorRequest) (*MarkMinorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkMinor not implemented")
+}
+func (UnimplementedConsentServiceServer) ConfirmGuardianConsent(context.Context, *ConfirmGuardianConsentRequest) (*ConfirmGuardianConsentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmGuardianConsent not implemented")
+}
+func (UnimplementedConsentServiceServer) WatchConsentChanges(*WatchConsentChangesRequest, grpc.ServerStreamingServer[WatchConsentChangesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchConsentChanges not implemented")
+}
+func (UnimplementedConsentServiceServer) AcknowledgeConsentChanges(context.Context, *AcknowledgeConsentChangesRequest) (*AcknowledgeConsentChangesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcknowledgeConsentChanges not implemented")
+}
+func (UnimplementedConsentServiceServer) CreateFeedConsumer(context.Context, *CreateFeedConsumerRequest) (*CreateFeedConsumerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateFeedConsumer not implemented")
+}
+func (UnimplementedConsentServiceServer) DeleteFeedConsumer(context.Context, *DeleteFeedConsumerRequest) (*DeleteFeedConsumerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteFeedConsumer not implemented")
+}
+func (UnimplementedConsentServiceServer) ListFeedConsumers(context.Context, *ListFeedConsumersRequest) (*ListFeedConsumersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFeedConsumers not implemented")
 }
 func (UnimplementedConsentServiceServer) mustEmbedUnimplementedConsentServiceServer() {}
 func (UnimplementedConsentServiceServer) testEmbeddedByValue()                        {}
@@ -500,6 +773,215 @@ func _ConsentService_RefreshSubjectToken_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsentService_ExportSubject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportSubjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).ExportSubject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_ExportSubject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).ExportSubject(ctx, req.(*ExportSubjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_EraseSubject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseSubjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).EraseSubject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_EraseSubject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).EraseSubject(ctx, req.(*EraseSubjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_RestrictProcessing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestrictProcessingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).RestrictProcessing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_RestrictProcessing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).RestrictProcessing(ctx, req.(*RestrictProcessingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_LiftRestriction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LiftRestrictionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).LiftRestriction(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_LiftRestriction_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).LiftRestriction(ctx, req.(*LiftRestrictionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_LinkSubjects_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LinkSubjectsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).LinkSubjects(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_LinkSubjects_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).LinkSubjects(ctx, req.(*LinkSubjectsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_MarkMinor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkMinorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).MarkMinor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_MarkMinor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).MarkMinor(ctx, req.(*MarkMinorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_ConfirmGuardianConsent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmGuardianConsentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).ConfirmGuardianConsent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_ConfirmGuardianConsent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).ConfirmGuardianConsent(ctx, req.(*ConfirmGuardianConsentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_WatchConsentChanges_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchConsentChangesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ConsentServiceServer).WatchConsentChanges(m, &grpc.GenericServerStream[WatchConsentChangesRequest, WatchConsentChangesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ConsentService_WatchConsentChangesServer = grpc.ServerStreamingServer[WatchConsentChangesResponse]
+
+func _ConsentService_AcknowledgeConsentChanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcknowledgeConsentChangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).AcknowledgeConsentChanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_AcknowledgeConsentChanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).AcknowledgeConsentChanges(ctx, req.(*AcknowledgeConsentChangesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_CreateFeedConsumer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateFeedConsumerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).CreateFeedConsumer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_CreateFeedConsumer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).CreateFeedConsumer(ctx, req.(*CreateFeedConsumerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_DeleteFeedConsumer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteFeedConsumerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).DeleteFeedConsumer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_DeleteFeedConsumer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).DeleteFeedConsumer(ctx, req.(*DeleteFeedConsumerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_ListFeedConsumers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFeedConsumersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).ListFeedConsumers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_ListFeedConsumers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).ListFeedConsumers(ctx, req.(*ListFeedConsumersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConsentService_ServiceDesc is the grpc.ServiceDesc for ConsentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -551,7 +1033,57 @@ var ConsentService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "RefreshSubjectToken",
 			Handler:    _ConsentService_RefreshSubjectToken_Handler,
 		},
+		{
+			MethodName: "ExportSubject",
+			Handler:    _ConsentService_ExportSubject_Handler,
+		},
+		{
+			MethodName: "EraseSubject",
+			Handler:    _ConsentService_EraseSubject_Handler,
+		},
+		{
+			MethodName: "RestrictProcessing",
+			Handler:    _ConsentService_RestrictProcessing_Handler,
+		},
+		{
+			MethodName: "LiftRestriction",
+			Handler:    _ConsentService_LiftRestriction_Handler,
+		},
+		{
+			MethodName: "LinkSubjects",
+			Handler:    _ConsentService_LinkSubjects_Handler,
+		},
+		{
+			MethodName: "MarkMinor",
+			Handler:    _ConsentService_MarkMinor_Handler,
+		},
+		{
+			MethodName: "ConfirmGuardianConsent",
+			Handler:    _ConsentService_ConfirmGuardianConsent_Handler,
+		},
+		{
+			MethodName: "AcknowledgeConsentChanges",
+			Handler:    _ConsentService_AcknowledgeConsentChanges_Handler,
+		},
+		{
+			MethodName: "CreateFeedConsumer",
+			Handler:    _ConsentService_CreateFeedConsumer_Handler,
+		},
+		{
+			MethodName: "DeleteFeedConsumer",
+			Handler:    _ConsentService_DeleteFeedConsumer_Handler,
+		},
+		{
+			MethodName: "ListFeedConsumers",
+			Handler:    _ConsentService_ListFeedConsumers_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchConsentChanges",
+			Handler:       _ConsentService_WatchConsentChanges_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "consent/v1/consent.proto",
 }
