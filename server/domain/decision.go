@@ -35,7 +35,23 @@ type Record struct {
 	Region    string              // last region code seen on a write; "" if none
 	GPCSeenAt time.Time           // first write that carried a GPC signal; zero if none
 	Decisions map[string]Decision // by purpose id; only purposes ever decided
+
+	RestrictedAt time.Time // processing restricted since; zero if not restricted
+	MinorSince   time.Time // marked as a minor since; zero if not a minor
+	GuardianAt   time.Time // a guardian last confirmed the decisions; zero if never
+	// LinkedTo is the user a visitor was linked to; "" if none. Reads and
+	// writes of the visitor follow it.
+	LinkedTo string
+	// Linked: this record was read through a visitor's link (it is the
+	// user's record, LinkedTo of the visitor).
+	Linked bool
 }
+
+// Restricted reports whether processing is restricted.
+func (r Record) Restricted() bool { return !r.RestrictedAt.IsZero() }
+
+// Minor reports whether the subject is marked as a minor.
+func (r Record) Minor() bool { return !r.MinorSince.IsZero() }
 
 // Reason explains an effective answer, so the caller can log why.
 type Reason string

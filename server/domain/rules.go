@@ -29,6 +29,15 @@ import "time"
 //     subject's first GPC signal is overridden: denied with ReasonGPC. A
 //     choice made at or after the signal is the person's later word and wins.
 //  6. Otherwise the decision stands (ReasonExplicit).
+//
+// Two statuses of the subject come before all of that, right after rule 2:
+//
+//   - Restricted (a rights request): every non-necessary purpose is denied
+//     with ReasonRestricted, whatever was decided, until lifted.
+//   - Minor: every region is opt_in for a minor (nothing is allowed without a
+//     grant), and a grant counts only once a guardian has confirmed it: a
+//     grant decided after the last guardian confirmation (or with none) is
+//     denied with ReasonGuardian. Denials count at once.
 func Effective(p *Policy, purposeID string, rec Record, regionCode string, now time.Time) Answer {
 	pu, ok := p.Purpose(purposeID)
 	if !ok {
@@ -37,17 +46,31 @@ func Effective(p *Policy, purposeID string, rec Record, regionCode string, now t
 	if pu.Necessary {
 		return Answer{Allowed: true, Reason: ReasonNecessary}
 	}
+	if rec.Restricted() {
+		return Answer{Allowed: false, Reason: ReasonRestricted}
+	}
+	answer := effectiveDecision(p, pu, rec, regionCode, now)
+	if rec.Minor() && answer.Allowed && answer.Reason == ReasonExplicit {
+		if d := rec.Decisions[purposeID]; rec.GuardianAt.IsZero() || d.DecidedAt.After(rec.GuardianAt) {
+			return Answer{Allowed: false, Reason: ReasonGuardian}
+		}
+	}
+	return answer
+}
+
+// effectiveDecision is rules 3 to 6.
+func effectiveDecision(p *Policy, pu Purpose, rec Record, regionCode string, now time.Time) Answer {
 	if regionCode == "" {
 		regionCode = rec.Region
 	}
 	mechanism := p.RegionFor(regionCode).Mechanism
-	if pu.AlwaysOptIn {
+	if pu.AlwaysOptIn || rec.Minor() {
 		mechanism = MechanismOptIn
 	}
 	gpcApplies := mechanism == MechanismOptOut && pu.GPC && !rec.GPCSeenAt.IsZero()
 	fallback := regionDefault(mechanism, gpcApplies)
 
-	d, decided := rec.Decisions[purposeID]
+	d, decided := rec.Decisions[pu.ID]
 	switch {
 	case !decided:
 		return fallback
