@@ -137,6 +137,7 @@ func (s *Server) write(ctx context.Context, policy *domain.Policy, a writeArgs) 
 		GPC:              gpc,
 		ExpectedRevision: a.expected,
 		IdempotencyKey:   a.idempotencyKey,
+		FollowLink:       true, // a linked visitor's choices are its user's
 		Event: store.EventInfo{
 			Type:          a.eventType,
 			Actor:         auth.FromContext(ctx).Actor(),

@@ -78,6 +78,11 @@ func consentToProto(policy *domain.Policy, subjectID string, rec domain.Record, 
 		Region:    region,
 		RegionId:  policy.RegionFor(region).ID,
 		GpcTime:   timeToProto(rec.GPCSeenAt),
+
+		RestrictTime:        timeToProto(rec.RestrictedAt),
+		Minor:               rec.Minor(),
+		GuardianConfirmTime: timeToProto(rec.GuardianAt),
+		Linked:              rec.Linked,
 	}
 	for _, p := range policy.Purposes {
 		answer := domain.Effective(policy, p.ID, rec, region, now)

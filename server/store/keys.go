@@ -14,8 +14,9 @@ import (
 //
 //	<prefix>:{p<partition>}:s:<id>             state hash of one subject
 //	<prefix>:{p<partition>}:h:<id>             history list of one subject
-//	<prefix>:{p<partition>}:i:<id>:<key hash>  idempotency record of one write
+//	<prefix>:{p<partition>}:i:<id>             idempotency records of one subject (hash)
 //	<prefix>:{p<partition>}:feed               change feed stream of a partition
+//	<prefix>:{p<partition>}:tomb               anonymous tombstones of erased subjects (list)
 //
 // <id> is a keyed hash (HMAC-SHA256 with the operator's key, first 16 bytes,
 // base64url) of the subject id: raw subject ids never appear in key names, so
@@ -36,11 +37,12 @@ import (
 
 // subjectKeys are the key names of one subject under one HMAC key.
 type subjectKeys struct {
-	id      string // base64url of the truncated HMAC
-	base    string // <prefix>:{p<partition>}
-	state   string
-	history string
-	feed    string
+	id          string // base64url of the truncated HMAC
+	base        string // <prefix>:{p<partition>}
+	state       string
+	history     string
+	idempotency string // hash: one field per idempotency key (idempotencyField)
+	feed        string
 }
 
 // keysFor names the subject's keys under the active HMAC key: where writes
@@ -68,11 +70,12 @@ func (s *Store) keysUnder(hmacKey []byte, base, subjectID string) subjectKeys {
 	sum := mac.Sum(nil)
 	id := base64.RawURLEncoding.EncodeToString(sum[:16])
 	return subjectKeys{
-		id:      id,
-		base:    base,
-		state:   base + ":s:" + id,
-		history: base + ":h:" + id,
-		feed:    base + ":feed",
+		id:          id,
+		base:        base,
+		state:       base + ":s:" + id,
+		history:     base + ":h:" + id,
+		idempotency: base + ":i:" + id,
+		feed:        base + ":feed",
 	}
 }
 
@@ -82,12 +85,17 @@ func (s *Store) partitionOf(subjectID string) int {
 	return int(binary.BigEndian.Uint16(sum[:2])) % s.opts.Partitions
 }
 
-// idempotency is the key of one idempotency record. The caller's key is
-// hashed so that its length and characters do not matter.
-func (k subjectKeys) idempotency(idempotencyKey string) string {
+// idempotencyField names one idempotency record in the subject's
+// idempotency hash. The caller's key is hashed so that its length and
+// characters do not matter.
+func idempotencyField(idempotencyKey string) string {
 	sum := sha256.Sum256([]byte(idempotencyKey))
-	return k.base + ":i:" + k.id + ":" + hex.EncodeToString(sum[:16])
+	return hex.EncodeToString(sum[:16])
 }
+
+// tombstones is the list of anonymous tombstones of a partition's erased
+// subjects.
+func (k subjectKeys) tombstones() string { return k.base + ":tomb" }
 
 // feedKey is the change feed stream of one partition (0 <= partition <
 // Options.Partitions), for the feed consumers.

@@ -108,16 +108,18 @@ func TestKeyLayout(t *testing.T) {
 	base := fmt.Sprintf("cd:{p%d}", partition)
 
 	k := s.keysFor("alice")
-	want := subjectKeys{id: id, base: base, state: base + ":s:" + id, history: base + ":h:" + id, feed: base + ":feed"}
+	want := subjectKeys{id: id, base: base, state: base + ":s:" + id, history: base + ":h:" + id, idempotency: base + ":i:" + id, feed: base + ":feed"}
 	if k != want {
 		t.Fatalf("keysFor(alice) = %+v, want %+v", k, want)
 	}
 	if s.feedKey(partition) != k.feed {
 		t.Fatalf("feedKey(%d) = %q, want %q", partition, s.feedKey(partition), k.feed)
 	}
-	idem := k.idempotency("req-1")
-	if !regexp.MustCompile(`^` + regexp.QuoteMeta(base+":i:"+id+":") + `[0-9a-f]{32}$`).MatchString(idem) {
-		t.Fatalf("idempotency key = %q", idem)
+	if field := idempotencyField("req-1"); !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(field) {
+		t.Fatalf("idempotency field = %q", field)
+	}
+	if k.tombstones() != base+":tomb" {
+		t.Fatalf("tombstones = %q", k.tombstones())
 	}
 	if len(id) != 22 {
 		t.Fatalf("subject key id %q: want 22 characters (16 bytes)", id)

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/consentd/consentd/server/domain"
+	"github.com/consentd/consentd/server/keys"
 )
 
 // The state hash of a subject holds one field per decided purpose and a few
@@ -21,6 +22,10 @@ import (
 //	_rev       revision: raised by one on every write
 //	_reg       last region code given with a write
 //	_gpc       unix seconds of the first write that carried a GPC signal
+//	_rst       unix seconds since processing is restricted (absent: not restricted)
+//	_min       unix seconds since the subject is marked a minor (absent: not a minor)
+//	_gdn       unix seconds of a guardian's last confirmation of a minor's decisions
+//	_lnk       a linked visitor's user id, sealed: reads and writes follow it
 //
 // Short values keep the hash in Redis' compact listpack encoding: at millions
 // of subjects every byte per field counts.
@@ -28,10 +33,14 @@ const (
 	fieldRevision = "_rev"
 	fieldRegion   = "_reg"
 	fieldGPC      = "_gpc"
+	fieldRestrict = "_rst"
+	fieldMinor    = "_min"
+	fieldGuardian = "_gdn"
+	fieldLink     = "_lnk"
 )
 
 // internalFields are read along with the purposes by GetPurposes, in this order.
-var internalFields = []string{fieldRevision, fieldRegion, fieldGPC}
+var internalFields = []string{fieldRevision, fieldRegion, fieldGPC, fieldRestrict, fieldMinor, fieldGuardian, fieldLink}
 
 // Source letters, in the state hash and in history events.
 var sourceLetters = map[domain.Source]string{
@@ -70,6 +79,11 @@ func timeOrZero(unix int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(unix, 0).UTC()
+}
+
+func parseUnix(v string) (time.Time, error) {
+	unix, err := strconv.ParseInt(v, 10, 64)
+	return timeOrZero(unix), err
 }
 
 func encodeDecision(d domain.Decision) (string, error) {
@@ -111,8 +125,10 @@ func decodeDecision(v string) (domain.Decision, error) {
 }
 
 // decodeRecord turns state hash fields into a Record. A subject never written
-// has no fields and reads as revision 0 with no decisions.
-func decodeRecord(fields map[string]string) (domain.Record, error) {
+// has no fields and reads as revision 0 with no decisions. A link sealed with
+// an encryption key no longer known reads as no link: the visitor's own
+// record answers.
+func decodeRecord(fields map[string]string, sealer *keys.Sealer) (domain.Record, error) {
 	rec := domain.Record{Decisions: make(map[string]domain.Decision, len(fields))}
 	for name, v := range fields {
 		var err error
@@ -122,9 +138,17 @@ func decodeRecord(fields map[string]string) (domain.Record, error) {
 		case fieldRegion:
 			rec.Region = v
 		case fieldGPC:
-			var unix int64
-			unix, err = strconv.ParseInt(v, 10, 64)
-			rec.GPCSeenAt = timeOrZero(unix)
+			rec.GPCSeenAt, err = parseUnix(v)
+		case fieldRestrict:
+			rec.RestrictedAt, err = parseUnix(v)
+		case fieldMinor:
+			rec.MinorSince, err = parseUnix(v)
+		case fieldGuardian:
+			rec.GuardianAt, err = parseUnix(v)
+		case fieldLink:
+			if id, openErr := sealer.Open(v); openErr == nil {
+				rec.LinkedTo = string(id)
+			}
 		default:
 			if strings.HasPrefix(name, "_") {
 				continue // an internal field of a later version: not a purpose
@@ -202,15 +226,27 @@ func (s *Store) stateNames(subjectID string) []string {
 	return names
 }
 
-// Get returns the subject's stored record: one HGETALL (while rotating the
-// HMAC key, one stateScript).
+// Get returns the subject's stored record; for a visitor linked to a user,
+// the user's record (Record.Linked). One HGETALL (while rotating the HMAC
+// key, one stateScript), and one more to follow a link.
 func (s *Store) Get(ctx context.Context, subjectID string) (domain.Record, error) {
+	rec, err := s.GetOwn(ctx, subjectID)
+	if err != nil || rec.LinkedTo == "" {
+		return rec, err
+	}
+	user, err := s.GetOwn(ctx, rec.LinkedTo)
+	user.Linked = true
+	return user, err
+}
+
+// GetOwn returns the subject's own stored record, without following a link.
+func (s *Store) GetOwn(ctx context.Context, subjectID string) (domain.Record, error) {
 	if !s.rotating() {
 		fields, err := s.client.HGetAll(ctx, s.keysFor(subjectID).state).Result()
 		if err != nil {
 			return domain.Record{}, wrapErr("get", err)
 		}
-		return decodeRecord(fields)
+		return decodeRecord(fields, s.opts.Sealer)
 	}
 	reply, err := s.runScript(ctx, stateScript, s.stateNames(subjectID)).Result()
 	if err != nil {
@@ -220,13 +256,23 @@ func (s *Store) Get(ctx context.Context, subjectID string) (domain.Record, error
 	if err != nil {
 		return domain.Record{}, err
 	}
-	return decodeRecord(fields)
+	return decodeRecord(fields, s.opts.Sealer)
 }
 
 // GetPurposes returns the subject's record with only the purposes asked for
-// (and the revision, region and GPC time): one HMGET, what a check needs
-// (while rotating the HMAC key, one stateScript).
+// (and the revision and statuses): one HMGET, what a check needs (while
+// rotating the HMAC key, one stateScript), and one more for a linked visitor.
 func (s *Store) GetPurposes(ctx context.Context, subjectID string, purposes []string) (domain.Record, error) {
+	rec, err := s.getPurposesOwn(ctx, subjectID, purposes)
+	if err != nil || rec.LinkedTo == "" {
+		return rec, err
+	}
+	user, err := s.getPurposesOwn(ctx, rec.LinkedTo, purposes)
+	user.Linked = true
+	return user, err
+}
+
+func (s *Store) getPurposesOwn(ctx context.Context, subjectID string, purposes []string) (domain.Record, error) {
 	fields, err := hmgetFields(purposes)
 	if err != nil {
 		return domain.Record{}, err
@@ -240,7 +286,7 @@ func (s *Store) GetPurposes(ctx context.Context, subjectID string, purposes []st
 	if err != nil {
 		return domain.Record{}, wrapErr("get purposes", err)
 	}
-	return decodeHMGet(fields, values)
+	return decodeHMGet(fields, values, s.opts.Sealer)
 }
 
 // Lookup is one subject and the purposes to read for it.
@@ -251,8 +297,36 @@ type Lookup struct {
 
 // GetMany reads several subjects in one round trip: a pipeline of HMGETs (a
 // cluster client splits it by node), or of stateScripts while rotating the
-// HMAC key. Result i answers lookups[i].
+// HMAC key. Linked visitors cost a second round trip for their users. Result
+// i answers lookups[i].
 func (s *Store) GetMany(ctx context.Context, lookups []Lookup) ([]domain.Record, error) {
+	records, err := s.getManyOwn(ctx, lookups)
+	if err != nil {
+		return nil, err
+	}
+	var linked []int
+	var users []Lookup
+	for i, rec := range records {
+		if rec.LinkedTo != "" {
+			linked = append(linked, i)
+			users = append(users, Lookup{SubjectID: rec.LinkedTo, Purposes: lookups[i].Purposes})
+		}
+	}
+	if len(users) == 0 {
+		return records, nil
+	}
+	userRecords, err := s.getManyOwn(ctx, users)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range linked {
+		records[i] = userRecords[j]
+		records[i].Linked = true
+	}
+	return records, nil
+}
+
+func (s *Store) getManyOwn(ctx context.Context, lookups []Lookup) ([]domain.Record, error) {
 	if len(lookups) == 0 {
 		return nil, nil
 	}
@@ -275,7 +349,7 @@ func (s *Store) GetMany(ctx context.Context, lookups []Lookup) ([]domain.Record,
 	}
 	records := make([]domain.Record, len(lookups))
 	for i := range lookups {
-		if records[i], err = decodeHMGet(fields[i], values[i]); err != nil {
+		if records[i], err = decodeHMGet(fields[i], values[i], s.opts.Sealer); err != nil {
 			return nil, err
 		}
 	}
@@ -356,7 +430,7 @@ func hmgetFields(purposes []string) ([]string, error) {
 	return fields, nil
 }
 
-func decodeHMGet(fields []string, values []any) (domain.Record, error) {
+func decodeHMGet(fields []string, values []any, sealer *keys.Sealer) (domain.Record, error) {
 	if len(values) != len(fields) {
 		return domain.Record{}, fmt.Errorf("store: HMGET returned %d values for %d fields", len(values), len(fields))
 	}
@@ -366,5 +440,5 @@ func decodeHMGet(fields []string, values []any) (domain.Record, error) {
 			m[fields[i]] = s
 		}
 	}
-	return decodeRecord(m)
+	return decodeRecord(m, sealer)
 }

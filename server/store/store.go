@@ -74,6 +74,8 @@ const (
 	DefaultPartitions     = 64
 	DefaultIdempotencyTTL = 24 * time.Hour
 	DefaultFeedRetention  = 35 * 24 * time.Hour
+	// DefaultVisitorRetention is 13 months (396 days) without a write.
+	DefaultVisitorRetention = 396 * 24 * time.Hour
 	// MinHMACKeyBytes is the shortest HMAC key accepted: 256 bits.
 	MinHMACKeyBytes = 32
 	// MaxPartitions: a partition is chosen by 16 bits of the subject's hash.
@@ -108,6 +110,13 @@ type Options struct {
 	// FeedRetention: change-feed entries older than this are trimmed on
 	// write (XADD MINID ~, so a little more may be kept); default 35 days.
 	FeedRetention time.Duration
+	// VisitorRetention: an anonymous visitor's record (state and history,
+	// see domain.IsVisitorID) is deleted by Redis this long after its last
+	// write (a TTL renewed by every write); default 13 months.
+	VisitorRetention time.Duration
+	// HistoryRetention: a subject's history is deleted this long after its
+	// last write; 0 (the default) keeps it as long as the state.
+	HistoryRetention time.Duration
 }
 
 // Store is consentd's Redis storage. It is safe for concurrent use.
@@ -176,6 +185,15 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	}
 	if opts.FeedRetention < time.Millisecond {
 		return nil, fmt.Errorf("store: feed retention %v: must be positive (default %v)", opts.FeedRetention, DefaultFeedRetention)
+	}
+	if opts.VisitorRetention == 0 {
+		opts.VisitorRetention = DefaultVisitorRetention
+	}
+	if opts.VisitorRetention < time.Millisecond {
+		return nil, fmt.Errorf("store: visitor retention %v: must be positive (default %v)", opts.VisitorRetention, DefaultVisitorRetention)
+	}
+	if opts.HistoryRetention < 0 {
+		return nil, fmt.Errorf("store: history retention %v: must be 0 (kept with the state) or positive", opts.HistoryRetention)
 	}
 	return &Store{client: client, opts: opts}, nil
 }

@@ -56,7 +56,7 @@ func inFeed(eventType string) bool {
 	return eventType != EventAccess && eventType != EventExport
 }
 
-// Write is one change to a subject's decisions.
+// Write is one change to a subject's decisions or statuses.
 type Write struct {
 	SubjectID string
 	// Decisions are the purposes to set; other purposes are left as they are.
@@ -76,47 +76,60 @@ type Write struct {
 	IdempotencyKey string
 	Event          EventInfo
 	Now            time.Time // the write's time; zero: time.Now()
+
+	// Status changes; the zero value changes nothing.
+	Restrict          *bool     // true: restricted from Now on; false: lifted
+	Minor             *bool     // true: a minor from Now on; false: the mark and any guardian confirmation cleared
+	GuardianConfirmed bool      // a guardian confirmed the decisions at Now
+	GPCAt             time.Time // sets the GPC time to this (a link merge), unlike GPC, even if one is stored
+	LinkTo            string    // this visitor is linked to the user LinkTo: its reads and writes follow
+	// FollowLink: if the subject is a visitor linked to a user, write to the
+	// user's record instead (decisions made through the visitor's token
+	// after the link belong to the user).
+	FollowLink bool
 }
 
 // WriteResult is the outcome of a Write.
 type WriteResult struct {
 	// Record is the full state right after the write; for a replay, the state
-	// stored with the idempotency key (later writes are not in it).
+	// stored with the idempotency key (later writes are not in it). Linked is
+	// set when the write followed a visitor's link to its user.
 	Record domain.Record
 	// Replayed: the idempotency key had been used; nothing was written.
 	Replayed bool
 }
 
 // writeScript applies one write atomically, in one round trip: idempotency
-// check, revision check, move from a previous HMAC key's names (rotation),
-// state update, history event (hash-chained), change feed entry, idempotency
-// record.
+// check, link check, revision check, move from a previous HMAC key's names
+// (rotation), state update, history event (hash-chained), change feed entry,
+// idempotency record, retention TTLs.
 //
-// KEYS[1] change feed stream of the subject's partition
-// then, for each known HMAC key, the active one first, a group of:
+// KEYS[1] change feed stream of the subject's partition, then, for each known
+// HMAC key, the active one first, a group of three:
 //
-//	state hash, history list[, idempotency record]
+//	state hash, history list, idempotency hash
 //
-// (the idempotency record only when the write has a key, i.e. ARGV[1] ~= "").
-// With no previous key that is just KEYS[2..3] or KEYS[2..4]. All keys share
-// the subject's slot.
+// With no previous key that is just KEYS[2..4]. All keys share the subject's
+// slot.
 //
-// ARGV[1] request fingerprint (compared with / stored in the idempotency
-// record); "" when the write has no idempotency key
-// ARGV[2] idempotency record TTL in milliseconds
-// ARGV[3] expected revision; "" accepts any
-// ARGV[4] region code to store in _reg; "" keeps the stored one
-// ARGV[5] unix seconds to store in _gpc unless already set; "" for no signal
-// ARGV[6] feed MINID (unix ms): older feed entries may be trimmed; "" adds
-//
-//	no feed entry (an access event changes nothing downstream)
-//
-// ARGV[7] sealed subject id, the feed entry's "sub" field (feed consumers
-// open it with the operator's encryption keys)
-// ARGV[8] history event JSON without its closing brace (built by eventTemplate)
-// ARGV[9] number N of purposes written, then N pairs from ARGV[10]:
-//
-//	purpose id, encoded decision (see record.go)
+// ARGV[1] request fingerprint; "" when the write has no idempotency key
+// ARGV[2] the idempotency key's field in the idempotency hash
+// ARGV[3] idempotency record TTL in milliseconds
+// ARGV[4] expected revision; "" accepts any
+// ARGV[5] region code to store in _reg; "" keeps the stored one
+// ARGV[6] unix seconds to store in _gpc unless already set; "" for no signal
+// ARGV[7] feed MINID (unix ms): older feed entries may be trimmed; "" adds
+// no feed entry (access and export events change nothing downstream)
+// ARGV[8] sealed subject id, the feed entry's "sub" field
+// ARGV[9] history event JSON without its closing brace (eventTemplate)
+// ARGV[10] state hash TTL in ms; "0" removes any TTL
+// ARGV[11] history list TTL in ms; "0" removes any TTL
+// ARGV[12] "1": if the state links to a user (_lnk), write nothing and
+// return the link
+// ARGV[13] number N of purposes written, then N pairs: purpose id, encoded
+// decision (see record.go); then the number M of internal fields to set and
+// M pairs: name, value; then the number D of internal fields to delete and
+// their D names.
 //
 // Returns:
 //
@@ -125,44 +138,51 @@ type WriteResult struct {
 //	                the one stored with the key, and nothing was written
 //	{-1, revision}  expected revision mismatch; revision is the current one
 //	{-2}            the key was used by a different request
+//	{-3, link}      the subject is a linked visitor (ARGV[12]); link is _lnk
+//
+// Idempotency records are fields of one hash per subject (so erasing a
+// subject can delete them all), each holding its own expiry; the hash lives
+// Options.IdempotencyTTL after its last record, and expired fields are pruned
+// when it grows.
 //
 // Rotation: the subject's data (state hash and history list) lives under the
 // names of exactly one known key. If it is not under the active names, the
 // script RENAMEs it there before writing (same slot, so atomic on a cluster
 // too): a rename moves the hash and the list whole, with any TTL. Replays and
-// conflicts move nothing. The idempotency record is looked up under every
-// known key's name (a retry may reach an instance with another active key
-// during a rollout) and stored under the active one.
+// conflicts move nothing. Idempotency records are looked up under every known
+// key's name (a retry may reach an instance with another active key during a
+// rollout) and stored under the active one.
 //
-// The event appended to the history is ARGV[8] completed with
+// The event appended to the history is ARGV[9] completed with
 // ,"rev":N,"old":{...},"prev":"<h of the previous event or empty>"} whose
 // sha1 hex is h; the stored form replaces the closing } by ,"h":"<h>"}.
 // "old" maps each written purpose decided before to "g" or "d". The previous
 // hash is the last 40 characters before the closing "} of the list's last
 // element, so no extra field has to be stored.
 var writeScript = redis.NewScript(`
-local feed, state, history, idem = KEYS[1], KEYS[2], KEYS[3], nil
-local group = 2 -- names per known HMAC key
-if ARGV[1] ~= '' then
-  idem, group = KEYS[4], 3
-end
+local feed, state, history, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- Redis' clock, the one PEXPIRE uses: records expire consistently with the hash.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
-if idem then
-  -- KEYS[4], KEYS[7], ...: the record's name under each known key.
+if ARGV[1] ~= '' then
+  -- KEYS[4], KEYS[7], ...: the subject's idempotency hash under each known key.
   for i = 4, #KEYS, 3 do
-    local stored = redis.call('GET', KEYS[i])
+    local stored = redis.call('HGET', KEYS[i], ARGV[2])
     if stored then
       local rec = cjson.decode(stored)
-      if rec.f ~= ARGV[1] then return {-2} end
-      return {1, rec.s}
+      if rec.x > now then
+        if rec.f ~= ARGV[1] then return {-2} end
+        return {1, rec.s}
+      end
     end
   end
 end
 
 -- Where the subject's data is now: the active names, or a previous key's.
 local from = 2
-if #KEYS > 1 + group and redis.call('EXISTS', state) == 0 then
-  for i = 2 + group, #KEYS, group do
+if #KEYS > 4 and redis.call('EXISTS', state) == 0 then
+  for i = 5, #KEYS, 3 do
     if redis.call('EXISTS', KEYS[i]) == 1 then
       from = i
       break
@@ -170,8 +190,13 @@ if #KEYS > 1 + group and redis.call('EXISTS', state) == 0 then
   end
 end
 
+if ARGV[12] == '1' then
+  local link = redis.call('HGET', KEYS[from], '_lnk')
+  if link then return {-3, link} end
+end
+
 local current = tonumber(redis.call('HGET', KEYS[from], '_rev') or '0')
-if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= current then
+if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= current then
   return {-1, current}
 end
 local rev = current + 1
@@ -183,18 +208,27 @@ if from ~= 2 then
   end
 end
 
-local n = tonumber(ARGV[9])
+local at = 13
+local n = tonumber(ARGV[at])
 local purposes = {}
 local set = {'_rev', rev}
 for i = 1, n do
-  local p, v = ARGV[8 + 2 * i], ARGV[9 + 2 * i]
+  local p, v = ARGV[at + 2 * i - 1], ARGV[at + 2 * i]
   purposes[i] = p
   set[#set + 1] = p
   set[#set + 1] = v
 end
-if ARGV[4] ~= '' then
+at = at + 2 * n + 1
+local m = tonumber(ARGV[at])
+for i = 1, m do
+  set[#set + 1] = ARGV[at + 2 * i - 1]
+  set[#set + 1] = ARGV[at + 2 * i]
+end
+at = at + 2 * m + 1
+local d = tonumber(ARGV[at])
+if ARGV[5] ~= '' then
   set[#set + 1] = '_reg'
-  set[#set + 1] = ARGV[4]
+  set[#set + 1] = ARGV[5]
 end
 
 local old = {}
@@ -205,38 +239,71 @@ if n > 0 then
   end
 end
 redis.call('HSET', state, unpack(set))
-if ARGV[5] ~= '' then redis.call('HSETNX', state, '_gpc', ARGV[5]) end
+if d > 0 then redis.call('HDEL', state, unpack(ARGV, at + 1, at + d)) end
+if ARGV[6] ~= '' then redis.call('HSETNX', state, '_gpc', ARGV[6]) end
 
 local prev = ''
 local last = redis.call('LINDEX', history, -1)
 if last then prev = string.sub(last, -42, -3) end
-local body = ARGV[8] .. ',"rev":' .. rev .. ',"old":' .. cjson.encode(old) .. ',"prev":"' .. prev .. '"}'
+local body = ARGV[9] .. ',"rev":' .. rev .. ',"old":' .. cjson.encode(old) .. ',"prev":"' .. prev .. '"}'
 local event = string.sub(body, 1, -2) .. ',"h":"' .. redis.sha1hex(body) .. '"}'
 redis.call('RPUSH', history, event)
-if ARGV[6] ~= '' then
-  redis.call('XADD', feed, 'MINID', '~', ARGV[6], '*', 'sub', ARGV[7], 'rev', rev, 'ev', event)
+if ARGV[7] ~= '' then
+  redis.call('XADD', feed, 'MINID', '~', ARGV[7], '*', 'sub', ARGV[8], 'rev', rev, 'ev', event)
+end
+
+for i, key in ipairs({state, history}) do
+  local ttl = tonumber(ARGV[9 + i])
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
 end
 
 local snapshot = redis.call('HGETALL', state)
-if idem then
-  redis.call('SET', idem, cjson.encode({f = ARGV[1], s = snapshot}), 'PX', ARGV[2])
+if ARGV[1] ~= '' then
+  local ttl = tonumber(ARGV[3])
+  redis.call('HSET', idem, ARGV[2], cjson.encode({f = ARGV[1], s = snapshot, x = now + ttl}))
+  redis.call('PEXPIRE', idem, ttl)
+  if redis.call('HLEN', idem) > 32 then
+    local all = redis.call('HGETALL', idem)
+    for i = 1, #all, 2 do
+      if cjson.decode(all[i + 1]).x <= now then redis.call('HDEL', idem, all[i]) end
+    end
+  end
 end
 return {0, snapshot}
 `)
 
-// Write applies w atomically and returns the state right after it.
+// Write applies w atomically and returns the state right after it. With
+// FollowLink, a write to a linked visitor is applied to its user instead.
 func (s *Store) Write(ctx context.Context, w Write) (WriteResult, error) {
+	res, link, err := s.write(ctx, w)
+	if err != nil || link == "" {
+		return res, err
+	}
+	user, err := s.opts.Sealer.Open(link)
+	if err != nil {
+		return WriteResult{}, fmt.Errorf("store: a visitor's link cannot be opened with the known encryption keys: %w", err)
+	}
+	w.SubjectID = string(user)
+	w.FollowLink = false // users are never linked: one hop
+	res, _, err = s.write(ctx, w)
+	res.Record.Linked = true
+	return res, err
+}
+
+// write runs writeScript once. link is the sealed user id when the subject
+// is a linked visitor and w.FollowLink is set; nothing was written then.
+func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link string, err error) {
 	if w.Now.IsZero() {
 		w.Now = time.Now()
 	}
 	template, err := s.eventTemplate(w)
 	if err != nil {
-		return WriteResult{}, err
+		return WriteResult{}, "", err
 	}
 	purposes := make([]string, 0, len(w.Decisions))
 	for p := range w.Decisions {
 		if err := checkPurposeID(p); err != nil {
-			return WriteResult{}, err
+			return WriteResult{}, "", err
 		}
 		purposes = append(purposes, p)
 	}
@@ -247,15 +314,12 @@ func (s *Store) Write(ctx context.Context, w Write) (WriteResult, error) {
 	known := s.knownKeysFor(w.SubjectID)
 	keys := make([]string, 0, 1+3*len(known))
 	keys = append(keys, known[0].feed)
-	fp := "" // never "" with an idempotency key: the script relies on that
-	if w.IdempotencyKey != "" {
-		fp = fingerprint(w)
-	}
 	for _, k := range known {
-		keys = append(keys, k.state, k.history)
-		if fp != "" {
-			keys = append(keys, k.idempotency(w.IdempotencyKey))
-		}
+		keys = append(keys, k.state, k.history, k.idempotency)
+	}
+	fp, field := "", "" // fp is never "" with an idempotency key: the script relies on that
+	if w.IdempotencyKey != "" {
+		fp, field = fingerprint(w), idempotencyField(w.IdempotencyKey)
 	}
 	expected := ""
 	if w.ExpectedRevision != nil {
@@ -269,39 +333,98 @@ func (s *Store) Write(ctx context.Context, w Write) (WriteResult, error) {
 	if !inFeed(w.Event.Type) {
 		minID = ""
 	}
-	args := []any{fp, s.opts.IdempotencyTTL.Milliseconds(), expected, w.Region, gpc, minID,
-		s.opts.Sealer.Seal([]byte(w.SubjectID)), template, len(purposes)}
+	stateTTL, historyTTL := s.retention(w.SubjectID)
+	follow := ""
+	if w.FollowLink {
+		follow = "1"
+	}
+	args := []any{fp, field, s.opts.IdempotencyTTL.Milliseconds(), expected, w.Region, gpc, minID,
+		s.opts.Sealer.Seal([]byte(w.SubjectID)), template, stateTTL.Milliseconds(), historyTTL.Milliseconds(), follow,
+		len(purposes)}
 	for _, p := range purposes {
 		v, err := encodeDecision(w.Decisions[p])
 		if err != nil {
-			return WriteResult{}, fmt.Errorf("%w (purpose %q)", err, p)
+			return WriteResult{}, "", fmt.Errorf("%w (purpose %q)", err, p)
 		}
 		args = append(args, p, v)
 	}
+	set, del := s.statusFields(w)
+	args = append(args, len(set)/2)
+	args = append(args, set...)
+	args = append(args, len(del))
+	args = append(args, del...)
 
 	reply, err := s.runScript(ctx, writeScript, keys, args...).Slice()
 	if err != nil {
-		return WriteResult{}, wrapErr("write", err)
+		return WriteResult{}, "", wrapErr("write", err)
 	}
 	if len(reply) == 0 {
-		return WriteResult{}, errors.New("store: write: empty script reply")
+		return WriteResult{}, "", errors.New("store: write: empty script reply")
 	}
 	code, _ := reply[0].(int64)
 	switch {
 	case code == -1 && len(reply) == 2:
 		current, _ := reply[1].(int64)
-		return WriteResult{}, &ConflictError{Expected: *w.ExpectedRevision, Current: current}
+		return WriteResult{}, "", &ConflictError{Expected: *w.ExpectedRevision, Current: current}
 	case code == -2:
-		return WriteResult{}, ErrIdempotencyMismatch
+		return WriteResult{}, "", ErrIdempotencyMismatch
+	case code == -3 && len(reply) == 2:
+		link, _ := reply[1].(string)
+		return WriteResult{}, link, nil
 	case (code == 0 || code == 1) && len(reply) == 2:
 		fields, err := pairsToMap(reply[1])
 		if err != nil {
-			return WriteResult{}, err
+			return WriteResult{}, "", err
 		}
-		rec, err := decodeRecord(fields)
-		return WriteResult{Record: rec, Replayed: code == 1}, err
+		rec, err := decodeRecord(fields, s.opts.Sealer)
+		return WriteResult{Record: rec, Replayed: code == 1}, "", err
 	}
-	return WriteResult{}, fmt.Errorf("store: write: unexpected script reply %v", reply[0])
+	return WriteResult{}, "", fmt.Errorf("store: write: unexpected script reply %v", reply[0])
+}
+
+// statusFields are the internal fields a write sets (name, value pairs) and
+// deletes.
+func (s *Store) statusFields(w Write) (set, del []any) {
+	unix := strconv.FormatInt(w.Now.Unix(), 10)
+	if w.Restrict != nil {
+		if *w.Restrict {
+			set = append(set, fieldRestrict, unix)
+		} else {
+			del = append(del, fieldRestrict)
+		}
+	}
+	if w.Minor != nil {
+		if *w.Minor {
+			set = append(set, fieldMinor, unix)
+		} else {
+			del = append(del, fieldMinor, fieldGuardian)
+		}
+	}
+	if w.GuardianConfirmed {
+		set = append(set, fieldGuardian, unix)
+	}
+	if !w.GPCAt.IsZero() {
+		set = append(set, fieldGPC, strconv.FormatInt(w.GPCAt.Unix(), 10))
+	}
+	if w.LinkTo != "" {
+		set = append(set, fieldLink, s.opts.Sealer.Seal([]byte(w.LinkTo)))
+	}
+	return set, del
+}
+
+// retention is how long a subject's state hash and history list live after
+// its last write; 0: no expiry. Anonymous visitors' records expire after
+// Options.VisitorRetention; users' records are kept until erased, and their
+// history for Options.HistoryRetention (0: as long as the record).
+func (s *Store) retention(subjectID string) (state, history time.Duration) {
+	history = s.opts.HistoryRetention
+	if domain.IsVisitorID(subjectID) {
+		state = s.opts.VisitorRetention
+		if history == 0 || history > state {
+			history = state
+		}
+	}
+	return state, history
 }
 
 // eventHead is the part of a history event built in Go. JSON keys are short:
