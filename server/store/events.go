@@ -205,13 +205,33 @@ const hashSuffixLen = len(`,"h":"`) + 40 + len(`"}`)
 // 1, 2, 3, ... without gaps, and the last one is the state's revision. The
 // error (ErrChainBroken) names the first bad revision.
 func (s *Store) VerifyChain(ctx context.Context, subjectID string) error {
+	_, err := s.CheckChain(ctx, subjectID)
+	return err
+}
+
+// ChainError says where and how a history's hash chain is broken. It is
+// ErrChainBroken.
+type ChainError struct {
+	Revision int64  // the first revision that does not check out
+	Problem  string // what is wrong, for a person to read
+}
+
+func (e *ChainError) Error() string {
+	return fmt.Sprintf("%v at revision %d: %s", ErrChainBroken, e.Revision, e.Problem)
+}
+
+func (e *ChainError) Is(target error) bool { return target == ErrChainBroken }
+
+// CheckChain is VerifyChain that also says how many events it checked. A
+// broken chain is a *ChainError.
+func (s *Store) CheckChain(ctx context.Context, subjectID string) (checked int, err error) {
 	// MULTI/EXEC: the state's revision and the list are read at one instant,
 	// under every known HMAC key's names (one slot, so one transaction on a
 	// cluster too); the subject's data is under the first that has any.
 	known := s.knownKeysFor(subjectID)
 	revCmds := make([]*redis.StringCmd, len(known))
 	listCmds := make([]*redis.StringSliceCmd, len(known))
-	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range known {
 			revCmds[i] = p.HGet(ctx, k.state, fieldRevision)
 			listCmds[i] = p.LRange(ctx, k.history, 0, -1)
@@ -219,7 +239,7 @@ func (s *Store) VerifyChain(ctx context.Context, subjectID string) error {
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) { // Nil: no state under a name
-		return wrapErr("verify chain", err)
+		return 0, wrapErr("verify chain", err)
 	}
 	stateRev := int64(0)
 	var entries []string
@@ -227,29 +247,39 @@ func (s *Store) VerifyChain(ctx context.Context, subjectID string) error {
 		v, err := revCmds[i].Result()
 		hasState := err == nil
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return wrapErr("verify chain", err)
+			return 0, wrapErr("verify chain", err)
 		}
 		list, err := listCmds[i].Result()
 		if err != nil {
-			return wrapErr("verify chain", err)
+			return 0, wrapErr("verify chain", err)
 		}
 		if !hasState && len(list) == 0 {
 			continue // nothing under this key's names
 		}
 		if hasState {
 			if stateRev, err = strconv.ParseInt(v, 10, 64); err != nil {
-				return fmt.Errorf("%w: field %q", errCorrupt, fieldRevision)
+				return 0, fmt.Errorf("%w: field %q", errCorrupt, fieldRevision)
 			}
 		}
 		entries = list
 		break
 	}
 
+	// The chain starts at revision 1, or later when the history expired
+	// (Options.HistoryRetention) while the state stayed: the next write then
+	// started a new chain (its "prev" is empty) at the state's next revision.
+	first := int64(1)
+	if len(entries) > 0 {
+		var head storedEvent
+		if json.Unmarshal([]byte(entries[0]), &head) == nil && head.Prev == "" && head.Rev > 1 {
+			first = head.Rev
+		}
+	}
 	prev := ""
 	for i, entry := range entries {
-		rev := int64(i) + 1 // the revision this position must hold
-		broken := func(why string) error {
-			return fmt.Errorf("%w at revision %d: %s", ErrChainBroken, rev, why)
+		rev := first + int64(i) // the revision this position must hold
+		broken := func(why string) (int, error) {
+			return i, &ChainError{Revision: rev, Problem: why}
 		}
 		n := len(entry)
 		if n < hashSuffixLen+2 || entry[n-hashSuffixLen:n-42] != `,"h":"` || entry[n-2:] != `"}` {
@@ -272,9 +302,9 @@ func (s *Store) VerifyChain(ctx context.Context, subjectID string) error {
 		}
 		prev = se.H
 	}
-	if last := int64(len(entries)); last != stateRev {
-		return fmt.Errorf("%w at revision %d: the state has revision %d but the history ends at %d (events missing)",
-			ErrChainBroken, min(last, stateRev)+1, stateRev, last)
+	if last := first + int64(len(entries)) - 1; last != stateRev {
+		return len(entries), &ChainError{Revision: min(last, stateRev) + 1,
+			Problem: fmt.Sprintf("the state has revision %d but the history ends at %d (events missing)", stateRev, last)}
 	}
-	return nil
+	return len(entries), nil
 }

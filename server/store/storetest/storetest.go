@@ -549,15 +549,21 @@ func Run(t *testing.T, client redis.UniversalClient) {
 	})
 
 	runRotation(t, client)
+	runRights(t, client)
 }
 
 // NewStore returns a store on a fresh key prefix, and the prefix.
 func NewStore(t testing.TB, client redis.UniversalClient) (*store.Store, string) {
 	t.Helper()
+	prefix := newPrefix()
+	return NewStoreOn(t, client, prefix, HMACKey), prefix
+}
+
+// newPrefix is a fresh key prefix, so tests can share one Redis.
+func newPrefix() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	prefix := "storetest-" + hex.EncodeToString(b)
-	return NewStoreOn(t, client, prefix, HMACKey), prefix
+	return "storetest-" + hex.EncodeToString(b)
 }
 
 // NewStoreOn returns a store on prefix (from NewStore) with active as its
