@@ -23,6 +23,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		fieldErr    *domain.FieldError
 		minRevErr   *minRevisionError
 		conflictErr *store.ConflictError
+		precondErr  *preconditionError
 	)
 	switch {
 	case errors.As(err, &fieldErr):
@@ -30,6 +31,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.As(err, &minRevErr):
 		return withField(codes.FailedPrecondition, minRevErr.Error(), minRevErr.field,
 			fmt.Sprintf("the store has revision %d", minRevErr.current))
+	case errors.As(err, &precondErr):
+		return withField(codes.FailedPrecondition, precondErr.Error(), precondErr.field, precondErr.reason)
 	case errors.As(err, &conflictErr):
 		msg := fmt.Sprintf("expected_revision: %d does not match the subject's revision %d", conflictErr.Expected, conflictErr.Current)
 		return withField(codes.Aborted, msg, "expected_revision", msg)

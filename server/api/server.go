@@ -28,10 +28,13 @@ const (
 // Store is what the handlers need from storage.
 type Store interface {
 	Get(ctx context.Context, subjectID string) (domain.Record, error)
+	GetOwn(ctx context.Context, subjectID string) (domain.Record, error)
 	GetPurposes(ctx context.Context, subjectID string, purposes []string) (domain.Record, error)
 	GetMany(ctx context.Context, lookups []store.Lookup) ([]domain.Record, error)
 	Write(ctx context.Context, w store.Write) (store.WriteResult, error)
 	Events(ctx context.Context, subjectID string, before int64, limit int) ([]store.Event, error)
+	CheckChain(ctx context.Context, subjectID string) (int, error)
+	Erase(ctx context.Context, e store.Erasure) (store.EraseResult, error)
 }
 
 // Server is the ConsentService.

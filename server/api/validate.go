@@ -32,6 +32,13 @@ func checkMinRevision(field string, want, current int64) error {
 	return nil
 }
 
+// preconditionError: the request is well formed but the subject is not in
+// the state it needs (e.g. a guardian confirming a subject that is not a
+// minor). It becomes FailedPrecondition naming the field.
+type preconditionError struct{ field, reason string }
+
+func (e *preconditionError) Error() string { return e.field + ": " + e.reason }
+
 // validateWrite checks the fields UpdateConsent and WithdrawConsent share.
 func validateWrite(source consentv1.Source, region string, expected *int64, idempotencyKey string) error {
 	if _, known := consentv1.Source_name[int32(source)]; !known {

@@ -98,7 +98,8 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	for _, k := range keySet.HMAC[1:] {
 		previousHMAC = append(previousHMAC, k.Secret)
 	}
-	a.store, err = store.New(a.redis, store.Options{HMACKey: keySet.ActiveHMAC().Secret, PreviousHMACKeys: previousHMAC, Sealer: sealer})
+	a.store, err = store.New(a.redis, store.Options{HMACKey: keySet.ActiveHMAC().Secret, PreviousHMACKeys: previousHMAC, Sealer: sealer,
+		VisitorRetention: cfg.VisitorRetention, HistoryRetention: cfg.HistoryRetention, FeedRetention: cfg.FeedRetention})
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}

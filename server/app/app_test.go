@@ -107,6 +107,15 @@ func as(ctx context.Context, credential string) context.Context {
 // withCredentials is the test client's interceptor: it sends the admin API
 // key unless the call's context says otherwise.
 func withCredentials(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return invoker(credentialed(ctx), method, req, reply, cc, opts...)
+}
+
+// withStreamCredentials is withCredentials for streaming calls.
+func withStreamCredentials(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return streamer(credentialed(ctx), desc, cc, method, opts...)
+}
+
+func credentialed(ctx context.Context) context.Context {
 	credential := apiKeys["admin"]
 	if c, ok := ctx.Value(credentialsKey{}).(string); ok {
 		credential = c
@@ -114,7 +123,7 @@ func withCredentials(ctx context.Context, method string, req, reply any, cc *grp
 	if credential != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+credential)
 	}
-	return invoker(ctx, method, req, reply, cc, opts...)
+	return ctx
 }
 
 func testLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -151,7 +160,7 @@ func start(t *testing.T, redisURL string, tweak ...func(*config.Config)) *consen
 	}
 	stop := runInBackground(t, a)
 	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUnaryInterceptor(withCredentials))
+		grpc.WithUnaryInterceptor(withCredentials), grpc.WithStreamInterceptor(withStreamCredentials))
 	if err != nil {
 		t.Fatal(err)
 	}

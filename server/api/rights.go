@@ -1,0 +1,188 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	consentv1 "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server/auth"
+	"github.com/consentd/consentd/server/domain"
+	"github.com/consentd/consentd/server/store"
+)
+
+// The privacy rights: export, erase, restrict and lift. Object (withdraw
+// everything non-necessary) is WithdrawConsent; rectify is UpdateConsent,
+// whose history event keeps the old value.
+
+// ExportSubject returns everything stored about the subject. The export is
+// recorded in the history first, so the document lists it.
+func (s *Server) ExportSubject(ctx context.Context, req *consentv1.ExportSubjectRequest) (*consentv1.ExportSubjectResponse, error) {
+	operator := auth.FromContext(ctx).Kind == auth.Service
+	if err := firstError(
+		domain.ValidateSubjectID("subject_id", req.GetSubjectId()),
+		validateReason(req.GetReason(), operator),
+	); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	policy, now := s.policy(), s.now()
+	own, err := s.store.GetOwn(ctx, req.GetSubjectId())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	// A subject with nothing stored gets no record of the export: a mistyped
+	// id must not create a record about nobody.
+	if own.Revision > 0 {
+		if _, err := s.store.Write(ctx, s.statusWrite(ctx, req.GetSubjectId(), store.EventExport, req.GetReason())); err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+	}
+	rec, err := s.store.Get(ctx, req.GetSubjectId())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	events, err := s.history(ctx, req.GetSubjectId())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	checked, chainErr := s.store.CheckChain(ctx, req.GetSubjectId())
+	chain := &consentv1.ChainVerification{Valid: chainErr == nil, EventsChecked: int64(checked)}
+	var broken *store.ChainError
+	switch {
+	case errors.As(chainErr, &broken):
+		chain.FirstInvalidRevision, chain.Problem = broken.Revision, broken.Problem
+	case chainErr != nil:
+		return nil, s.toStatus(ctx, chainErr)
+	}
+
+	resp := &consentv1.ExportSubjectResponse{
+		SubjectId:  req.GetSubjectId(),
+		ExportTime: timestamppb.New(now),
+		Consent:    consentToProto(policy, req.GetSubjectId(), rec, "", now),
+		Policy:     policyToProto(policy),
+		Chain:      chain,
+	}
+	for _, e := range events {
+		resp.Events = append(resp.Events, eventToProto(e))
+		if e.PolicyVersion != "" && !slices.Contains(resp.PolicyVersions, e.PolicyVersion) {
+			resp.PolicyVersions = append(resp.PolicyVersions, e.PolicyVersion)
+		}
+	}
+	return resp, nil
+}
+
+// history is the subject's whole history, oldest first.
+func (s *Server) history(ctx context.Context, subjectID string) ([]store.Event, error) {
+	var all []store.Event
+	before := int64(0)
+	for {
+		page, err := s.store.Events(ctx, subjectID, before, MaxEventsPageSize)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if len(page) < MaxEventsPageSize {
+			break
+		}
+		before = page[len(page)-1].Revision
+	}
+	slices.Reverse(all)
+	return all, nil
+}
+
+// EraseSubject deletes the subject, and a user's linked visitors with it.
+func (s *Server) EraseSubject(ctx context.Context, req *consentv1.EraseSubjectRequest) (*consentv1.EraseSubjectResponse, error) {
+	operator := auth.FromContext(ctx).Kind == auth.Service
+	if err := firstError(
+		domain.ValidateSubjectID("subject_id", req.GetSubjectId()),
+		validateReason(req.GetReason(), operator),
+	); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	now := s.now()
+	erasure := store.Erasure{SubjectID: req.GetSubjectId(), Actor: auth.FromContext(ctx).Actor(), Reason: req.GetReason(), Channel: channel(ctx), Now: now}
+	res, err := s.store.Erase(ctx, erasure)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	resp := &consentv1.EraseSubjectResponse{Erased: res.Erased, EraseTime: timestamppb.New(now)}
+	// A user's visitors point at the user (their link holds the user's id):
+	// they go too. A visitor's erasure leaves its user alone: the browser's
+	// record is not the account's.
+	if !domain.IsVisitorID(req.GetSubjectId()) {
+		for _, visitor := range res.LinkedVisitors {
+			own, err := s.store.GetOwn(ctx, visitor)
+			if err != nil {
+				return nil, s.toStatus(ctx, err)
+			}
+			if own.LinkedTo != req.GetSubjectId() {
+				continue // linked to someone else since, or erased already
+			}
+			erasure.SubjectID = visitor
+			if _, err := s.store.Erase(ctx, erasure); err != nil {
+				return nil, s.toStatus(ctx, err)
+			}
+			resp.LinkedSubjectsErased++
+		}
+	}
+	return resp, nil
+}
+
+// RestrictProcessing denies every non-necessary purpose until lifted.
+func (s *Server) RestrictProcessing(ctx context.Context, req *consentv1.RestrictProcessingRequest) (*consentv1.RestrictProcessingResponse, error) {
+	consent, err := s.setRestriction(ctx, req.GetSubjectId(), req.GetReason(), true)
+	if err != nil {
+		return nil, err
+	}
+	return &consentv1.RestrictProcessingResponse{Consent: consent}, nil
+}
+
+// LiftRestriction lets the subject's decisions count again.
+func (s *Server) LiftRestriction(ctx context.Context, req *consentv1.LiftRestrictionRequest) (*consentv1.LiftRestrictionResponse, error) {
+	consent, err := s.setRestriction(ctx, req.GetSubjectId(), req.GetReason(), false)
+	if err != nil {
+		return nil, err
+	}
+	return &consentv1.LiftRestrictionResponse{Consent: consent}, nil
+}
+
+func (s *Server) setRestriction(ctx context.Context, subjectID, reason string, restricted bool) (*consentv1.Consent, error) {
+	if err := firstError(
+		domain.ValidateSubjectID("subject_id", subjectID),
+		validateReason(reason, true),
+	); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	eventType := store.EventRestrict
+	if !restricted {
+		eventType = store.EventLift
+	}
+	w := s.statusWrite(ctx, subjectID, eventType, reason)
+	w.Restrict = &restricted
+	return s.writeStatus(ctx, w)
+}
+
+// statusWrite is a write of no decisions, recorded as an event of
+// eventType by the caller. A linked visitor's status is its user's.
+func (s *Server) statusWrite(ctx context.Context, subjectID, eventType, reason string) store.Write {
+	return store.Write{
+		SubjectID:  subjectID,
+		FollowLink: eventType != store.EventExport, // an export is of the subject's own data
+		Event: store.EventInfo{
+			Type: eventType, Actor: auth.FromContext(ctx).Actor(), Source: domain.SourceAPI,
+			PolicyVersion: s.policy().Version, Channel: channel(ctx), Reason: reason,
+		},
+		Now: s.now(),
+	}
+}
+
+// writeStatus applies a status write and answers with the consent after it.
+func (s *Server) writeStatus(ctx context.Context, w store.Write) (*consentv1.Consent, error) {
+	res, err := s.store.Write(ctx, w)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	return consentToProto(s.policy(), w.SubjectID, res.Record, "", w.Now), nil
+}
