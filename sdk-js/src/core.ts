@@ -85,6 +85,8 @@ const REASON_CODES: Record<Reason, string> = {
   expired: "x",
   policy_changed: "p",
   necessary: "n",
+  restricted: "r",
+  awaiting_guardian: "a",
 };
 
 const SUBJECT_ID = /^[A-Za-z0-9._:@+-]{1,128}$/;

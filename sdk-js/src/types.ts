@@ -22,7 +22,15 @@ export interface Policy {
 }
 
 /** Why a purpose is allowed or not (the service's Reason, lower case). */
-export type Reason = "explicit" | "default" | "gpc" | "expired" | "policy_changed" | "necessary";
+export type Reason =
+  | "explicit"
+  | "default"
+  | "gpc"
+  | "expired"
+  | "policy_changed"
+  | "necessary"
+  | "restricted"
+  | "awaiting_guardian";
 
 export interface PurposeState {
   allowed: boolean;

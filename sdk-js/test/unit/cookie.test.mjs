@@ -22,7 +22,7 @@ test("the cookie round-trips subject, revision and every purpose's answer and re
   const value = encodeCookie(cached);
   assert.equal(value, "1|v_4FqKx9Zr2LmN8pQw1tYb3c|3|necessary:N/functional:e/analytics:E/ads:g/marketing.email:d");
   assert.deepEqual(decodeCookie(value), cached);
-  for (const reason of ["explicit", "default", "gpc", "expired", "policy_changed", "necessary"]) {
+  for (const reason of ["explicit", "default", "gpc", "expired", "policy_changed", "necessary", "restricted", "awaiting_guardian"]) {
     for (const allowed of [true, false]) {
       const state = { subjectId: null, revision: 0, purposes: { analytics: { allowed, reason } } };
       assert.deepEqual(decodeCookie(encodeCookie(state)), state);
