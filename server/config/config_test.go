@@ -17,7 +17,9 @@ func TestDefaultsNeedOnlyKeysFiles(t *testing.T) {
 	if c.RedisURL != "redis://127.0.0.1:6379/0" || c.GRPCAddr != "127.0.0.1:9090" || c.HTTPAddr != "127.0.0.1:8080" ||
 		c.PolicyPath != "" || c.RedisTimeout != time.Second || c.LogFormat != "json" || c.Demo ||
 		c.TokenTTL != 180*24*time.Hour || len(c.CORSOrigins) != 0 ||
-		c.RateLimitIP.Rate != 20 || c.RateLimitIP.Period != time.Second || !c.RateLimitKey.IsZero() || c.TrustedProxyHops != 0 {
+		c.RateLimitIP.Rate != 20 || c.RateLimitIP.Period != time.Second || !c.RateLimitKey.IsZero() || c.TrustedProxyHops != 0 ||
+		c.VisitorRetention != 396*24*time.Hour || c.HistoryRetention != 0 || c.FeedRetention != 35*24*time.Hour ||
+		c.FeedPollInterval != 250*time.Millisecond || c.FeedMonitorInterval != 30*time.Second {
 		t.Errorf("defaults = %+v", c)
 	}
 }
@@ -82,6 +84,11 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		{"bad log level", []string{"--keys-file=k", "--log-level=loud"}, nil, "--log-level"},
 		{"bad duration in env", []string{"--keys-file=k"}, map[string]string{"CONSENTD_REDIS_TIMEOUT": "soon"}, "CONSENTD_REDIS_TIMEOUT"},
 		{"negative timeout", []string{"--keys-file=k", "--redis-timeout=-1s"}, nil, "must be positive"},
+		{"visitor retention too short", []string{"--keys-file=k", "--demo", "--visitor-retention=10m"}, nil, "--visitor-retention (CONSENTD_VISITOR_RETENTION): must be at least 1h0m0s"},
+		{"negative history retention", []string{"--keys-file=k", "--demo", "--history-retention=-1h"}, nil, "--history-retention (CONSENTD_HISTORY_RETENTION)"},
+		{"zero feed retention", []string{"--keys-file=k", "--demo", "--feed-retention=0s"}, nil, "--feed-retention (CONSENTD_FEED_RETENTION)"},
+		{"zero feed poll interval", []string{"--keys-file=k", "--demo", "--feed-poll-interval=0s"}, nil, "--feed-poll-interval"},
+		{"zero feed monitor interval", []string{"--keys-file=k", "--demo"}, map[string]string{"CONSENTD_FEED_MONITOR_INTERVAL": "0s"}, "--feed-monitor-interval"},
 		{"unknown flag", []string{"--keys-file=k", "--colour=red"}, nil, "flag provided but not defined: -colour"},
 		{"stray argument", []string{"--keys-file=k", "serve"}, nil, `unexpected argument "serve"`},
 	} {
