@@ -41,6 +41,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, store.ErrIdempotencyMismatch):
 		msg := "idempotency_key: already used for a different request"
 		return withField(codes.InvalidArgument, msg, "idempotency_key", msg)
+	case errors.Is(err, store.ErrConsumerNotFound):
+		return withField(codes.NotFound, "consumer: no such feed consumer; create it with CreateFeedConsumer", "consumer", "not found")
 	case errors.Is(err, store.ErrUnavailable):
 		s.logger.WarnContext(ctx, "store unavailable", "request_id", middleware.RequestID(ctx), "error", err)
 		return status.Error(codes.Unavailable, "the consent store is unavailable; retry later")

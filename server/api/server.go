@@ -46,6 +46,7 @@ type Server struct {
 	policy func() *domain.Policy // the policy in force; it can be reloaded
 	now    func() time.Time
 	logger *slog.Logger
+	feed   feedSettings // the change feed (feed.go)
 }
 
 // Option changes a Server default.

@@ -59,6 +59,8 @@ type App struct {
 	httpListener net.Listener
 	inProcess    *bufconn.Listener // the gateway's way into the gRPC server
 	gatewayConn  *grpc.ClientConn
+
+	feed *feedRuntime // ends watch streams at shutdown; publishes consumer lag (feed.go)
 }
 
 // New builds consentd and binds its listeners; Run serves. Everything that
@@ -110,6 +112,8 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	a.redis.AddHook(redisErrors)
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		grpcMetrics, redisErrors)
+	a.feed = newFeedRuntime(a.store.Consumers, cfg.FeedMonitorInterval, logger)
+	metrics.MustRegister(a.feed.monitor)
 
 	apiKeys, err := loadAPIKeys(cfg)
 	if err != nil {
@@ -145,7 +149,8 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 			authn.Stream,
 		),
 	}
-	service := api.New(a.store, a.policy.Load, api.WithLogger(logger), api.WithTokens(tokens))
+	service := api.New(a.store, a.policy.Load, api.WithLogger(logger), api.WithTokens(tokens),
+		api.WithFeed(a.store, cfg.FeedPollInterval), api.WithShutdown(a.feed.streamsDone))
 	a.health = health.NewServer()
 	newGRPCServer := func(opts ...grpc.ServerOption) *grpc.Server {
 		s := grpc.NewServer(append(opts, interceptors...)...)
@@ -214,6 +219,7 @@ func (a *App) Run(ctx context.Context) error {
 		serveErr <- a.http.Serve(a.httpListener)
 	}()
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	a.feed.start()
 	a.logger.Info("consentd serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "policy_version", a.policy.Load().Version)
 
 	var err error
@@ -228,6 +234,7 @@ func (a *App) Run(ctx context.Context) error {
 func (a *App) shutdown() error {
 	a.logger.Info("consentd shutting down: finishing in-flight calls", "timeout", a.cfg.ShutdownTimeout.String())
 	a.health.Shutdown()
+	a.feed.stop() // watch streams end now, or the graceful stops below would wait for them
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	// HTTP first: its calls go through the gRPC server, which must still serve.

@@ -17,6 +17,8 @@ import (
 //	<prefix>:{p<partition>}:i:<id>             idempotency records of one subject (hash)
 //	<prefix>:{p<partition>}:feed               change feed stream of a partition
 //	<prefix>:{p<partition>}:tomb               anonymous tombstones of erased subjects (list)
+//	<prefix>:{p<partition>}:trimmed            per feed consumer, entries trimmed before it acknowledged them (hash)
+//	<prefix>:consumers                         names of the feed consumers (set; no hash tag: read alone)
 //
 // <id> is a keyed hash (HMAC-SHA256 with the operator's key, first 16 bytes,
 // base64url) of the subject id: raw subject ids never appear in key names, so
@@ -106,3 +108,10 @@ func (s *Store) feedKey(partition int) string {
 func (s *Store) partitionBase(partition int) string {
 	return s.opts.Prefix + ":{p" + strconv.Itoa(partition) + "}"
 }
+
+// consumersKey is the set of the change feed's consumer names.
+func (s *Store) consumersKey() string { return s.opts.Prefix + ":consumers" }
+
+// trimmedKey counts, per consumer, a partition's feed entries trimmed before
+// the consumer acknowledged them.
+func (s *Store) trimmedKey(partition int) string { return s.partitionBase(partition) + ":trimmed" }
