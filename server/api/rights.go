@@ -20,11 +20,7 @@ import (
 // ExportSubject returns everything stored about the subject. The export is
 // recorded in the history first, so the document lists it.
 func (s *Server) ExportSubject(ctx context.Context, req *consentv1.ExportSubjectRequest) (*consentv1.ExportSubjectResponse, error) {
-	operator := auth.FromContext(ctx).Kind == auth.Service
-	if err := firstError(
-		domain.ValidateSubjectID("subject_id", req.GetSubjectId()),
-		validateReason(req.GetReason(), operator),
-	); err != nil {
+	if err := validateRightsRequest(ctx, req.GetSubjectId(), req.GetReason()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	policy, now := s.policy(), s.now()
@@ -73,6 +69,16 @@ func (s *Server) ExportSubject(ctx context.Context, req *consentv1.ExportSubject
 	return resp, nil
 }
 
+// validateRightsRequest checks a request an operator (API key) must give a
+// reason for, and a person may make with their own token without one.
+func validateRightsRequest(ctx context.Context, subjectID, reason string) error {
+	operator := auth.FromContext(ctx).Kind == auth.Service
+	return firstError(
+		domain.ValidateSubjectID("subject_id", subjectID),
+		validateReason(reason, operator),
+	)
+}
+
 // history is the subject's whole history, oldest first.
 func (s *Server) history(ctx context.Context, subjectID string) ([]store.Event, error) {
 	var all []store.Event
@@ -94,11 +100,7 @@ func (s *Server) history(ctx context.Context, subjectID string) ([]store.Event, 
 
 // EraseSubject deletes the subject, and a user's linked visitors with it.
 func (s *Server) EraseSubject(ctx context.Context, req *consentv1.EraseSubjectRequest) (*consentv1.EraseSubjectResponse, error) {
-	operator := auth.FromContext(ctx).Kind == auth.Service
-	if err := firstError(
-		domain.ValidateSubjectID("subject_id", req.GetSubjectId()),
-		validateReason(req.GetReason(), operator),
-	); err != nil {
+	if err := validateRightsRequest(ctx, req.GetSubjectId(), req.GetReason()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	now := s.now()
