@@ -24,8 +24,12 @@ import (
 
 // Config is every setting, with its defaults applied.
 type Config struct {
-	RedisURL         string        // redis://[:password@]host:port/db
+	RedisURL         string        // redis://[:password@]host:port/db (standalone mode)
 	RedisTimeout     time.Duration // per Redis command; a dead Redis fails calls after this, never hangs them
+	RedisMode        string        // standalone, cluster or sentinel
+	RedisAddrs       []string      // cluster: seed nodes; sentinel: the sentinels (host:port each)
+	RedisMaster      string        // sentinel: the master's name
+	RedisPassword    string        // from CONSENTD_REDIS_PASSWORD only (cluster and sentinel modes; standalone puts it in the URL)
 	GRPCAddr         string
 	HTTPAddr         string
 	PolicyPath       string // "" means the policy shipped in the binary (deploy/policy.yaml)
@@ -45,6 +49,9 @@ type Config struct {
 	LogFormat        string          // json or text
 	LogLevel         slog.Level
 	ShutdownTimeout  time.Duration
+	DrainDelay       time.Duration // on SIGTERM, /readyz fails this long before the listeners stop, so load balancers stop sending
+	OTLPEndpoint     string        // OpenTelemetry traces go to this OTLP/gRPC collector (host:port); "" turns tracing off
+	TraceSampleRatio float64       // the share of requests traced when tracing is on
 
 	// Retention, enforced by Redis TTLs and stream trimming.
 	VisitorRetention time.Duration // anonymous visitors' records: deleted after this long without a write
@@ -56,18 +63,66 @@ type Config struct {
 	FeedMonitorInterval time.Duration // how often the consumer-lag metrics are refreshed
 }
 
-// setting is one flag and its environment variable.
-type setting struct {
-	flag, env, usage string
+// EnvOnly are the settings that have no flag, because flags show in ps.
+var EnvOnly = []string{"CONSENTD_API_KEY", "CONSENTD_REDIS_PASSWORD"}
+
+// Flag is one of consentd's flags, for tools and tests that check
+// deployment files against the real settings.
+type Flag struct{ Name, Env, Default string }
+
+// Flags lists every flag with its environment variable and default.
+func Flags() []Flag {
+	var out []Flag
+	fs, _, _, _ := define(func(string) string { return "" }, io.Discard)
+	fs.VisitAll(func(f *flag.Flag) { out = append(out, Flag{Name: f.Name, Env: envName(f.Name), Default: f.DefValue}) })
+	return out
+}
+
+// text holds the flags that are parsed as text and checked after parsing.
+type text struct {
+	logLevel, corsOrigins, rateIP, rateKey, hops, redisAddrs, sampleRatio string
 }
 
 // Load parses args (without the program name) and the environment. getenv
 // is os.Getenv outside tests.
 func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
+	fs, c, t, err := define(getenv, usageOut)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q: every setting is a --flag", fs.Arg(0))
+	}
+	c.CORSOrigins = commaList(t.corsOrigins)
+	c.RedisAddrs = commaList(t.redisAddrs)
+	var err2 error
+	if c.RateLimitIP, err2 = ratelimit.ParseLimit(t.rateIP); err2 != nil {
+		return Config{}, fmt.Errorf("--rate-limit-ip (CONSENTD_RATE_LIMIT_IP): %v", err2)
+	}
+	if c.RateLimitKey, err2 = ratelimit.ParseLimit(t.rateKey); err2 != nil {
+		return Config{}, fmt.Errorf("--rate-limit-key (CONSENTD_RATE_LIMIT_KEY): %v", err2)
+	}
+	if c.TrustedProxyHops, err2 = strconv.Atoi(t.hops); err2 != nil || c.TrustedProxyHops < 0 || c.TrustedProxyHops > 10 {
+		return Config{}, fmt.Errorf("--trusted-proxy-hops (CONSENTD_TRUSTED_PROXY_HOPS): %q is not a number from 0 to 10", t.hops)
+	}
+	if c.TraceSampleRatio, err2 = strconv.ParseFloat(t.sampleRatio, 64); err2 != nil || c.TraceSampleRatio < 0 || c.TraceSampleRatio > 1 {
+		return Config{}, fmt.Errorf("--trace-sample-ratio (CONSENTD_TRACE_SAMPLE_RATIO): %q is not a number from 0 to 1", t.sampleRatio)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(t.logLevel)); err != nil {
+		return Config{}, fmt.Errorf("--log-level (CONSENTD_LOG_LEVEL): %q is not one of debug, info, warn, error", t.logLevel)
+	}
+	return *c, c.validate()
+}
+
+// define registers every flag on a new FlagSet, its default taken from the
+// flag's environment variable when that is set.
+func define(getenv func(string) string, usageOut io.Writer) (*flag.FlagSet, *Config, *text, error) {
 	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
-	var c Config
-	var logLevel, corsOrigins, rateIP, rateKey, hops string
+	c, t := &Config{}, &text{}
 	str := func(dst *string, name, def, usage string) {
 		env := envName(name)
 		if v := getenv(env); v != "" {
@@ -87,31 +142,38 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		fs.DurationVar(dst, name, def, usage+" (env "+env+")")
 		return nil
 	}
-	str(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis to store consent in, redis://[:password@]host:port/db")
+	str(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis to store consent in (standalone mode), redis://[:password@]host:port/db")
+	str(&c.RedisMode, "redis-mode", "standalone", "standalone (--redis-url), cluster (--redis-addrs: seed nodes) or sentinel (--redis-addrs: sentinels, --redis-master)")
+	str(&t.redisAddrs, "redis-addrs", "", "cluster: comma-separated seed nodes; sentinel: the sentinels (host:port each)")
+	str(&c.RedisMaster, "redis-master", "", "sentinel mode: the name of the master the sentinels watch")
 	str(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "address the gRPC API listens on")
 	str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address the REST API, health, metrics and OpenAPI listen on")
 	str(&c.PolicyPath, "policy", "", "policy file (purposes and regions); empty: the shipped deploy/policy.yaml")
 	str(&c.KeysFile, "keys-file", "", "the operator's key file (HMAC key for Redis key names); required")
 	str(&c.DemoSite, "demo-site", "", "demo mode only: the sdk-js folder; its demo/ is served at /demo/ and dist/ at /sdk/")
 	str(&c.APIKeysFile, "api-keys-file", "", "API keys file: names, SHA-256 hashes and scopes of the services' keys")
-	str(&corsOrigins, "cors-origins", "", "comma-separated site origins allowed to call the REST API from a browser, e.g. https://shop.example")
-	str(&rateIP, "rate-limit-ip", "20/s", "calls per client IP from browsers and public endpoints, like 20/s or 600/m; 0: unlimited")
-	str(&rateKey, "rate-limit-key", "0", "calls per API key, like 5000/s; 0: unlimited")
-	str(&hops, "trusted-proxy-hops", "0", "proxies in front of consentd that append the client to X-Forwarded-For")
+	str(&t.corsOrigins, "cors-origins", "", "comma-separated site origins allowed to call the REST API from a browser, e.g. https://shop.example")
+	str(&t.rateIP, "rate-limit-ip", "20/s", "calls per client IP from browsers and public endpoints, like 20/s or 600/m; 0: unlimited")
+	str(&t.rateKey, "rate-limit-key", "0", "calls per API key, like 5000/s; 0: unlimited")
+	str(&t.hops, "trusted-proxy-hops", "0", "proxies in front of consentd that append the client to X-Forwarded-For")
 	str(&c.TLSCert, "tls-cert", "", "PEM certificate for TLS on both listeners; empty: plaintext")
 	str(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	str(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificate: require client certificates it signed (mutual TLS)")
 	str(&c.LogFormat, "log-format", "json", "log format: json or text")
+	str(&c.OTLPEndpoint, "otlp-endpoint", "", "send OpenTelemetry traces to this OTLP/gRPC collector (host:port); empty: tracing off")
+	str(&t.sampleRatio, "trace-sample-ratio", "0.1", "with --otlp-endpoint: the share of requests traced, 0 to 1")
 	c.APIKey = getenv("CONSENTD_API_KEY")
+	c.RedisPassword = getenv("CONSENTD_REDIS_PASSWORD")
 	demoDefault, err := strconv.ParseBool(orDefault(getenv("CONSENTD_DEMO"), "false"))
 	if err != nil {
-		return Config{}, fmt.Errorf("CONSENTD_DEMO: %q is not true or false", getenv("CONSENTD_DEMO"))
+		return nil, nil, nil, fmt.Errorf("CONSENTD_DEMO: %q is not true or false", getenv("CONSENTD_DEMO"))
 	}
 	fs.BoolVar(&c.Demo, "demo", demoDefault, "demo mode: calls without credentials are allowed (make run only, never in production) (env CONSENTD_DEMO)")
-	str(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	str(&t.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := errors.Join(
 		dur(&c.RedisTimeout, "redis-timeout", time.Second, "how long one Redis command may take before the call fails with Unavailable"),
 		dur(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM"),
+		dur(&c.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long /readyz fails while still serving, so load balancers stop sending first"),
 		dur(&c.TokenTTL, "token-ttl", 180*24*time.Hour, "how long a subject token lives (refreshable before it ends)"),
 		dur(&c.VisitorRetention, "visitor-retention", 396*24*time.Hour, "anonymous visitors' records (state and history) are deleted after this long without a write (default 13 months)"),
 		dur(&c.HistoryRetention, "history-retention", 0, "a subject's history is deleted after this long without a write; 0: kept as long as the record"),
@@ -119,33 +181,19 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		dur(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often a change-feed watch looks for new changes while idle"),
 		dur(&c.FeedMonitorInterval, "feed-monitor-interval", 30*time.Second, "how often the change-feed consumer lag metrics are refreshed"),
 	); err != nil {
-		return Config{}, err
+		return nil, nil, nil, err
 	}
-	if err := fs.Parse(args); err != nil {
-		return Config{}, err
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q: every setting is a --flag", fs.Arg(0))
-	}
-	for _, o := range strings.Split(corsOrigins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			c.CORSOrigins = append(c.CORSOrigins, o)
+	return fs, c, t, nil
+}
+
+func commaList(v string) []string {
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
 		}
 	}
-	var err2 error
-	if c.RateLimitIP, err2 = ratelimit.ParseLimit(rateIP); err2 != nil {
-		return Config{}, fmt.Errorf("--rate-limit-ip (CONSENTD_RATE_LIMIT_IP): %v", err2)
-	}
-	if c.RateLimitKey, err2 = ratelimit.ParseLimit(rateKey); err2 != nil {
-		return Config{}, fmt.Errorf("--rate-limit-key (CONSENTD_RATE_LIMIT_KEY): %v", err2)
-	}
-	if c.TrustedProxyHops, err2 = strconv.Atoi(hops); err2 != nil || c.TrustedProxyHops < 0 || c.TrustedProxyHops > 10 {
-		return Config{}, fmt.Errorf("--trusted-proxy-hops (CONSENTD_TRUSTED_PROXY_HOPS): %q is not a number from 0 to 10", hops)
-	}
-	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
-		return Config{}, fmt.Errorf("--log-level (CONSENTD_LOG_LEVEL): %q is not one of debug, info, warn, error", logLevel)
-	}
-	return c, c.validate()
+	return out
 }
 
 func orDefault(v, def string) string {
@@ -210,6 +258,34 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout (CONSENTD_SHUTDOWN_TIMEOUT): must be positive, got %s", c.ShutdownTimeout))
+	}
+	switch c.RedisMode {
+	case "standalone":
+		if len(c.RedisAddrs) > 0 || c.RedisMaster != "" {
+			errs = append(errs, errors.New("--redis-addrs and --redis-master (CONSENTD_REDIS_ADDRS, CONSENTD_REDIS_MASTER): only with --redis-mode cluster or sentinel"))
+		}
+	case "cluster", "sentinel":
+		if len(c.RedisAddrs) == 0 {
+			errs = append(errs, fmt.Errorf("--redis-addrs (CONSENTD_REDIS_ADDRS): required with --redis-mode %s", c.RedisMode))
+		}
+		for _, addr := range c.RedisAddrs {
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				errs = append(errs, fmt.Errorf("--redis-addrs (CONSENTD_REDIS_ADDRS): %q is not host:port", addr))
+			}
+		}
+		if (c.RedisMode == "sentinel") != (c.RedisMaster != "") {
+			errs = append(errs, errors.New("--redis-master (CONSENTD_REDIS_MASTER): required with --redis-mode sentinel, and only then"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--redis-mode (CONSENTD_REDIS_MODE): %q is not standalone, cluster or sentinel", c.RedisMode))
+	}
+	if c.OTLPEndpoint != "" {
+		if _, _, err := net.SplitHostPort(c.OTLPEndpoint); err != nil {
+			errs = append(errs, fmt.Errorf("--otlp-endpoint (CONSENTD_OTLP_ENDPOINT): %q is not host:port", c.OTLPEndpoint))
+		}
+	}
+	if c.DrainDelay < 0 || c.DrainDelay >= c.ShutdownTimeout {
+		errs = append(errs, fmt.Errorf("--drain-delay (CONSENTD_DRAIN_DELAY): must be 0 or more and shorter than --shutdown-timeout (%s), got %s", c.ShutdownTimeout, c.DrainDelay))
 	}
 	for _, d := range []struct {
 		name     string

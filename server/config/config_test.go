@@ -19,7 +19,8 @@ func TestDefaultsNeedOnlyKeysFiles(t *testing.T) {
 		c.TokenTTL != 180*24*time.Hour || len(c.CORSOrigins) != 0 ||
 		c.RateLimitIP.Rate != 20 || c.RateLimitIP.Period != time.Second || !c.RateLimitKey.IsZero() || c.TrustedProxyHops != 0 ||
 		c.VisitorRetention != 396*24*time.Hour || c.HistoryRetention != 0 || c.FeedRetention != 35*24*time.Hour ||
-		c.FeedPollInterval != 250*time.Millisecond || c.FeedMonitorInterval != 30*time.Second {
+		c.FeedPollInterval != 250*time.Millisecond || c.FeedMonitorInterval != 30*time.Second ||
+		c.RedisMode != "standalone" || c.DrainDelay != 5*time.Second || c.OTLPEndpoint != "" || c.TraceSampleRatio != 0.1 {
 		t.Errorf("defaults = %+v", c)
 	}
 }
@@ -89,6 +90,14 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		{"zero feed retention", []string{"--keys-file=k", "--demo", "--feed-retention=0s"}, nil, "--feed-retention (CONSENTD_FEED_RETENTION)"},
 		{"zero feed poll interval", []string{"--keys-file=k", "--demo", "--feed-poll-interval=0s"}, nil, "--feed-poll-interval"},
 		{"zero feed monitor interval", []string{"--keys-file=k", "--demo"}, map[string]string{"CONSENTD_FEED_MONITOR_INTERVAL": "0s"}, "--feed-monitor-interval"},
+		{"unknown redis mode", []string{"--keys-file=k", "--demo", "--redis-mode=ring"}, nil, "--redis-mode (CONSENTD_REDIS_MODE)"},
+		{"cluster without addresses", []string{"--keys-file=k", "--demo", "--redis-mode=cluster"}, nil, "--redis-addrs (CONSENTD_REDIS_ADDRS): required"},
+		{"bad cluster address", []string{"--keys-file=k", "--demo", "--redis-mode=cluster", "--redis-addrs=a:1,b"}, nil, `"b" is not host:port`},
+		{"sentinel without a master", []string{"--keys-file=k", "--demo", "--redis-mode=sentinel", "--redis-addrs=a:1"}, nil, "--redis-master"},
+		{"addresses in standalone mode", []string{"--keys-file=k", "--demo", "--redis-addrs=a:1"}, nil, "only with --redis-mode cluster or sentinel"},
+		{"bad OTLP endpoint", []string{"--keys-file=k", "--demo", "--otlp-endpoint=collector"}, nil, "--otlp-endpoint"},
+		{"bad sample ratio", []string{"--keys-file=k", "--demo", "--trace-sample-ratio=2"}, nil, "--trace-sample-ratio"},
+		{"drain longer than shutdown", []string{"--keys-file=k", "--demo", "--drain-delay=20s"}, nil, "--drain-delay"},
 		{"unknown flag", []string{"--keys-file=k", "--colour=red"}, nil, "flag provided but not defined: -colour"},
 		{"stray argument", []string{"--keys-file=k", "serve"}, nil, `unexpected argument "serve"`},
 	} {
@@ -98,5 +107,20 @@ func TestBadSettingsAreNamed(t *testing.T) {
 				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestFlagsListsEverySettingWithItsVariable(t *testing.T) {
+	flags := map[string]Flag{}
+	for _, f := range Flags() {
+		flags[f.Name] = f
+	}
+	for name, env := range map[string]string{"redis-url": "CONSENTD_REDIS_URL", "redis-mode": "CONSENTD_REDIS_MODE", "drain-delay": "CONSENTD_DRAIN_DELAY", "demo": "CONSENTD_DEMO"} {
+		if flags[name].Env != env {
+			t.Errorf("%s: %+v, want env %s", name, flags[name], env)
+		}
+	}
+	if flags["http-addr"].Default != "127.0.0.1:8080" || len(flags) < 30 {
+		t.Errorf("Flags() = %v", flags)
 	}
 }
