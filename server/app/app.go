@@ -60,7 +60,9 @@ type App struct {
 	inProcess    *bufconn.Listener // the gateway's way into the gRPC server
 	gatewayConn  *grpc.ClientConn
 
-	feed *feedRuntime // ends watch streams at shutdown; publishes consumer lag (feed.go)
+	feed     *feedRuntime // ends watch streams at shutdown; publishes consumer lag (feed.go)
+	tracing  *tracing     // OpenTelemetry spans, when --otlp-endpoint is set (tracing.go)
+	draining atomic.Bool  // set on shutdown: /readyz fails while calls are still served
 }
 
 // New builds consentd and binds its listeners; Run serves. Everything that
@@ -152,6 +154,10 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	service := api.New(a.store, a.policy.Load, api.WithLogger(logger), api.WithTokens(tokens),
 		api.WithFeed(a.store, cfg.FeedPollInterval), api.WithShutdown(a.feed.streamsDone))
 	a.health = health.NewServer()
+	if a.tracing, err = newTracing(cfg); err != nil {
+		return nil, errors.Join(err, a.redis.Close())
+	}
+	interceptors = append(interceptors, a.tracing.serverOptions()...)
 	newGRPCServer := func(opts ...grpc.ServerOption) *grpc.Server {
 		s := grpc.NewServer(append(opts, interceptors...)...)
 		consentv1.RegisterConsentServiceServer(s, service)
@@ -183,7 +189,7 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}
-	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.store.Ping, Metrics: metrics, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite})
+	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Metrics: metrics, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite})
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}
@@ -232,11 +238,17 @@ func (a *App) Run(ctx context.Context) error {
 }
 
 func (a *App) shutdown() error {
-	a.logger.Info("consentd shutting down: finishing in-flight calls", "timeout", a.cfg.ShutdownTimeout.String())
-	a.health.Shutdown()
-	a.feed.stop() // watch streams end now, or the graceful stops below would wait for them
+	a.logger.Info("consentd shutting down: draining, then finishing in-flight calls",
+		"drain_delay", a.cfg.DrainDelay.String(), "timeout", a.cfg.ShutdownTimeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
+	// Load balancers first: /readyz and gRPC health say "not serving" while
+	// calls are still served for the drain delay, so that by the time the
+	// listeners close no new traffic is routed here.
+	a.draining.Store(true)
+	a.health.Shutdown()
+	time.Sleep(a.cfg.DrainDelay)
+	a.feed.stop() // watch streams end now, or the graceful stops below would wait for them
 	// HTTP first: its calls go through the gRPC server, which must still serve.
 	httpErr := a.http.Shutdown(ctx)
 	stopped := make(chan struct{})
@@ -251,7 +263,18 @@ func (a *App) shutdown() error {
 	// never called (the errors are then "already closed" and mean nothing).
 	_ = a.grpcListener.Close()
 	_ = a.httpListener.Close()
-	return errors.Join(httpErr, a.gatewayConn.Close(), a.redis.Close())
+	return errors.Join(httpErr, a.gatewayConn.Close(), a.redis.Close(), a.tracing.shutdown(ctx))
+}
+
+// errDraining answers /readyz while consentd shuts down.
+var errDraining = errors.New("shutting down")
+
+// ready is /readyz: Redis answers and consentd is not shutting down.
+func (a *App) ready(ctx context.Context) error {
+	if a.draining.Load() {
+		return errDraining
+	}
+	return a.store.Ping(ctx)
 }
 
 // ReloadPolicy reads the policy file again. A bad file keeps the policy in

@@ -38,6 +38,7 @@ import (
 // redis-server, and talk to it over both gRPC and REST.
 
 type consentd struct {
+	app     *App
 	grpc    consentv1.ConsentServiceClient
 	conn    *grpc.ClientConn
 	baseURL string
@@ -165,7 +166,7 @@ func start(t *testing.T, redisURL string, tweak ...func(*config.Config)) *consen
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &consentd{grpc: consentv1.NewConsentServiceClient(conn), conn: conn, baseURL: "http://" + a.HTTPAddr(), logs: logs, stop: stop}
+	return &consentd{app: a, grpc: consentv1.NewConsentServiceClient(conn), conn: conn, baseURL: "http://" + a.HTTPAddr(), logs: logs, stop: stop}
 }
 
 type syncBuffer struct {

@@ -42,7 +42,9 @@ const gpcWellKnown = `{"gpc": true, "lastUpdate": "2026-11-23"}` + "\n"
 
 // Options are what the HTTP port serves besides the API.
 type Options struct {
-	// Ready reports whether the service can answer (Redis reachable).
+	// Ready reports whether the service can answer (Redis reachable, not
+	// shutting down). Its error is never shown: the probe says only "not
+	// ready", which is all a load balancer needs.
 	Ready func(ctx context.Context) error
 	// Metrics is the registry /metrics exposes.
 	Metrics *prometheus.Registry
@@ -90,7 +92,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if err := opts.Ready(ctx); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready: the consent store is unreachable\n"))
+			_, _ = w.Write([]byte("not ready\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
@@ -143,13 +145,15 @@ func corsFor(origins []string) *cors.Cors {
 }
 
 // incomingHeader forwards the headers the service reads: Sec-GPC, the
-// request id, platform client hints, and grpc-gateway's defaults
+// request id, platform client hints, W3C trace context (so a REST call's
+// span continues the caller's trace), and grpc-gateway's defaults
 // (Authorization, User-Agent and Grpc-Metadata-*).
 func incomingHeader(key string) (string, bool) {
 	switch strings.ToLower(key) {
 	case "sec-gpc":
 		return api.GPCMetadataKey, true
-	case "sec-ch-ua-platform", "sec-ch-ua-mobile": // coarse client facts for the history
+	case "sec-ch-ua-platform", "sec-ch-ua-mobile", // coarse client facts for the history
+		"traceparent", "tracestate":
 		return strings.ToLower(key), true
 	case middleware.RequestIDKey:
 		return middleware.RequestIDKey, true
