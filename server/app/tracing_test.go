@@ -74,6 +74,9 @@ func TestTracingSendsASpanPerCallAndContinuesTheCallersTrace(t *testing.T) {
 	if _, ok := names["consent.v1.ConsentService/CheckConsent"]; !ok {
 		t.Errorf("no span for the gRPC call; got %v", names)
 	}
+	if !strings.Contains(srv.logs.String(), `"trace_id":"`+traceID+`"`) {
+		t.Error("the call's log line does not name its trace")
+	}
 	if got := names["consent.v1.ConsentService/UpdateConsent"]; got != traceID {
 		t.Errorf("the REST call's span is in trace %q, want the caller's %s (spans: %v)", got, traceID, names)
 	}

@@ -13,6 +13,7 @@ import (
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -128,11 +129,18 @@ func UnaryLogging(logger *slog.Logger) grpc.UnaryServerInterceptor {
 		default:
 			level = slog.LevelError
 		}
-		logger.Log(ctx, level, "call",
+		attrs := []any{
 			"method", info.FullMethod,
 			"code", code.String(),
-			"duration_ms", float64(time.Since(start).Microseconds())/1000,
-			"request_id", RequestID(ctx))
+			"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
+			"request_id", RequestID(ctx),
+		}
+		// With tracing on, the line names its trace, to go from a log line to
+		// the trace and back.
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			attrs = append(attrs, "trace_id", sc.TraceID().String())
+		}
+		logger.Log(ctx, level, "call", attrs...)
 		return resp, err
 	}
 }
