@@ -13,6 +13,7 @@ TOOLS_BIN    := $(TOOLS)/bin
 export PATH  := $(TOOLS_BIN):$(PATH)
 BUF_VERSION             := v1.75.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+KUSTOMIZE_VERSION       := v5.7.1
 PROTOBUF_VERSION         = $(shell go list -m -f '{{.Version}}' google.golang.org/protobuf)
 GATEWAY_VERSION          = $(shell go list -m -f '{{.Version}}' github.com/grpc-ecosystem/grpc-gateway/v2)
 
@@ -65,8 +66,14 @@ $(TOOLS)/stamps/plugins-$(PROTOBUF_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)-$(GATE
 	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GATEWAY_VERSION)
 	@mkdir -p $(@D) && touch $@
 
+# kustomize renders deploy/k8s for deploy/deploy_test.go.
+$(TOOLS)/stamps/kustomize-$(KUSTOMIZE_VERSION):
+	GOBIN=$(TOOLS_BIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	@mkdir -p $(@D) && touch $@
+
 .PHONY: tools
-tools: $(TOOLS)/stamps/buf-$(BUF_VERSION) $(TOOLS)/stamps/plugins-$(PROTOBUF_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)-$(GATEWAY_VERSION)
+tools: $(TOOLS)/stamps/buf-$(BUF_VERSION) $(TOOLS)/stamps/plugins-$(PROTOBUF_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)-$(GATEWAY_VERSION) \
+  $(TOOLS)/stamps/kustomize-$(KUSTOMIZE_VERSION)
 
 # --- code generation and lint ------------------------------------------------
 
@@ -113,8 +120,8 @@ run: redis-server build sdk
 test: redis-server tools lint check-generated fuzz test-go test-sdk
 
 .PHONY: test-go
-test-go: redis-server
-	go test $(GO_TEST_FLAGS) ./...
+test-go: redis-server $(TOOLS)/stamps/kustomize-$(KUSTOMIZE_VERSION)
+	KUSTOMIZE=$(TOOLS_BIN)/kustomize go test $(GO_TEST_FLAGS) ./...
 
 # The SDK: build, type check, unit tests, size budget, then the browser tests
 # in Debian's headless Chromium against a real consentd and Redis.
