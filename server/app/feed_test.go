@@ -544,3 +544,31 @@ func fieldOf(err error) string {
 	}
 	return ""
 }
+
+func TestNormalOperationCountsNoRedisErrors(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	update(t, srv, "quiet", map[string]bool{"ads": true})
+	must(srv.grpc.CreateFeedConsumer(ctx(t), &consentv1.CreateFeedConsumerRequest{Consumer: "quiet"})).ok(t)
+	must(srv.grpc.ListFeedConsumers(ctx(t), &consentv1.ListFeedConsumersRequest{})).ok(t)
+	must(srv.grpc.ExportSubject(ctx(t), &consentv1.ExportSubjectRequest{SubjectId: "quiet", Reason: "test"})).ok(t)
+	must(srv.grpc.EraseSubject(ctx(t), &consentv1.EraseSubjectRequest{SubjectId: "quiet", Reason: "test"})).ok(t)
+	resp, err := http.Get(srv.baseURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if strings.Contains(string(b), "consentd_redis_errors_total{") {
+		t.Fatalf("Redis errors counted in normal operation:\n%s", grepLines(string(b), "consentd_redis_errors_total"))
+	}
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}

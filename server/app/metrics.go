@@ -33,23 +33,42 @@ func (c redisErrorCounter) DialHook(next redis.DialHook) redis.DialHook {
 func (c redisErrorCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		c.count(err)
+		if !handshake(cmd) {
+			c.count(err)
+		}
 		return err
 	}
 }
 
+// ProcessPipelineHook counts a failed pipeline once, by its first error
+// outside the connection handshake.
 func (c redisErrorCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		c.count(err)
+		if err != nil {
+			for _, cmd := range cmds {
+				if cmd.Err() != nil && !handshake(cmd) {
+					c.count(cmd.Err())
+					break
+				}
+			}
+		}
 		return err
 	}
 }
+
+// handshake reports a command go-redis sends when it opens a connection
+// (CLIENT SETINFO, CLIENT MAINT_NOTIFICATIONS): Redis 7.0 does not know all
+// of them, and their errors are expected and harmless.
+func handshake(cmd redis.Cmder) bool { return cmd.Name() == "client" }
 
 func (c redisErrorCounter) count(err error) {
 	var netErr net.Error
 	switch {
-	case err == nil, errors.Is(err, redis.Nil):
+	// NOSCRIPT is a step of running a script, not a failure: EVALSHA tells
+	// that Redis lacks the script (first use, after a restart) and EVAL
+	// follows.
+	case err == nil, errors.Is(err, redis.Nil), redis.HasErrorPrefix(err, "NOSCRIPT"):
 	case errors.As(err, &netErr) && netErr.Timeout():
 		c.WithLabelValues("timeout").Inc()
 	case errors.As(err, &netErr):
