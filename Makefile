@@ -123,6 +123,13 @@ test: redis-server tools lint check-generated fuzz test-go test-sdk
 test-go: redis-server $(TOOLS)/stamps/kustomize-$(KUSTOMIZE_VERSION)
 	KUSTOMIZE=$(TOOLS_BIN)/kustomize go test $(GO_TEST_FLAGS) ./...
 
+# Only the Redis Cluster and Sentinel tests (test-go runs them too, ~30 s):
+# local clusters of redis-server processes, a master killed under traffic;
+# -v prints what the clients saw during each failover.
+.PHONY: test-cluster
+test-cluster: redis-server
+	go test $(GO_TEST_FLAGS) -v -run 'Cluster|Sentinel' ./server/store/ ./server/app/
+
 # The SDK: build, type check, unit tests, size budget, then the browser tests
 # in Debian's headless Chromium against a real consentd and Redis.
 .PHONY: test-sdk

@@ -48,7 +48,7 @@ type App struct {
 	logger *slog.Logger
 	policy atomic.Pointer[domain.Policy]
 
-	redis         *redis.Client
+	redis         redis.UniversalClient
 	store         *store.Store
 	grpc          *grpc.Server // serves the network
 	grpcInProcess *grpc.Server // serves the gateway
@@ -79,20 +79,10 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 		return nil, err
 	}
 
-	redisOpts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("--redis-url: %w", err)
+	// Standalone, cluster or sentinel; timeouts and no retries (redis.go).
+	if a.redis, err = newRedisClient(cfg); err != nil {
+		return nil, err
 	}
-	// A dead or slow Redis must fail a call within the timeout, not hang it.
-	// No retries: a write script retried after a lost reply could apply twice;
-	// callers retry safely with an idempotency key.
-	redisOpts.DialTimeout = cfg.RedisTimeout
-	redisOpts.ReadTimeout = cfg.RedisTimeout
-	redisOpts.WriteTimeout = cfg.RedisTimeout
-	redisOpts.PoolTimeout = cfg.RedisTimeout
-	redisOpts.MaxRetries = -1
-	redisOpts.DialerRetries = 1 // the default, 5 dials 100ms apart, would make a 503 take half a second
-	a.redis = redis.NewClient(redisOpts)
 
 	sealer, err := keys.NewSealer(keySet.Encryption)
 	if err != nil {

@@ -1,0 +1,155 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/server/config"
+)
+
+// newRedisClient builds the client of the configured Redis: one server
+// (--redis-url), a Redis Cluster (--redis-addrs: seed nodes) or a master
+// found through Redis Sentinel (--redis-addrs: the sentinels, --redis-master).
+// The store's keys put a subject and its change-feed partition in one hash
+// slot, so the same scripts run unchanged on all three.
+//
+// The policy is the same in every mode:
+//   - Every wait is bounded by --redis-timeout (dial, read, write, and the
+//     wait for a pooled connection): a dead or stalled Redis fails a call
+//     with Unavailable, it never hangs it. One dial attempt per connection
+//     (go-redis' default is 5 dials 100 ms apart, which would make every 503
+//     take half a second longer).
+//   - No retry of a command that may have reached Redis. A write script
+//     whose reply was lost (timeout, connection reset, a master killed
+//     mid-reply) may have been applied, and after a failover it may have
+//     been replicated too; sending it again could apply it twice. Callers
+//     retry instead, with an idempotency key, which makes the retry apply at
+//     most once.
+//   - Reads and writes go to the master, never to a replica: replication is
+//     asynchronous, so a replica may not have a write yet, and a check must
+//     see a withdrawal at once (read-your-write, min_revision).
+func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
+	switch cfg.RedisMode {
+	case "", "standalone":
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-url: %w", err)
+		}
+		opts.DialTimeout = cfg.RedisTimeout
+		opts.ReadTimeout = cfg.RedisTimeout
+		opts.WriteTimeout = cfg.RedisTimeout
+		opts.PoolTimeout = cfg.RedisTimeout
+		opts.MaxRetries = -1
+		opts.DialerRetries = 1
+		return redis.NewClient(opts), nil
+
+	case "cluster":
+		client := redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:    cfg.RedisAddrs,
+			Password: cfg.RedisPassword,
+			// MaxRedirects bounds more than redirects: go-redis' cluster
+			// client also spends it re-sending a command (or a whole
+			// pipeline) after a read timeout, a reset connection or EOF,
+			// which is exactly the lost-reply case above: with the default,
+			// 3, a write whose reply timed out was applied four times
+			// (TestClusterAWriteWhoseReplyTimesOutIsNotSentAgain). -1
+			// means one attempt, nothing re-sent. The cost: a MOVED or ASK
+			// reply (a slot moved by resharding, or a topology this client
+			// has not seen yet) fails that one call instead of being
+			// followed, though following it would be safe (Redis refuses
+			// before executing). The topology is reloaded at once (by
+			// go-redis on MOVED, ASK and READONLY, by reloadTopologyOnError
+			// on everything else), so the next calls go to the right node.
+			MaxRedirects: -1,
+			MaxRetries:   -1, // per node: the same policy
+			// Masters only: ReadOnly, RouteByLatency and RouteRandomly
+			// would send reads to replicas, which may lag (see above).
+			ReadOnly:       false,
+			RouteByLatency: false,
+			RouteRandomly:  false,
+			DialTimeout:    cfg.RedisTimeout,
+			DialerRetries:  1,
+			ReadTimeout:    cfg.RedisTimeout,
+			WriteTimeout:   cfg.RedisTimeout,
+			PoolTimeout:    cfg.RedisTimeout,
+		})
+		client.AddHook(reloadTopologyOnError{client})
+		return client, nil
+
+	case "sentinel":
+		// A master-only failover client: each new connection asks the
+		// sentinels where the master is, and connections to a master the
+		// sentinels replaced (+switch-master) are dropped. Until they have
+		// promoted a replica, calls fail with Unavailable.
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName:    cfg.RedisMaster,
+			SentinelAddrs: cfg.RedisAddrs,
+			// The data nodes' password. Sentinels are assumed to need none
+			// (their own requirepass would need a setting of its own).
+			Password:      cfg.RedisPassword,
+			ReplicaOnly:   false,
+			MaxRetries:    -1,
+			DialTimeout:   cfg.RedisTimeout,
+			DialerRetries: 1,
+			ReadTimeout:   cfg.RedisTimeout,
+			WriteTimeout:  cfg.RedisTimeout,
+			PoolTimeout:   cfg.RedisTimeout,
+		}), nil
+	}
+	return nil, fmt.Errorf("--redis-mode: %q is not standalone, cluster or sentinel", cfg.RedisMode)
+}
+
+// reloadTopologyOnError asks the cluster client to reload the slot map
+// whenever a command or pipeline fails in a way that may mean the topology
+// changed: no reply at all (a node refused, reset or timed out: killed,
+// failing over) or a reply saying so (CLUSTERDOWN, TRYAGAIN, MOVED, ASK,
+// READONLY, MASTERDOWN, LOADING). Without it, with nothing re-sent
+// (MaxRedirects -1), the client would keep sending a dead master's slots
+// to it until its periodic reload (every 60 s), long after a replica took
+// over. The reload is asynchronous and go-redis coalesces requests (one
+// CLUSTER SLOTS at a time, at most one every 200 ms), so an outage costs a
+// few cheap commands per second, and no call waits for it.
+type reloadTopologyOnError struct{ client *redis.ClusterClient }
+
+func (h reloadTopologyOnError) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadTopologyOnError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if topologyMayHaveChanged(err) {
+			h.client.ReloadState(context.Background())
+		}
+		return err
+	}
+}
+
+func (h reloadTopologyOnError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		changed := topologyMayHaveChanged(err)
+		for _, cmd := range cmds { // err is the first error, maybe a harmless NOSCRIPT
+			changed = changed || topologyMayHaveChanged(cmd.Err())
+		}
+		if changed {
+			h.client.ReloadState(context.Background())
+		}
+		return err
+	}
+}
+
+func topologyMayHaveChanged(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		return true // no reply: a network error or a timeout
+	}
+	_, moved := redis.IsMovedError(err)
+	_, ask := redis.IsAskError(err)
+	return moved || ask || redis.IsClusterDownError(err) || redis.IsTryAgainError(err) ||
+		redis.IsReadOnlyError(err) || redis.IsMasterDownError(err) || redis.IsLoadingError(err)
+}
