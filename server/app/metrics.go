@@ -14,10 +14,16 @@ import (
 type redisErrorCounter struct{ *prometheus.CounterVec }
 
 func newRedisErrorCounter() redisErrorCounter {
-	return redisErrorCounter{prometheus.NewCounterVec(prometheus.CounterOpts{
+	c := redisErrorCounter{prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "consentd_redis_errors_total",
 		Help: "Redis commands that failed, by kind: timeout, connection or reply.",
 	}, []string{"kind"})}
+	// Every kind is exported from the start, at 0, so rates and alerts work
+	// before the first failure.
+	for _, kind := range []string{"timeout", "connection", "reply"} {
+		c.WithLabelValues(kind)
+	}
+	return c
 }
 
 func (c redisErrorCounter) DialHook(next redis.DialHook) redis.DialHook {

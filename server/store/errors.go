@@ -70,9 +70,19 @@ func unavailable(err error) bool {
 		redis.IsTryAgainError(err), // cluster resharding a slot
 		redis.IsMasterDownError(err),
 		redis.IsReadOnlyError(err), // failover in progress: connected to a replica
+		isRedirect(err),            // a slot moved (resharding, or a master back as a replica): the client follows no redirects
 		redis.IsMaxClientsError(err),
 		redis.HasErrorPrefix(err, "BUSY"): // a script runs too long
 		return true
 	}
 	return false
+}
+
+// isRedirect reports a MOVED or ASK reply. The cluster client is set to
+// follow none (a redirect after a lost reply could re-send a write), so the
+// call fails as unavailable while its slot map reloads.
+func isRedirect(err error) bool {
+	_, moved := redis.IsMovedError(err)
+	_, ask := redis.IsAskError(err)
+	return moved || ask
 }

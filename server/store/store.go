@@ -61,6 +61,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -199,8 +200,27 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 }
 
 // Ping reports whether Redis answers; /readyz uses it.
+//
+// On a cluster it is ready when any master answers: a master failing over
+// makes some subjects unavailable for seconds, but taking every instance out
+// of the load balancer would make them all unavailable.
 func (s *Store) Ping(ctx context.Context) error {
-	return wrapErr("ping", s.client.Ping(ctx).Err())
+	cluster, ok := s.client.(*redis.ClusterClient)
+	if !ok {
+		return wrapErr("ping", s.client.Ping(ctx).Err())
+	}
+	var answered atomic.Bool
+	err := cluster.ForEachMaster(ctx, func(ctx context.Context, master *redis.Client) error {
+		err := master.Ping(ctx).Err()
+		if err == nil {
+			answered.Store(true)
+		}
+		return err
+	})
+	if answered.Load() {
+		return nil
+	}
+	return wrapErr("ping", err)
 }
 
 // runScript runs a script by EVALSHA and, when Redis does not have it cached
