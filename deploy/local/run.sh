@@ -44,7 +44,7 @@ done
 # the README works with plain curl. Calls that do send credentials are still
 # checked. Never use --demo in production.
 ./consentd --demo --demo-site sdk-js --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --keys-file "$RUN_DIR/keys.yaml" \
-  --http-addr "$HTTP_ADDR" --grpc-addr "$GRPC_ADDR" --log-format text &
+  --http-addr "$HTTP_ADDR" --grpc-addr "$GRPC_ADDR" --log-format text --drain-delay 0s &
 consentd_pid=$!
 
 for _ in $(seq 50); do

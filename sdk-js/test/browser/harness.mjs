@@ -166,7 +166,7 @@ async function makeConsentd({ dir, redisPort, siteOrigin, demo = false }) {
         ...(siteOrigin ? ['--cors-origins', siteOrigin] : []),
         '--rate-limit-ip', '0',
         '--log-format', 'text',
-        '--shutdown-timeout', '1s',
+        '--shutdown-timeout', '1s', '--drain-delay', '0s', // no load balancer to drain
         ...(demo ? ['--demo', '--demo-site', sdkDir] : []),
       ], { env: { ...process.env, CONSENTD_API_KEY: apiKey } }, 'consentd');
       const c = svc.current;
