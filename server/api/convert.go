@@ -22,6 +22,8 @@ var reasons = map[domain.Reason]consentv1.Reason{
 	domain.ReasonNecessary:     consentv1.Reason_REASON_NECESSARY,
 	domain.ReasonRestricted:    consentv1.Reason_REASON_RESTRICTED,
 	domain.ReasonGuardian:      consentv1.Reason_REASON_AWAITING_GUARDIAN,
+
+	domain.ReasonStoreUnavailable: consentv1.Reason_REASON_STORE_UNAVAILABLE,
 }
 
 func reasonToProto(r domain.Reason) consentv1.Reason { return reasons[r] }

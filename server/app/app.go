@@ -63,6 +63,7 @@ type App struct {
 	feed     *feedRuntime // ends watch streams at shutdown; publishes consumer lag (feed.go)
 	tracing  *tracing     // OpenTelemetry spans, when --otlp-endpoint is set (tracing.go)
 	draining atomic.Bool  // set on shutdown: /readyz fails while calls are still served
+	debug    *debugServer // pprof on --debug-addr; nil when off (debug.go)
 }
 
 // New builds consentd and binds its listeners; Run serves. Everything that
@@ -192,6 +193,9 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	if a.httpListener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, errors.Join(fmt.Errorf("--http-addr: %w", err), a.grpcListener.Close(), a.redis.Close())
 	}
+	if a.debug, err = newDebugServer(cfg.DebugAddr, logger); err != nil {
+		return nil, errors.Join(err, a.grpcListener.Close(), a.httpListener.Close(), a.redis.Close())
+	}
 	return a, nil
 }
 
@@ -216,6 +220,7 @@ func (a *App) Run(ctx context.Context) error {
 	}()
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	a.feed.start()
+	a.debug.serve()
 	a.logger.Info("consentd serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "policy_version", a.policy.Load().Version)
 
 	var err error
@@ -253,7 +258,7 @@ func (a *App) shutdown() error {
 	// never called (the errors are then "already closed" and mean nothing).
 	_ = a.grpcListener.Close()
 	_ = a.httpListener.Close()
-	return errors.Join(httpErr, a.gatewayConn.Close(), a.redis.Close(), a.tracing.shutdown(ctx))
+	return errors.Join(httpErr, a.gatewayConn.Close(), a.redis.Close(), a.tracing.shutdown(ctx), a.debug.close())
 }
 
 // errDraining answers /readyz while consentd shuts down.

@@ -662,7 +662,7 @@ func TestSecGPCHeaderOptsOutOfGPCPurposesInOptOutRegions(t *testing.T) {
 	}
 }
 
-func TestRedisDownGivesUnavailableAndTheServiceRecovers(t *testing.T) {
+func TestRedisDownFailsWritesAndChecksFailClosedThenTheServiceRecovers(t *testing.T) {
 	redis := redistest.Start(t)
 	srv := start(t, redis.URL())
 	if _, err := srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: "s", Decisions: map[string]bool{"analytics": true}}); err != nil {
@@ -670,16 +670,31 @@ func TestRedisDownGivesUnavailableAndTheServiceRecovers(t *testing.T) {
 	}
 
 	redis.Stop()
-	_, err := srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: "s", Purpose: "analytics"})
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("check with Redis down: %v, want Unavailable", err)
+	// Checks still answer, failing closed: denied, store unavailable, no
+	// revision read; necessary stays allowed.
+	for purpose, want := range map[string]consentv1.Reason{"analytics": consentv1.Reason_REASON_STORE_UNAVAILABLE, "necessary": consentv1.Reason_REASON_NECESSARY} {
+		check, err := srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: "s", Purpose: purpose})
+		if err != nil || check.GetReason() != want || check.GetAllowed() != (purpose == "necessary") || check.GetRevision() != 0 {
+			t.Fatalf("check of %s with Redis down: %v, %v; want fail-closed %v", purpose, check, err, want)
+		}
 	}
+	batch, err := srv.grpc.BatchCheckConsent(ctx(t), &consentv1.BatchCheckConsentRequest{Checks: []*consentv1.ConsentCheck{{SubjectId: "s", Purpose: "ads"}}})
+	if err != nil || batch.GetResults()[0].GetAllowed() || batch.GetResults()[0].GetReason() != consentv1.Reason_REASON_STORE_UNAVAILABLE {
+		t.Fatalf("batch check with Redis down: %v, %v", batch, err)
+	}
+	if code, body, _ := srv.rest(t, "GET", "/v1/subjects/s/purposes/analytics:check", ""); code != 200 || jsonPath(body, "reason") != "REASON_STORE_UNAVAILABLE" {
+		t.Fatalf("REST check with Redis down = %d %v", code, body)
+	}
+	// Writes and reads of the record fail: the caller must retry.
 	_, err = srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: "s", Decisions: map[string]bool{"analytics": false}})
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("update with Redis down: %v, want Unavailable", err)
 	}
-	if code, _, _ := srv.rest(t, "GET", "/v1/subjects/s/purposes/analytics:check", ""); code != 503 {
-		t.Fatalf("REST check with Redis down = %d, want 503", code)
+	if code, _, _ := srv.rest(t, "GET", "/v1/subjects/s/consent", ""); code != 503 {
+		t.Fatalf("REST read with Redis down = %d, want 503", code)
+	}
+	if _, err := srv.grpc.FilterSubjects(ctx(t), &consentv1.FilterSubjectsRequest{Purpose: "ads", SubjectIds: []string{"s"}}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("filter with Redis down: %v, want Unavailable (an empty list would look like opt-outs)", err)
 	}
 	if code, _, _ := srv.rest(t, "GET", "/readyz", ""); code != 503 {
 		t.Fatalf("/readyz with Redis down = %d, want 503", code)
@@ -693,7 +708,7 @@ func TestRedisDownGivesUnavailableAndTheServiceRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("check after Redis returned: %v", err)
 	}
-	if check.GetRevision() != 0 {
+	if check.GetRevision() != 0 || check.GetReason() == consentv1.Reason_REASON_STORE_UNAVAILABLE {
 		t.Fatalf("check after restart = %v", check)
 	}
 	if code, _, _ := srv.rest(t, "GET", "/readyz", ""); code != 200 {

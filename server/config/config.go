@@ -52,6 +52,7 @@ type Config struct {
 	DrainDelay       time.Duration // on SIGTERM, /readyz fails this long before the listeners stop, so load balancers stop sending
 	OTLPEndpoint     string        // OpenTelemetry traces go to this OTLP/gRPC collector (host:port); "" turns tracing off
 	TraceSampleRatio float64       // the share of requests traced when tracing is on
+	DebugAddr        string        // serves Go's pprof profiles here when set (keep it on loopback); "" turns it off
 
 	// Retention, enforced by Redis TTLs and stream trimming.
 	VisitorRetention time.Duration // anonymous visitors' records: deleted after this long without a write
@@ -161,6 +162,7 @@ func define(getenv func(string) string, usageOut io.Writer) (*flag.FlagSet, *Con
 	str(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificate: require client certificates it signed (mutual TLS)")
 	str(&c.LogFormat, "log-format", "json", "log format: json or text")
 	str(&c.OTLPEndpoint, "otlp-endpoint", "", "send OpenTelemetry traces to this OTLP/gRPC collector (host:port); empty: tracing off")
+	str(&c.DebugAddr, "debug-addr", "", "serve Go profiling (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty: off. Never expose it")
 	str(&t.sampleRatio, "trace-sample-ratio", "0.1", "with --otlp-endpoint: the share of requests traced, 0 to 1")
 	c.APIKey = getenv("CONSENTD_API_KEY")
 	c.RedisPassword = getenv("CONSENTD_REDIS_PASSWORD")
@@ -278,6 +280,11 @@ func (c Config) validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--redis-mode (CONSENTD_REDIS_MODE): %q is not standalone, cluster or sentinel", c.RedisMode))
+	}
+	if c.DebugAddr != "" {
+		if _, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--debug-addr (CONSENTD_DEBUG_ADDR): %q is not host:port, e.g. 127.0.0.1:6060", c.DebugAddr))
+		}
 	}
 	if c.OTLPEndpoint != "" {
 		if _, _, err := net.SplitHostPort(c.OTLPEndpoint); err != nil {

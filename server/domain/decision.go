@@ -65,6 +65,9 @@ const (
 	ReasonNecessary     Reason = "necessary"      // strictly necessary: always allowed
 	ReasonRestricted    Reason = "restricted"     // processing restricted by a rights request
 	ReasonGuardian      Reason = "awaiting_guardian"
+	// ReasonStoreUnavailable: the store could not be read, so the answer
+	// fails closed (see FailClosed).
+	ReasonStoreUnavailable Reason = "store_unavailable"
 )
 
 // Answer is the effective answer for one purpose.

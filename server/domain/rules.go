@@ -119,3 +119,15 @@ func NewDecision(pu Purpose, granted bool, source Source, regionCode string, now
 	}
 	return d
 }
+
+// FailClosed is the answer when the subject's record cannot be read (the
+// store is down or too slow): the necessary purpose is allowed, every other
+// purpose denied with ReasonStoreUnavailable. Denying is always lawful;
+// allowing on a guess is not, and a caller that must not wait can act on a
+// denial at once.
+func FailClosed(p *Policy, purposeID string) Answer {
+	if pu, ok := p.Purpose(purposeID); ok && pu.Necessary {
+		return Answer{Allowed: true, Reason: ReasonNecessary}
+	}
+	return Answer{Allowed: false, Reason: ReasonStoreUnavailable}
+}

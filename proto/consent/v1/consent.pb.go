@@ -174,6 +174,9 @@ const (
 	Reason_REASON_RESTRICTED Reason = 7
 	// The subject is a minor and a guardian has not confirmed this grant yet.
 	Reason_REASON_AWAITING_GUARDIAN Reason = 8
+	// The consent store could not be read in time: checks fail closed, every
+	// non-necessary purpose is denied. Retry later for the real answer.
+	Reason_REASON_STORE_UNAVAILABLE Reason = 9
 )
 
 // Enum value maps for Reason.
@@ -188,6 +191,7 @@ var (
 		6: "REASON_NECESSARY",
 		7: "REASON_RESTRICTED",
 		8: "REASON_AWAITING_GUARDIAN",
+		9: "REASON_STORE_UNAVAILABLE",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":       0,
@@ -199,6 +203,7 @@ var (
 		"REASON_NECESSARY":         6,
 		"REASON_RESTRICTED":        7,
 		"REASON_AWAITING_GUARDIAN": 8,
+		"REASON_STORE_UNAVAILABLE": 9,
 	}
 )
 
@@ -4456,7 +4461,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\n" +
 	"SOURCE_GPC\x10\x04\x12\x11\n" +
 	"\rSOURCE_IMPORT\x10\x05\x12\x0f\n" +
-	"\vSOURCE_LINK\x10\x06*\xd3\x01\n" +
+	"\vSOURCE_LINK\x10\x06*\xf1\x01\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fREASON_EXPLICIT\x10\x01\x12\x12\n" +
@@ -4467,7 +4472,8 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x15REASON_POLICY_CHANGED\x10\x05\x12\x14\n" +
 	"\x10REASON_NECESSARY\x10\x06\x12\x15\n" +
 	"\x11REASON_RESTRICTED\x10\a\x12\x1c\n" +
-	"\x18REASON_AWAITING_GUARDIAN\x10\b*\xa6\x02\n" +
+	"\x18REASON_AWAITING_GUARDIAN\x10\b\x12\x1c\n" +
+	"\x18REASON_STORE_UNAVAILABLE\x10\t*\xa6\x02\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EVENT_TYPE_UPDATE\x10\x01\x12\x17\n" +

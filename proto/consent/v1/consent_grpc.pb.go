@@ -65,7 +65,9 @@ type ConsentServiceClient interface {
 	// one call: withdrawing is as easy as giving.
 	WithdrawConsent(ctx context.Context, in *WithdrawConsentRequest, opts ...grpc.CallOption) (*WithdrawConsentResponse, error)
 	// CheckConsent answers "may I process this subject for this purpose?" with
-	// a reason that can be logged. It reads Redis once.
+	// a reason that can be logged. It reads Redis once. When Redis cannot be
+	// read it still answers, failing closed: denied with STORE_UNAVAILABLE
+	// (necessary stays allowed).
 	CheckConsent(ctx context.Context, in *CheckConsentRequest, opts ...grpc.CallOption) (*CheckConsentResponse, error)
 	// BatchCheckConsent answers up to 1,000 subject and purpose pairs in one
 	// call, in the order asked.
@@ -405,7 +407,9 @@ type ConsentServiceServer interface {
 	// one call: withdrawing is as easy as giving.
 	WithdrawConsent(context.Context, *WithdrawConsentRequest) (*WithdrawConsentResponse, error)
 	// CheckConsent answers "may I process this subject for this purpose?" with
-	// a reason that can be logged. It reads Redis once.
+	// a reason that can be logged. It reads Redis once. When Redis cannot be
+	// read it still answers, failing closed: denied with STORE_UNAVAILABLE
+	// (necessary stays allowed).
 	CheckConsent(context.Context, *CheckConsentRequest) (*CheckConsentResponse, error)
 	// BatchCheckConsent answers up to 1,000 subject and purpose pairs in one
 	// call, in the order asked.
