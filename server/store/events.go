@@ -20,9 +20,12 @@ import (
 
 // A subject's history is a Redis List of JSON events, one per write, oldest
 // first (a List, not a Stream: a Stream's first node alone takes ~4.7 KB).
-// Each event carries the hash of the previous one ("prev") and its own hash
-// ("h"): h is the sha1 hex of the event as written without its "h" field.
-// Editing or deleting an event breaks the chain and VerifyChain reports it.
+// Each event ends with its hash ("h"): the sha1 hex of the event without
+// its "h" field and followed by ,"prev":"<the previous event's h>"} (empty
+// for the first). The previous hash is hashed, not stored: the event before
+// holds it. Editing or deleting an event breaks the chain and VerifyChain
+// reports it. (Events written before this layout store "prev" and are
+// hashed as stored; both verify.)
 //
 // This detects changes made by someone who does not recompute the chain, e.g.
 // a mistaken LSET or LREM. An attacker with write access to Redis can
@@ -63,8 +66,26 @@ type storedEvent struct {
 	eventHead
 	Rev  int64             `json:"rev"`
 	Old  map[string]string `json:"old"`
-	Prev string            `json:"prev"`
+	Prev *string           `json:"prev"` // only in events of the earlier layout
 	H    string            `json:"h"`
+}
+
+// hashMatches reports whether a stored event's hash covers its content and
+// the previous event's hash prev.
+func hashMatches(entry, prev string) bool {
+	n := len(entry)
+	if n < hashSuffixLen+2 || entry[n-hashSuffixLen:n-42] != `,"h":"` || entry[n-2:] != `"}` {
+		return false
+	}
+	content := entry[:n-hashSuffixLen]
+	var body string
+	if strings.Contains(content, `,"prev":"`) { // the earlier layout: prev stored, hashed as stored
+		body = content + "}"
+	} else {
+		body = content + `,"prev":"` + prev + `"}`
+	}
+	sum := sha1.Sum([]byte(body))
+	return hex.EncodeToString(sum[:]) == entry[n-42:n-2]
 }
 
 // eventsScript reads one page of history in one round trip. Every write
@@ -109,7 +130,9 @@ func (s *Store) Events(ctx context.Context, subjectID string, before int64, limi
 	for i, k := range known {
 		lists[i] = k.history
 	}
-	reply, err := s.runScript(ctx, eventsScript, lists, before, limit).Slice()
+	// One event more than asked, when there is one: the oldest event's
+	// previous hash is the hash of the event before it.
+	reply, err := s.runScript(ctx, eventsScript, lists, before, limit+1).Slice()
 	if err != nil {
 		return nil, wrapErr("events", err)
 	}
@@ -120,14 +143,27 @@ func (s *Store) Events(ctx context.Context, subjectID string, before int64, limi
 	if !ok {
 		return nil, fmt.Errorf("store: events: unexpected script reply")
 	}
-	events := make([]Event, 0, len(raw))
-	for i := len(raw) - 1; i >= 0; i-- {
+	prev, start := "", 0 // fewer than asked: the oldest is the chain's head
+	if len(raw) == limit+1 {
+		entry, _ := raw[0].(string)
+		older, err := decodeEvent(entry, s.opts.Sealer)
+		if err != nil {
+			return nil, err
+		}
+		prev, start = older.Hash, 1
+	}
+	events := make([]Event, len(raw)-start)
+	for i := start; i < len(raw); i++ {
 		entry, _ := raw[i].(string)
 		e, err := decodeEvent(entry, s.opts.Sealer)
 		if err != nil {
 			return nil, err
 		}
-		events = append(events, e)
+		if e.PrevHash == "" { // not stored (the current layout): the event before's
+			e.PrevHash = prev
+		}
+		prev = e.Hash
+		events[len(raw)-1-i] = e // newest first
 	}
 	return events, nil
 }
@@ -179,7 +215,10 @@ func decodeEvent(entry string, sealer *keys.Sealer) (Event, error) {
 	e := Event{
 		Revision: se.Rev, At: time.UnixMilli(se.At).UTC(), Type: se.Type, Actor: se.Actor,
 		Source: lettersToSource[se.Source], PolicyVersion: se.Policy, Region: se.Region,
-		Channel: se.Channel, GPC: se.GPC, Reason: se.Why, PrevHash: se.Prev, Hash: se.H,
+		Channel: se.Channel, GPC: se.GPC, Reason: se.Why, Hash: se.H,
+	}
+	if se.Prev != nil {
+		e.PrevHash = *se.Prev
 	}
 	e.Client = openField(sealer, se.Client)
 	e.Counterpart = openField(sealer, se.Link)
@@ -267,11 +306,13 @@ func (s *Store) CheckChain(ctx context.Context, subjectID string) (checked int, 
 
 	// The chain starts at revision 1, or later when the history expired
 	// (Options.HistoryRetention) while the state stayed: the next write then
-	// started a new chain (its "prev" is empty) at the state's next revision.
+	// started a new chain (hashed with an empty previous hash) at the state's
+	// next revision. A head whose older events were deleted does not hash
+	// with an empty previous hash.
 	first := int64(1)
 	if len(entries) > 0 {
 		var head storedEvent
-		if json.Unmarshal([]byte(entries[0]), &head) == nil && head.Prev == "" && head.Rev > 1 {
+		if json.Unmarshal([]byte(entries[0]), &head) == nil && head.Rev > 1 && hashMatches(entries[0], "") {
 			first = head.Rev
 		}
 	}
@@ -285,11 +326,6 @@ func (s *Store) CheckChain(ctx context.Context, subjectID string) (checked int, 
 		if n < hashSuffixLen+2 || entry[n-hashSuffixLen:n-42] != `,"h":"` || entry[n-2:] != `"}` {
 			return broken("no hash at the end of the event")
 		}
-		body := entry[:n-hashSuffixLen] + "}"
-		sum := sha1.Sum([]byte(body))
-		if hex.EncodeToString(sum[:]) != entry[n-42:n-2] {
-			return broken("the event's content does not match its hash")
-		}
 		var se storedEvent
 		if err := json.Unmarshal([]byte(entry), &se); err != nil {
 			return broken("the event is not valid JSON")
@@ -297,8 +333,11 @@ func (s *Store) CheckChain(ctx context.Context, subjectID string) (checked int, 
 		if se.Rev != rev {
 			return broken(fmt.Sprintf("found revision %d in its place (events missing or reordered)", se.Rev))
 		}
-		if se.Prev != prev {
+		if se.Prev != nil && *se.Prev != prev {
 			return broken("the previous-hash link does not match the event before it")
+		}
+		if !hashMatches(entry, prev) {
+			return broken("the event's content, or its link to the event before, does not match its hash")
 		}
 		prev = se.H
 	}

@@ -153,12 +153,13 @@ type WriteResult struct {
 // key's name (a retry may reach an instance with another active key during a
 // rollout) and stored under the active one.
 //
-// The event appended to the history is ARGV[9] completed with
-// ,"rev":N,"old":{...},"prev":"<h of the previous event or empty>"} whose
-// sha1 hex is h; the stored form replaces the closing } by ,"h":"<h>"}.
-// "old" maps each written purpose decided before to "g" or "d". The previous
-// hash is the last 40 characters before the closing "} of the list's last
-// element, so no extra field has to be stored.
+// The event is ARGV[9] completed with ,"rev":N,"old":{...}; "old" maps each
+// written purpose decided before to "g" or "d". Its hash h is the sha1 hex
+// of the event followed by ,"prev":"<h of the previous event, or empty>"},
+// and what is stored is the event followed by ,"h":"<h>"}. The previous hash
+// is not stored with the event (40 bytes of every event, at millions of
+// subjects): it is the last 40 characters before the closing "} of the
+// list's last element, and a reader takes it from the event before.
 var writeScript = redis.NewScript(`
 local feed, state, history, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- Redis' clock, the one PEXPIRE uses: records expire consistently with the hash.
@@ -245,8 +246,8 @@ if ARGV[6] ~= '' then redis.call('HSETNX', state, '_gpc', ARGV[6]) end
 local prev = ''
 local last = redis.call('LINDEX', history, -1)
 if last then prev = string.sub(last, -42, -3) end
-local body = ARGV[9] .. ',"rev":' .. rev .. ',"old":' .. cjson.encode(old) .. ',"prev":"' .. prev .. '"}'
-local event = string.sub(body, 1, -2) .. ',"h":"' .. redis.sha1hex(body) .. '"}'
+local content = ARGV[9] .. ',"rev":' .. rev .. ',"old":' .. cjson.encode(old)
+local event = content .. ',"h":"' .. redis.sha1hex(content .. ',"prev":"' .. prev .. '"}') .. '"}'
 redis.call('RPUSH', history, event)
 if ARGV[7] ~= '' then
   redis.call('XADD', feed, 'MINID', '~', ARGV[7], '*', 'sub', ARGV[8], 'rev', rev, 'ev', event)
