@@ -129,6 +129,9 @@ func UnaryLogging(logger *slog.Logger) grpc.UnaryServerInterceptor {
 		default:
 			level = slog.LevelError
 		}
+		if !logger.Enabled(ctx, level) {
+			return resp, err // the usual case for successful calls: build nothing
+		}
 		attrs := []any{
 			"method", info.FullMethod,
 			"code", code.String(),
