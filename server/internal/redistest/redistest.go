@@ -2,7 +2,8 @@
 //
 // Each server listens on a free loopback port (never a fixed one: other
 // processes share the machine), keeps nothing on disk beyond the test's
-// temporary directory, and is killed when the test ends.
+// temporary directory, and is killed when the test ends. Start keeps nothing
+// at all; StartDurable keeps an append-only file that survives a kill.
 package redistest
 
 import (
@@ -34,6 +35,8 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	// durable: AOF with appendfsync always in dir, replayed on Restart.
+	durable bool
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -45,11 +48,26 @@ type Server struct {
 // test ends. It fails the test (never skips it) when redis-server is missing.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return startServer(t, false)
+}
+
+// StartDurable is Start with persistence as deploy/ ships it: an append-only
+// file with appendfsync always (each write is on disk before Redis replies)
+// in the server's directory. Stop is a SIGKILL and Restart comes back on the
+// same port and directory, so a test can kill -9 Redis under load and see
+// what it kept: Restart replays the file before it returns.
+func StartDurable(t testing.TB) *Server {
+	t.Helper()
+	return startServer(t, true)
+}
+
+func startServer(t testing.TB, durable bool) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is not on PATH: the store's tests need a real Redis; run `make test`, which installs it (or apt-get install redis-server)")
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), durable: durable}
 	t.Cleanup(s.Stop)
 
 	var lastErr error
@@ -80,8 +98,9 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 	return c
 }
 
-// Stop kills the server and waits for it to exit, so that tests can see how
-// their code behaves with Redis down. Stopping a stopped server does nothing.
+// Stop kills the server (SIGKILL, as kill -9: nothing is flushed on the way
+// out) and waits for it to exit, so that tests can see how their code
+// behaves with Redis down. Stopping a stopped server does nothing.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -93,8 +112,9 @@ func (s *Server) Stop() {
 	<-s.exited
 }
 
-// Restart starts the server again on the same port and directory (it does not
-// persist anything, so it comes back empty) and waits until it answers.
+// Restart starts the server again on the same port and directory and waits
+// until it answers. A server from Start persists nothing, so it comes back
+// empty; one from StartDurable comes back with its append-only file replayed.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
@@ -111,16 +131,19 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := &lockedBuffer{}
-	cmd := exec.Command(s.bin,
+	persistence := []string{"--appendonly", "no"}
+	if s.durable {
+		persistence = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	cmd := exec.Command(s.bin, append([]string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
-		"--appendonly", "no",
 		"--dir", s.dir,
 		// Tests simulate a stalled Redis with DEBUG SLEEP, which Redis 7
 		// refuses unless enabled; "local" allows it from loopback only.
 		"--enable-debug-command", "local",
-	)
+	}, persistence...)...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = sysProcAttr()
@@ -133,13 +156,45 @@ func (s *Server) start() error {
 		close(exited)
 	}()
 
-	if err := waitReady(s.Addr(), cmd.Process.Pid, exited); err != nil {
+	err := waitReady(s.Addr(), cmd.Process.Pid, exited)
+	if err == nil && s.durable {
+		err = waitLoaded(s.Addr(), exited)
+	}
+	if err != nil {
 		_ = cmd.Process.Kill()
 		<-exited
 		return fmt.Errorf("%w; redis-server output:\n%s", err, out.tail(2000))
 	}
 	s.cmd, s.exited, s.stopped = cmd, exited, false
 	return nil
+}
+
+// waitLoaded polls until the server at addr has replayed its append-only
+// file: INFO answers while it loads, other commands get LOADING.
+func waitLoaded(addr string, exited <-chan struct{}) error {
+	c := redis.NewClient(&redis.Options{
+		Addr: addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
+		MaxRetries: -1, PoolSize: 1,
+	})
+	defer c.Close()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		select {
+		case <-exited:
+			return errors.New("redis-server exited while loading its data")
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		info, err := c.Info(ctx, "persistence").Result()
+		cancel()
+		if err == nil && strings.Contains(info, "\r\nloading:0\r\n") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still loading its data after %v (%v)", readyTimeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // waitReady polls until the server at addr answers and is the process we
