@@ -29,6 +29,7 @@ help:
 	@echo "make generate  regenerate Go, gRPC, gateway and OpenAPI code from proto/"
 	@echo "make lint      buf lint, buf format, gofmt, go vet"
 	@echo "make build     build ./consentd"
+	@echo "make bench     benchmark consentd against a bare gRPC/gateway ceiling (~6 min; BENCH_SCALE=0.1: ~1 min), report in .bench/"
 	@echo "make sdk       build the browser SDK into sdk-js/dist"
 
 # --- set-up ------------------------------------------------------------------
@@ -116,6 +117,18 @@ sdk: sdk-deps
 run: redis-server build sdk
 	@deploy/local/run.sh
 
+# The benchmark: its own Redis, consentd and a ceiling server (bare grpc-go and
+# grpc-gateway) on free loopback ports, bounded load measured in one run, CPU
+# profiles of consentd; report.md, report.json and the profiles in .bench/.
+# BENCH_SCALE multiplies every duration and count (0.1: a quick look).
+BENCH_SCALE ?= 1
+.PHONY: bench
+bench: redis-server build
+	@mkdir -p .bench
+	go build -o .bench/consentd-bench ./server/cmd/consentd-bench
+	go build -o .bench/pprof cmd/pprof
+	.bench/consentd-bench -consentd ./consentd -pprof .bench/pprof -out .bench -scale $(BENCH_SCALE)
+
 .PHONY: test
 test: redis-server tools lint check-generated fuzz test-go test-sdk
 
@@ -129,6 +142,14 @@ test-go: redis-server $(TOOLS)/stamps/kustomize-$(KUSTOMIZE_VERSION)
 .PHONY: test-cluster
 test-cluster: redis-server
 	go test $(GO_TEST_FLAGS) -v -run 'Cluster|Sentinel' ./server/store/ ./server/app/
+
+# Only the resilience tests (test-go runs them too, ~60 s): Redis killed with
+# kill -9 under writes (AOF, appendfsync always), unreachable (refused, black
+# hole, reset), stalled (DEBUG SLEEP), and a soak of mixed traffic; -v prints
+# what the clients saw. CONSENTD_SOAK=3m makes the soak longer (default 45s).
+.PHONY: test-resilience
+test-resilience: redis-server
+	go test $(GO_TEST_FLAGS) -v -timeout 30m -run 'TestResilience' ./server/app/
 
 # The SDK: build, type check, unit tests, size budget, then the browser tests
 # in Debian's headless Chromium against a real consentd and Redis.
