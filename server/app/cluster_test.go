@@ -468,17 +468,22 @@ func (fc *failoverClient) subjectsWithAcksSince(at time.Time, n int) int {
 	defer fc.mu.Unlock()
 	count := 0
 	for _, log := range fc.subjects {
-		k := 0
-		for _, a := range log.acks {
-			if a.at.After(at) {
-				k++
-			}
-		}
-		if k >= n {
+		if acksSince(log.acks, at) >= n {
 			count++
 		}
 	}
 	return count
+}
+
+// acksSince counts the writes acknowledged after at.
+func acksSince(acks []ackedWrite, at time.Time) int {
+	k := 0
+	for _, a := range acks {
+		if a.at.After(at) {
+			k++
+		}
+	}
+	return k
 }
 
 // runFailover runs write+check traffic on subjects, kills a Redis master

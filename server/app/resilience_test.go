@@ -400,13 +400,7 @@ func (l *writeLoad) subjectsWithAcksSince(at time.Time, n int) int {
 	defer l.mu.Unlock()
 	count := 0
 	for _, log := range l.logs {
-		k := 0
-		for _, a := range log.acks {
-			if a.at.After(at) {
-				k++
-			}
-		}
-		if k >= n {
+		if acksSince(log.acks, at) >= n {
 			count++
 		}
 	}
