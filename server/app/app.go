@@ -153,7 +153,10 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	// A pool of stream workers serves calls on goroutines whose stacks have
 	// already grown, instead of a fresh goroutine per call growing its stack
 	// through the interceptor chain and go-redis (`make bench`'s profiles).
-	interceptors = append(interceptors, grpc.NumStreamWorkers(uint32(16*runtime.GOMAXPROCS(0))))
+	// A call waiting for Redis holds its worker, and grpc-go starts a fresh
+	// goroutine when every worker is busy, so the pool covers the calls in
+	// flight, not the CPUs: 256 idle goroutines cost about 2 MiB.
+	interceptors = append(interceptors, grpc.NumStreamWorkers(uint32(max(256, 32*runtime.GOMAXPROCS(0)))))
 	newGRPCServer := func(opts ...grpc.ServerOption) *grpc.Server {
 		s := grpc.NewServer(append(opts, interceptors...)...)
 		consentv1.RegisterConsentServiceServer(s, service)

@@ -279,7 +279,7 @@ func (s *Store) getPurposesOwn(ctx context.Context, subjectID string, purposes [
 	}
 	var values []any
 	if !s.rotating() {
-		values, err = s.client.HMGet(ctx, s.keysFor(subjectID).state, fields...).Result()
+		values, err = s.readHMGet(ctx, s.keysFor(subjectID).state, fields)
 	} else {
 		values, err = s.runScript(ctx, stateScript, s.stateNames(subjectID), stringsToAny(fields)...).Slice()
 	}
@@ -287,6 +287,21 @@ func (s *Store) getPurposesOwn(ctx context.Context, subjectID string, purposes [
 		return domain.Record{}, wrapErr("get purposes", err)
 	}
 	return decodeHMGet(fields, values, s.opts.Sealer)
+}
+
+// readHMGet is HMGET through the auto-pipeliner. The wait ends at ctx's
+// deadline; the command itself is bounded by the client's read timeout.
+func (s *Store) readHMGet(ctx context.Context, key string, fields []string) ([]any, error) {
+	args := make([]any, 0, 2+len(fields))
+	args = append(args, "hmget", key)
+	for _, f := range fields {
+		args = append(args, f)
+	}
+	cmd := redis.NewSliceCmd(ctx, args...)
+	if err := s.reads.Submit(ctx, cmd).WaitContext(ctx); err != nil {
+		return nil, err
+	}
+	return cmd.Result()
 }
 
 // Lookup is one subject and the purposes to read for it.
