@@ -192,14 +192,12 @@ func printable(s string, max int) string {
 // gpcHeader reports a "Sec-GPC: 1" header on a REST call. Only the exact
 // value "1" is a signal, as the GPC specification says.
 func gpcHeader(ctx context.Context) bool {
-	md, _ := metadata.FromIncomingContext(ctx)
-	return slices.Contains(md.Get(GPCMetadataKey), "1")
+	return slices.Contains(metadata.ValueFromIncomingContext(ctx, GPCMetadataKey), "1")
 }
 
 // channel is how the call arrived: "rest" through the gateway, else "grpc".
 func channel(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(ChannelMetadataKey); len(v) > 0 && v[0] == "rest" {
+	if v := metadata.ValueFromIncomingContext(ctx, ChannelMetadataKey); len(v) > 0 && v[0] == "rest" {
 		return "rest"
 	}
 	return "grpc"

@@ -58,7 +58,7 @@ token_keys:
 `
 
 // testConfig is a valid config on free ports with a fresh keys file.
-func testConfig(t *testing.T, redisURL string) config.Config {
+func testConfig(t testing.TB, redisURL string) config.Config {
 	t.Helper()
 	keysFile := filepath.Join(t.TempDir(), "keys.yaml")
 	if err := os.WriteFile(keysFile, []byte(testKeys), 0o600); err != nil {
@@ -130,7 +130,7 @@ func credentialed(ctx context.Context) context.Context {
 func testLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // runInBackground runs a until the test ends or stop is called.
-func runInBackground(t *testing.T, a *App) (stop func()) {
+func runInBackground(t testing.TB, a *App) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

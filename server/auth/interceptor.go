@@ -109,8 +109,7 @@ func (a *Authenticator) authorize(ctx context.Context, method string, req any) (
 
 // authenticate reads the credential, if any, and returns who presented it.
 func (a *Authenticator) authenticate(ctx context.Context) (Principal, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	values := md.Get("authorization")
+	values := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(values) == 0 {
 		if a.demo {
 			return Principal{Kind: Demo, Name: "demo"}, nil

@@ -134,9 +134,8 @@ func ClientIP(ctx context.Context, trustedHops int) string {
 		}
 		return host
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
 	var hops []string
-	for _, v := range md.Get("x-forwarded-for") {
+	for _, v := range metadata.ValueFromIncomingContext(ctx, "x-forwarded-for") {
 		for _, h := range strings.Split(v, ",") {
 			hops = append(hops, strings.TrimSpace(h))
 		}

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"hash"
 	"strconv"
 )
 
@@ -66,11 +68,14 @@ func (s *Store) knownKeysFor(subjectID string) []subjectKeys {
 	return names
 }
 
+// stateKey names the subject's state hash under the active HMAC key: all a
+// check reads, so the check path builds no other name.
+func (s *Store) stateKey(subjectID string) string {
+	return s.partitionBase(s.partitionOf(subjectID)) + ":s:" + s.keyedID(s.opts.HMACKey, subjectID)
+}
+
 func (s *Store) keysUnder(hmacKey []byte, base, subjectID string) subjectKeys {
-	mac := hmac.New(sha256.New, hmacKey)
-	mac.Write([]byte(subjectID))
-	sum := mac.Sum(nil)
-	id := base64.RawURLEncoding.EncodeToString(sum[:16])
+	id := s.keyedID(hmacKey, subjectID)
 	return subjectKeys{
 		id:          id,
 		base:        base,
@@ -79,6 +84,23 @@ func (s *Store) keysUnder(hmacKey []byte, base, subjectID string) subjectKeys {
 		idempotency: base + ":i:" + id,
 		feed:        base + ":feed",
 	}
+}
+
+// keyedID is the <id> of a subject's key names under hmacKey. The active
+// key's HMACs come from a pool: setting one up hashes the key twice, which
+// cost more than hashing the subject id on the check path.
+func (s *Store) keyedID(hmacKey []byte, subjectID string) string {
+	var mac hash.Hash
+	if bytes.Equal(hmacKey, s.opts.HMACKey) {
+		mac = s.activeMACs.Get().(hash.Hash)
+		defer s.activeMACs.Put(mac)
+		mac.Reset()
+	} else {
+		mac = hmac.New(sha256.New, hmacKey)
+	}
+	mac.Write([]byte(subjectID))
+	var sum [sha256.Size]byte
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(sum[:0])[:16])
 }
 
 // partitionOf is the subject's partition: an unkeyed hash, see above.

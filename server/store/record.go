@@ -103,8 +103,18 @@ func encodeDecision(d domain.Decision) (string, error) {
 var errCorrupt = errors.New("store: corrupt stored value")
 
 func decodeDecision(v string) (domain.Decision, error) {
-	parts := strings.SplitN(v, "|", 6)
-	if len(parts) != 6 || (parts[0] != "g" && parts[0] != "d") {
+	// Six "|"-separated parts, cut one by one: a split would allocate a
+	// slice on every check.
+	var parts [6]string
+	rest := v
+	for i := range 5 {
+		var found bool
+		if parts[i], rest, found = strings.Cut(rest, "|"); !found {
+			return domain.Decision{}, errCorrupt
+		}
+	}
+	parts[5] = rest
+	if parts[0] != "g" && parts[0] != "d" {
 		return domain.Decision{}, errCorrupt
 	}
 	decided, err1 := strconv.ParseInt(parts[1], 10, 64)
@@ -131,36 +141,44 @@ func decodeDecision(v string) (domain.Decision, error) {
 func decodeRecord(fields map[string]string, sealer *keys.Sealer) (domain.Record, error) {
 	rec := domain.Record{Decisions: make(map[string]domain.Decision, len(fields))}
 	for name, v := range fields {
-		var err error
-		switch name {
-		case fieldRevision:
-			rec.Revision, err = strconv.ParseInt(v, 10, 64)
-		case fieldRegion:
-			rec.Region = v
-		case fieldGPC:
-			rec.GPCSeenAt, err = parseUnix(v)
-		case fieldRestrict:
-			rec.RestrictedAt, err = parseUnix(v)
-		case fieldMinor:
-			rec.MinorSince, err = parseUnix(v)
-		case fieldGuardian:
-			rec.GuardianAt, err = parseUnix(v)
-		case fieldLink:
-			if id, openErr := sealer.Open(v); openErr == nil {
-				rec.LinkedTo = string(id)
-			}
-		default:
-			if strings.HasPrefix(name, "_") {
-				continue // an internal field of a later version: not a purpose
-			}
-			rec.Decisions[name], err = decodeDecision(v)
-		}
-		if err != nil {
-			// The purpose id is not personal data; the subject id stays out.
-			return domain.Record{}, fmt.Errorf("%w: field %q", errCorrupt, name)
+		if err := decodeField(&rec, name, v, sealer); err != nil {
+			return domain.Record{}, err
 		}
 	}
 	return rec, nil
+}
+
+// decodeField sets the part of rec that one state hash field holds.
+func decodeField(rec *domain.Record, name, v string, sealer *keys.Sealer) error {
+	var err error
+	switch name {
+	case fieldRevision:
+		rec.Revision, err = strconv.ParseInt(v, 10, 64)
+	case fieldRegion:
+		rec.Region = v
+	case fieldGPC:
+		rec.GPCSeenAt, err = parseUnix(v)
+	case fieldRestrict:
+		rec.RestrictedAt, err = parseUnix(v)
+	case fieldMinor:
+		rec.MinorSince, err = parseUnix(v)
+	case fieldGuardian:
+		rec.GuardianAt, err = parseUnix(v)
+	case fieldLink:
+		if id, openErr := sealer.Open(v); openErr == nil {
+			rec.LinkedTo = string(id)
+		}
+	default:
+		if strings.HasPrefix(name, "_") {
+			return nil // an internal field of a later version: not a purpose
+		}
+		rec.Decisions[name], err = decodeDecision(v)
+	}
+	if err != nil {
+		// The purpose id is not personal data; the subject id stays out.
+		return fmt.Errorf("%w: field %q", errCorrupt, name)
+	}
+	return nil
 }
 
 // pairsToMap turns a flat [field, value, ...] reply (HGETALL from a script)
@@ -242,7 +260,7 @@ func (s *Store) Get(ctx context.Context, subjectID string) (domain.Record, error
 // GetOwn returns the subject's own stored record, without following a link.
 func (s *Store) GetOwn(ctx context.Context, subjectID string) (domain.Record, error) {
 	if !s.rotating() {
-		fields, err := s.client.HGetAll(ctx, s.keysFor(subjectID).state).Result()
+		fields, err := s.client.HGetAll(ctx, s.stateKey(subjectID)).Result()
 		if err != nil {
 			return domain.Record{}, wrapErr("get", err)
 		}
@@ -279,7 +297,7 @@ func (s *Store) getPurposesOwn(ctx context.Context, subjectID string, purposes [
 	}
 	var values []any
 	if !s.rotating() {
-		values, err = s.readHMGet(ctx, s.keysFor(subjectID).state, fields)
+		values, err = s.readHMGet(ctx, s.stateKey(subjectID), fields)
 	} else {
 		values, err = s.runScript(ctx, stateScript, s.stateNames(subjectID), stringsToAny(fields)...).Slice()
 	}
@@ -375,7 +393,7 @@ func (s *Store) hmgetMany(ctx context.Context, lookups []Lookup, fields [][]stri
 	cmds := make([]*redis.SliceCmd, len(lookups))
 	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, l := range lookups {
-			cmds[i] = p.HMGet(ctx, s.keysFor(l.SubjectID).state, fields[i]...)
+			cmds[i] = p.HMGet(ctx, s.stateKey(l.SubjectID), fields[i]...)
 		}
 		return nil
 	})
@@ -449,11 +467,13 @@ func decodeHMGet(fields []string, values []any, sealer *keys.Sealer) (domain.Rec
 	if len(values) != len(fields) {
 		return domain.Record{}, fmt.Errorf("store: HMGET returned %d values for %d fields", len(values), len(fields))
 	}
-	m := make(map[string]string, len(fields))
+	rec := domain.Record{Decisions: make(map[string]domain.Decision, len(fields)-len(internalFields))}
 	for i, v := range values {
 		if s, ok := v.(string); ok { // nil: field absent
-			m[fields[i]] = s
+			if err := decodeField(&rec, fields[i], s, sealer); err != nil {
+				return domain.Record{}, err
+			}
 		}
 	}
-	return decodeRecord(m, sealer)
+	return rec, nil
 }

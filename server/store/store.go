@@ -58,9 +58,12 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -132,7 +135,10 @@ type Store struct {
 	// it sends may be sent again after a broken connection, which is harmless
 	// for a read and not for a write (see "no retries" above).
 	reads *redis.AutoPipeliner
-	opts  Options
+	// activeMACs are HMAC-SHA256 hashes keyed with Options.HMACKey, reused
+	// (see keyedID).
+	activeMACs sync.Pool
+	opts       Options
 }
 
 // A prefix must not contain braces (they would change the cluster hash tag)
@@ -209,7 +215,9 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: auto-pipeliner: %w", err)
 	}
-	return &Store{client: client, reads: reads, opts: opts}, nil
+	s := &Store{client: client, reads: reads, opts: opts}
+	s.activeMACs.New = func() any { return hmac.New(sha256.New, s.opts.HMACKey) }
+	return s, nil
 }
 
 // Ping reports whether Redis answers; /readyz uses it.
