@@ -301,6 +301,11 @@ func checkRendered(t *testing.T, objects map[string][]*yaml.Node) rendered {
 	if c.Resources.Requests["cpu"] == "" || c.Resources.Requests["memory"] == "" || c.Resources.Limits["memory"] == "" {
 		t.Errorf("Deployment: want cpu and memory requests and a memory limit, got %+v", c.Resources)
 	}
+	// consentd's collector is lazy (GOGC 400): the soft limit must sit
+	// below the container's limit, or the kernel kills it first.
+	if limit, soft := mebibytes(c.Resources.Limits["memory"]), mebibytes(envValue(c, "GOMEMLIMIT")); soft <= 0 || soft >= limit {
+		t.Errorf("Deployment: GOMEMLIMIT %q must be set below the memory limit %q", envValue(c, "GOMEMLIMIT"), c.Resources.Limits["memory"])
+	}
 
 	// Kubernetes' SIGKILL must not cut the drain and in-flight calls short.
 	// The grace period also runs through a preStop hook, if there is one.
@@ -601,4 +606,25 @@ func randomText(t *testing.T) string {
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// mebibytes reads a Kubernetes "512Mi" or "1Gi", or a GOMEMLIMIT "400MiB";
+// 0 for anything else.
+func mebibytes(q string) int {
+	q = strings.TrimSuffix(q, "B")
+	for suffix, factor := range map[string]int{"Mi": 1, "Gi": 1024} {
+		if n, err := strconv.Atoi(strings.TrimSuffix(q, suffix)); err == nil && strings.HasSuffix(q, suffix) {
+			return n * factor
+		}
+	}
+	return 0
+}
+
+func envValue(c container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
 }
