@@ -24,8 +24,19 @@ import (
 // its "h" field and followed by ,"prev":"<the previous event's h>"} (empty
 // for the first). The previous hash is hashed, not stored: the event before
 // holds it. Editing or deleting an event breaks the chain and VerifyChain
-// reports it. (Events written before this layout store "prev" and are
-// hashed as stored; both verify.)
+// reports it.
+//
+// Three layouts of events are stored, and all three read and verify; writes
+// use the newest only:
+//
+//   - the current one (see eventHead and writeScript): an update's type left
+//     out, the channel as a letter, the decisions before the write as "o", a
+//     string of one letter per purpose of "n";
+//   - the one before: "t":"update" spelled out, the channel too, and the
+//     decisions before as an object "old" (purpose -> "g" or "d"), "{}" when
+//     there were none; hashed as the current one;
+//   - the first: as the one before, plus "prev" stored in the event, which
+//     is hashed as stored.
 //
 // This detects changes made by someone who does not recompute the chain, e.g.
 // a mistaken LSET or LREM. An attacker with write access to Redis can
@@ -60,13 +71,15 @@ type Event struct {
 	Hash          string
 }
 
-// storedEvent is the JSON of a history entry: what Go wrote (eventHead) and
-// what the write script appended.
+// storedEvent is the JSON of a history entry in any of its layouts: what Go
+// wrote (eventHead) and what the write script appended. (It is only ever
+// decoded: eventHead's MarshalJSON would write the head alone.)
 type storedEvent struct {
 	eventHead
 	Rev  int64             `json:"rev"`
-	Old  map[string]string `json:"old"`
-	Prev *string           `json:"prev"` // only in events of the earlier layout
+	Old  string            `json:"o"`    // decisions before, by position in New's sorted purposes
+	OldM map[string]string `json:"old"`  // the same, in the earlier layouts
+	Prev *string           `json:"prev"` // only in events of the first layout
 	H    string            `json:"h"`
 }
 
@@ -217,6 +230,12 @@ func decodeEvent(entry string, sealer *keys.Sealer) (Event, error) {
 		Source: lettersToSource[se.Source], PolicyVersion: se.Policy, Region: se.Region,
 		Channel: se.Channel, GPC: se.GPC, Reason: se.Why, Hash: se.H,
 	}
+	if e.Type == "" {
+		e.Type = EventUpdate
+	}
+	if name, ok := lettersToChannel[e.Channel]; ok {
+		e.Channel = name
+	}
 	if se.Prev != nil {
 		e.PrevHash = *se.Prev
 	}
@@ -225,14 +244,24 @@ func decodeEvent(entry string, sealer *keys.Sealer) (Event, error) {
 	e.Guardian = openField(sealer, se.Guard)
 	e.Minor = se.Minor
 	for p, v := range se.New {
-		c := Change{Purpose: p, New: v == "g"}
-		if o, ok := se.Old[p]; ok {
-			old := o == "g"
-			c.Old = &old
-		}
-		e.Changes = append(e.Changes, c)
+		e.Changes = append(e.Changes, Change{Purpose: p, New: v == "g"})
 	}
 	slices.SortFunc(e.Changes, func(a, b Change) int { return strings.Compare(a.Purpose, b.Purpose) })
+	if se.Old != "" && len(se.Old) != len(e.Changes) {
+		return Event{}, fmt.Errorf("%w: history event: %d decisions before for %d purposes", errCorrupt, len(se.Old), len(e.Changes))
+	}
+	for i := range e.Changes {
+		var o string
+		if se.Old != "" {
+			o = se.Old[i : i+1] // in the purposes' order: the write script's, sorted as here
+		} else {
+			o = se.OldM[e.Changes[i].Purpose]
+		}
+		if o == "g" || o == "d" {
+			old := o == "g"
+			e.Changes[i].Old = &old
+		}
+	}
 	return e, nil
 }
 

@@ -339,44 +339,166 @@ func TestMemoryUsage(t *testing.T) {
 	t.Logf("first event: %s", firstEvent)
 
 	// The aims of `make bench` (issue 7): <= 400 B per subject record, <= 250
-	// B per history event (a long history's events, without client facts).
+	// B per history event, which the bench measures as here: a list of 10
+	// events, without client facts. The bounds are what the layout takes now
+	// with a step of slack: the list's memory grows in steps of the
+	// allocator's size classes (10 events: 1976 B now, then 2232 B, then
+	// 2744 B with the layout before, 274 B per event).
 	if one["s"] > 400 {
 		t.Errorf("the state hash of 5 purposes takes %d B, want <= 400", one["s"])
 	}
-	if perEvent := (fifty["h"] - one["h"]) / 50; perEvent > 250 {
-		t.Errorf("history takes %d B per event, want <= 250", perEvent)
+	if perEvent := ten["h"] / 10; perEvent > 225 {
+		t.Errorf("a history of 10 events takes %d B per event, want <= 225 (the aim: 250)", perEvent)
+	}
+	if perEvent := (fifty["h"] - one["h"]) / 50; perEvent > 200 {
+		t.Errorf("a long history takes %d B per event, want <= 200", perEvent)
 	}
 }
 
-// Histories written before the previous hash stopped being stored (it was
-// "prev" inside each event, hashed as stored) still verify and read, and new
-// events chain onto them.
-func TestHistoriesOfTheEarlierLayoutStillVerify(t *testing.T) {
+// hashed completes an event's content (its JSON up to where "h" goes) with
+// its hash: over the content followed by the previous event's hash, or, in
+// the first layout (which stores "prev"), over the content as stored.
+func hashed(content, prev string) string {
+	body := content + `,"prev":"` + prev + `"}`
+	if strings.Contains(content, `,"prev":"`) {
+		body = content + "}"
+	}
+	sum := sha1.Sum([]byte(body))
+	return content + `,"h":"` + hex.EncodeToString(sum[:]) + `"}`
+}
+
+// Histories written in the earlier layouts (the first stored "prev" in each
+// event, hashed as stored; both spelled out the type and channel and kept the
+// decisions before as an object "old") still verify and read, new events
+// chain onto them, and editing them is still caught.
+func TestHistoriesOfTheEarlierLayoutsStillVerify(t *testing.T) {
 	client := redistest.Start(t).Client(t)
 	s, prefix := storetest.NewStore(t, client)
-	w := update("old-layout", true)
-	if _, err := s.Write(t.Context(), w); err != nil {
-		t.Fatal(err)
+	const subject = "old-layouts"
+	ctx := t.Context()
+	// Two writes give the state its revision 2; their events are replaced by
+	// the same changes as the earlier layouts wrote them.
+	first := update(subject, true)
+	first.Decisions["ads"] = first.Decisions["analytics"]
+	for _, w := range []store.Write{first, update(subject, false)} {
+		if _, err := s.Write(ctx, w); err != nil {
+			t.Fatal(err)
+		}
 	}
 	history := ""
-	for _, k := range client.Keys(t.Context(), prefix+":*:h:*").Val() {
+	for _, k := range client.Keys(ctx, prefix+":*:h:*").Val() {
 		history = k
 	}
-	// Rewrite the one event in the earlier layout: "prev" stored, the hash
-	// over the event as stored.
-	entry := client.LIndex(t.Context(), history, 0).Val()
-	content := entry[:strings.LastIndex(entry, `,"h":"`)] + `,"prev":""`
-	sum := sha1.Sum([]byte(content + "}"))
-	client.LSet(t.Context(), history, 0, content+`,"h":"`+hex.EncodeToString(sum[:])+`"}`)
+	e1 := hashed(`{"t":"update","at":1750000000000,"a":"visitor","s":"b","pv":"2025-06-01","r":"DE","c":"rest",`+
+		`"n":{"ads":"g","analytics":"g"},"rev":1,"old":{},"prev":""`, "")
+	h1 := e1[len(e1)-42 : len(e1)-2]
+	e2 := hashed(`{"t":"update","at":1750000001000,"a":"key:app","s":"a","c":"grpc","n":{"analytics":"d"},"rev":2,"old":{"analytics":"g"}`, h1)
+	h2 := e2[len(e2)-42 : len(e2)-2]
+	client.Del(ctx, history)
+	client.RPush(ctx, history, e1, e2)
 
-	if _, err := s.Write(t.Context(), update("old-layout", false)); err != nil {
+	third := update(subject, true)
+	third.Decisions["functional"] = third.Decisions["analytics"]
+	third.Event.Channel = "rest"
+	if _, err := s.Write(ctx, third); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.VerifyChain(t.Context(), "old-layout"); err != nil {
-		t.Fatalf("a history of both layouts: %v", err)
+	if n, err := s.CheckChain(ctx, subject); err != nil || n != 3 {
+		t.Fatalf("CheckChain of a history of all three layouts = %d, %v", n, err)
 	}
-	events, err := s.Events(t.Context(), "old-layout", 0, 10)
-	if err != nil || len(events) != 2 || events[0].PrevHash != events[1].Hash || events[1].PrevHash != "" {
-		t.Fatalf("events = %+v, %v", events, err)
+	// The new event is in the current layout: no type for an update, the
+	// channel a letter, the decisions before by position ("analytics" was
+	// denied, "functional" never decided).
+	e3 := client.LIndex(ctx, history, 2).Val()
+	if want := `,"c":"r","n":{"analytics":"g","functional":"g"},"rev":3,"o":"d-","h":"`; !strings.Contains(e3, want) || strings.Contains(e3, `"t":`) {
+		t.Errorf("new event %s, want it to hold %s and no type", e3, want)
+	}
+
+	events, err := s.Events(ctx, subject, 0, 10)
+	if err != nil || len(events) != 3 {
+		t.Fatalf("Events = %+v, %v", events, err)
+	}
+	got := make([]string, len(events))
+	for i, e := range events {
+		got[i] = fmt.Sprintf("%d %s %s %s prev=%s:", e.Revision, e.Type, e.Actor, e.Channel, e.PrevHash)
+		for _, c := range e.Changes {
+			old := "none"
+			if c.Old != nil {
+				old = fmt.Sprint(*c.Old)
+			}
+			got[i] += fmt.Sprintf(" %s %s->%v", c.Purpose, old, c.New)
+		}
+	}
+	want := []string{
+		"3 update api rest prev=" + h2 + ": analytics false->true functional none->true",
+		"2 update key:app grpc prev=" + h1 + ": analytics true->false",
+		"1 update visitor rest prev=: ads none->true analytics none->true",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A page that starts on an event of the earlier layout takes the
+	// previous hash from it.
+	if page, err := s.Events(ctx, subject, 3, 1); err != nil || len(page) != 1 || page[0].PrevHash != h1 || page[0].Hash != h2 {
+		t.Errorf("Events before 3, limit 1 = %+v, %v", page, err)
+	}
+
+	// Edits of events of either earlier layout break the chain.
+	for i, e := range []string{e1, e2} {
+		client.LSet(ctx, history, int64(i), strings.Replace(e, `"analytics":"`, `"analytics":"x`, 1))
+		var chainErr *store.ChainError
+		if err := s.VerifyChain(ctx, subject); !errors.As(err, &chainErr) || chainErr.Revision != int64(i+1) {
+			t.Errorf("VerifyChain after editing revision %d: %v", i+1, err)
+		}
+		client.LSet(ctx, history, int64(i), e)
+	}
+	if err := s.VerifyChain(ctx, subject); err != nil {
+		t.Fatalf("VerifyChain after restoring the events: %v", err)
+	}
+}
+
+// The decisions before a write are stored by position among the event's
+// purposes ("o"); purpose ids that JSON escapes, or that sort differently as
+// bytes and as runes, still line up with their decisions.
+func TestDecisionsBeforeLineUpWithPurposes(t *testing.T) {
+	client := redistest.Start(t).Client(t)
+	s, _ := storetest.NewStore(t, client)
+	const subject = "odd-purposes"
+	ids := []string{`quote"d`, "é", "<b>", "z", "Z", "back\\slash", "ünï", "a.b"}
+	at := time.Unix(1_750_000_000, 0)
+	write := func(granted func(i int) (bool, bool)) {
+		t.Helper()
+		w := update(subject, true)
+		w.Decisions = map[string]domain.Decision{}
+		for i, id := range ids {
+			if g, ok := granted(i); ok {
+				w.Decisions[id] = domain.Decision{Granted: g, DecidedAt: at, Source: domain.SourceAPI}
+			}
+		}
+		if _, err := s.Write(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(func(i int) (bool, bool) { return i%3 == 0, i%2 == 0 }) // half of them: granted or denied
+	write(func(i int) (bool, bool) { return i%3 != 0, true })     // all of them, flipped
+	events, err := s.Events(t.Context(), subject, 0, 1)
+	if err != nil || len(events) != 1 || len(events[0].Changes) != len(ids) {
+		t.Fatalf("Events = %+v, %v", events, err)
+	}
+	for _, c := range events[0].Changes {
+		i := slices.Index(ids, c.Purpose)
+		if i < 0 || c.New != (i%3 != 0) {
+			t.Errorf("change %+v: unknown purpose or wrong new decision", c)
+			continue
+		}
+		switch {
+		case i%2 != 0 && c.Old != nil:
+			t.Errorf("%q: old %v, want none", c.Purpose, *c.Old)
+		case i%2 == 0 && (c.Old == nil || *c.Old != (i%3 == 0)):
+			t.Errorf("%q: old %v, want %v", c.Purpose, c.Old, i%3 == 0)
+		}
+	}
+	if err := s.VerifyChain(t.Context(), subject); err != nil {
+		t.Fatal(err)
 	}
 }

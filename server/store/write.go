@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,7 +23,7 @@ type EventInfo struct {
 	Actor         string        // who wrote: "visitor", a service key name, "operator:<name>"
 	Source        domain.Source // how the subject expressed the choice
 	PolicyVersion string        // the policy file's version label
-	Channel       string        // "grpc" or "rest"
+	Channel       string        // "grpc" or "rest" (stored as a letter, see eventHead)
 	Reason        string        // why an operator accessed the data (access events)
 	// Client is coarse facts about the client that made the choice (the
 	// browser's user agent and platform hints; never an IP). It is sealed
@@ -118,18 +119,22 @@ type WriteResult struct {
 // ARGV[4] expected revision; "" accepts any
 // ARGV[5] region code to store in _reg; "" keeps the stored one
 // ARGV[6] unix seconds to store in _gpc unless already set; "" for no signal
-// ARGV[7] feed MINID (unix ms): older feed entries may be trimmed; "" adds
-// no feed entry (access and export events change nothing downstream)
+// ARGV[7] feed MINID (unix ms): older feed entries may be trimmed; "0" adds
+// the feed entry without trimming (see feedTrimEvery); "" adds no feed entry
+// (access and export events change nothing downstream)
 // ARGV[8] sealed subject id, the feed entry's "sub" field
 // ARGV[9] history event JSON without its closing brace (eventTemplate)
-// ARGV[10] state hash TTL in ms; "0" removes any TTL
-// ARGV[11] history list TTL in ms; "0" removes any TTL
+// ARGV[10] state hash TTL in ms; "0": none, and none to remove (a user's
+// state never gets one: whether a subject is a visitor depends on its id
+// alone, see retention)
+// ARGV[11] history list TTL in ms; "0" removes any TTL (one set while
+// Options.HistoryRetention was not 0)
 // ARGV[12] "1": if the state links to a user (_lnk), write nothing and
 // return the link
 // ARGV[13] number N of purposes written, then N pairs: purpose id, encoded
-// decision (see record.go); then the number M of internal fields to set and
-// M pairs: name, value; then the number D of internal fields to delete and
-// their D names.
+// decision (see record.go), sorted by purpose id; then the number M of
+// internal fields to set and M pairs: name, value; then the number D of
+// internal fields to delete and their D names.
 //
 // Returns:
 //
@@ -153,20 +158,30 @@ type WriteResult struct {
 // key's name (a retry may reach an instance with another active key during a
 // rollout) and stored under the active one.
 //
-// The event is ARGV[9] completed with ,"rev":N,"old":{...}; "old" maps each
-// written purpose decided before to "g" or "d". Its hash h is the sha1 hex
+// The event is ARGV[9] completed with ,"rev":N and, when any written purpose
+// was decided before, ,"o":"<letters>": one letter per written purpose in
+// ARGV's order (the order of the "n" object's keys), "g" or "d" for its
+// decision before the write, "-" if it had none. Its hash h is the sha1 hex
 // of the event followed by ,"prev":"<h of the previous event, or empty>"},
 // and what is stored is the event followed by ,"h":"<h>"}. The previous hash
 // is not stored with the event (40 bytes of every event, at millions of
 // subjects): it is the last 40 characters before the closing "} of the
 // list's last element, and a reader takes it from the event before.
+//
+// The script's own time is most of a write's cost in Redis, and a
+// redis.call costs about as much again as the command it runs (its arguments
+// and reply are converted between Lua and Redis), so the script makes as few
+// calls as it can: one HMGET reads all the write depends on, TIME is read
+// only for idempotency records, a TTL is removed only where one can be (see
+// ARGV[10]), the feed is trimmed on some writes only (feedTrimEvery), and the
+// event is built by concatenation (no cjson).
 var writeScript = redis.NewScript(`
 local feed, state, history, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
--- Redis' clock, the one PEXPIRE uses: records expire consistently with the hash.
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
+local now -- Redis' clock (ms), the one PEXPIRE uses: records expire consistently with the hash
 if ARGV[1] ~= '' then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
   -- KEYS[4], KEYS[7], ...: the subject's idempotency hash under each known key.
   for i = 4, #KEYS, 3 do
     local stored = redis.call('HGET', KEYS[i], ARGV[2])
@@ -191,16 +206,20 @@ if #KEYS > 4 and redis.call('EXISTS', state) == 0 then
   end
 end
 
-if ARGV[12] == '1' then
-  local link = redis.call('HGET', KEYS[from], '_lnk')
-  if link then return {-3, link} end
-end
+-- One read for all the write depends on: the revision, the link and the
+-- written purposes' decisions before it.
+local at = 13
+local n = tonumber(ARGV[at])
+local fields = {'_rev', '_lnk'}
+for i = 1, n do fields[i + 2] = ARGV[at + 2 * i - 1] end
+local before = redis.call('HMGET', KEYS[from], unpack(fields))
 
-local current = tonumber(redis.call('HGET', KEYS[from], '_rev') or '0')
+if ARGV[12] == '1' and before[2] then return {-3, before[2]} end
+local current = tonumber(before[1] or '0')
 if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= current then
   return {-1, current}
 end
-local rev = current + 1
+local rev = tostring(current + 1) -- formatted once: HSET, the event and XADD take it
 
 if from ~= 2 then
   redis.call('RENAME', KEYS[from], state)
@@ -209,15 +228,17 @@ if from ~= 2 then
   end
 end
 
-local at = 13
-local n = tonumber(ARGV[at])
-local purposes = {}
 local set = {'_rev', rev}
+local old, decided = {}, false
 for i = 1, n do
-  local p, v = ARGV[at + 2 * i - 1], ARGV[at + 2 * i]
-  purposes[i] = p
-  set[#set + 1] = p
-  set[#set + 1] = v
+  set[2 * i + 1] = ARGV[at + 2 * i - 1]
+  set[2 * i + 2] = ARGV[at + 2 * i]
+  local b = before[i + 2]
+  if b then
+    old[i], decided = string.sub(b, 1, 1), true
+  else
+    old[i] = '-'
+  end
 end
 at = at + 2 * n + 1
 local m = tonumber(ARGV[at])
@@ -231,14 +252,6 @@ if ARGV[5] ~= '' then
   set[#set + 1] = '_reg'
   set[#set + 1] = ARGV[5]
 end
-
-local old = {}
-if n > 0 then
-  local before = redis.call('HMGET', state, unpack(purposes))
-  for i = 1, n do
-    if before[i] then old[purposes[i]] = string.sub(before[i], 1, 1) end
-  end
-end
 redis.call('HSET', state, unpack(set))
 if d > 0 then redis.call('HDEL', state, unpack(ARGV, at + 1, at + d)) end
 if ARGV[6] ~= '' then redis.call('HSETNX', state, '_gpc', ARGV[6]) end
@@ -246,17 +259,18 @@ if ARGV[6] ~= '' then redis.call('HSETNX', state, '_gpc', ARGV[6]) end
 local prev = ''
 local last = redis.call('LINDEX', history, -1)
 if last then prev = string.sub(last, -42, -3) end
-local content = ARGV[9] .. ',"rev":' .. rev .. ',"old":' .. cjson.encode(old)
+local content = ARGV[9] .. ',"rev":' .. rev
+if decided then content = content .. ',"o":"' .. table.concat(old) .. '"' end
 local event = content .. ',"h":"' .. redis.sha1hex(content .. ',"prev":"' .. prev .. '"}') .. '"}'
 redis.call('RPUSH', history, event)
-if ARGV[7] ~= '' then
+if ARGV[7] == '0' then
+  redis.call('XADD', feed, '*', 'sub', ARGV[8], 'rev', rev, 'ev', event)
+elseif ARGV[7] ~= '' then
   redis.call('XADD', feed, 'MINID', '~', ARGV[7], '*', 'sub', ARGV[8], 'rev', rev, 'ev', event)
 end
 
-for i, key in ipairs({state, history}) do
-  local ttl = tonumber(ARGV[9 + i])
-  if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
-end
+if ARGV[10] ~= '0' then redis.call('PEXPIRE', state, ARGV[10]) end
+if ARGV[11] ~= '0' then redis.call('PEXPIRE', history, ARGV[11]) else redis.call('PERSIST', history) end
 
 local snapshot = redis.call('HGETALL', state)
 if ARGV[1] ~= '' then
@@ -272,6 +286,18 @@ if ARGV[1] ~= '' then
 end
 return {0, snapshot}
 `)
+
+// feedTrimEvery: one write in feedTrimEvery (counted across the process)
+// trims its partition's feed. The trim is approximate (MINID ~): Redis drops
+// only whole stream nodes, about a dozen entries each, once all of a node is
+// older than Options.FeedRetention, so a trim on every write mostly finds
+// nothing to do, and looking cost ~5% of the write script's time in Redis.
+// A partition's old entries now go a few of its writes later: on a busy
+// partition milliseconds, on a quiet one as long as its next few writes take
+// (approximate trimming already kept up to a node's worth longer).
+const feedTrimEvery = 8
+
+var feedWrites atomic.Uint32
 
 // Write applies w atomically and returns the state right after it. With
 // FollowLink, a write to a linked visitor is applied to its user instead.
@@ -330,9 +356,11 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 	if w.GPC {
 		gpc = strconv.FormatInt(w.Now.Unix(), 10)
 	}
-	var minID any = max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
+	var minID any = 0 // a feed entry, no trimming
 	if !inFeed(w.Event.Type) {
 		minID = ""
+	} else if feedWrites.Add(1)%feedTrimEvery == 0 {
+		minID = max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
 	}
 	stateTTL, historyTTL := s.retention(w.SubjectID)
 	follow := ""
@@ -428,16 +456,18 @@ func (s *Store) retention(subjectID string) (state, history time.Duration) {
 	return state, history
 }
 
-// eventHead is the part of a history event built in Go. JSON keys are short:
-// every byte is stored once per event, for every subject.
+// eventHead is the part of a history event built in Go. JSON keys are short
+// and MarshalJSON leaves out what can be: every byte is stored once per
+// event, for every subject (`make bench` aims at <= 250 B of Redis memory per
+// event).
 type eventHead struct {
-	Type    string            `json:"t"`
-	At      int64             `json:"at"` // unix ms
+	Type    string            `json:"t,omitempty"` // "" in an update event (see MarshalJSON)
+	At      int64             `json:"at"`          // unix ms
 	Actor   string            `json:"a,omitempty"`
 	Source  string            `json:"s"` // source letter, as in the state hash
 	Policy  string            `json:"pv,omitempty"`
 	Region  string            `json:"r,omitempty"` // region code given with the write
-	Channel string            `json:"c,omitempty"`
+	Channel string            `json:"c,omitempty"` // a letter for "grpc" and "rest" (see MarshalJSON)
 	GPC     bool              `json:"g,omitempty"`
 	Why     string            `json:"why,omitempty"` // an access event's reason
 	Client  string            `json:"cl,omitempty"`  // sealed client facts (EventInfo.Client)
@@ -445,6 +475,29 @@ type eventHead struct {
 	Guard   string            `json:"gd,omitempty"`  // sealed guardian of a guardian event
 	Minor   *bool             `json:"m,omitempty"`   // a minor event's new status
 	New     map[string]string `json:"n"`             // purpose -> "g" or "d"
+}
+
+// channelLetters stand for the channels in stored events. Events of the
+// earlier layouts spell them out; decodeEvent reads both. (A channel named
+// "g" or "r" itself would read back as "grpc" or "rest": there is none.)
+var channelLetters = map[string]string{"grpc": "g", "rest": "r"}
+
+var lettersToChannel = map[string]string{"g": "grpc", "r": "rest"}
+
+// MarshalJSON writes the head in the stored layout: the type of the most
+// common event, an update, is left out (a missing type reads as an update),
+// and the channel is a letter. Other types stay spelled out: eraseScript
+// finds link events by "t":"link".
+func (h eventHead) MarshalJSON() ([]byte, error) {
+	type plain eventHead // the same fields without this method
+	p := plain(h)
+	if p.Type == EventUpdate {
+		p.Type = ""
+	}
+	if letter, ok := channelLetters[p.Channel]; ok {
+		p.Channel = letter
+	}
+	return json.Marshal(p)
 }
 
 // eventTemplate is the event's JSON without its closing brace: the write
@@ -478,7 +531,7 @@ func (s *Store) eventTemplate(w Write) (string, error) {
 	for p, d := range w.Decisions {
 		head.New[p] = grantedLetter(d.Granted)
 	}
-	b, err := json.Marshal(head) // map keys come out sorted
+	b, err := head.MarshalJSON() // map keys come out sorted, as writeScript's purposes
 	if err != nil {
 		return "", err
 	}
