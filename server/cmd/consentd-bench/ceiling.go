@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -44,6 +45,11 @@ func (ceilingService) CheckConsent(context.Context, *consentv1.CheckConsentReque
 // "grpc=<addr> http=<addr>" on stdout, and serves until SIGTERM/SIGINT or
 // until its parent goes away (stdin closes).
 func runCeiling() error {
+	// The same garbage collector setting as consentd (gcPercent in
+	// server/cmd/consentd/main.go), so the ratios compare code, not GOGC.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	grpcListener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
