@@ -301,7 +301,7 @@ func checkRendered(t *testing.T, objects map[string][]*yaml.Node) rendered {
 	if c.Resources.Requests["cpu"] == "" || c.Resources.Requests["memory"] == "" || c.Resources.Limits["memory"] == "" {
 		t.Errorf("Deployment: want cpu and memory requests and a memory limit, got %+v", c.Resources)
 	}
-	// consentd's collector is lazy (GOGC 400): the soft limit must sit
+	// consentd's collector is lazy (GOGC 200): the soft limit must sit
 	// below the container's limit, or the kernel kills it first.
 	if limit, soft := mebibytes(c.Resources.Limits["memory"]), mebibytes(envValue(c, "GOMEMLIMIT")); soft <= 0 || soft >= limit {
 		t.Errorf("Deployment: GOMEMLIMIT %q must be set below the memory limit %q", envValue(c, "GOMEMLIMIT"), c.Resources.Limits["memory"])

@@ -48,7 +48,7 @@ func runCeiling() error {
 	// The same garbage collector setting as consentd (gcPercent in
 	// server/cmd/consentd/main.go), so the ratios compare code, not GOGC.
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
+		debug.SetGCPercent(200)
 	}
 	grpcListener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -338,7 +338,7 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "\n## Checks, closed loop (%d workers, %d rounds of %g s, interleaved)\n\n", p.Concurrency, p.Rounds, p.Window.Seconds())
 		fmt.Fprintf(&b, "gRPC: %d workers share %d connections (the same for consentd and the ceiling); REST: %d keep-alive HTTP/1.1 connections, one per worker. "+
 			"The ceiling is a bare grpc-go server with a constant CheckConsent, and grpc-gateway over an in-memory connection, as consentd's gateway; "+
-			"no interceptors, no Redis; it runs with consentd's garbage collector setting (GOGC 400). Each round runs the four targets in turn (%g s warm-up each), so disturbances hit all alike. "+
+			"no interceptors, no Redis; it runs with consentd's garbage collector setting (GOGC 200). Each round runs the four targets in turn (%g s warm-up each), so disturbances hit all alike. "+
 			"CPU is utime+stime from /proc/<pid>/stat over the window, per request; the Redis command's own time comes from INFO commandstats.\n\n",
 			p.Concurrency, p.GRPCConns, p.RESTConns, p.Warmup.Seconds())
 		loadTable(&b, r.Checks, false)

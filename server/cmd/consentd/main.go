@@ -17,13 +17,14 @@ import (
 )
 
 // gcPercent is consentd's GOGC unless the environment sets one. The live
-// heap is small (a few MiB) and every call allocates a few KiB that die at
-// once, so at Go's default, 100, the collector runs many times a second;
-// at 400 `make bench` measured markedly less CPU per check for a heap a few
-// MiB larger (see the README's Performance section). GOMEMLIMIT, when set
-// (the Kubernetes manifests set it below the container's limit), makes the
-// collector work harder near the limit instead of running out of memory.
-const gcPercent = 400
+// heap is small (10-15 MiB under load) and every call allocates a few KiB
+// that die at once, so at Go's default, 100, the collector runs many times a
+// second. 200 collects half as often; `make bench` put 400's peak RSS over
+// its 100 MB aim (117 MiB; 79 MiB at 200) for no CPU gain it could tell
+// from noise. GOMEMLIMIT, when set (the Kubernetes manifests set it below
+// the container's limit), makes the collector work harder near the limit
+// instead of running out of memory.
+const gcPercent = 200
 
 func main() {
 	if os.Getenv("GOGC") == "" {
