@@ -1,0 +1,67 @@
+package store_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/server/internal/redistest"
+	"github.com/consentd/consentd/server/store/storetest"
+)
+
+// Concurrent checks share round trips: while one batch of HMGETs is in
+// flight, the checks that arrive queue and go out together as the next
+// pipeline. Each still gets its own subject's answer.
+func TestConcurrentChecksShareRoundTripsAndEachGetsItsOwnAnswer(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	s, _ := storetest.NewStore(t, client)
+	const subjects = 64
+	for i := range subjects {
+		if _, err := s.Write(t.Context(), update(fmt.Sprint("subject-", i), i%2 == 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := &commandLog{}
+	client.AddHook(log)
+
+	// Redis stalls for 300 ms (DEBUG SLEEP on a connection of its own), so
+	// the first check's batch is in flight while the others queue behind it.
+	stall := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 5 * time.Second})
+	t.Cleanup(func() { _ = stall.Close() })
+	stalled := make(chan error, 1)
+	go func() { stalled <- stall.Do(t.Context(), "debug", "sleep", "0.3").Err() }()
+	time.Sleep(50 * time.Millisecond)
+
+	var wg sync.WaitGroup
+	for i := range subjects {
+		wg.Go(func() {
+			rec, err := s.GetPurposes(t.Context(), fmt.Sprint("subject-", i), []string{"analytics"})
+			if err != nil {
+				t.Errorf("subject-%d: %v", i, err)
+				return
+			}
+			if got, want := rec.Decisions["analytics"].Granted, i%2 == 0; got != want || rec.Revision != 1 {
+				t.Errorf("subject-%d: granted %v revision %d, want granted %v revision 1: another subject's answer", i, got, rec.Revision, want)
+			}
+		})
+	}
+	wg.Wait()
+	if err := <-stalled; err != nil {
+		t.Fatal(err)
+	}
+
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	largest := 0
+	for _, sent := range log.sent {
+		largest = max(largest, strings.Count(sent, "hmget"))
+	}
+	if largest < 2 {
+		t.Errorf("%d concurrent checks behind a stalled Redis were sent %q: want HMGETs pipelined together", subjects, log.sent)
+	}
+}
