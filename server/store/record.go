@@ -307,8 +307,12 @@ func (s *Store) getPurposesOwn(ctx context.Context, subjectID string, purposes [
 	return decodeHMGet(fields, values, s.opts.Sealer)
 }
 
-// readHMGet is HMGET through the auto-pipeliner. The wait ends at ctx's
-// deadline; the command itself is bounded by the client's read timeout.
+// readHMGet is a check's HMGET. While only a few reads are in flight it goes
+// straight out: there is nothing to batch, and the auto-pipeliner's
+// hand-offs (to its flusher goroutine and back) only add latency (`make
+// bench`'s open loop at 5,000 checks/s: p50 0.6 ms direct, 0.8-1.1 ms through
+// the pipeliner). Beyond that, through the auto-pipeliner, whose wait ends at
+// ctx's deadline; the command itself is bounded by the client's read timeout.
 func (s *Store) readHMGet(ctx context.Context, key string, fields []string) ([]any, error) {
 	args := make([]any, 0, 2+len(fields))
 	args = append(args, "hmget", key)
@@ -316,11 +320,20 @@ func (s *Store) readHMGet(ctx context.Context, key string, fields []string) ([]a
 		args = append(args, f)
 	}
 	cmd := redis.NewSliceCmd(ctx, args...)
+	defer s.readsInFlight.Add(-1)
+	if s.readsInFlight.Add(1) <= maxDirectReads {
+		_ = s.client.Process(ctx, cmd)
+		return cmd.Result()
+	}
 	if err := s.reads.Submit(ctx, cmd).WaitContext(ctx); err != nil {
 		return nil, err
 	}
 	return cmd.Result()
 }
+
+// maxDirectReads is how many checks' reads may be in flight for a read to
+// skip the auto-pipeliner (see readHMGet).
+const maxDirectReads = 4
 
 // Lookup is one subject and the purposes to read for it.
 type Lookup struct {

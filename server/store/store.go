@@ -134,7 +134,8 @@ type Store struct {
 	// trip was about 40% of consentd's CPU per check). Reads only: a command
 	// it sends may be sent again after a broken connection, which is harmless
 	// for a read and not for a write (see "no retries" above).
-	reads *redis.AutoPipeliner
+	reads         *redis.AutoPipeliner
+	readsInFlight atomic.Int64 // checks' reads, see readHMGet
 	// activeMACs are HMAC-SHA256 hashes keyed with Options.HMACKey, reused
 	// (see keyedID).
 	activeMACs sync.Pool
