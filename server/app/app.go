@@ -155,7 +155,7 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	// through the interceptor chain and go-redis (`make bench`'s profiles).
 	// A call waiting for Redis holds its worker, and grpc-go starts a fresh
 	// goroutine when every worker is busy, so the pool covers the calls in
-	// flight, not the CPUs: 256 idle goroutines cost about 2 MiB.
+	// flight, not the CPUs: 256 goroutines cost a few MiB of stacks.
 	interceptors = append(interceptors, grpc.NumStreamWorkers(uint32(max(256, 32*runtime.GOMAXPROCS(0)))))
 	newGRPCServer := func(opts ...grpc.ServerOption) *grpc.Server {
 		s := grpc.NewServer(append(opts, interceptors...)...)

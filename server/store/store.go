@@ -3,8 +3,8 @@
 // and a change feed (one stream per partition).
 //
 // Every write is one Lua script: one round trip, atomic, so concurrent writers
-// never lose an update. Reads are single commands (HGETALL, HMGET) or a
-// pipeline of them (while a previous HMAC key is known, a small read script
+// never lose an update. Reads are single commands (HGETALL, HMGET; concurrent
+// checks' HMGETs share pipelines, see Store.reads) or a pipeline of them (while a previous HMAC key is known, a small read script
 // each, see "Rotating the HMAC key"). The code takes a redis.UniversalClient
 // and keeps all keys of a subject in one cluster slot, so the same code runs
 // on a single Redis and on Redis Cluster.
@@ -126,14 +126,15 @@ type Options struct {
 // Store is consentd's Redis storage. It is safe for concurrent use.
 type Store struct {
 	client redis.UniversalClient
-	// reads sends single-subject reads (a check's HMGET): go-redis'
-	// auto-pipeliner queues concurrent calls' commands and writes them as one
-	// pipeline while the previous one is in flight. A lone call still goes
-	// out at once; under load, one write and one read syscall serve a whole
-	// batch instead of each call (`make bench`: the check path's Redis round
-	// trip was about 40% of consentd's CPU per check). Reads only: a command
-	// it sends may be sent again after a broken connection, which is harmless
-	// for a read and not for a write (see "no retries" above).
+	// reads sends checks' reads (HMGET) when more than a few are in flight
+	// (see readHMGet): go-redis' auto-pipeliner queues concurrent calls'
+	// commands and writes them as one pipeline while the previous one is in
+	// flight, so one write and one read syscall serve a whole batch instead of
+	// each call (`make bench`: the check path's Redis round trip was about 40%
+	// of consentd's CPU per check). go-redis marks the API experimental; the
+	// version is pinned in go.mod. Reads only: nothing here may re-send a
+	// write whose reply was lost (see the package comment), and a pipeline
+	// library is the wrong place to prove that.
 	reads         *redis.AutoPipeliner
 	readsInFlight atomic.Int64 // checks' reads, see readHMGet
 	// activeMACs are HMAC-SHA256 hashes keyed with Options.HMACKey, reused
