@@ -47,6 +47,7 @@ const clusterNodeTimeout = 2000
 // sentinel) started by this package.
 type Process struct {
 	name string // for messages: "cluster node 3", "sentinel 1"
+	bin  string
 	port int
 	out  *lockedBuffer
 
@@ -92,14 +93,14 @@ func startProcess(t testing.TB, name string, args func(port int) []string) *Proc
 	if err != nil {
 		t.Fatalf("redis-server is not on PATH: the store's tests need a real Redis; run `make test`, which installs it (or apt-get install redis-server)")
 	}
-	p := &Process{name: name}
+	p := &Process{name: name, bin: bin}
 	t.Cleanup(p.Kill)
 	var lastErr error
 	for range startAttempts {
 		if p.port, err = freePort(); err != nil {
 			t.Fatalf("redistest: finding a free port: %v", err)
 		}
-		if lastErr = p.start(bin, args(p.port)); lastErr == nil {
+		if lastErr = p.start(args(p.port)); lastErr == nil {
 			return p
 		}
 	}
@@ -107,16 +108,19 @@ func startProcess(t testing.TB, name string, args func(port int) []string) *Proc
 	return nil
 }
 
-func (p *Process) start(bin string, args []string) error {
+// start launches redis-server with args and waits until it answers PING. It
+// returns an error (and leaves no process behind) if it exits or stays
+// silent. It also starts a killed process again (Server.Restart).
+func (p *Process) start(args []string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := &lockedBuffer{}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("running %s: %w", bin, err)
+		return fmt.Errorf("running %s: %w", p.bin, err)
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -128,7 +132,7 @@ func (p *Process) start(bin string, args []string) error {
 		<-exited
 		return fmt.Errorf("%w; output:\n%s", err, out.tail(2000))
 	}
-	p.cmd, p.exited, p.out = cmd, exited, out
+	p.cmd, p.exited, p.out, p.killed = cmd, exited, out, false
 	return nil
 }
 

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,19 +28,14 @@ const startAttempts = 5
 // readyTimeout is how long a started redis-server may take to answer PING.
 const readyTimeout = 15 * time.Second
 
-// Server is one running redis-server.
+// Server is one running redis-server: a Process (see cluster.go) that can
+// be stopped and restarted on the same port and directory.
 type Server struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	port int
+	*Process
+	t   testing.TB
+	dir string
 	// durable: AOF with appendfsync always in dir, replayed on Restart.
 	durable bool
-
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when cmd has been waited for
-	stopped bool
 }
 
 // Start runs a redis-server on a free loopback port and stops it when the
@@ -63,30 +57,27 @@ func StartDurable(t testing.TB) *Server {
 
 func startServer(t testing.TB, durable bool) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is not on PATH: the store's tests need a real Redis; run `make test`, which installs it (or apt-get install redis-server)")
-	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), durable: durable}
-	t.Cleanup(s.Stop)
-
-	var lastErr error
-	for range startAttempts {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("redistest: finding a free port: %v", err)
-		}
-		s.port = port
-		if lastErr = s.start(); lastErr == nil {
-			return s
-		}
-	}
-	t.Fatalf("redistest: redis-server did not start after %d attempts: %v", startAttempts, lastErr)
-	return nil
+	s := &Server{t: t, dir: t.TempDir(), durable: durable}
+	s.Process = startProcess(t, "redis-server", s.args)
+	return s
 }
 
-// Addr is host:port of the server.
-func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+// args are the server's command line on port.
+func (s *Server) args(port int) []string {
+	persistence := []string{"--appendonly", "no"}
+	if s.durable {
+		persistence = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	return append([]string{
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--dir", s.dir,
+		// Tests simulate a stalled Redis with DEBUG SLEEP, which Redis 7
+		// refuses unless enabled; "local" allows it from loopback only.
+		"--enable-debug-command", "local",
+	}, persistence...)
+}
 
 // URL is a redis:// URL of database 0, as consentd's --redis-url takes it.
 func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
@@ -101,16 +92,7 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 // Stop kills the server (SIGKILL, as kill -9: nothing is flushed on the way
 // out) and waits for it to exit, so that tests can see how their code
 // behaves with Redis down. Stopping a stopped server does nothing.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped || s.cmd == nil {
-		return
-	}
-	s.stopped = true
-	_ = s.cmd.Process.Kill()
-	<-s.exited
-}
+func (s *Server) Stop() { s.Kill() }
 
 // Restart starts the server again on the same port and directory and waits
 // until it answers. A server from Start persists nothing, so it comes back
@@ -120,53 +102,15 @@ func (s *Server) Restart() {
 	s.Stop()
 	// The port was ours a moment ago; redis-server binds with SO_REUSEADDR,
 	// so only another process grabbing it in between makes this fail.
-	if err := s.start(); err != nil {
-		s.t.Fatalf("redistest: restarting redis-server on port %d: %v", s.port, err)
-	}
-}
-
-// start launches redis-server on s.port and waits until it answers PING. It
-// returns an error (and leaves no process behind) if it exits or stays silent.
-func (s *Server) start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := &lockedBuffer{}
-	persistence := []string{"--appendonly", "no"}
-	if s.durable {
-		persistence = []string{"--appendonly", "yes", "--appendfsync", "always"}
-	}
-	cmd := exec.Command(s.bin, append([]string{
-		"--port", strconv.Itoa(s.port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--dir", s.dir,
-		// Tests simulate a stalled Redis with DEBUG SLEEP, which Redis 7
-		// refuses unless enabled; "local" allows it from loopback only.
-		"--enable-debug-command", "local",
-	}, persistence...)...)
-	cmd.Stdout = out
-	cmd.Stderr = out
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("running %s: %w", s.bin, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-
-	err := waitReady(s.Addr(), cmd.Process.Pid, exited)
+	err := s.start(s.args(s.port))
 	if err == nil && s.durable {
-		err = waitLoaded(s.Addr(), exited)
+		if err = waitLoaded(s.Addr(), s.exited); err != nil {
+			s.Kill()
+		}
 	}
 	if err != nil {
-		_ = cmd.Process.Kill()
-		<-exited
-		return fmt.Errorf("%w; redis-server output:\n%s", err, out.tail(2000))
+		s.t.Fatalf("redistest: restarting redis-server on port %d: %v", s.port, err)
 	}
-	s.cmd, s.exited, s.stopped = cmd, exited, false
-	return nil
 }
 
 // waitLoaded polls until the server at addr has replayed its append-only
