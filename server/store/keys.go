@@ -49,12 +49,6 @@ type subjectKeys struct {
 	feed        string
 }
 
-// keysFor names the subject's keys under the active HMAC key: where writes
-// put its data.
-func (s *Store) keysFor(subjectID string) subjectKeys {
-	return s.keysUnder(s.opts.HMACKey, s.partitionBase(s.partitionOf(subjectID)), subjectID)
-}
-
 // knownKeysFor names the subject's keys under every known HMAC key, the
 // active key first, then Options.PreviousHMACKeys in order. All share one
 // slot. Between writes a subject's data lives under exactly one of them.

@@ -36,6 +36,12 @@ func mustSealer() *keys.Sealer {
 	return s
 }
 
+// keysFor names the subject's keys under the active HMAC key (where writes
+// put its data), as knownKeysFor's first.
+func (s *Store) keysFor(subjectID string) subjectKeys {
+	return s.keysUnder(s.opts.HMACKey, s.partitionBase(s.partitionOf(subjectID)), subjectID)
+}
+
 // newTestStore builds a store that is never connected. opts.Sealer defaults
 // to testSealer.
 func newTestStore(t *testing.T, opts Options) *Store {
@@ -111,6 +117,9 @@ func TestKeyLayout(t *testing.T) {
 	want := subjectKeys{id: id, base: base, state: base + ":s:" + id, history: base + ":h:" + id, idempotency: base + ":i:" + id, feed: base + ":feed"}
 	if k != want {
 		t.Fatalf("keysFor(alice) = %+v, want %+v", k, want)
+	}
+	if s.stateKey("alice") != k.state { // the check path's own, pooled-HMAC way
+		t.Fatalf("stateKey(alice) = %q, want %q", s.stateKey("alice"), k.state)
 	}
 	if s.feedKey(partition) != k.feed {
 		t.Fatalf("feedKey(%d) = %q, want %q", partition, s.feedKey(partition), k.feed)
