@@ -159,8 +159,12 @@ test-sdk: redis-server chromium sdk-deps build
 	cd sdk-js && CONSENTD_BIN=$(CURDIR)/consentd npm run test:browser
 
 # A short, bounded run of each fuzz target on top of its committed seed
-# corpus (testdata/fuzz); `make fuzz FUZZTIME=10m` digs deeper.
-FUZZTIME ?= 4s
+# corpus (testdata/fuzz); `make fuzz FUZZTIME=5000000x` digs deeper.
+# The budget is a count of executions, not a duration: with a duration, Go
+# 1.26's fuzz coordinator can fail a target with a bare "context deadline
+# exceeded" and no crasher when the deadline races a busy worker
+# (go.dev/issue/75804, fixed in Go 1.27). 20,000 runs take ~0.4-7 s a target.
+FUZZTIME ?= 20000x
 FUZZ_TARGETS := \
 	./server/domain:FuzzValidateSubjectID \
 	./server/domain:FuzzParsePolicy \
