@@ -39,18 +39,13 @@ func (s *Server) ExportSubject(ctx context.Context, req *consentv1.ExportSubject
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	events, err := s.history(ctx, req.GetSubjectId())
+	history, err := s.store.History(ctx, req.GetSubjectId())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	checked, chainErr := s.store.CheckChain(ctx, req.GetSubjectId())
-	chain := &consentv1.ChainVerification{Valid: chainErr == nil, EventsChecked: int64(checked)}
-	var broken *store.ChainError
-	switch {
-	case errors.As(chainErr, &broken):
+	chain := &consentv1.ChainVerification{Valid: history.Chain == nil, EventsChecked: int64(history.Checked)}
+	if broken, ok := errors.AsType[*store.ChainError](history.Chain); ok {
 		chain.FirstInvalidRevision, chain.Problem = broken.Revision, broken.Problem
-	case chainErr != nil:
-		return nil, s.toStatus(ctx, chainErr)
 	}
 
 	resp := &consentv1.ExportSubjectResponse{
@@ -60,7 +55,7 @@ func (s *Server) ExportSubject(ctx context.Context, req *consentv1.ExportSubject
 		Policy:     policyToProto(policy),
 		Chain:      chain,
 	}
-	for _, e := range events {
+	for _, e := range history.Events {
 		resp.Events = append(resp.Events, eventToProto(e))
 		if e.PolicyVersion != "" && !slices.Contains(resp.PolicyVersions, e.PolicyVersion) {
 			resp.PolicyVersions = append(resp.PolicyVersions, e.PolicyVersion)
@@ -77,25 +72,6 @@ func validateRightsRequest(ctx context.Context, subjectID, reason string) error 
 		domain.ValidateSubjectID("subject_id", subjectID),
 		validateReason(reason, operator),
 	)
-}
-
-// history is the subject's whole history, oldest first.
-func (s *Server) history(ctx context.Context, subjectID string) ([]store.Event, error) {
-	var all []store.Event
-	before := int64(0)
-	for {
-		page, err := s.store.Events(ctx, subjectID, before, MaxEventsPageSize)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, page...)
-		if len(page) < MaxEventsPageSize {
-			break
-		}
-		before = page[len(page)-1].Revision
-	}
-	slices.Reverse(all)
-	return all, nil
 }
 
 // EraseSubject deletes the subject, and a user's linked visitors with it.

@@ -33,7 +33,7 @@ type Store interface {
 	GetMany(ctx context.Context, lookups []store.Lookup) ([]domain.Record, error)
 	Write(ctx context.Context, w store.Write) (store.WriteResult, error)
 	Events(ctx context.Context, subjectID string, before int64, limit int) ([]store.Event, error)
-	CheckChain(ctx context.Context, subjectID string) (int, error)
+	History(ctx context.Context, subjectID string) (store.History, error)
 	Erase(ctx context.Context, e store.Erasure) (store.EraseResult, error)
 }
 

@@ -273,7 +273,11 @@ const hashSuffixLen = len(`,"h":"`) + 40 + len(`"}`)
 // 1, 2, 3, ... without gaps, and the last one is the state's revision. The
 // error (ErrChainBroken) names the first bad revision.
 func (s *Store) VerifyChain(ctx context.Context, subjectID string) error {
-	_, err := s.CheckChain(ctx, subjectID)
+	entries, stateRev, err := s.readChain(ctx, subjectID)
+	if err != nil {
+		return err
+	}
+	_, err = verifyChain(entries, stateRev)
 	return err
 }
 
@@ -290,9 +294,41 @@ func (e *ChainError) Error() string {
 
 func (e *ChainError) Is(target error) bool { return target == ErrChainBroken }
 
-// CheckChain is VerifyChain that also says how many events it checked. A
-// broken chain is a *ChainError.
-func (s *Store) CheckChain(ctx context.Context, subjectID string) (checked int, err error) {
+// History is a subject's whole stored history and what verifying its hash
+// chain found, both from one read.
+type History struct {
+	Events  []Event // oldest first
+	Checked int     // events that verified before the first bad one (all, when Chain is nil)
+	Chain   error   // nil, or a *ChainError (ErrChainBroken) naming the first bad revision
+}
+
+// History reads the subject's whole history at one instant and verifies it,
+// so the events listed are the events verified (what an export needs: reading
+// the list twice would let a write in between make the two disagree).
+func (s *Store) History(ctx context.Context, subjectID string) (History, error) {
+	entries, stateRev, err := s.readChain(ctx, subjectID)
+	if err != nil {
+		return History{}, err
+	}
+	h := History{Events: make([]Event, len(entries))}
+	h.Checked, h.Chain = verifyChain(entries, stateRev)
+	prev := ""
+	for i, entry := range entries {
+		e, err := decodeEvent(entry, s.opts.Sealer)
+		if err != nil {
+			return History{}, err
+		}
+		if e.PrevHash == "" { // not stored (the current layout): the event before's
+			e.PrevHash = prev
+		}
+		prev = e.Hash
+		h.Events[i] = e
+	}
+	return h, nil
+}
+
+// readChain reads the subject's history list and the state's revision.
+func (s *Store) readChain(ctx context.Context, subjectID string) (entries []string, stateRev int64, err error) {
 	// MULTI/EXEC: the state's revision and the list are read at one instant,
 	// under every known HMAC key's names (one slot, so one transaction on a
 	// cluster too); the subject's data is under the first that has any.
@@ -307,32 +343,34 @@ func (s *Store) CheckChain(ctx context.Context, subjectID string) (checked int, 
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) { // Nil: no state under a name
-		return 0, wrapErr("verify chain", err)
+		return nil, 0, wrapErr("read history", err)
 	}
-	stateRev := int64(0)
-	var entries []string
 	for i := range known {
 		v, err := revCmds[i].Result()
 		hasState := err == nil
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return 0, wrapErr("verify chain", err)
+			return nil, 0, wrapErr("read history", err)
 		}
 		list, err := listCmds[i].Result()
 		if err != nil {
-			return 0, wrapErr("verify chain", err)
+			return nil, 0, wrapErr("read history", err)
 		}
 		if !hasState && len(list) == 0 {
 			continue // nothing under this key's names
 		}
 		if hasState {
 			if stateRev, err = strconv.ParseInt(v, 10, 64); err != nil {
-				return 0, fmt.Errorf("%w: field %q", errCorrupt, fieldRevision)
+				return nil, 0, fmt.Errorf("%w: field %q", errCorrupt, fieldRevision)
 			}
 		}
-		entries = list
-		break
+		return list, stateRev, nil
 	}
+	return nil, 0, nil
+}
 
+// verifyChain checks a history (oldest first) against the state's revision,
+// and says how many events checked out before the first bad one.
+func verifyChain(entries []string, stateRev int64) (checked int, err error) {
 	// The chain starts at revision 1, or later when the history expired
 	// (Options.HistoryRetention) while the state stayed: the next write then
 	// started a new chain (hashed with an empty previous hash) at the state's

@@ -403,8 +403,8 @@ func TestHistoriesOfTheEarlierLayoutsStillVerify(t *testing.T) {
 	if _, err := s.Write(ctx, third); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.CheckChain(ctx, subject); err != nil || n != 3 {
-		t.Fatalf("CheckChain of a history of all three layouts = %d, %v", n, err)
+	if h, err := s.History(ctx, subject); err != nil || h.Chain != nil || h.Checked != 3 {
+		t.Fatalf("History of all three layouts: %d checked, chain %v, %v", h.Checked, h.Chain, err)
 	}
 	// The new event is in the current layout: no type for an update, the
 	// channel a letter, the decisions before by position ("analytics" was

@@ -365,6 +365,31 @@ func Run(t *testing.T, client redis.UniversalClient) {
 		assertChainBroken(t, s2, "bob", 2)
 	})
 
+	t.Run("History lists the whole history oldest first, with its chain's verdict", func(t *testing.T) {
+		t.Parallel()
+		s, _ := NewStore(t, client)
+		h, err := s.History(ctx(t), "nobody")
+		if err != nil || len(h.Events) != 0 || h.Checked != 0 || h.Chain != nil {
+			t.Fatalf("History of nobody = %+v, %v; want empty and valid", h, err)
+		}
+		for i := range 7 {
+			write(t, s, store.Write{SubjectID: "alice", Decisions: decisions(t0, "analytics", i%2 == 0)})
+		}
+		h, err = s.History(ctx(t), "alice")
+		if err != nil || h.Chain != nil || h.Checked != 7 {
+			t.Fatalf("History = %d checked, chain %v, %v; want 7 and valid", h.Checked, h.Chain, err)
+		}
+		if got := revisions(h.Events); !slices.Equal(got, []int64{1, 2, 3, 4, 5, 6, 7}) {
+			t.Fatalf("History revisions %v, want 1..7", got)
+		}
+		// The same events, links included, as the newest-first pages give.
+		page, _ := s.Events(ctx(t), "alice", 0, 10)
+		slices.Reverse(page)
+		if !reflect.DeepEqual(h.Events, page) {
+			t.Errorf("History events differ from Events':\n%+v\n%+v", h.Events, page)
+		}
+	})
+
 	t.Run("concurrent writers lose no update", func(t *testing.T) {
 		t.Parallel()
 		s, _ := NewStore(t, client)
@@ -650,6 +675,12 @@ func assertChainBroken(t *testing.T, s *store.Store, subjectID string, revision 
 	}
 	if want := fmt.Sprintf("at revision %d:", revision); !strings.Contains(err.Error(), want) {
 		t.Fatalf("VerifyChain = %v, want it to name revision %d", err, revision)
+	}
+	// History gives the same verdict, having checked the events before it
+	// (these histories start at revision 1).
+	h, herr := s.History(ctx(t), subjectID)
+	if herr != nil || h.Chain == nil || h.Chain.Error() != err.Error() || h.Checked != int(revision-1) {
+		t.Fatalf("History: chain %v, %d checked, %v; want %v, %d checked", h.Chain, h.Checked, herr, err, revision-1)
 	}
 }
 
