@@ -124,7 +124,10 @@ func (b *bench) memory(ctx context.Context) error {
 	write := func(subject string, decisions map[string]bool, source consentv1.Source) error {
 		_, err := client.UpdateConsent(ctx, &consentv1.UpdateConsentRequest{
 			SubjectId: subject, Decisions: decisions, Region: "DE", Source: source})
-		return err
+		if err != nil {
+			return fmt.Errorf("UpdateConsent %s: %w", subject, err)
+		}
+		return nil
 	}
 	all := map[string]bool{}
 	for _, p := range decidedPurposes {
@@ -133,7 +136,7 @@ func (b *bench) memory(ctx context.Context) error {
 	subject := func(i int) string { return fmt.Sprintf("memory-subject-%04d", i) }
 	for i := range n {
 		if err := write(subject(i), all, consentv1.Source_SOURCE_BANNER); err != nil {
-			return fmt.Errorf("UpdateConsent: %w", err)
+			return err
 		}
 	}
 	stateBytes, states, err := b.memoryOf(ctx, "*}:s:*")
@@ -151,7 +154,7 @@ func (b *bench) memory(ctx context.Context) error {
 		}
 		for i := range n {
 			if err := write(subject(i), changed, consentv1.Source_SOURCE_PREFERENCE_CENTER); err != nil {
-				return fmt.Errorf("UpdateConsent: %w", err)
+				return err
 			}
 		}
 	}

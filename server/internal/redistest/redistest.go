@@ -116,58 +116,49 @@ func (s *Server) Restart() {
 // waitLoaded polls until the server at addr has replayed its append-only
 // file: INFO answers while it loads, other commands get LOADING.
 func waitLoaded(addr string, exited <-chan struct{}) error {
-	c := redis.NewClient(&redis.Options{
-		Addr: addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
-		MaxRetries: -1, PoolSize: 1,
+	return pollInfo(addr, "persistence", exited, "while loading its data", func(info string) (bool, error) {
+		return strings.Contains(info, "\r\nloading:0\r\n"), nil
 	})
-	defer c.Close()
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		select {
-		case <-exited:
-			return errors.New("redis-server exited while loading its data")
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		info, err := c.Info(ctx, "persistence").Result()
-		cancel()
-		if err == nil && strings.Contains(info, "\r\nloading:0\r\n") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("still loading its data after %v (%v)", readyTimeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // waitReady polls until the server at addr answers and is the process we
 // started (a port we probed may have been taken by another Redis meanwhile).
 func waitReady(addr string, pid int, exited <-chan struct{}) error {
+	want := "process_id:" + strconv.Itoa(pid) + "\r\n"
+	return pollInfo(addr, "server", exited, "before answering (port taken?)", func(info string) (bool, error) {
+		if !strings.Contains(info, want) {
+			return false, errors.New("another redis-server answers on the port")
+		}
+		return true, nil
+	})
+}
+
+// pollInfo asks the server at addr for an INFO section until done says so
+// or fails, the process exits, or readyTimeout passes.
+func pollInfo(addr, section string, exited <-chan struct{}, exitedWhen string, done func(info string) (bool, error)) error {
 	c := redis.NewClient(&redis.Options{
 		Addr: addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
 		MaxRetries: -1, PoolSize: 1,
 	})
 	defer c.Close()
-	want := "process_id:" + strconv.Itoa(pid)
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		select {
 		case <-exited:
-			return errors.New("redis-server exited before answering (port taken?)")
+			return errors.New("redis-server exited " + exitedWhen)
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		info, err := c.Info(ctx, "server").Result()
+		info, err := c.Info(ctx, section).Result()
 		cancel()
 		if err == nil {
-			if strings.Contains(info, want+"\r\n") {
-				return nil
+			ok, err := done(info)
+			if ok || err != nil {
+				return err
 			}
-			return errors.New("another redis-server answers on the port")
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no answer within %v: %w", readyTimeout, err)
+			return fmt.Errorf("not ready within %v (INFO %s, last error: %v)", readyTimeout, section, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
