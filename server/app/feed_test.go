@@ -432,6 +432,14 @@ func TestWatchEndsWithAResumableCursorWhenConsentdShutsDown(t *testing.T) {
 		"gRPC": watchGRPC(t, srv, &consentv1.WatchConsentChangesRequest{}),
 		"REST": watchREST(t, srv, ""),
 	}
+	// A watch without a cursor starts from when consentd has read the
+	// request, which the call's return does not say; its opening message (no
+	// changes, a cursor) does. Only then is the write below after the start.
+	for name, w := range watches {
+		if opening, err := w.next(t); err != nil || len(opening.changes) != 0 || opening.cursor == "" {
+			t.Fatalf("%s: the opening message = %+v, %v; want no changes and a cursor", name, opening, err)
+		}
+	}
 	optOut(t, srv, "before-shutdown")
 	for name, w := range watches {
 		if got, _ := readUntil(t, w, "before-shutdown"); len(got) != 1 {
