@@ -6,6 +6,9 @@
 
 import type { Consent, ConsentState, ChangeEvent, Policy, PurposeState, Reason, Source } from "./types.js";
 
+// The public types, importable from "@consentd/sdk/core" (types cost no bytes).
+export type { ChangeEvent, Consent, ConsentState, Policy, Purpose, PurposeState, Reason, Source } from "./types.js";
+
 export interface ConsentOptions {
   /** consentd's base URL, e.g. "https://consent.shop.example". */
   endpoint: string;
@@ -41,6 +44,7 @@ export interface ConsentOptions {
 interface ServiceConsent {
   subject_id: string;
   revision?: string;
+  linked?: boolean;
   gpc_time?: string | null;
   purposes?: { purpose: string; allowed?: boolean; reason?: string }[];
 }
@@ -162,6 +166,9 @@ export function createConsent(options: ConsentOptions): Consent {
   // one (a read that raced a write). Not the cookie's revision: a record
   // erased or expired at the service legitimately starts again at 0.
   let seen = { subject: "", revision: -1 };
+  // The service answered on this page view; the linked flag it gave.
+  let confirmed = false;
+  let linked = false;
 
   const cached = hasDocument ? decodeCookie(readCookie()) : null;
   let state = makeState(cached?.subjectId ?? null, cached?.revision ?? 0, cached?.purposes ?? {});
@@ -238,6 +245,8 @@ export function createConsent(options: ConsentOptions): Consent {
       gpcHonoured: ids.some((id) => purposes[id].reason == "gpc"),
       needsPrompt: needsPrompt(purposes, asks),
       pending: !!readQueue(),
+      confirmed,
+      linked,
     };
   }
 
@@ -275,6 +284,8 @@ export function createConsent(options: ConsentOptions): Consent {
     const revision = Number(c.revision) || 0;
     if (c.subject_id == seen.subject && revision < seen.revision) return state;
     seen = { subject: c.subject_id, revision };
+    confirmed = true;
+    linked = !!c.linked;
     const purposes: Record<string, PurposeState> = {};
     for (const p of c.purposes || []) {
       purposes[p.purpose] = { allowed: !!p.allowed, reason: String(p.reason).replace(/^REASON_/, "").toLowerCase() as Reason };
@@ -466,6 +477,11 @@ export function createConsent(options: ConsentOptions): Consent {
   return {
     get: () => state,
     has: (purpose) => purpose == "necessary" || state.purposes[purpose]?.allowed === true,
+    choice(purpose) {
+      const p = state.purposes[purpose];
+      return p?.reason == "explicit" ? p.allowed : undefined;
+    },
+    asked: () => knownPurposes().filter(asks),
     policy: () => policy,
     async sync() {
       // A queued choice's answer is the newest state (and carries the GPC

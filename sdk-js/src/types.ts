@@ -57,6 +57,19 @@ export interface ConsentState {
   needsPrompt: string[];
   /** Choices made but not yet acknowledged by the service (offline). */
   pending: boolean;
+  /**
+   * The service confirmed this state during this page view (a 200 or a 304
+   * to the revalidation sync() makes). Until then a grant read from the
+   * cookie is only a cache: has() answers false for it (a denial counts at
+   * once), so a withdrawal made on another device or by a backend wins
+   * before any gated code runs. A choice made on this page counts at once.
+   */
+  confirmed: boolean;
+  /**
+   * This visitor was linked to a site account by the site's backend: its
+   * choices are the account's. The account is never named to the browser.
+   */
+  linked: boolean;
 }
 
 export type Source = "banner" | "preference_center" | "api";
@@ -70,8 +83,26 @@ export interface ChangeEvent {
 export interface Consent {
   /** Current state, synchronously (cookie cache, then the service's answer). */
   get(): ConsentState;
-  /** Whether a purpose is allowed now. `necessary` is always true. */
+  /**
+   * Whether the page may use a purpose now: allowed, and (for a grant read
+   * from the cookie) confirmed by the service on this page view.
+   * `necessary` is always true. Gate code on this.
+   */
   has(purpose: string): boolean;
+  /**
+   * The person's own recorded decision for a purpose: true (they granted
+   * it), false (they denied it), or undefined (they never decided, or the
+   * decision no longer counts: expired, policy changed). Unlike has(), a
+   * region's default never reads as a choice: bind a subscription checkbox
+   * to this, not to has().
+   */
+  choice(purpose: string): boolean | undefined;
+  /**
+   * The purposes the banner and preference center ask about, in policy
+   * order once the policy is known (the askFor option; default: the
+   * non-necessary purposes without a dot in their id).
+   */
+  asked(): string[];
   /** The policy, once sync() has fetched it; null before. */
   policy(): Policy | null;
   /** Fetch the policy and the visitor's consent, and flush queued choices. */
