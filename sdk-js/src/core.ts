@@ -3,6 +3,15 @@
 // with consentd, and written back through a retry queue so a choice made
 // offline is never lost. No DOM UI here: ui.ts and the integrations take the
 // Consent this returns.
+//
+// The cookie is a cache and the service is the truth. A denial read from the
+// cookie counts at once; a grant read from it counts only once the service
+// has confirmed the cached answer on this page view (state.confirmed): one
+// conditional GET whose ETag is the cookie's own answer, 304 when nothing
+// changed. So a withdrawal made elsewhere (a backend, another device) wins
+// before any gated code runs, and consentd being unreachable withholds
+// grants rather than guessing (fail closed). A choice made on this page
+// counts at once.
 
 import type { Consent, ConsentState, ChangeEvent, Policy, PurposeState, Reason, Source } from "./types.js";
 
@@ -27,15 +36,27 @@ export interface ConsentOptions {
   cookieDays?: number;
   /** A fetch to use instead of the global one. */
   fetch?: typeof fetch;
-  /** Backoff (ms) between retries of a choice the service did not acknowledge. */
+  /**
+   * Backoff (ms) between retries while the service is unreachable: of a
+   * choice it did not acknowledge, and of the sync that confirms the cached
+   * state (also retried at once on the browser's `online` event).
+   */
   retryDelays?: number[];
   /**
-   * The purposes a banner asks about: what needsPrompt lists and what
-   * acceptAll/rejectAll set. Default: every non-necessary purpose whose id
-   * has no dot. Dotted ids ("marketing.email", "marketing.sms") are
-   * communication channels, asked for where the person subscribes: an
-   * "Accept all" on a cookie banner must not sign anyone up for text
-   * messages, and an undecided SMS channel must not keep the banner up.
+   * How long (ms) a request to consentd may take before it counts as failed.
+   * Default 3000. A returning visitor's grants wait for the service's
+   * confirmation at most this long; then they stay withheld until a retry
+   * gets an answer.
+   */
+  timeout?: number;
+  /**
+   * The purposes a banner asks about: what needsPrompt lists, what the
+   * preference center shows and what acceptAll/rejectAll set. Default:
+   * every non-necessary purpose whose id has no dot. Dotted ids
+   * ("marketing.email", "marketing.sms") are communication channels, asked
+   * for where the person subscribes: an "Accept all" on a cookie banner must
+   * not sign anyone up for text messages, and an undecided SMS channel must
+   * not keep the banner up.
    */
   askFor?: string[];
 }
@@ -78,55 +99,55 @@ type HttpError = Error & { status?: number };
 
 const TOKEN_KEY = "consentd.token";
 const QUEUE_KEY = "consentd.queue";
-const DAY = 864e5;
-const COOKIE_VERSION = "1";
+// The policy and its ETag: the banner and preference center work offline.
+const POLICY_KEY = "consentd.policy";
 
-// One letter per reason in the cookie: upper case allowed, lower case denied.
-const REASON_CODES: Record<Reason, string> = {
-  explicit: "e",
-  default: "d",
-  gpc: "g",
-  expired: "x",
-  policy_changed: "p",
-  necessary: "n",
-  restricted: "r",
-  awaiting_guardian: "a",
-};
+// One letter per reason in the cookie, the letter of REASONS' reason at the
+// same index: upper case allowed, lower case denied.
+const REASONS: Reason[] = ["explicit", "default", "gpc", "expired", "policy_changed", "necessary", "restricted", "awaiting_guardian"];
+const CODES = "edgxpnra";
 
 const SUBJECT_ID = /^[A-Za-z0-9._:@+-]{1,128}$/;
 const COOKIE_PURPOSE = /^([a-z][a-z0-9_.]*):([a-zA-Z])$/;
 
 /**
- * Encodes the cached state as the cookie value, e.g.
- * "1|v_4Fq...|3|necessary:N/functional:e/analytics:E/ads:g": version,
- * subject id, revision, then purpose:code where the code is the reason's
- * letter, upper case when allowed. needsPrompt and gpcHonoured follow from
- * the reasons, so they cost no bytes. Every character is a valid cookie
- * octet: no escaping.
+ * The answer in its compact form, "<revision>|<purpose>:<code>/...": the
+ * code is the reason's letter, upper case when allowed. consentd's ETag for
+ * GET /v1/subjects/{id}/consent is exactly this (quoted), so the cookie is
+ * revalidated without storing anything else.
  */
-export function encodeCookie(state: Pick<ConsentState, "subjectId" | "revision" | "purposes">): string {
+function answerTag(state: Pick<ConsentState, "revision" | "purposes">): string {
   const purposes = Object.keys(state.purposes).map((id) => {
     const p = state.purposes[id];
-    const code = REASON_CODES[p.reason] || "e";
+    const code = CODES[REASONS.indexOf(p.reason)] || "e";
     return id + ":" + (p.allowed ? code.toUpperCase() : code);
   });
-  return [COOKIE_VERSION, state.subjectId || "", state.revision, purposes.join("/")].join("|");
+  return state.revision + "|" + purposes.join("/");
+}
+
+/**
+ * Encodes the cached state as the cookie value, e.g.
+ * "1|v_4Fq...|3|necessary:N/functional:e/analytics:E/ads:g": version,
+ * subject id, then answerTag. needsPrompt and gpcHonoured follow from the
+ * reasons, so they cost no bytes. Every character is a valid cookie octet:
+ * no escaping.
+ */
+export function encodeCookie(state: Pick<ConsentState, "subjectId" | "revision" | "purposes">): string {
+  return "1|" + (state.subjectId || "") + "|" + answerTag(state);
 }
 
 /** Decodes a cookie value; null for anything not written by encodeCookie. */
 export function decodeCookie(value: string): Pick<ConsentState, "subjectId" | "revision" | "purposes"> | null {
-  const [version, subject, revision, list, extra] = value.split("|");
-  const rev = Number(revision);
-  if (version !== COOKIE_VERSION || extra !== undefined || list === undefined) return null;
-  if ((subject && !SUBJECT_ID.test(subject)) || !Number.isSafeInteger(rev) || rev < 0) return null;
+  const m = /^1\|([A-Za-z0-9._:@+-]{0,128})\|(\d{1,15})\|(.*)$/.exec(value);
+  if (!m) return null;
   const purposes: Record<string, PurposeState> = {};
-  for (const item of list ? list.split("/") : []) {
-    const m = COOKIE_PURPOSE.exec(item);
-    const reason = m && (Object.keys(REASON_CODES) as Reason[]).find((r) => REASON_CODES[r] === m[2].toLowerCase());
-    if (!m || !reason) return null;
-    purposes[m[1]] = { allowed: m[2] !== m[2].toLowerCase(), reason };
+  for (const item of m[3] ? m[3].split("/") : []) {
+    const p = COOKIE_PURPOSE.exec(item);
+    const reason = p && REASONS[CODES.indexOf(p[2].toLowerCase())];
+    if (!reason) return null;
+    purposes[p[1]] = { allowed: p[2] < "a", reason }; // upper case: allowed
   }
-  return { subjectId: subject || null, revision: rev, purposes };
+  return { subjectId: m[1] || null, revision: +m[2], purposes };
 }
 
 /** Purposes to ask about: undecided and denied, or whose decision expired or whose policy changed. */
@@ -146,12 +167,13 @@ export function createConsent(options: ConsentOptions): Consent {
   // another object throws "Illegal invocation".
   const fetchFn: typeof fetch = options.fetch || ((input, init) => fetch(input, init));
   const hasDocument = typeof document != "undefined";
+  const gpc = typeof navigator != "undefined" && (navigator as { globalPrivacyControl?: unknown }).globalPrivacyControl === true;
   const listeners = new Set<(e: ChangeEvent) => void>();
   // Where localStorage is blocked (some private modes, sandboxed frames)
-  // the queue and token live in memory for the page's lifetime.
+  // the queue, token and policy live in memory for the page's lifetime.
   const memory: Record<string, string | null> = {};
 
-  let policy: Policy | null = null;
+  let policy: Policy | null = load(POLICY_KEY)?.p || null;
   let policyRequest: Promise<Policy> | null = null;
   let authRequest: Promise<Auth> | null = null;
   // With a site token: the user this page last spoke for.
@@ -165,18 +187,28 @@ export function createConsent(options: ConsentOptions): Consent {
   // The newest answer the service gave this page, to drop a slower, older
   // one (a read that raced a write). Not the cookie's revision: a record
   // erased or expired at the service legitimately starts again at 0.
-  let seen = { subject: "", revision: -1 };
-  // The service answered on this page view; the linked flag it gave.
+  let seenSubject = "";
+  let seenRevision = -1;
+  // The service answered on this page view (so the cookie's grants count),
+  // and the linked flag it gave.
   let confirmed = false;
   let linked = false;
 
-  const cached = hasDocument ? decodeCookie(readCookie()) : null;
-  let state = makeState(cached?.subjectId ?? null, cached?.revision ?? 0, cached?.purposes ?? {});
-  if (readQueue()) state = makeState(state.subjectId, state.revision, overlay(state.purposes));
+  let state = fromCookie();
 
-  // A choice waiting for the network goes out as soon as the browser is back
-  // online, not only at the next backoff step.
-  if (typeof addEventListener == "function") addEventListener("online", () => void flush().catch(noop));
+  // Other tabs of this site keep in step: a tab that changed the state says
+  // so, and the others read the cookie and queue again.
+  const tabs = hasDocument && typeof BroadcastChannel == "function" ? new BroadcastChannel(cookieName) : null;
+  if (tabs) {
+    tabs.onmessage = (e) => {
+      confirmed ||= e.data;
+      commit(fromCookie(), true);
+    };
+  }
+
+  // A page waiting for the network tries again as soon as the browser is
+  // back online, not only at the next backoff step.
+  if (typeof addEventListener == "function") addEventListener("online", () => void sync().catch(noop));
 
   function load(key: string): any {
     try {
@@ -200,7 +232,7 @@ export function createConsent(options: ConsentOptions): Consent {
 
   function readQueue(): Queued | null {
     const q = load(QUEUE_KEY);
-    return q && typeof q.k == "string" && q.d && typeof q.d == "object" ? q : null;
+    return q?.k && q.d ? q : null;
   }
 
   function readCookie(): string {
@@ -213,16 +245,18 @@ export function createConsent(options: ConsentOptions): Consent {
   function writeCookie(value: string): void {
     let cookie = `${cookieName}=${value}; Path=/; Max-Age=${Math.round((options.cookieDays ?? 390) * 86400)}; SameSite=Lax`;
     if (options.cookieDomain) cookie += "; Domain=" + options.cookieDomain;
-    if (typeof location != "undefined" && location.protocol == "https:") cookie += "; Secure";
+    if (location.protocol == "https:") cookie += "; Secure";
     document.cookie = cookie;
+  }
+
+  /** The state the cookie and the queue hold. */
+  function fromCookie(): ConsentState {
+    const c = hasDocument ? decodeCookie(readCookie()) : null;
+    return makeState(c?.subjectId ?? null, c?.revision ?? 0, overlay(c?.purposes || {}));
   }
 
   function inPolicyNecessary(id: string): boolean {
     return id == "necessary" || !!policy?.purposes.some((p) => p.id == id && p.necessary);
-  }
-
-  function isNecessary(id: string): boolean {
-    return inPolicyNecessary(id) || state.purposes[id]?.reason == "necessary";
   }
 
   // Called while the first state is being made: must not read `state`.
@@ -230,19 +264,18 @@ export function createConsent(options: ConsentOptions): Consent {
     return options.askFor ? options.askFor.includes(id) : !id.includes(".") && !inPolicyNecessary(id);
   }
 
-  /** The purposes known now: the policy's once fetched, else the cached ones. */
-  function knownPurposes(): string[] {
-    return policy ? policy.purposes.map((p) => p.id) : Object.keys(state.purposes);
+  /** The purposes known now: the policy's once known, else those of purposes (default: the state's). */
+  function knownPurposes(purposes = state.purposes): string[] {
+    return policy ? policy.purposes.map((p) => p.id) : Object.keys(purposes);
   }
 
   function makeState(subjectId: string | null, revision: number, purposes: Record<string, PurposeState>): ConsentState {
-    const ids = Object.keys(purposes);
     return {
       subjectId,
       revision,
       purposes,
-      gpc: typeof navigator != "undefined" && (navigator as { globalPrivacyControl?: unknown }).globalPrivacyControl === true,
-      gpcHonoured: ids.some((id) => purposes[id].reason == "gpc"),
+      gpc,
+      gpcHonoured: Object.values(purposes).some((p) => p.reason == "gpc"),
       needsPrompt: needsPrompt(purposes, asks),
       pending: !!readQueue(),
       confirmed,
@@ -254,17 +287,22 @@ export function createConsent(options: ConsentOptions): Consent {
   function overlay(purposes: Record<string, PurposeState>): Record<string, PurposeState> {
     const q = readQueue();
     const out = { ...purposes };
-    if (q?.w) for (const id of knownPurposes()) if (!isNecessary(id)) out[id] = { allowed: false, reason: "explicit" };
+    if (q?.w) {
+      for (const id of knownPurposes(purposes)) {
+        if (!inPolicyNecessary(id) && purposes[id]?.reason != "necessary") out[id] = { allowed: false, reason: "explicit" };
+      }
+    }
     for (const id in q?.d) out[id] = { allowed: q!.d[id], reason: "explicit" };
     return out;
   }
 
-  function commit(next: ConsentState): ConsentState {
+  function commit(next: ConsentState, quiet?: boolean): ConsentState {
     const previous = state;
     state = next;
     if (hasDocument) writeCookie(encodeCookie(next));
     if (JSON.stringify(next) != JSON.stringify(previous) || announced != policy) {
       announced = policy;
+      if (!quiet) tabs?.postMessage(confirmed);
       for (const listener of [...listeners]) {
         try {
           listener({ state: next, previous });
@@ -279,31 +317,51 @@ export function createConsent(options: ConsentOptions): Consent {
     return next;
   }
 
+  /** Re-derives the state (the policy says which purposes are necessary and asked about). */
+  function refresh(): ConsentState {
+    return commit(makeState(state.subjectId, state.revision, overlay(state.purposes)));
+  }
+
   /** Takes the service's answer, unless it is older than what we hold. */
   function accept(c: ServiceConsent): ConsentState {
     const revision = Number(c.revision) || 0;
-    if (c.subject_id == seen.subject && revision < seen.revision) return state;
-    seen = { subject: c.subject_id, revision };
+    if (c.subject_id == seenSubject && revision < seenRevision) return state;
+    seenSubject = c.subject_id;
+    seenRevision = revision;
     confirmed = true;
     linked = !!c.linked;
     const purposes: Record<string, PurposeState> = {};
     for (const p of c.purposes || []) {
-      purposes[p.purpose] = { allowed: !!p.allowed, reason: String(p.reason).replace(/^REASON_/, "").toLowerCase() as Reason };
+      // "REASON_EXPLICIT" -> "explicit"
+      purposes[p.purpose] = { allowed: !!p.allowed, reason: (p.reason || "").slice(7).toLowerCase() as Reason };
     }
     return commit(makeState(c.subject_id, revision, overlay(purposes)));
   }
 
-  async function request(method: string, path: string, body?: unknown, token?: string): Promise<any> {
+  /**
+   * One call to consentd, bounded by options.timeout. With tag, a
+   * conditional request: null when the service answers 304 (unchanged).
+   * The answer's ETag is returned as `etag`.
+   */
+  async function request(method: string, path: string, body?: unknown, token?: string, tag?: string): Promise<any> {
     const headers: Record<string, string> = {};
     if (token) headers.Authorization = "Bearer " + token;
     if (body) headers["Content-Type"] = "application/json";
-    const res = await fetchFn(endpoint + path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+    if (tag) headers["If-None-Match"] = tag;
+    const res = await fetchFn(endpoint + path, {
+      method,
+      headers,
+      body: body ? JSON.stringify(body) : undefined,
+      signal: AbortSignal.timeout(options.timeout || 3000),
+    });
+    if (res.status == 304) return null;
     const data = await res.json().catch(() => ({}));
     if (!res.ok) {
       const err: HttpError = new Error(`consentd: ${method} ${path.split("?")[0]}: ${res.status} ${data.message || ""}`);
       err.status = res.status;
       throw err;
     }
+    data.etag = res.headers.get("ETag");
     return data;
   }
 
@@ -311,7 +369,7 @@ export function createConsent(options: ConsentOptions): Consent {
   async function visitorToken(): Promise<StoredToken> {
     const stored: StoredToken | null = load(TOKEN_KEY);
     const left = stored ? Date.parse(stored.expire_time) - Date.now() : 0;
-    if (stored && left > 7 * DAY) return stored;
+    if (stored && left > 7 * 864e5) return stored; // 7 days
     if (stored && left > 0) {
       try {
         const r = await request("POST", "/v1/tokens:refresh", {}, stored.token);
@@ -348,14 +406,15 @@ export function createConsent(options: ConsentOptions): Consent {
   /**
    * Calls the API as the subject. A 401 means the token is dead: drop it and
    * try once more with a new one (for a visitor, a new visitor: the old
-   * choices are gone and the banner asks again).
+   * choices are gone and the banner asks again). tag(subject) may make the
+   * request conditional.
    */
-  async function call(method: string, path: (subject: string) => string, body?: unknown): Promise<any> {
+  async function call(method: string, path: (subject: string) => string, body?: unknown, tag?: (subject: string) => string | undefined): Promise<any> {
     for (let retried = false; ; retried = true) {
       const used = auth();
       const { subject, token } = await used;
       try {
-        return await request(method, path(encodeURIComponent(subject)), body, token);
+        return await request(method, path(encodeURIComponent(subject)), body, token, tag?.(subject));
       } catch (err) {
         if ((err as HttpError).status != 401 || retried) throw err;
         // Calls made in parallel all fail with the same token: the first
@@ -368,9 +427,14 @@ export function createConsent(options: ConsentOptions): Consent {
     }
   }
 
+  /** The policy: fetched, or revalidated by its ETag when cached. */
   function loadPolicy(): Promise<Policy> {
-    return (policyRequest ||= call("GET", () => "/v1/policy").then(
-      (r) => (policy = r.policy as Policy),
+    const cached = load(POLICY_KEY);
+    return (policyRequest ||= call("GET", () => "/v1/policy", undefined, () => policy && cached?.e).then(
+      (r) => {
+        if (r) save(POLICY_KEY, { e: r.etag, p: (policy = r.policy as Policy) });
+        return policy!;
+      },
       (err) => {
         policyRequest = null;
         throw err;
@@ -386,17 +450,29 @@ export function createConsent(options: ConsentOptions): Consent {
     return body;
   }
 
+  /** Unreachable, overloaded, or a site token that stopped working (the next page brings a new one). */
+  function retryable(err: unknown): boolean {
+    const status = (err as HttpError).status;
+    return !status || status >= 500 || status == 429 || (status == 401 && !!options.token);
+  }
+
+  /** Tries sync() again after the next backoff step. */
+  function later(): void {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => void sync().catch(noop), retryDelays[Math.min(attempt++, retryDelays.length - 1)]);
+    (retryTimer as { unref?: () => void }).unref?.(); // lets a Node process (tests, SSR) exit
+  }
+
   /**
    * Sends the queued choice until the service acknowledges it. One flush at
    * a time; a choice merged into the queue while a request was out gets a
    * new key and goes out next.
    */
-  function flush(): Promise<ConsentState> {
-    if (!readQueue()) return Promise.resolve(state);
+  async function flush(): Promise<ConsentState> {
+    if (!readQueue()) return state;
     return (flushing ||= (async () => {
       let q: Queued | null;
       while ((q = readQueue())) {
-        clearTimeout(retryTimer);
         let answer: { consent: ServiceConsent };
         try {
           // A site's user is a known person: never send one user's choice
@@ -404,27 +480,22 @@ export function createConsent(options: ConsentOptions): Consent {
           // (A visitor's choice does follow a newly minted visitor id.)
           if (q.u && q.u != (await auth()).subject) {
             save(QUEUE_KEY, null);
-            await readConsent();
+            accept(await readAnswer());
             continue;
           }
           answer = q.w
             ? await call("POST", (id) => `/v1/subjects/${id}/consent:withdraw`, writeBody(q, false))
             : await call("PATCH", consentPath, writeBody(q, true));
         } catch (err) {
-          const status = (err as HttpError).status;
-          // Unreachable or overloaded, or a site token that stopped working
-          // (the next page brings a new one): keep the choice, try again later.
-          if (!status || status >= 500 || status == 429 || (status == 401 && options.token)) {
-            const delay = retryDelays[Math.min(attempt++, retryDelays.length - 1)];
-            retryTimer = setTimeout(() => void flush().catch(noop), delay);
-            (retryTimer as { unref?: () => void }).unref?.(); // lets a Node process (tests, SSR) exit
+          if (retryable(err)) {
+            later();
             return state;
           }
           // The service refused the request itself (it will never succeed):
           // drop it so it does not block later choices, put the page back on
           // the service's state, and say so.
           if (readQueue()?.k == q.k) save(QUEUE_KEY, null);
-          await readConsent().catch(noop);
+          await readAnswer().then(accept, noop);
           throw err;
         }
         attempt = 0;
@@ -451,12 +522,22 @@ export function createConsent(options: ConsentOptions): Consent {
       if (!isNecessary(id)) d[id] = !!decisions[id];
     }
     save(QUEUE_KEY, { d, w: withdraw || undefined, s: source, k: randomKey(), u: options.token ? user : undefined });
-    commit(makeState(state.subjectId, state.revision, overlay(state.purposes)));
+    refresh();
     return flush();
   }
 
+  function isNecessary(id: string): boolean {
+    return inPolicyNecessary(id) || state.purposes[id]?.reason == "necessary";
+  }
+
   async function setAll(allowed: boolean, source: Source): Promise<ConsentState> {
-    if (!knownPurposes().some(asks)) await loadPolicy();
+    if (!knownPurposes().some(asks)) {
+      // Nothing known yet (a first visit while consentd is unreachable): a
+      // rejection is queued as a withdrawal of everything non-necessary (no
+      // purpose list needed); an acceptance needs the purposes it grants.
+      if (!allowed) return choose({}, true, source);
+      await loadPolicy();
+    }
     const decisions: Record<string, boolean> = {};
     for (const id of knownPurposes()) if (asks(id)) decisions[id] = allowed;
     return choose(decisions, false, source);
@@ -466,48 +547,68 @@ export function createConsent(options: ConsentOptions): Consent {
     return `/v1/subjects/${id}/consent`;
   }
 
-  function readAnswer(): Promise<ServiceConsent> {
-    return call("GET", (id) => consentPath(id) + (region ? "?region=" + encodeURIComponent(region) : "")).then((r) => r.consent);
+  /**
+   * The service's answer; with conditional, revalidating the cached one by
+   * its answerTag (null: unchanged). Not when this browser sends GPC: the
+   * answer's gpc_time tells whether the service has recorded the signal.
+   */
+  function readAnswer(conditional?: boolean): Promise<ServiceConsent> {
+    return call(
+      "GET",
+      (id) => consentPath(id) + (region ? "?region=" + encodeURIComponent(region) : ""),
+      undefined,
+      (subject) => (conditional && !state.gpc && subject == state.subjectId ? `"${answerTag(state)}"` : undefined),
+    ).then((r) => r && r.consent);
   }
 
-  function readConsent(): Promise<ConsentState> {
-    return readAnswer().then(accept);
+  /** Takes the answer to the revalidation: null (304) confirms the cached state. */
+  async function revalidated(answer: ServiceConsent | null): Promise<void> {
+    attempt = 0;
+    if (!answer) {
+      confirmed = true;
+      refresh();
+      return;
+    }
+    if (state.gpc && !answer.gpc_time) {
+      // The service has not seen this browser's GPC signal: record it
+      // before obeying an answer made without it, which in an opt-out
+      // region allows the very tracking GPC opts out of.
+      answer = await call("PATCH", consentPath, writeBody({ d: {}, s: "api", k: randomKey() }, true)).then(
+        (r) => r.consent,
+        () => answer, // not recorded this time; the next sync tries again
+      );
+    }
+    accept(answer!);
+  }
+
+  async function sync(): Promise<ConsentState> {
+    try {
+      // A queued choice's answer is the newest state (and carries the GPC
+      // signal): no separate read. The answer is taken even if the policy
+      // cannot be fetched: it is what lets the cookie's grants count.
+      await Promise.all([loadPolicy(), readQueue() ? flush() : readAnswer(true).then(revalidated)]);
+      return refresh();
+    } catch (err) {
+      if (retryable(err)) later();
+      throw err;
+    }
   }
 
   return {
     get: () => state,
-    has: (purpose) => purpose == "necessary" || state.purposes[purpose]?.allowed === true,
+    has(purpose) {
+      const p = state.purposes[purpose];
+      // A grant from the cookie counts once the service confirmed it, or when
+      // the person chose it on this browser and it is still on its way.
+      return purpose == "necessary" || (!!p?.allowed && (confirmed || p.reason == "necessary" || readQueue()?.d[purpose] === true));
+    },
     choice(purpose) {
       const p = state.purposes[purpose];
       return p?.reason == "explicit" ? p.allowed : undefined;
     },
     asked: () => knownPurposes().filter(asks),
     policy: () => policy,
-    async sync() {
-      // A queued choice's answer is the newest state (and carries the GPC
-      // signal): no separate read.
-      const queued = !!readQueue();
-      const [, read] = await Promise.all([loadPolicy(), queued ? flush() : readAnswer()]);
-      if (!queued) {
-        let answer = read as ServiceConsent;
-        if (state.gpc && !answer.gpc_time) {
-          // The service has not seen this browser's GPC signal: record it
-          // before obeying an answer made without it, which in an opt-out
-          // region allows the very tracking GPC opts out of.
-          const body: Record<string, unknown> = { decisions: {}, gpc: true };
-          if (region) body.region = region;
-          answer = await call("PATCH", consentPath, body).then(
-            (r) => r.consent,
-            () => answer, // not recorded this time; the next sync tries again
-          );
-        }
-        accept(answer);
-      }
-      // Re-derive (the policy says which purposes are necessary) and tell
-      // the listeners the policy is here.
-      commit(makeState(state.subjectId, state.revision, state.purposes));
-      return state;
-    },
+    sync,
     set: (decisions, source = "api") => choose(decisions, false, source),
     acceptAll: (source = "api") => setAll(true, source),
     rejectAll: (source = "api") => setAll(false, source),
@@ -530,12 +631,12 @@ function jwtSubject(token: string): string {
   } catch {
     // reported below
   }
-  throw new Error("consentd: the token option is not a consentd subject token");
+  throw new Error("consentd: token is not a subject token");
 }
 
-/** 128 random bits as hex: an idempotency key per choice. getRandomValues works on http pages too. */
+/** 128 random bits, e.g. "3921-77-40551-2873902": an idempotency key per choice. getRandomValues works on http pages too. */
 function randomKey(): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  return crypto.getRandomValues(new Uint32Array(4)).join("-");
 }
 
 function noop(): void {}

@@ -63,7 +63,9 @@ test("createConsent reads the cached state synchronously from the cookie, before
   assert.equal(svc.calls.length, 0);
   assert.equal(consent.get().subjectId, cached.subjectId);
   assert.equal(consent.get().revision, 3);
-  assert.equal(consent.has("analytics"), true);
+  assert.equal(consent.get().purposes.analytics.allowed, true, "the cached answer");
+  assert.equal(consent.get().confirmed, false);
+  assert.equal(consent.has("analytics"), false, "a cached grant waits for the service to confirm it");
   assert.equal(consent.has("functional"), false);
   assert.equal(consent.has("unknown"), false, "purposes missing are not allowed");
   assert.equal(consent.has("necessary"), true);
@@ -77,7 +79,7 @@ test("a custom cookie name is read and written", async () => {
   document.cookie = `site_consent=${encodeCookie(cached)}; Path=/`;
   const svc = fakeConsentd();
   const consent = createConsent({ endpoint: "https://consent.example", fetch: svc.fetch, cookieName: "site_consent", cookieDomain: ".shop.example", cookieDays: 30 });
-  assert.equal(consent.has("analytics"), true);
+  assert.equal(consent.get().purposes.analytics.allowed, true);
   await consent.sync();
   const written = page.cookieWrites.at(-1);
   assert.match(written, /^site_consent=1\|v_visitor1\|0\|/);

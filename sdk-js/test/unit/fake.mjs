@@ -6,7 +6,7 @@
 const DAY = 864e5;
 
 /** Installs fresh browser globals and returns handles to inspect them. */
-export function fakeBrowser({ gpc = false, host = "shop.example", protocol = "https:", storage = new Map(), jar = new Map() } = {}) {
+export function fakeBrowser({ gpc = false, host = "shop.example", protocol = "https:", storage = new Map(), jar = new Map(), channel = undefined } = {}) {
   const events = new EventTarget();
   const cookieWrites = [];
   define("document", {
@@ -37,6 +37,10 @@ export function fakeBrowser({ gpc = false, host = "shop.example", protocol = "ht
   define("addEventListener", events.addEventListener.bind(events));
   define("removeEventListener", events.removeEventListener.bind(events));
   define("dispatchEvent", events.dispatchEvent.bind(events));
+  // Tabs talk through BroadcastChannel, which Node has too: a channel shared
+  // by every test in the process would let them talk to each other, so it is
+  // only there when a test brings its own.
+  define("BroadcastChannel", channel);
   return {
     jar,
     storage,
@@ -45,7 +49,7 @@ export function fakeBrowser({ gpc = false, host = "shop.example", protocol = "ht
     cookie: (name = "consentd") => [...jar.values()].find((c) => c.name === name)?.value,
     stored: (key) => (storage.has(key) ? JSON.parse(storage.get(key)) : null),
     /** The same storage and cookies in a new page (a reload). */
-    reload: (opts = {}) => fakeBrowser({ gpc, host, protocol, storage, jar, ...opts }),
+    reload: (opts = {}) => fakeBrowser({ gpc, host, protocol, storage, jar, channel, ...opts }),
   };
 }
 
@@ -107,10 +111,10 @@ export function fakeConsentd({ mechanism = "opt_in", tokenDays = 180 } = {}) {
     svc.calls.push({ method, path: u.pathname, query: u.search, body, auth, headers: init.headers || {} });
     if (svc.down) throw new TypeError("Failed to fetch");
     if (svc.status) return json(svc.status, { code: 14, message: "unavailable" });
-    return route(method, decodeURIComponent(u.pathname), body, auth);
+    return route(method, decodeURIComponent(u.pathname), body, auth, init.headers || {});
   }
 
-  function route(method, path, body, auth) {
+  function route(method, path, body, auth, headers) {
     if (method === "POST" && path === "/v1/visitors") {
       const id = `v_visitor${++svc.visitors}`;
       return json(200, { subject_id: id, token: svc.mint(id) });
@@ -118,13 +122,16 @@ export function fakeConsentd({ mechanism = "opt_in", tokenDays = 180 } = {}) {
     const bearer = svc.tokens.get((auth || "").replace(/^Bearer /, ""));
     if (!bearer || bearer.expires < new Date()) return json(401, { code: 16, message: "subject token invalid" });
     if (method === "POST" && path === "/v1/tokens:refresh") return json(200, { token: svc.mint(bearer.subject) });
-    if (method === "GET" && path === "/v1/policy") return json(200, { policy });
+    if (method === "GET" && path === "/v1/policy") return conditional(headers, '"test-1"', { policy });
     const m = /^\/v1\/subjects\/([^/]+)\/consent(:withdraw)?$/.exec(path);
     if (!m) return json(404, { code: 5, message: "not found" });
     const id = m[1];
     if (id !== bearer.subject) return json(403, { code: 7, message: "token for another subject" });
     const subject = svc.subjects.get(id) || { revision: 0, decisions: {}, gpcTime: null };
-    if (method === "GET" && !m[2]) return json(200, { consent: answer(id, subject) });
+    if (method === "GET" && !m[2]) {
+      const consent = answer(id, subject);
+      return conditional(headers, answerTag(consent), { consent });
+    }
     if (method !== (m[2] ? "POST" : "PATCH")) return json(405, { code: 12, message: "method" });
 
     const replay = body.idempotency_key && svc.applied.get(body.idempotency_key);
@@ -171,8 +178,25 @@ export function fakeConsentd({ mechanism = "opt_in", tokenDays = 180 } = {}) {
   return svc;
 }
 
-function json(status, data) {
-  return new Response(JSON.stringify(data), { status, headers: { "Content-Type": "application/json" } });
+function json(status, data, headers = {}) {
+  return new Response(JSON.stringify(data), { status, headers: { "Content-Type": "application/json", ...headers } });
+}
+
+/** 200 with an ETag, or 304 when the request's If-None-Match is that ETag (as consentd does). */
+function conditional(headers, etag, data) {
+  if (headers["If-None-Match"] === etag) return new Response(null, { status: 304, headers: { ETag: etag } });
+  return json(200, data, { ETag: etag });
+}
+
+const CODES = { EXPLICIT: "e", DEFAULT: "d", GPC: "g", EXPIRED: "x", POLICY_CHANGED: "p", NECESSARY: "n", RESTRICTED: "r", AWAITING_GUARDIAN: "a" };
+
+/** consentd's ETag of a consent answer: the SDK cookie's compact form, quoted. */
+export function answerTag(consent) {
+  const list = consent.purposes.map((p) => {
+    const code = CODES[p.reason.replace(/^REASON_/, "")];
+    return `${p.purpose}:${p.allowed ? code.toUpperCase() : code}`;
+  });
+  return `"${consent.revision}|${list.join("/")}"`;
 }
 
 /** Waits until check() is truthy (polling on a referenced timer keeps Node alive). */

@@ -74,43 +74,50 @@ test("a signal is granted when all its mapped purposes are allowed; security_sto
 });
 
 test("the mapping is configurable, and a signal may need several purposes", () => {
-  fakeBrowser();
-  document.cookie = `consentd=${encodeCookie({ subjectId: "v_1", revision: 2, purposes: { ads: { allowed: true, reason: "explicit" }, analytics: { allowed: false, reason: "explicit" } } })}; Path=/`;
+  const allowed = { ads: true, analytics: false };
+  const consent = { has: (p) => !!allowed[p], get: () => ({ revision: 2, purposes: {} }), on: () => () => {} };
   const { calls, gtag } = recorder();
-  consentMode(createConsent({ endpoint }), { gtag, mapping: { ad_personalization: ["ads", "analytics"] } });
+  consentMode(consent, { gtag, mapping: { ad_personalization: ["ads", "analytics"] } });
   assert.equal(calls[0][2].ad_storage, "granted");
   assert.equal(calls[0][2].ad_personalization, "denied");
 });
 
-test("consentMode updates at once when the visitor's state is cached, then on every change that changes a signal", async () => {
-  fakeBrowser();
+test("consentMode updates at once from the cached state (its grants once the service confirms them), then on every change that changes a signal", async () => {
+  const page = fakeBrowser();
+  const svc = fakeConsentd();
+  // A returning visitor: analytics granted on an earlier page.
+  svc.subjects.set("v_1", { revision: 2, decisions: { functional: false, analytics: true, ads: false }, gpcTime: null });
+  page.storage.set("consentd.token", JSON.stringify({ subject_id: "v_1", ...svc.mint("v_1") }));
   const cached = {
     functional: { allowed: false, reason: "explicit" },
     analytics: { allowed: true, reason: "explicit" },
     ads: { allowed: false, reason: "explicit" },
   };
   document.cookie = `consentd=${encodeCookie({ subjectId: "v_1", revision: 2, purposes: cached })}; Path=/`;
-  const svc = fakeConsentd();
   const consent = createConsent({ endpoint, fetch: svc.fetch });
   const { calls, gtag } = recorder();
   const stop = consentMode(consent, { gtag });
 
   assert.equal(calls.length, 1, "before any network call");
   assert.deepEqual(calls[0].slice(0, 2), ["consent", "update"]);
-  assert.equal(calls[0][2].analytics_storage, "granted");
+  assert.equal(calls[0][2].analytics_storage, "denied", "the cached grant waits for the service");
   assert.equal(calls[0][2].security_storage, "granted");
 
-  await consent.acceptAll("banner"); // two change events, one new set of signals
+  await consent.sync();
   assert.equal(calls.length, 2);
-  assert.ok(Object.values(calls[1][2]).every((v) => v === "granted"));
+  assert.equal(calls[1][2].analytics_storage, "granted", "confirmed by the service");
+
+  await consent.acceptAll("banner"); // two change events, one new set of signals
+  assert.equal(calls.length, 3);
+  assert.ok(Object.values(calls[2][2]).every((v) => v === "granted"));
 
   await consent.rejectAll("banner");
-  assert.equal(calls.length, 3);
-  assert.equal(calls[2][2].ad_storage, "denied");
+  assert.equal(calls.length, 4);
+  assert.equal(calls[3][2].ad_storage, "denied");
 
   stop();
   await consent.acceptAll("banner");
-  assert.equal(calls.length, 3, "stopped");
+  assert.equal(calls.length, 4, "stopped");
 });
 
 test("consentMode sends nothing on a first visit before any state is known", async () => {

@@ -26,7 +26,9 @@ test("sync() records the signal once when the service has no GPC time for the su
 
   const reports = svc.callsTo("PATCH", "/v1/subjects/v_visitor1/consent");
   assert.equal(reports.length, 1);
-  assert.deepEqual(reports[0].body, { decisions: {}, gpc: true, region: "US-CA" });
+  const { idempotency_key, ...body } = reports[0].body;
+  assert.deepEqual(body, { source: "SOURCE_API", decisions: {}, gpc: true, region: "US-CA" });
+  assert.ok(idempotency_key, "sent with an idempotency key: a retry records it once");
   assert.ok(svc.subjects.get("v_visitor1").gpcTime);
   assert.deepEqual(consent.get().purposes.ads, { allowed: false, reason: "gpc" });
   assert.equal(consent.get().gpcHonoured, true);
