@@ -42,8 +42,11 @@
     });
 
     document.body.classList.toggle('ads-on', consent.has('ads'));
+    // The box shows a real subscription: the person's own choice, never the
+    // region's default (in opt-out regions marketing email is allowed until
+    // the person objects, which is not the same as having subscribed).
     var box = $('newsletter');
-    if (document.activeElement !== box) box.checked = consent.has('marketing.email');
+    if (document.activeElement !== box) box.checked = consent.choice('marketing.email') === true;
   }
 
   // --- newsletter checkbox <-> marketing.email -------------------------------

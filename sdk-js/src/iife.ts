@@ -5,7 +5,7 @@
 //           data-endpoint="https://consent.shop.example" data-region="DE"
 //           data-lang="de" data-gcm="true"
 //           data-cookies='{"analytics": ["_ga", "_ga_*", "_gid"]}'
-//           data-button="false"></script>
+//           data-ask="functional analytics ads" data-button="false"></script>
 //
 // Load it early in <head>, without async or defer, before any Google tag: it
 // sets Consent Mode's defaults and starts blocking from the cookie cache
@@ -35,6 +35,8 @@ const consent = createConsent({
   endpoint: data.endpoint || (src ? new URL(src).origin : location.origin),
   region: data.region,
   cookieDomain: data.cookieDomain,
+  // data-ask="analytics ads marketing.email": what the banner and preference center ask about.
+  askFor: data.ask ? data.ask.split(" ").filter(Boolean) : undefined,
 });
 enforce(consent, { cookies });
 if (data.gcm == "true") consentMode(consent);

@@ -138,8 +138,8 @@ func corsFor(origins []string) *cors.Cors {
 	return cors.New(cors.Options{
 		AllowedOrigins: origins,
 		AllowedMethods: []string{http.MethodGet, http.MethodPost, http.MethodPatch},
-		AllowedHeaders: []string{"Authorization", "Content-Type", "X-Request-Id"},
-		ExposedHeaders: []string{"X-Request-Id", "Retry-After"},
+		AllowedHeaders: []string{"Authorization", "Content-Type", "X-Request-Id", "If-None-Match"},
+		ExposedHeaders: []string{"X-Request-Id", "Retry-After", "ETag"},
 		MaxAge:         600,
 	})
 }

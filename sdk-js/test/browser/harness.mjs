@@ -328,6 +328,20 @@ export async function openBrowser(env, { gpc = false } = {}) {
   return { context, page, close: () => bounded(context.close(), 5000) };
 }
 
+/**
+ * Calls consentd's REST API with the env's API key (every scope), as a
+ * backend would: { status, body }.
+ */
+export async function api(env, method, path, body) {
+  const r = await fetch(env.consentd.url + path, {
+    method,
+    headers: { Authorization: `Bearer ${env.consentd.apiKey}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(5000),
+  });
+  return { status: r.status, body: await r.json().catch(() => null) };
+}
+
 /** The SDK's state as the page sees it (window.consentd.consent.get()). */
 export function sdkState(page) {
   return page.evaluate(() => window.consentd.consent.get());
