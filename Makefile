@@ -31,6 +31,7 @@ help:
 	@echo "make build     build ./consentd"
 	@echo "make bench     benchmark consentd against a bare gRPC/gateway ceiling (~6 min; BENCH_SCALE=0.1: ~1 min), report in .bench/"
 	@echo "make sdk       build the browser SDK into sdk-js/dist"
+	@echo "make bench-sdk the SDK's cost to a page in headless Chromium at 4x CPU throttling (~2 min), report in .bench/sdk/"
 
 # --- set-up ------------------------------------------------------------------
 
@@ -129,6 +130,17 @@ bench: redis-server build
 	go build -o .bench/pprof cmd/pprof
 	.bench/consentd-bench -consentd ./consentd -pprof .bench/pprof -out .bench -scale $(BENCH_SCALE)
 
+# The SDK's cost to a page: the test shop page with and without the SDK's
+# script tag in Debian's headless Chromium at 4x CPU throttling, against a
+# real Redis and consentd on free loopback ports (first visit, returning
+# visitor, returning visitor after a withdrawal through the API), median of
+# BENCH_SDK_RUNS runs; report.md and report.json in .bench/sdk/.
+BENCH_SDK_RUNS ?= 7
+.PHONY: bench-sdk
+bench-sdk: redis-server chromium sdk-deps build
+	cd sdk-js && npm run build
+	cd sdk-js && CONSENTD_BIN=$(CURDIR)/consentd BENCH_SDK_RUNS=$(BENCH_SDK_RUNS) npm run --silent bench
+
 .PHONY: test
 test: redis-server tools lint check-generated fuzz test-go test-sdk
 
@@ -151,11 +163,13 @@ test-cluster: redis-server
 test-resilience: redis-server
 	go test $(GO_TEST_FLAGS) -v -timeout 30m -run 'TestResilience' ./server/app/
 
-# The SDK: build, type check, unit tests, size budget, then the browser tests
-# in Debian's headless Chromium against a real consentd and Redis.
+# The SDK: build, type check, unit tests, size budget, the public types as a
+# user's tsc sees them (the packed package under bundler, nodenext and node10
+# resolution), then the browser tests in Debian's headless Chromium against a
+# real consentd and Redis.
 .PHONY: test-sdk
 test-sdk: redis-server chromium sdk-deps build
-	cd sdk-js && npm run build && npm run typecheck && npm run test:unit && npm run test:size
+	cd sdk-js && npm run build && npm run typecheck && npm run test:unit && npm run test:size && npm run test:types
 	cd sdk-js && CONSENTD_BIN=$(CURDIR)/consentd npm run test:browser
 
 # A short, bounded run of each fuzz target on top of its committed seed

@@ -29,9 +29,10 @@ export const demoDir = join(sdkDir, 'demo');
 export const resultsDir = join(sdkDir, 'test-results');
 export const axePath = join(sdkDir, 'node_modules/axe-core/axe.min.js');
 
-// TOOLCHAIN.md "Browser and JS": Debian's Chromium and the flags it needs here.
-const chromiumPath = '/usr/bin/chromium';
-const chromiumFlags = [
+// TOOLCHAIN.md "Browser and JS": Debian's Chromium and the flags it needs here
+// (exported for bench/bench.mjs, which launches one browser for many contexts).
+export const chromiumPath = '/usr/bin/chromium';
+export const chromiumFlags = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
@@ -371,9 +372,11 @@ gtag('config', 'G-TEST');
 /**
  * A shop page with the SDK as a site would add it: analytics script and ads
  * iframe gated by purpose, GCM on. With nonce, the page is served with a
- * strict CSP whose scripts need that nonce.
+ * strict CSP whose scripts need that nonce. For bench/bench.mjs: sdk false
+ * leaves out the SDK's script tag (the same page without it), bodyEnd is
+ * HTML added at the end of <body>, variant names such a page apart.
  */
-export function shopPage(env, { region = 'DE', lang = 'en', nonce = null, gcm = true } = {}) {
+export function shopPage(env, { region = 'DE', lang = 'en', nonce = null, gcm = true, sdk = true, bodyEnd = '', variant = '' } = {}) {
   const n = nonce ? ` nonce="${nonce}"` : '';
   const cookies = JSON.stringify({ analytics: ['_demo_analytics'], ads: ['_demo_ads*'] });
   const html = `<!doctype html>
@@ -381,8 +384,8 @@ export function shopPage(env, { region = 'DE', lang = 'en', nonce = null, gcm = 
 <head>
 <meta charset="utf-8">
 <title>Trail shoes review</title>
-<script${n} src="/sdk/consentd.iife.js" data-endpoint="${env.consentd.url}" data-region="${region}" data-lang="${lang}"${gcm ? ' data-gcm="true"' : ''} data-cookies='${cookies}'></script>
-<script${n} src="/fixtures/tag.js"></script>
+${sdk ? `<script${n} src="/sdk/consentd.iife.js" data-endpoint="${env.consentd.url}" data-region="${region}" data-lang="${lang}"${gcm ? ' data-gcm="true"' : ''} data-cookies='${cookies}'></script>
+` : ''}<script${n} src="/fixtures/tag.js"></script>
 </head>
 <body>
 <header><nav aria-label="Site"><a href="#article">Article</a></nav></header>
@@ -395,13 +398,13 @@ export function shopPage(env, { region = 'DE', lang = 'en', nonce = null, gcm = 
 </main>
 <script type="text/plain" data-consent="analytics"${n} src="/demo/analytics.js"></script>
 <script type="text/plain" data-consent="analytics"${n}>window.inlineAnalyticsRan = true;</script>
-</body>
+${bodyEnd}</body>
 </html>`;
   const headers = nonce ? {
     'Content-Security-Policy': `default-src 'self'; script-src 'self' 'nonce-${nonce}'; style-src 'self'; `
       + `connect-src 'self' ${env.consentd.url}; frame-src 'self'; img-src 'self'`,
   } : {};
   env.site.file('/fixtures/tag.js', tagScript);
-  const name = `/shop-${region}-${lang}${nonce ? '-csp' : ''}${gcm ? '-gcm' : ''}.html`;
+  const name = `/shop-${region}-${lang}${nonce ? '-csp' : ''}${gcm ? '-gcm' : ''}${sdk ? '' : '-nosdk'}${variant ? `-${variant}` : ''}.html`;
   return env.site.page(name, html, headers);
 }
