@@ -165,7 +165,7 @@ describe('banner', () => {
     await waitFor(() => page.evaluate(() => window.laterStill === true), { what: 'a script added after consent to run' });
   });
 
-  test('choices survive a reload: no banner, enforcement from the cookie before any network', async (t) => {
+  test('choices survive a reload: no banner, denials from the cookie at once, grants once consentd confirms them', async (t) => {
     const { page, close } = await openBrowser(env);
     t.after(close);
     const url = shopPage(env);
@@ -183,21 +183,27 @@ describe('banner', () => {
     await waitFor(async () => (await env.consentd.purpose(id, 'analytics')).allowed, { what: 'analytics granted at the service' });
     await waitFor(() => page.evaluate(() => !window.consentd.consent.get().pending), { what: 'nothing pending' });
 
-    // Now the service is unreachable from the page: what follows comes from the cookie.
+    // Now the service is unreachable from the page: the cookie still says
+    // what was chosen, but a grant it holds is not used until the service
+    // confirms it (it may have been withdrawn elsewhere): fail closed.
     let blocked = 0;
     await page.route(`${env.consentd.url}/**`, (route) => { blocked++; return route.abort(); });
     await page.reload();
     await waitFor(() => blocked > 0, { what: 'the SDK to try consentd (and be blocked)' });
     const early = await page.evaluate(() => {
       const s = window.consentd.consent.get();
-      return { subjectId: s.subjectId, analytics: s.purposes.analytics?.allowed, ads: s.purposes.ads?.allowed };
+      return { subjectId: s.subjectId, analytics: s.purposes.analytics?.allowed, ads: s.purposes.ads?.allowed, has: window.consentd.consent.has('analytics') };
     });
-    assert.deepEqual(early, { subjectId: id, analytics: true, ads: false });
-    await waitFor(() => page.evaluate(() => window.demoAnalytics && window.inlineAnalyticsRan), { what: 'analytics to run after the reload' });
-    assert.equal(await page.getAttribute('#ad', 'src'), null, 'ads stay blocked after the reload');
-    assert.equal(await page.locator(banner).isVisible(), false, 'no banner after the reload');
+    assert.deepEqual(early, { subjectId: id, analytics: true, ads: false, has: false });
     await page.waitForLoadState('load');
-    assert.equal(await page.locator(banner).isVisible(), false, 'still no banner once the page has loaded');
+    assert.equal(await page.evaluate(() => Boolean(window.demoAnalytics)), false, 'the cached grant is withheld while unconfirmed');
+    assert.equal(await page.getAttribute('#ad', 'src'), null, 'ads stay blocked after the reload');
+    assert.equal(await page.locator(banner).isVisible(), false, 'no banner: the person has decided');
+
+    // consentd reachable again: the SDK's retry confirms the choice and analytics runs, without a reload.
+    await page.unroute(`${env.consentd.url}/**`);
+    await waitFor(() => page.evaluate(() => window.demoAnalytics && window.inlineAnalyticsRan), { ms: 20_000, what: 'analytics to run once confirmed' });
+    assert.equal(await page.getAttribute('#ad', 'src'), null, 'ads still blocked');
   });
 
   test('Google Consent Mode: default all denied before any tag, then update after a choice', async (t) => {
@@ -236,13 +242,18 @@ describe('banner', () => {
       security_storage: 'granted',
     });
 
-    // Next page load: the stored choice is sent as an update from the cookie,
-    // right after the default and before the Google tag's first call.
+    // Next page load: the default comes first; the stored choice's grants are
+    // sent as an update once consentd confirms them (the tags hold their first
+    // hit for wait_for_update), and nothing before that grants anything.
     await page.reload();
-    const next = await dataLayer(page);
+    const next = await waitFor(async () => {
+      const dl = await dataLayer(page);
+      const last = dl.filter((e) => Array.isArray(e) && e[0] === 'consent' && e[1] === 'update').at(-1);
+      return last && last[2].analytics_storage === 'granted' && dl;
+    }, { what: 'the confirmed choice as a consent update' });
     assert.deepEqual(next[0].slice(0, 2), ['consent', 'default']);
-    assert.deepEqual(next[1].slice(0, 2), ['consent', 'update'], `the second entry is the stored choice: ${JSON.stringify(next[1])}`);
-    assert.deepEqual(next[1][2], update[2]);
-    assert.ok(next.findIndex((e) => Array.isArray(e) && e[0] === 'js') > 1, 'the Google tag ran after the update');
+    const updates = next.filter((e) => Array.isArray(e) && e[0] === 'consent' && e[1] === 'update');
+    assert.deepEqual(updates.at(-1)[2], update[2]);
+    assert.ok(updates.slice(0, -1).every((u) => u[2].analytics_storage === 'denied'), `nothing granted before the confirmation: ${JSON.stringify(updates)}`);
   });
 });
