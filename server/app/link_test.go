@@ -145,10 +145,8 @@ func TestMinorsGrantsAwaitAGuardian(t *testing.T) {
 		t.Fatalf("guardian event: %v", g)
 	}
 
-	// A grant made after the confirmation needs a new one. The rule works
-	// in whole seconds: move the grant to a later second than the
-	// confirmation, as a real later grant would be.
-	waitForNextSecond()
+	// A grant made after the confirmation needs a new one (in the same
+	// second too: TestMinorsGrantAfterTheConfirmationAwaitsAGuardianEvenInTheSameSecond).
 	update(t, srv, "jo", map[string]bool{"functional": true})
 	if c := check("functional"); c.GetAllowed() || c.GetReason() != consentv1.Reason_REASON_AWAITING_GUARDIAN {
 		t.Fatalf("a grant after the confirmation: %v", c)
