@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -91,24 +94,92 @@ func TestIfNoneMatchComparesOpaqueTagsAndMissesOnAnythingMalformed(t *testing.T)
 	}
 }
 
-func TestPolicyETagFollowsThePolicysContent(t *testing.T) {
-	policy := &consentv1.Policy{Version: "2026-11-01", Purposes: []*consentv1.Purpose{{
-		Id: "ads", Version: 1,
-		Titles:       map[string]string{"en": "Ads", "de": "Werbung", "fr": "Publicité", "es": "Anuncios"},
-		Descriptions: map[string]string{"en": "We show ads.", "de": "Wir zeigen Werbung."},
-	}}}
-	etag := policyETag(policy)
-	if len(etag) != 34 || etag[0] != '"' || etag[33] != '"' {
-		t.Fatalf("policyETag = %s, want 32 hex digits quoted", etag)
+// serve runs handler behind conditional, as the gateway does, for a request
+// with the given method and If-None-Match ("" for none).
+func serve(handler http.HandlerFunc, method, ifNoneMatch string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, "/v1/anything", nil)
+	if ifNoneMatch != "" {
+		req.Header.Set("If-None-Match", ifNoneMatch)
 	}
-	for range 20 { // maps are encoded in a deterministic order
-		if again := policyETag(proto.Clone(policy).(*consentv1.Policy)); again != etag {
-			t.Fatalf("the same policy's ETag changed: %s, then %s", etag, again)
+	rec := httptest.NewRecorder()
+	conditional(handler).ServeHTTP(rec, req)
+	return rec
+}
+
+// forward answers as grpc-gateway's ForwardResponseMessage does: server
+// metadata as headers, the forward-response option, the body in chunks.
+func forward(m proto.Message, chunks ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", "req-1")
+		w.Header().Set("Content-Type", "application/json")
+		_ = setETag(r.Context(), w, m)
+		for _, c := range chunks {
+			_, _ = w.Write([]byte(c))
 		}
 	}
-	changed := proto.Clone(policy).(*consentv1.Policy)
-	changed.Purposes[0].Titles["de"] = "Anzeigen" // the same version label, other content
-	if policyETag(changed) == etag {
-		t.Errorf("a changed title keeps the ETag %s", etag)
+}
+
+func TestThePolicysETagIsItsBodysHash(t *testing.T) {
+	policy := &consentv1.GetPolicyResponse{Policy: &consentv1.Policy{Version: "v1"}}
+	body := `{"policy":{"version":"v1","purposes":[{"id":"ads","titles":{"en":"Ads"}}]}}`
+	rec := serve(forward(policy, body[:20], body[20:]), http.MethodGet, "")
+	etag := rec.Header().Get("ETag")
+	if rec.Code != 200 || rec.Body.String() != body || etag != bodyETag([]byte(body)) || len(etag) != 34 {
+		t.Fatalf("GET: %d %q, ETag %s; want 200 with the body and its hash", rec.Code, rec.Body, etag)
+	}
+	if cc := rec.Header().Get("Cache-Control"); cc != "no-cache" {
+		t.Errorf("Cache-Control %q, want no-cache", cc)
+	}
+	rec = serve(forward(policy, body), http.MethodGet, etag)
+	if rec.Code != http.StatusNotModified || rec.Body.Len() != 0 || rec.Header().Get("ETag") != etag ||
+		rec.Header().Get("X-Request-Id") != "req-1" || rec.Header().Get("Content-Type") != "" {
+		t.Fatalf("GET with its ETag: %d %q, headers %v; want 304 without a body", rec.Code, rec.Body, rec.Header())
+	}
+	changed := strings.Replace(body, "Ads", "Adverts", 1)
+	rec = serve(forward(policy, changed), http.MethodGet, etag)
+	if rec.Code != 200 || rec.Body.String() != changed || rec.Header().Get("ETag") == etag {
+		t.Fatalf("another policy with the first one's ETag: %d %q, ETag %s; want 200 with a new one", rec.Code, rec.Body, rec.Header().Get("ETag"))
+	}
+}
+
+func TestConditionalTurnsOnlyAMatchingGETInto304(t *testing.T) {
+	consent := &consentv1.GetConsentResponse{Consent: &consentv1.Consent{Revision: 2, Purposes: purposes("ads", true, consentv1.Reason_REASON_EXPLICIT)}}
+	const etag, body = `"2|ads:E"`, `{"consent":{}}`
+	for _, tc := range []struct {
+		name, method, ifNoneMatch string
+		want                      int
+	}{
+		{"a GET without If-None-Match", http.MethodGet, "", 200},
+		{"a GET with the ETag", http.MethodGet, etag, 304},
+		{"a GET with another ETag", http.MethodGet, `"1|ads:e"`, 200},
+		{"a GET with a malformed If-None-Match", http.MethodGet, `"2|ads:E`, 200},
+		{"a PATCH with the ETag", http.MethodPatch, etag, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := serve(forward(consent, body), tc.method, tc.ifNoneMatch)
+			if rec.Code != tc.want || rec.Header().Get("ETag") != etag || rec.Header().Get("Cache-Control") != "private, no-cache" {
+				t.Fatalf("%d, headers %v; want %d with ETag %s", rec.Code, rec.Header(), tc.want, etag)
+			}
+			if wantBody := map[int]string{200: body, 304: ""}[tc.want]; rec.Body.String() != wantBody {
+				t.Errorf("body %q, want %q", rec.Body, wantBody)
+			}
+		})
+	}
+	// An error keeps its status whatever If-None-Match says.
+	rec := serve(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("ETag", etag)
+		w.WriteHeader(http.StatusPreconditionFailed)
+		_, _ = w.Write([]byte(`{"code":9}`))
+	}, http.MethodGet, "*")
+	if rec.Code != http.StatusPreconditionFailed || rec.Body.String() != `{"code":9}` {
+		t.Errorf("an error with If-None-Match: *: %d %q", rec.Code, rec.Body)
+	}
+	// A stream (the change feed) still streams.
+	rec = serve(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("{}\n"))
+		w.(http.Flusher).Flush()
+	}, http.MethodGet, "*")
+	if rec.Code != 200 || !rec.Flushed || rec.Body.String() != "{}\n" {
+		t.Errorf("a flushed stream: %d %q flushed %v", rec.Code, rec.Body, rec.Flushed)
 	}
 }
