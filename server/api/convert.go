@@ -138,24 +138,28 @@ var eventTypes = map[string]consentv1.EventType{
 	store.EventErase:    consentv1.EventType_EVENT_TYPE_ERASE,
 }
 
-func eventToProto(e store.Event) *consentv1.ConsentEvent {
+// eventToProto is a history event for a reader. A link event names the
+// other subject only when counterpart is set (see counterpartVisible).
+func eventToProto(e store.Event, counterpart bool) *consentv1.ConsentEvent {
 	out := &consentv1.ConsentEvent{
-		Revision:        e.Revision,
-		Time:            timeToProto(e.At),
-		Type:            eventTypes[e.Type],
-		Actor:           e.Actor,
-		Source:          sourceToProto(e.Source),
-		PolicyVersion:   e.PolicyVersion,
-		Region:          e.Region,
-		Gpc:             e.GPC,
-		Channel:         e.Channel,
-		PrevHash:        e.PrevHash,
-		Hash:            e.Hash,
-		Reason:          e.Reason,
-		Client:          e.Client,
-		LinkedSubjectId: e.Counterpart,
-		Guardian:        e.Guardian,
-		Minor:           e.Minor != nil && *e.Minor,
+		Revision:      e.Revision,
+		Time:          timeToProto(e.At),
+		Type:          eventTypes[e.Type],
+		Actor:         e.Actor,
+		Source:        sourceToProto(e.Source),
+		PolicyVersion: e.PolicyVersion,
+		Region:        e.Region,
+		Gpc:           e.GPC,
+		Channel:       e.Channel,
+		PrevHash:      e.PrevHash,
+		Hash:          e.Hash,
+		Reason:        e.Reason,
+		Client:        e.Client,
+		Guardian:      e.Guardian,
+		Minor:         e.Minor != nil && *e.Minor,
+	}
+	if counterpart {
+		out.LinkedSubjectId = e.Counterpart
 	}
 	for _, c := range e.Changes {
 		out.Changes = append(out.Changes, &consentv1.PurposeChange{Purpose: c.Purpose, OldGranted: c.Old, NewGranted: c.New})

@@ -53,10 +53,22 @@ func (s *Server) ListConsentEvents(ctx context.Context, req *consentv1.ListConse
 		events = events[:size]
 		resp.NextPageToken = pageToken(events[size-1].Revision)
 	}
+	counterpart := counterpartVisible(ctx, req.GetSubjectId())
 	for _, e := range events {
-		resp.Events = append(resp.Events, eventToProto(e))
+		resp.Events = append(resp.Events, eventToProto(e, counterpart))
 	}
 	return resp, nil
+}
+
+// counterpartVisible reports whether the caller may read whom a subject's
+// link events link it to. A visitor's link names its user (an account id,
+// often an email address), and the visitor's token is the browser's, which
+// may be shared or read by scripts on the page: only operators (API keys)
+// see it. The visitor still sees that it is linked (the event, and
+// Consent.linked). A user's link names a visitor id, which the user's own
+// browser holds anyway.
+func counterpartVisible(ctx context.Context, subjectID string) bool {
+	return auth.FromContext(ctx).Kind == auth.Service || !domain.IsVisitorID(subjectID)
 }
 
 // recordAccess appends an access event (actor, reason, time) to the

@@ -50,8 +50,10 @@ func (s *Server) ConfirmGuardianConsent(ctx context.Context, req *consentv1.Conf
 	w := s.statusWrite(ctx, req.GetSubjectId(), store.EventGuardian, "")
 	w.GuardianConfirmed = true
 	w.Event.Guardian = req.GetGuardian()
-	// The confirmation covers the decisions just read: if they changed in
-	// between, the caller must look again (Aborted).
+	// The confirmation covers the decisions just read, and the store records
+	// their revision with it: a grant written later awaits a new
+	// confirmation. If they changed in between, the caller must look again
+	// (Aborted).
 	w.ExpectedRevision = &rec.Revision
 	consent, err := s.writeStatus(ctx, w)
 	if err != nil {

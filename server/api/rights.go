@@ -55,8 +55,9 @@ func (s *Server) ExportSubject(ctx context.Context, req *consentv1.ExportSubject
 		Policy:     policyToProto(policy),
 		Chain:      chain,
 	}
+	counterpart := counterpartVisible(ctx, req.GetSubjectId())
 	for _, e := range history.Events {
-		resp.Events = append(resp.Events, eventToProto(e))
+		resp.Events = append(resp.Events, eventToProto(e, counterpart))
 		if e.PolicyVersion != "" && !slices.Contains(resp.PolicyVersions, e.PolicyVersion) {
 			resp.PolicyVersions = append(resp.PolicyVersions, e.PolicyVersion)
 		}

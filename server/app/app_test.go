@@ -191,6 +191,19 @@ func (b *syncBuffer) String() string {
 // none).
 func (c *consentd) rest(t *testing.T, method, path, body string, header ...string) (int, map[string]any, http.Header) {
 	t.Helper()
+	code, raw, h := c.restRaw(t, method, path, body, header...)
+	var out map[string]any
+	if len(raw) > 0 && strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatalf("%s %s: not JSON: %s", method, path, raw)
+		}
+	}
+	return code, out, h
+}
+
+// restRaw is rest with the answer's body as it came.
+func (c *consentd) restRaw(t *testing.T, method, path, body string, header ...string) (int, []byte, http.Header) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -211,14 +224,11 @@ func (c *consentd) rest(t *testing.T, method, path, body string, header ...strin
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-		if err := json.Unmarshal(raw, &out); err != nil {
-			t.Fatalf("%s %s: not JSON: %s", method, path, raw)
-		}
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, path, err)
 	}
-	return resp.StatusCode, out, resp.Header
+	return resp.StatusCode, raw, resp.Header
 }
 
 func ctx(t *testing.T) context.Context {

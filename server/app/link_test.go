@@ -39,8 +39,10 @@ func TestLinkingAVisitorMergesIntoTheUserAndTheVisitorFollows(t *testing.T) {
 		t.Errorf("a merged decision's source = %v, want LINK", src)
 	}
 
-	// The link is the newest event on both, naming the other.
-	for subject, other := range map[string]string{user: visitor.GetSubjectId(), visitor.GetSubjectId(): user} {
+	// The link is the newest event on both. The user's names the visitor;
+	// the visitor's token reads that it is linked, not to whom
+	// (TestLinkNeverShowsTheUserToTheVisitorsToken).
+	for subject, other := range map[string]string{user: visitor.GetSubjectId(), visitor.GetSubjectId(): ""} {
 		own := as(ctx(t), tokenFor(t, subject, time.Now(), time.Hour))
 		events := must(srv.grpc.ListConsentEvents(own, &consentv1.ListConsentEventsRequest{SubjectId: subject})).ok(t).GetEvents()
 		if events[0].GetType() != consentv1.EventType_EVENT_TYPE_LINK || events[0].GetLinkedSubjectId() != other {
@@ -145,10 +147,8 @@ func TestMinorsGrantsAwaitAGuardian(t *testing.T) {
 		t.Fatalf("guardian event: %v", g)
 	}
 
-	// A grant made after the confirmation needs a new one. The rule works
-	// in whole seconds: move the grant to a later second than the
-	// confirmation, as a real later grant would be.
-	waitForNextSecond()
+	// A grant made after the confirmation needs a new one (in the same
+	// second too: TestMinorsGrantAfterTheConfirmationAwaitsAGuardianEvenInTheSameSecond).
 	update(t, srv, "jo", map[string]bool{"functional": true})
 	if c := check("functional"); c.GetAllowed() || c.GetReason() != consentv1.Reason_REASON_AWAITING_GUARDIAN {
 		t.Fatalf("a grant after the confirmation: %v", c)

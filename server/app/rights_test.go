@@ -305,10 +305,3 @@ func dumpRedis(t *testing.T, client *redis.Client) string {
 	}
 	return b.String()
 }
-
-// waitForNextSecond returns once the wall clock is in a later second than
-// when it was called: decisions are stored to the second.
-func waitForNextSecond() {
-	now := time.Now()
-	time.Sleep(now.Truncate(time.Second).Add(time.Second).Sub(now))
-}

@@ -26,6 +26,11 @@ type Decision struct {
 	Source        Source
 	PolicyVersion int    // the purpose's version the subject answered
 	Region        string // region code in force when decided, e.g. "DE", "US-CA"
+	// Revision is the subject's revision of the write that stored the
+	// decision: the store sets it, and ignores it in what it is given to
+	// write (a decision copied from another record gets the new write's).
+	// 0: stored before decisions recorded their revision, or not stored.
+	Revision int64
 }
 
 // Record is the stored state of one subject: what Check and GetConsent read.
@@ -39,6 +44,10 @@ type Record struct {
 	RestrictedAt time.Time // processing restricted since; zero if not restricted
 	MinorSince   time.Time // marked as a minor since; zero if not a minor
 	GuardianAt   time.Time // a guardian last confirmed the decisions; zero if never
+	// GuardianRevision is the revision the guardian's last confirmation saw:
+	// it covers the decisions stored at or before it. 0: no confirmation, or
+	// one stored before confirmations recorded their revision.
+	GuardianRevision int64
 	// LinkedTo is the user a visitor was linked to; "" if none. Reads and
 	// writes of the visitor follow it.
 	LinkedTo string

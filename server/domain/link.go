@@ -28,7 +28,9 @@ func IsVisitorID(id string) bool {
 type LinkMerge struct {
 	// Decisions to write to the user, by purpose: the visitor's decision
 	// where it wins (with Source SourceLink; its time, version, region and
-	// expiry kept, so it ages as it would have).
+	// expiry kept, so it ages as it would have). The store gives each the
+	// revision of the user's write that merges it, so a guardian's earlier
+	// confirmation of a minor user does not cover it.
 	Decisions map[string]Decision
 	GPCAt     time.Time // the visitor's GPC time, if earlier than the user's
 	Restrict  bool      // the visitor was restricted and the user is not

@@ -36,8 +36,9 @@ import "time"
 //     with ReasonRestricted, whatever was decided, until lifted.
 //   - Minor: every region is opt_in for a minor (nothing is allowed without a
 //     grant), and a grant counts only once a guardian has confirmed it: a
-//     grant decided after the last guardian confirmation (or with none) is
-//     denied with ReasonGuardian. Denials count at once.
+//     grant the last guardian confirmation did not cover (stored at a later
+//     revision than it saw, see guardianCovers), or with none, is denied
+//     with ReasonGuardian. Denials count at once.
 func Effective(p *Policy, purposeID string, rec Record, regionCode string, now time.Time) Answer {
 	pu, ok := p.Purpose(purposeID)
 	if !ok {
@@ -50,12 +51,27 @@ func Effective(p *Policy, purposeID string, rec Record, regionCode string, now t
 		return Answer{Allowed: false, Reason: ReasonRestricted}
 	}
 	answer := effectiveDecision(p, pu, rec, regionCode, now)
-	if rec.Minor() && answer.Allowed && answer.Reason == ReasonExplicit {
-		if d := rec.Decisions[purposeID]; rec.GuardianAt.IsZero() || d.DecidedAt.After(rec.GuardianAt) {
-			return Answer{Allowed: false, Reason: ReasonGuardian}
-		}
+	if rec.Minor() && answer.Allowed && answer.Reason == ReasonExplicit && !guardianCovers(rec, rec.Decisions[purposeID]) {
+		return Answer{Allowed: false, Reason: ReasonGuardian}
 	}
 	return answer
+}
+
+// guardianCovers reports whether the guardian's last confirmation covers the
+// decision d: d was stored at or before the revision the confirmation saw.
+// Revisions order them, never clocks (a grant in the confirmation's second
+// may have come after it; a visitor's grant merged by a link keeps the time
+// it was made). A decision or confirmation stored before revisions were
+// recorded falls back to time, conservatively: only a decision of an earlier
+// second than the confirmation is covered.
+func guardianCovers(rec Record, d Decision) bool {
+	switch {
+	case rec.GuardianAt.IsZero():
+		return false
+	case d.Revision > 0 && rec.GuardianRevision > 0:
+		return d.Revision <= rec.GuardianRevision
+	}
+	return d.DecidedAt.Before(rec.GuardianAt.Truncate(time.Second))
 }
 
 // effectiveDecision is rules 3 to 6.

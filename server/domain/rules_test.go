@@ -309,3 +309,71 @@ func TestPurposeLookups(t *testing.T) {
 		t.Error("Purpose(nope) found")
 	}
 }
+
+// A guardian's confirmation covers exactly the decisions it saw: those
+// stored at or before the revision it read. Revisions order the two, never
+// the clock; only where either side was stored before revisions were
+// recorded does time decide, and then a grant in the confirmation's second
+// awaits (it may have come after).
+func TestEffectiveGuardianCoversTheRevisionsItSaw(t *testing.T) {
+	p := mustParse(t, rulesPolicy)
+	confirmedAt := now.Add(-time.Hour)
+	// grant and deny are current decisions stored at revision rev (0: before
+	// revisions were recorded) at time at.
+	grant := func(rev int64, at time.Time) Decision { d := decided(true, at); d.Revision = rev; return d }
+	deny := func(rev int64, at time.Time) Decision { d := decided(false, at); d.Revision = rev; return d }
+	// minor is a minor with a decision on ads and a guardian's confirmation
+	// at confirmedAt that saw revision saw (0: stored without it; -1: no
+	// confirmation at all).
+	minor := func(d Decision, saw int64) Record {
+		r := record("ads", d)
+		r.Revision = max(d.Revision, saw+1, 1)
+		r.MinorSince = now.Add(-48 * time.Hour)
+		if saw >= 0 {
+			r.GuardianAt, r.GuardianRevision = confirmedAt, saw
+		}
+		return r
+	}
+	var (
+		sameSecond  = confirmedAt
+		secondLate  = confirmedAt.Add(time.Second)
+		secondEarly = confirmedAt.Add(-time.Second)
+		awaits      = Answer{Allowed: false, Reason: ReasonGuardian}
+		counts      = Answer{Allowed: true, Reason: ReasonExplicit}
+		denied      = Answer{Allowed: false, Reason: ReasonExplicit}
+	)
+	cases := []struct {
+		name string
+		rec  Record
+		want Answer
+	}{
+		// Both sides have revisions: revisions decide, whatever the clocks say.
+		{"a grant stored at the revision the guardian saw counts", minor(grant(5, secondEarly), 5), counts},
+		{"a grant stored before the revision the guardian saw counts", minor(grant(3, secondEarly), 5), counts},
+		{"a grant stored after the confirmation in the same second awaits a new one", minor(grant(6, sameSecond), 5), awaits},
+		{"a grant stored after the confirmation awaits even when its time reads earlier (a visitor's grant merged by a link)", minor(grant(6, secondEarly), 5), awaits},
+		{"a grant the guardian saw counts even when its time reads later (another instance's clock)", minor(grant(5, secondLate), 5), counts},
+		{"a denial stored after the confirmation counts at once", minor(deny(6, sameSecond), 5), denied},
+		{"a grant without any confirmation awaits, whatever its revision", minor(grant(1, secondEarly), -1), awaits},
+		{"a covered grant that expired does not count", minor(expired(grant(3, secondEarly)), 5), Answer{Allowed: false, Reason: ReasonExpired}},
+		{"a covered grant under an older purpose version does not count", minor(stale(grant(3, secondEarly)), 5), Answer{Allowed: false, Reason: ReasonPolicyChanged}},
+
+		// The decision was stored without a revision: time decides, conservatively.
+		{"a grant stored without a revision a second before the confirmation counts", minor(grant(0, secondEarly), 5), counts},
+		{"a grant stored without a revision in the confirmation's second awaits", minor(grant(0, sameSecond), 5), awaits},
+		{"a grant stored without a revision after the confirmation awaits", minor(grant(0, secondLate), 5), awaits},
+
+		// The confirmation was stored without a revision: time decides, conservatively.
+		{"a grant a second before a confirmation stored without a revision counts", minor(grant(4, secondEarly), 0), counts},
+		{"a grant in the second of a confirmation stored without a revision awaits", minor(grant(4, sameSecond), 0), awaits},
+		{"a grant after a confirmation stored without a revision awaits", minor(grant(4, secondLate), 0), awaits},
+		{"a denial in the second of a confirmation stored without a revision counts at once", minor(deny(4, sameSecond), 0), denied},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Effective(p, "ads", tc.rec, "DE", now); got != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

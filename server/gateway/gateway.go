@@ -71,6 +71,8 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 			return metadata.Pairs(api.ChannelMetadataKey, "rest")
 		}),
 		runtime.WithErrorHandler(errorHandler),
+		// ETag and Cache-Control on the consent and the policy (etag.go).
+		runtime.WithForwardResponseOption(setETag),
 		// Without this a form-encoded POST (curl -d's default) to a GET-only
 		// path is served as the GET: a wrong method must be an error.
 		runtime.WithDisablePathLengthFallback(),
@@ -81,7 +83,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", corsFor(opts.CORSOrigins).Handler(http.MaxBytesHandler(rest, MaxBodyBytes)))
+	mux.Handle("/v1/", corsFor(opts.CORSOrigins).Handler(http.MaxBytesHandler(conditional(rest), MaxBodyBytes)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -133,7 +135,8 @@ func (m compactJSON) Marshal(v any) ([]byte, error) {
 }
 
 // corsFor allows the listed origins to call the API from their pages, with
-// a bearer token (never cookies: AllowCredentials stays off).
+// a bearer token (never cookies: AllowCredentials stays off), and to
+// revalidate what they hold (If-None-Match, ETag: etag.go).
 func corsFor(origins []string) *cors.Cors {
 	return cors.New(cors.Options{
 		AllowedOrigins: origins,

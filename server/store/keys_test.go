@@ -202,6 +202,45 @@ func TestDecisionEncodingRoundTrips(t *testing.T) {
 	}
 }
 
+// A stored decision ends with the revision of the write that stored it (the
+// write script appends it); values stored before that have six parts and
+// read with revision 0.
+func TestDecisionRevisionDecodes(t *testing.T) {
+	at := time.Unix(1_750_000_000, 0).UTC()
+	base := domain.Decision{Granted: true, DecidedAt: at, Source: domain.SourceBanner, PolicyVersion: 2, Region: "DE"}
+	withRev := base
+	withRev.Revision = 42
+	if v, _ := encodeDecision(withRev); v != "g|1750000000|0|b|2|DE" {
+		t.Errorf("encodeDecision of a decision with a revision = %q: the revision is the store's to add", v)
+	}
+	for v, want := range map[string]domain.Decision{
+		"g|1750000000|0|b|2|DE":    base,
+		"g|1750000000|0|b|2|DE|42": withRev,
+		"g|1750000000|0|b|2||7":    {Granted: true, DecidedAt: at, Source: domain.SourceBanner, PolicyVersion: 2, Revision: 7},
+	} {
+		if got, err := decodeDecision(v); err != nil || got != want {
+			t.Errorf("decodeDecision(%q) = %+v, %v; want %+v", v, got, err, want)
+		}
+	}
+	for _, bad := range []string{"g|1|0|b|1|DE|", "g|1|0|b|1|DE|x", "g|1|0|b|1|DE|0", "g|1|0|b|1|DE|-3", "g|1|0|b|1|DE|4|5", "g|1|0|b|1|DE|+4"} {
+		if _, err := decodeDecision(bad); err == nil {
+			t.Errorf("decodeDecision(%q) accepted", bad)
+		}
+	}
+	for v, want := range map[string]int64{"12": 12, "1": 1} {
+		var rec domain.Record
+		if err := decodeField(&rec, fieldGuardianRevision, v, nil); err != nil || rec.GuardianRevision != want {
+			t.Errorf("%s %q reads %d, %v; want %d", fieldGuardianRevision, v, rec.GuardianRevision, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "0", "-1", "+3"} {
+		var rec domain.Record
+		if err := decodeField(&rec, fieldGuardianRevision, bad, nil); err == nil {
+			t.Errorf("%s %q accepted", fieldGuardianRevision, bad)
+		}
+	}
+}
+
 func TestUnavailableErrors(t *testing.T) {
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 	for _, tc := range []struct {

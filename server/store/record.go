@@ -17,30 +17,38 @@ import (
 // The state hash of a subject holds one field per decided purpose and a few
 // internal fields whose names start with "_" (purpose ids never do):
 //
-//	<purpose>  g|<decided unix s>|<expires unix s, 0: never>|<source letter>|<policy version>|<region>
-//	           ("d" instead of "g" when denied), e.g. g|1750000000|1784000000|b|2|DE
+//	<purpose>  g|<decided unix s>|<expires unix s, 0: never>|<source letter>|<policy version>|<region>|<revision>
+//	           ("d" instead of "g" when denied), e.g. g|1750000000|1784000000|b|2|DE|7;
+//	           <revision> is the write's that stored it, appended by writeScript.
+//	           Values stored before it was recorded end after the region and
+//	           read with revision 0.
 //	_rev       revision: raised by one on every write
 //	_reg       last region code given with a write
 //	_gpc       unix seconds of the first write that carried a GPC signal
 //	_rst       unix seconds since processing is restricted (absent: not restricted)
 //	_min       unix seconds since the subject is marked a minor (absent: not a minor)
 //	_gdn       unix seconds of a guardian's last confirmation of a minor's decisions
+//	_gdr       the revision that confirmation saw: it covers the decisions stored
+//	           at or before it (absent in confirmations stored before it was
+//	           recorded; a field of its own, not a part of _gdn, so that an
+//	           earlier consentd still reads _gdn during a rolling upgrade)
 //	_lnk       a linked visitor's user id, sealed: reads and writes follow it
 //
 // Short values keep the hash in Redis' compact listpack encoding: at millions
 // of subjects every byte per field counts.
 const (
-	fieldRevision = "_rev"
-	fieldRegion   = "_reg"
-	fieldGPC      = "_gpc"
-	fieldRestrict = "_rst"
-	fieldMinor    = "_min"
-	fieldGuardian = "_gdn"
-	fieldLink     = "_lnk"
+	fieldRevision         = "_rev"
+	fieldRegion           = "_reg"
+	fieldGPC              = "_gpc"
+	fieldRestrict         = "_rst"
+	fieldMinor            = "_min"
+	fieldGuardian         = "_gdn"
+	fieldGuardianRevision = "_gdr"
+	fieldLink             = "_lnk"
 )
 
 // internalFields are read along with the purposes by GetPurposes, in this order.
-var internalFields = []string{fieldRevision, fieldRegion, fieldGPC, fieldRestrict, fieldMinor, fieldGuardian, fieldLink}
+var internalFields = []string{fieldRevision, fieldRegion, fieldGPC, fieldRestrict, fieldMinor, fieldGuardian, fieldGuardianRevision, fieldLink}
 
 // Source letters, in the state hash and in history events.
 var sourceLetters = map[domain.Source]string{
@@ -86,6 +94,9 @@ func parseUnix(v string) (time.Time, error) {
 	return timeOrZero(unix), err
 }
 
+// encodeDecision is a decision as a Write passes it to writeScript: the
+// first six parts. The script appends the write's revision; d.Revision is
+// not written (a decision copied from another record gets the new write's).
 func encodeDecision(d domain.Decision) (string, error) {
 	letter, ok := sourceLetters[d.Source]
 	if !ok {
@@ -102,9 +113,12 @@ func encodeDecision(d domain.Decision) (string, error) {
 
 var errCorrupt = errors.New("store: corrupt stored value")
 
+// decodeDecision reads a stored decision: seven "|"-separated parts, or six
+// in values stored before the revision was appended (Revision 0). A region
+// never holds "|" (encodeDecision refuses it), so a sixth "|" starts the
+// revision.
 func decodeDecision(v string) (domain.Decision, error) {
-	// Six "|"-separated parts, cut one by one: a split would allocate a
-	// slice on every check.
+	// Cut one by one: a split would allocate a slice on every check.
 	var parts [6]string
 	rest := v
 	for i := range 5 {
@@ -112,6 +126,14 @@ func decodeDecision(v string) (domain.Decision, error) {
 		if parts[i], rest, found = strings.Cut(rest, "|"); !found {
 			return domain.Decision{}, errCorrupt
 		}
+	}
+	var revision int64
+	if region, rev, found := strings.Cut(rest, "|"); found {
+		var ok bool
+		if revision, ok = parseRevision(rev); !ok {
+			return domain.Decision{}, errCorrupt
+		}
+		rest = region
 	}
 	parts[5] = rest
 	if parts[0] != "g" && parts[0] != "d" {
@@ -131,7 +153,23 @@ func decodeDecision(v string) (domain.Decision, error) {
 		Source:        source,
 		PolicyVersion: version,
 		Region:        parts[5],
+		Revision:      revision,
 	}, nil
+}
+
+// parseRevision reads a revision as the write script formats one: a
+// positive decimal without sign or leading zero.
+func parseRevision(v string) (int64, bool) {
+	if v == "" || v[0] == '0' {
+		return 0, false
+	}
+	for i := range len(v) {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
 }
 
 // decodeRecord turns state hash fields into a Record. A subject never written
@@ -164,6 +202,11 @@ func decodeField(rec *domain.Record, name, v string, sealer *keys.Sealer) error 
 		rec.MinorSince, err = parseUnix(v)
 	case fieldGuardian:
 		rec.GuardianAt, err = parseUnix(v)
+	case fieldGuardianRevision:
+		var ok bool
+		if rec.GuardianRevision, ok = parseRevision(v); !ok {
+			err = errCorrupt
+		}
 	case fieldLink:
 		if id, openErr := sealer.Open(v); openErr == nil {
 			rec.LinkedTo = string(id)

@@ -79,9 +79,13 @@ type Write struct {
 	Now            time.Time // the write's time; zero: time.Now()
 
 	// Status changes; the zero value changes nothing.
-	Restrict          *bool     // true: restricted from Now on; false: lifted
-	Minor             *bool     // true: a minor from Now on; false: the mark and any guardian confirmation cleared
-	GuardianConfirmed bool      // a guardian confirmed the decisions at Now
+	Restrict *bool // true: restricted from Now on; false: lifted
+	Minor    *bool // true: a minor from Now on; false: the mark and any guardian confirmation cleared
+	// GuardianConfirmed: a guardian confirmed the decisions at Now. The
+	// confirmation covers the decisions stored when the write applies (the
+	// revision before it, recorded atomically): set ExpectedRevision to the
+	// revision the guardian was shown, so that it covers exactly those.
+	GuardianConfirmed bool
 	GPCAt             time.Time // sets the GPC time to this (a link merge), unlike GPC, even if one is stored
 	LinkTo            string    // this visitor is linked to the user LinkTo: its reads and writes follow
 	// FollowLink: if the subject is a visitor linked to a user, write to the
@@ -131,10 +135,13 @@ type WriteResult struct {
 // Options.HistoryRetention was not 0)
 // ARGV[12] "1": if the state links to a user (_lnk), write nothing and
 // return the link
-// ARGV[13] number N of purposes written, then N pairs: purpose id, encoded
-// decision (see record.go), sorted by purpose id; then the number M of
-// internal fields to set and M pairs: name, value; then the number D of
-// internal fields to delete and their D names.
+// ARGV[13] "1": a guardian's confirmation; _gdr is set to the revision before
+// this write (the decisions it covers)
+// ARGV[14] number N of purposes written, then N pairs: purpose id, encoded
+// decision (see record.go), sorted by purpose id, to which the script
+// appends "|<this write's revision>"; then the number M of internal fields
+// to set and M pairs: name, value; then the number D of internal fields to
+// delete and their D names.
 //
 // Returns:
 //
@@ -208,7 +215,7 @@ end
 
 -- One read for all the write depends on: the revision, the link and the
 -- written purposes' decisions before it.
-local at = 13
+local at = 14
 local n = tonumber(ARGV[at])
 local fields = {'_rev', '_lnk'}
 for i = 1, n do fields[i + 2] = ARGV[at + 2 * i - 1] end
@@ -232,7 +239,7 @@ local set = {'_rev', rev}
 local old, decided = {}, false
 for i = 1, n do
   set[2 * i + 1] = ARGV[at + 2 * i - 1]
-  set[2 * i + 2] = ARGV[at + 2 * i]
+  set[2 * i + 2] = ARGV[at + 2 * i] .. '|' .. rev
   local b = before[i + 2]
   if b then
     old[i], decided = string.sub(b, 1, 1), true
@@ -251,6 +258,10 @@ local d = tonumber(ARGV[at])
 if ARGV[5] ~= '' then
   set[#set + 1] = '_reg'
   set[#set + 1] = ARGV[5]
+end
+if ARGV[13] == '1' and current > 0 then -- at revision 0 there is nothing to cover
+  set[#set + 1] = '_gdr'
+  set[#set + 1] = tostring(current)
 end
 redis.call('HSET', state, unpack(set))
 if d > 0 then redis.call('HDEL', state, unpack(ARGV, at + 1, at + d)) end
@@ -363,13 +374,16 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 		minID = max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
 	}
 	stateTTL, historyTTL := s.retention(w.SubjectID)
-	follow := ""
+	follow, guardian := "", ""
 	if w.FollowLink {
 		follow = "1"
 	}
+	if w.GuardianConfirmed {
+		guardian = "1"
+	}
 	args := []any{fp, field, s.opts.IdempotencyTTL.Milliseconds(), expected, w.Region, gpc, minID,
 		s.opts.Sealer.Seal([]byte(w.SubjectID)), template, stateTTL.Milliseconds(), historyTTL.Milliseconds(), follow,
-		len(purposes)}
+		guardian, len(purposes)}
 	for _, p := range purposes {
 		v, err := encodeDecision(w.Decisions[p])
 		if err != nil {
@@ -426,7 +440,7 @@ func (s *Store) statusFields(w Write) (set, del []any) {
 		if *w.Minor {
 			set = append(set, fieldMinor, unix)
 		} else {
-			del = append(del, fieldMinor, fieldGuardian)
+			del = append(del, fieldMinor, fieldGuardian, fieldGuardianRevision)
 		}
 	}
 	if w.GuardianConfirmed {

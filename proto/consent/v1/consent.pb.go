@@ -1980,8 +1980,10 @@ type ConsentEvent struct {
 	// Coarse facts about the browser that made a REST write: its user agent
 	// and platform hints, never an IP address. Stored encrypted.
 	Client string `protobuf:"bytes,14,opt,name=client,proto3" json:"client,omitempty"`
-	// Link events: the other subject of the link. Stored encrypted; shown only
-	// in exports and to operators.
+	// Link events: the other subject of the link. Stored encrypted. On a
+	// visitor's record it names the user and is shown only to operators (API
+	// keys): a subject token reads it empty. On a user's record it names the
+	// visitor.
 	LinkedSubjectId string `protobuf:"bytes,15,opt,name=linked_subject_id,json=linkedSubjectId,proto3" json:"linked_subject_id,omitempty"`
 	// Guardian confirmations: who confirmed. Stored encrypted.
 	Guardian string `protobuf:"bytes,16,opt,name=guardian,proto3" json:"guardian,omitempty"`

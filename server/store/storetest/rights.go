@@ -127,8 +127,10 @@ func runRights(t *testing.T, client redis.UniversalClient) {
 			{"restrict", store.Write{Restrict: &yes, Now: at(1)}, func(r domain.Record) bool { return r.RestrictedAt.Equal(at(1)) }},
 			{"lift", store.Write{Restrict: &no, Now: at(2)}, func(r domain.Record) bool { return !r.Restricted() }},
 			{"mark minor", store.Write{Minor: &yes, Now: at(3)}, func(r domain.Record) bool { return r.MinorSince.Equal(at(3)) && r.GuardianAt.IsZero() }},
-			{"guardian", store.Write{GuardianConfirmed: true, Now: at(4)}, func(r domain.Record) bool { return r.Minor() && r.GuardianAt.Equal(at(4)) }},
-			{"clear minor", store.Write{Minor: &no, Now: at(5)}, func(r domain.Record) bool { return !r.Minor() && r.GuardianAt.IsZero() }},
+			{"guardian", store.Write{GuardianConfirmed: true, Now: at(4)}, func(r domain.Record) bool {
+				return r.Minor() && r.GuardianAt.Equal(at(4)) && r.GuardianRevision == 3
+			}},
+			{"clear minor", store.Write{Minor: &no, Now: at(5)}, func(r domain.Record) bool { return !r.Minor() && r.GuardianAt.IsZero() && r.GuardianRevision == 0 }},
 		}
 		for _, step := range steps {
 			step.w.SubjectID = "alice"

@@ -73,6 +73,7 @@ func Run(t *testing.T, client redis.UniversalClient) {
 		never := domain.Decision{Granted: false, DecidedAt: t0, Source: domain.SourceLink, PolicyVersion: 1}
 		res := write(t, s, store.Write{SubjectID: "alice", Region: "US-CA",
 			Decisions: map[string]domain.Decision{"analytics": want, "ads": never}})
+		want.Revision, never.Revision = 1, 1 // the write's revision
 		for name, rec := range map[string]domain.Record{"write result": res.Record, "Get": get(t, s, "alice")} {
 			if got := rec.Decisions["analytics"]; !reflect.DeepEqual(got, want) {
 				t.Errorf("%s: analytics = %+v, want %+v", name, got, want)
@@ -80,6 +81,82 @@ func Run(t *testing.T, client redis.UniversalClient) {
 			if got := rec.Decisions["ads"]; !reflect.DeepEqual(got, never) {
 				t.Errorf("%s: ads = %+v, want %+v (zero ExpiresAt: never expires)", name, got, never)
 			}
+		}
+	})
+
+	t.Run("each decision records the revision of the write that stored it", func(t *testing.T) {
+		t.Parallel()
+		s, _ := NewStore(t, client)
+		write(t, s, store.Write{SubjectID: "alice", Decisions: decisions(t0, "analytics", true, "ads", false)})
+		// A decision copied from another record (as a link merge does)
+		// comes with that record's revision: the write's replaces it.
+		copied := decisions(t0, "ads", true, "functional", true)
+		for p, d := range copied {
+			d.Revision = 41
+			copied[p] = d
+		}
+		res := write(t, s, store.Write{SubjectID: "alice", Decisions: copied})
+		write(t, s, store.Write{SubjectID: "alice", Restrict: boolPtr(true)}) // a status write stores no decision
+		want := map[string]int64{"analytics": 1, "ads": 2, "functional": 2}
+		purposes, err := s.GetPurposes(ctx(t), "alice", []string{"analytics", "ads", "functional"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		many, err := s.GetMany(ctx(t), []store.Lookup{{SubjectID: "alice", Purposes: []string{"analytics", "ads", "functional"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, rec := range map[string]domain.Record{"write result": res.Record, "Get": get(t, s, "alice"), "GetPurposes": purposes, "GetMany": many[0]} {
+			for p, rev := range want {
+				if got := rec.Decisions[p].Revision; got != rev {
+					t.Errorf("%s: %s stored at revision %d, want %d", name, p, got, rev)
+				}
+			}
+		}
+	})
+
+	t.Run("a guardian's confirmation records the revision it saw, and clearing the mark clears it", func(t *testing.T) {
+		t.Parallel()
+		s, _ := NewStore(t, client)
+		write(t, s, store.Write{SubjectID: "alice", Minor: boolPtr(true)})
+		write(t, s, store.Write{SubjectID: "alice", Decisions: decisions(t0, "ads", true)})
+		res := write(t, s, store.Write{SubjectID: "alice", GuardianConfirmed: true, ExpectedRevision: ptr(2), Now: t0.Add(time.Second)})
+		if rec := get(t, s, "alice"); rec.GuardianRevision != 2 || !rec.GuardianAt.Equal(t0.Add(time.Second)) || !reflect.DeepEqual(rec, res.Record) {
+			t.Fatalf("after the confirmation: %+v (write result %+v), want it to have seen revision 2", rec, res.Record)
+		}
+		// Without an expected revision it covers what the write found.
+		write(t, s, store.Write{SubjectID: "alice", Decisions: decisions(t0, "analytics", true)})
+		write(t, s, store.Write{SubjectID: "alice", GuardianConfirmed: true})
+		purposes, _ := s.GetPurposes(ctx(t), "alice", []string{"ads"})
+		if rec := get(t, s, "alice"); rec.GuardianRevision != 4 || purposes.GuardianRevision != 4 {
+			t.Fatalf("a confirmation at revision 5: Get %+v, GetPurposes %+v; want revision 4 seen", rec, purposes)
+		}
+		write(t, s, store.Write{SubjectID: "alice", Minor: boolPtr(false)})
+		if rec := get(t, s, "alice"); rec.GuardianRevision != 0 || !rec.GuardianAt.IsZero() || rec.Minor() {
+			t.Fatalf("after clearing the mark: %+v", rec)
+		}
+	})
+
+	t.Run("decisions and confirmations stored before revisions were recorded still read, and stay as stored", func(t *testing.T) {
+		t.Parallel()
+		s, prefix := NewStore(t, client)
+		write(t, s, store.Write{SubjectID: "alice", Decisions: decisions(t0, "analytics", true)})
+		state := onlyKey(t, client, prefix, ":s:")
+		// The layout before: six parts to a decision, the confirmation's time alone.
+		legacy := "g|1750000000|1783696000|b|2|DE"
+		client.HSet(ctx(t), state, "ads", legacy, "_min", "1749990000", "_gdn", "1750000000")
+		rec := get(t, s, "alice")
+		wantAds := domain.Decision{Granted: true, DecidedAt: t0, ExpiresAt: time.Unix(1783696000, 0).UTC(), Source: domain.SourceBanner, PolicyVersion: 2, Region: "DE"}
+		if !reflect.DeepEqual(rec.Decisions["ads"], wantAds) || !rec.GuardianAt.Equal(t0) || rec.GuardianRevision != 0 || rec.Decisions["analytics"].Revision != 1 {
+			t.Fatalf("Get = %+v, want ads %+v without a revision and a confirmation without one", rec, wantAds)
+		}
+		// A later write of another purpose leaves the old value as it was.
+		write(t, s, store.Write{SubjectID: "alice", Decisions: decisions(t0, "functional", false)})
+		if got := client.HGet(ctx(t), state, "ads").Val(); got != legacy {
+			t.Errorf("ads is stored as %q after another purpose's write, want %q untouched", got, legacy)
+		}
+		if got := client.HGet(ctx(t), state, "functional").Val(); got != "d|1750000000|0|a|1|DE|2" {
+			t.Errorf("functional is stored as %q, want the write's revision appended", got)
 		}
 	})
 
