@@ -101,6 +101,8 @@ const TOKEN_KEY = "consentd.token";
 const QUEUE_KEY = "consentd.queue";
 // The policy and its ETag: the banner and preference center work offline.
 const POLICY_KEY = "consentd.policy";
+// Written on every change, to tell other tabs (see the storage listener).
+const TABS_KEY = "consentd.tabs";
 
 // One letter per reason in the cookie, the letter of REASONS' reason at the
 // same index: upper case allowed, lower case denied.
@@ -196,19 +198,22 @@ export function createConsent(options: ConsentOptions): Consent {
 
   let state = fromCookie();
 
-  // Other tabs of this site keep in step: a tab that changed the state says
-  // so, and the others read the cookie and queue again.
-  const tabs = hasDocument && typeof BroadcastChannel == "function" ? new BroadcastChannel(cookieName) : null;
-  if (tabs) {
-    tabs.onmessage = (e) => {
-      confirmed ||= e.data;
-      commit(fromCookie(), true);
-    };
+  if (typeof addEventListener == "function") {
+    // A page waiting for the network tries again as soon as the browser is
+    // back online, not only at the next backoff step.
+    addEventListener("online", () => void sync().catch(noop));
+    // Other tabs of this site keep in step: a tab that changed the state
+    // writes TABS_KEY after the cookie and queue, and the others read them
+    // again. A storage event (not a BroadcastChannel message, which can
+    // arrive before the queue's change is visible in this tab) comes after
+    // the changes made before it.
+    addEventListener("storage", (e) => {
+      if (e.key == TABS_KEY) {
+        confirmed ||= !!load(TABS_KEY)?.c;
+        commit(fromCookie(), true);
+      }
+    });
   }
-
-  // A page waiting for the network tries again as soon as the browser is
-  // back online, not only at the next backoff step.
-  if (typeof addEventListener == "function") addEventListener("online", () => void sync().catch(noop));
 
   function load(key: string): any {
     try {
@@ -302,7 +307,7 @@ export function createConsent(options: ConsentOptions): Consent {
     if (hasDocument) writeCookie(encodeCookie(next));
     if (JSON.stringify(next) != JSON.stringify(previous) || announced != policy) {
       announced = policy;
-      if (!quiet) tabs?.postMessage(confirmed);
+      if (!quiet) save(TABS_KEY, { c: confirmed, k: randomKey() }); // a new value every time: an event every time
       for (const listener of [...listeners]) {
         try {
           listener({ state: next, previous });
@@ -357,7 +362,7 @@ export function createConsent(options: ConsentOptions): Consent {
     if (res.status == 304) return null;
     const data = await res.json().catch(() => ({}));
     if (!res.ok) {
-      const err: HttpError = new Error(`consentd: ${method} ${path.split("?")[0]}: ${res.status} ${data.message || ""}`);
+      const err: HttpError = new Error(`consentd: ${method} ${path}: ${res.status} ${data.message || ""}`);
       err.status = res.status;
       throw err;
     }
@@ -597,10 +602,9 @@ export function createConsent(options: ConsentOptions): Consent {
   return {
     get: () => state,
     has(purpose) {
-      const p = state.purposes[purpose];
       // A grant from the cookie counts once the service confirmed it, or when
       // the person chose it on this browser and it is still on its way.
-      return purpose == "necessary" || (!!p?.allowed && (confirmed || p.reason == "necessary" || readQueue()?.d[purpose] === true));
+      return isNecessary(purpose) || (!!state.purposes[purpose]?.allowed && (confirmed || readQueue()?.d[purpose] === true));
     },
     choice(purpose) {
       const p = state.purposes[purpose];

@@ -6,7 +6,7 @@
 const DAY = 864e5;
 
 /** Installs fresh browser globals and returns handles to inspect them. */
-export function fakeBrowser({ gpc = false, host = "shop.example", protocol = "https:", storage = new Map(), jar = new Map(), channel = undefined } = {}) {
+export function fakeBrowser({ gpc = false, host = "shop.example", protocol = "https:", storage = new Map(), jar = new Map(), tabs = false } = {}) {
   const events = new EventTarget();
   const cookieWrites = [];
   define("document", {
@@ -28,7 +28,13 @@ export function fakeBrowser({ gpc = false, host = "shop.example", protocol = "ht
   });
   define("localStorage", {
     getItem: (k) => (storage.has(k) ? storage.get(k) : null),
-    setItem: (k, v) => storage.set(k, String(v)),
+    setItem(k, v) {
+      storage.set(k, String(v));
+      // With tabs, every SDK instance on this fake browser is a tab: each
+      // hears of a write as a browser's other tabs do (the writer too, which
+      // a browser spares; hearing its own write changes nothing).
+      if (tabs) setTimeout(() => events.dispatchEvent(Object.assign(new Event("storage"), { key: k })));
+    },
     removeItem: (k) => storage.delete(k),
   });
   define("navigator", { globalPrivacyControl: gpc });
@@ -37,10 +43,6 @@ export function fakeBrowser({ gpc = false, host = "shop.example", protocol = "ht
   define("addEventListener", events.addEventListener.bind(events));
   define("removeEventListener", events.removeEventListener.bind(events));
   define("dispatchEvent", events.dispatchEvent.bind(events));
-  // Tabs talk through BroadcastChannel, which Node has too: a channel shared
-  // by every test in the process would let them talk to each other, so it is
-  // only there when a test brings its own.
-  define("BroadcastChannel", channel);
   return {
     jar,
     storage,
@@ -49,7 +51,7 @@ export function fakeBrowser({ gpc = false, host = "shop.example", protocol = "ht
     cookie: (name = "consentd") => [...jar.values()].find((c) => c.name === name)?.value,
     stored: (key) => (storage.has(key) ? JSON.parse(storage.get(key)) : null),
     /** The same storage and cookies in a new page (a reload). */
-    reload: (opts = {}) => fakeBrowser({ gpc, host, protocol, storage, jar, channel, ...opts }),
+    reload: (opts = {}) => fakeBrowser({ gpc, host, protocol, storage, jar, tabs, ...opts }),
   };
 }
 

@@ -6,7 +6,6 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { BroadcastChannel as NodeChannel } from "node:worker_threads";
 import { createConsent } from "../../dist/core.js";
 import { answerTag, fakeBrowser, fakeConsentd, until } from "./fake.mjs";
 
@@ -162,14 +161,7 @@ test("choice() is the person's own decision; a region's default is not a choice"
 });
 
 test("tabs keep in step: a choice in one tab reaches the other at once, pending included", async () => {
-  // Node's BroadcastChannel stands for the browser's (unref'd: it must not keep the test alive).
-  class Channel extends NodeChannel {
-    constructor(name) {
-      super(name);
-      this.unref();
-    }
-  }
-  const page = fakeBrowser({ channel: Channel });
+  const page = fakeBrowser({ tabs: true });
   const svc = fakeConsentd();
   const a = createConsent({ endpoint, fetch: svc.fetch, retryDelays: [60_000] });
   await a.sync();
