@@ -330,7 +330,9 @@ export function createConsent(options: ConsentOptions): Consent {
   /** Takes the service's answer, unless it is older than what we hold. */
   function accept(c: ServiceConsent): ConsentState {
     const revision = Number(c.revision) || 0;
-    if (c.subject_id == seenSubject && revision < seenRevision) return state;
+    // (A link makes the visitor's reads the user's record, whose revision
+    // may be lower: that answer is newer, not older.)
+    if (c.subject_id == seenSubject && revision < seenRevision && !!c.linked == linked) return state;
     seenSubject = c.subject_id;
     seenRevision = revision;
     confirmed = true;

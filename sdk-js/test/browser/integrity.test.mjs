@@ -52,9 +52,11 @@ describe('consent integrity', () => {
     assert.equal(withdrawn.status, 200);
 
     const requested = watchGated(page);
+    const answered = page.waitForResponse((r) => new URL(r.url()).pathname.endsWith('/consent') && r.request().method() === 'GET');
     await page.reload();
-    await waitFor(async () => (await sdkState(page)).confirmed, { what: 'the service to answer the revalidation' });
+    await answered; // the service's answer to the page's revalidation
     await page.waitForLoadState('load');
+    await waitFor(async () => (await sdkState(page)).purposes.analytics?.allowed === false, { what: 'the page to take the withdrawal' });
     const state = await sdkState(page);
     assert.equal(state.purposes.analytics.allowed, false);
     assert.equal(state.purposes.ads.allowed, false);

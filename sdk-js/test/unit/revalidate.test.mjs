@@ -176,3 +176,28 @@ test("tabs keep in step: a choice in one tab reaches the other at once, pending 
   assert.equal(b.get().revision, 1);
   assert.ok(page);
 });
+
+test("after the site links the visitor to an account, its answer (the account's, at a lower revision) is taken, and linked", async () => {
+  fakeBrowser();
+  const svc = fakeConsentd();
+  let linked = null; // once set, the service answers the visitor's reads from the account
+  const fetch = async (url, init = {}) => {
+    if (linked && (init.method || "GET") === "GET" && new URL(url).pathname.endsWith("/consent")) {
+      return new Response(JSON.stringify({ consent: linked }), { status: 200 });
+    }
+    return svc.fetch(url, init);
+  };
+  const consent = createConsent({ endpoint, fetch });
+  await consent.sync();
+  for (const analytics of [true, false, true]) await consent.set({ analytics }, "banner");
+  assert.equal(consent.get().revision, 3);
+
+  linked = {
+    subject_id: "v_visitor1", revision: "1", linked: true,
+    purposes: [{ purpose: "analytics", allowed: false, reason: "REASON_EXPLICIT" }],
+  };
+  await consent.sync();
+  assert.equal(consent.get().linked, true);
+  assert.equal(consent.get().revision, 1);
+  assert.equal(consent.has("analytics"), false, "the account's denial wins");
+});
