@@ -1,6 +1,6 @@
 // Makes the page obey the consent state: blocked scripts, iframes and images
-// come alive when their purpose is allowed, and cookies of a purpose that is
-// not allowed are deleted.
+// come alive when their purpose is allowed, and cookies of a denied purpose
+// are deleted.
 
 import type { Consent } from "./types.js";
 
@@ -69,7 +69,10 @@ export function enforce(consent: Consent, options: EnforceOptions = {}): () => v
     const names = doc.cookie.split("; ").map((c) => c.split("=")[0]).filter(Boolean);
     const domains = ["", ...cookieDomains(doc.location?.hostname || "")];
     for (const purpose in cookies) {
-      if (consent.has(purpose)) continue;
+      // Denied (or never answered), not merely unconfirmed: has() is false
+      // for a cookie's grant until the service confirms it, and deleting a
+      // returning visitor's cookies on every page view would reset them.
+      if (consent.get().purposes[purpose]?.allowed) continue;
       const patterns = cookies[purpose].map(globToRegExp);
       for (const name of names) {
         if (!patterns.some((re) => re.test(name))) continue;
