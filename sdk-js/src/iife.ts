@@ -5,7 +5,7 @@
 //           data-endpoint="https://consent.shop.example" data-region="DE"
 //           data-lang="de" data-gcm="true"
 //           data-cookies='{"analytics": ["_ga", "_ga_*", "_gid"]}'
-//           data-button="false"></script>
+//           data-button="false" data-reload="false"></script>
 //
 // Load it early in <head>, without async or defer, before any Google tag: it
 // sets Consent Mode's defaults and starts blocking from the cookie cache
@@ -36,7 +36,8 @@ const consent = createConsent({
   region: data.region,
   cookieDomain: data.cookieDomain,
 });
-enforce(consent, { cookies });
+// data-reload="false": the page itself handles a withdrawal from scripts that ran.
+enforce(consent, { cookies, reload: data.reload != "false" });
 if (data.gcm == "true") consentMode(consent);
 const ui = mountUI(consent, {
   lang: data.lang,
