@@ -2,7 +2,8 @@
 // Optional: takes the core instance and imports only its types. Works under
 // a strict Content-Security-Policy: DOM built with createElement and
 // textContent (policy texts are not trusted HTML), no style attributes,
-// shown and hidden with the `hidden` attribute; the look is ui.css.
+// shown and hidden with the `hidden` attribute (the preference center is a
+// native <dialog>, opened with showModal()); the look is ui.css.
 
 import type { Consent } from "./types";
 
@@ -75,7 +76,6 @@ const TEXTS: Record<string, typeof en> = {
   },
 };
 
-const FOCUSABLE = "button,input:not(:disabled)";
 let mounted = 0;
 
 /**
@@ -123,6 +123,8 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
 
   const root = el("div", "consentd");
   root.lang = lang;
+  // Hidden until it is in the document with its styles.
+  root.hidden = true;
 
   const banner = el("div", "consentd-banner", "", { role: "region", "aria-label": t.title, "data-consent-banner": "" });
   const bannerPurposes = el("p", "consentd-purposes");
@@ -139,11 +141,13 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     ]),
   );
 
-  const backdrop = el("div", "consentd-backdrop");
-  const dialog = el("div", "consentd-dialog", "", {
-    role: "dialog",
-    "aria-modal": "true",
+  // A native modal: the page behind is inert (out of the accessibility tree
+  // and the tab order), Esc closes it wherever the focus is, the focus goes
+  // back where it was, ::backdrop dims the page; closedby="any" adds a click
+  // on the backdrop where supported.
+  const dialog = el("dialog", "consentd-dialog", "", {
     "aria-labelledby": uid + "-title",
+    closedby: "any",
     "data-consent-preferences": "",
   });
   const dialogGpc = el("p", "consentd-gpc", t.gpc, { "data-consent-gpc-notice": "" });
@@ -166,16 +170,15 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
   );
 
   const fab = el("button", "consentd-fab", t.open, { type: "button", "data-consent-open": "" });
-  banner.hidden = dialog.hidden = backdrop.hidden = fab.hidden = true;
-  // The reopen button before the backdrop: the open dialog's backdrop covers it.
+  banner.hidden = fab.hidden = true;
   root.append(banner);
   if (options.button !== false) root.append(fab);
-  root.append(backdrop, dialog);
+  root.append(dialog);
 
-  let opener: HTMLElement | null = null;
   let wantOpen = false;
-  const visible = (e: HTMLElement | null): e is HTMLElement => !!e && e.isConnected && !e.closest("[hidden]");
-  const focusables = () => dialog.querySelectorAll<HTMLElement>(FOCUSABLE);
+  // The switches the person clicked since the preference center opened.
+  let touched = new WeakSet<EventTarget>();
+  const shown = (e: Element) => e.getClientRects().length > 0;
 
   function render() {
     const state = consent.get();
@@ -191,18 +194,21 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     // The banner goes away under the keyboard user's focus: hand it to the reopen button.
     const refocus = !ask && banner.contains(doc.activeElement);
     banner.hidden = !ask;
-    if (refocus && visible(fab)) fab.focus();
-    if (wantOpen) show(opener);
+    if (refocus && shown(fab)) fab.focus();
+    if (wantOpen) show();
   }
 
-  function show(from: HTMLElement | null) {
-    if (!dialog.hidden) return;
-    opener = from;
+  function show() {
     const policy = consent.policy();
-    wantOpen = !policy; // opened by the next change that brings the policy
-    if (!policy) return;
+    // Opened by the next change that brings the policy, or once the styles are there.
+    wantOpen = !policy || root.hidden;
+    if (!policy || wantOpen || dialog.open) return;
+    const state = consent.get();
+    const asked = consent.asked();
+    touched = new WeakSet();
     list.replaceChildren();
-    for (const p of policy.purposes) {
+    // What this site asks about (the necessary purposes for information).
+    for (const p of policy.purposes.filter((p) => p.necessary || asked.includes(p.id))) {
       const id = uid + "-" + p.id;
       const item = el("li", "consentd-purpose");
       const row = el("div", "consentd-row");
@@ -214,7 +220,11 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
         "data-consent-purpose": p.id,
         "aria-describedby": id + "-d",
       });
-      input.checked = p.necessary || consent.has(p.id);
+      // The cached answer, not has(): a grant read from the cookie is still
+      // the answer before the service confirms it, and a grant awaiting a
+      // guardian is the person's own.
+      const s = state.purposes[p.id];
+      input.checked = p.necessary || (!!s && (s.allowed || s.reason == "awaiting_guardian"));
       input.disabled = p.necessary;
       row.append(label);
       if (p.necessary) {
@@ -225,62 +235,45 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
       item.append(row, localised(el("p", "consentd-desc", "", { id: id + "-d" }), p.descriptions, ""));
       list.append(item);
     }
-    dialog.hidden = backdrop.hidden = false;
-    html.classList.add("consentd-lock");
-    focusables()[0].focus();
+    dialog.showModal();
   }
 
   function close() {
     wantOpen = false;
-    if (dialog.hidden) return;
-    dialog.hidden = backdrop.hidden = true;
-    html.classList.remove("consentd-lock");
-    const back = visible(opener) ? opener : visible(fab) ? fab : null;
-    if (back) back.focus();
+    // The browser gives the focus back to where it was when it opened.
+    dialog.close();
   }
 
   function onClick(e: MouseEvent) {
     const target = e.target as Element;
+    // While the modal is open, every click is in it (a label's click reaches its switch too).
+    if (dialog.open) touched.add(target);
     const b = target.closest && target.closest("[data-consent-action],[data-consent-open]");
-    if (target == backdrop) close();
     if (!b) return;
     const action = b.getAttribute("data-consent-action");
     if (action == null) {
       // [data-consent-open] anywhere on the page, now or added later.
       e.preventDefault();
-      show(b as HTMLElement);
-      return;
+      return show();
     }
     if (!root.contains(b)) return;
+    if (action == "customise") return show();
     const source = dialog.contains(b) ? "preference_center" : "banner";
-    if (action == "customise") return show(b as HTMLElement);
+    // Only what the person did is theirs: a switch they turned on is a
+    // grant, a switch that is off a denial; one that is on by default (a
+    // region's default, a cached answer) records nothing.
     const decisions: Record<string, boolean> = {};
+    let any = false;
     list.querySelectorAll<HTMLInputElement>("input:not(:disabled)").forEach((i) => {
-      decisions[i.getAttribute("data-consent-purpose")!] = i.checked;
+      if (!i.checked || touched.has(i)) {
+        decisions[i.getAttribute("data-consent-purpose")!] = i.checked;
+        any = true;
+      }
     });
     close(); // first, so focus is back before the change hides the banner
     if (action == "accept-all") consent.acceptAll(source);
     if (action == "reject-all") consent.rejectAll(source);
-    if (action == "save") consent.set(decisions, source);
-  }
-
-  function onKey(e: KeyboardEvent) {
-    if (e.key == "Escape") {
-      e.preventDefault();
-      close();
-    } else if (e.key == "Tab") {
-      const f = focusables();
-      const edge = f[e.shiftKey ? 0 : f.length - 1];
-      if (doc.activeElement == edge) {
-        e.preventDefault();
-        f[e.shiftKey ? f.length - 1 : 0].focus();
-      }
-    }
-  }
-
-  // Focus that escapes the open dialog (a click, a script) is brought back.
-  function onFocus(e: FocusEvent) {
-    if (!dialog.hidden && !dialog.contains(e.target as Node)) focusables()[0].focus();
+    if (action == "save" && any) consent.set(decisions, source);
   }
 
   let link: HTMLLinkElement | null = null;
@@ -293,16 +286,17 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
       if (!links.some((l) => l.href == url)) {
         link = el("link", "", "", { rel: "stylesheet", href: url });
         // Stay hidden until the styles are there (or failed), so nothing unstyled flashes.
-        root.hidden = true;
-        link.onload = link.onerror = () => (root.hidden = false);
+        link.onload = link.onerror = () => {
+          root.hidden = false;
+          render();
+        };
         doc.head.append(link);
       }
     }
+    if (!link) root.hidden = false;
     const container = options.container || doc.body;
     container.insertBefore(root, container.firstChild);
     doc.addEventListener("click", onClick, true); // capture: a page stopping propagation cannot break the reopen link
-    doc.addEventListener("focusin", onFocus);
-    dialog.addEventListener("keydown", onKey);
     off = consent.on("change", render);
     render();
   }
@@ -314,14 +308,13 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
   else doc.addEventListener("DOMContentLoaded", ready);
 
   return {
-    open: () => show(doc.activeElement as HTMLElement | null),
+    open: show,
     close,
     destroy() {
       doc.removeEventListener("DOMContentLoaded", ready);
       doc.removeEventListener("click", onClick, true);
-      doc.removeEventListener("focusin", onFocus);
       if (off) off();
-      html.classList.remove("consentd-lock");
+      dialog.close();
       root.remove();
       if (link) link.remove();
     },
