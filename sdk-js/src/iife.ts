@@ -5,7 +5,7 @@
 //           data-endpoint="https://consent.shop.example" data-region="DE"
 //           data-lang="de" data-gcm="true"
 //           data-cookies='{"analytics": ["_ga", "_ga_*", "_gid"]}'
-//           data-button="false" data-reload="false"></script>
+//           data-button="right" data-reload="false"></script>
 //
 // Load it early in <head>, without async or defer, before any Google tag: it
 // sets Consent Mode's defaults and starts blocking from the cookie cache
@@ -41,8 +41,8 @@ enforce(consent, { cookies, reload: data.reload != "false" });
 if (data.gcm == "true") consentMode(consent);
 const ui = mountUI(consent, {
   lang: data.lang,
-  // data-button="false": the page has its own [data-consent-open] link.
-  button: data.button != "false",
+  // data-button="false": no floating button; "right": bottom right.
+  button: data.button == "false" ? false : (data.button as "right") || true,
   stylesheet: data.stylesheet || (src ? new URL("consentd.css", src).href : undefined),
 });
 consent.sync().catch((err) => console.warn(err));

@@ -14,8 +14,13 @@ export interface UIOptions {
   stylesheet?: string;
   /** Where the UI is inserted (as the first child, so it comes early in the tab order). Default document.body. */
   container?: HTMLElement;
-  /** The floating "Privacy choices" button; false when the page has its own [data-consent-open] link. Default true. */
-  button?: boolean;
+  /**
+   * The floating "Privacy choices" button: bottom left (true, "left"), bottom
+   * right ("right") or none (false). Never shown while the page has its own
+   * [data-consent-open] element; when shown, an empty block at the end of the
+   * body keeps the page's last content from scrolling under it. Default true.
+   */
+  button?: boolean | "left" | "right";
 }
 
 export interface UI {
@@ -169,11 +174,11 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     ]),
   );
 
-  const fab = el("button", "consentd-fab", t.open, { type: "button", "data-consent-open": "" });
-  banner.hidden = fab.hidden = true;
-  root.append(banner);
-  if (options.button !== false) root.append(fab);
-  root.append(dialog);
+  const fab = el("button", "consentd-fab" + (options.button == "right" ? " consentd-right" : ""), t.open, { type: "button", "data-consent-open": "" });
+  // Room for the floating button after the page's last content.
+  const end = el("div", "consentd-end");
+  banner.hidden = fab.hidden = end.hidden = true;
+  root.append(banner, fab, dialog);
 
   let wantOpen = false;
   // The switches the person clicked since the preference center opened.
@@ -184,7 +189,9 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     const state = consent.get();
     const policy = consent.policy();
     const ask = state.needsPrompt.length > 0;
-    fab.hidden = ask;
+    fab.hidden = end.hidden = ask || options.button === false;
+    // At the end, after what the parser or the page added since.
+    doc.body.append(end);
     gpcNotice.hidden = dialogGpc.hidden = !state.gpcHonoured;
     if (!policy) return; // the core emits a change after sync has fetched it
     const asked = policy.purposes.filter((p) => !p.necessary && state.needsPrompt.includes(p.id));
@@ -300,12 +307,13 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     off = consent.on("change", render);
     render();
   }
+  // Started while the parser was still adding the body: render again at its end.
   const ready = () => {
     doc.removeEventListener("DOMContentLoaded", ready);
-    start();
+    off ? render() : start();
   };
   if (options.container || doc.body) start();
-  else doc.addEventListener("DOMContentLoaded", ready);
+  doc.addEventListener("DOMContentLoaded", ready);
 
   return {
     open: show,
@@ -316,6 +324,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
       if (off) off();
       dialog.close();
       root.remove();
+      end.remove();
       if (link) link.remove();
     },
   };

@@ -1,6 +1,7 @@
 // "Never more than the person chose", in a real Chromium against a real
 // consentd and Redis, the page on another origin: the preference center
-// records only what the person did.
+// records only what the person did, the floating button never hides the
+// page.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -8,6 +9,7 @@ import { openBrowser, screenshot, shopPage, startEnv, subjectId, waitFor } from 
 
 const banner = '[data-consent-banner]';
 const prefs = '[data-consent-preferences]';
+const fab = '.consentd-fab';
 
 /** The SDK has the service's answer and the policy: the UI has rendered from them. */
 function synced(page) {
@@ -21,6 +23,26 @@ function synced(page) {
 function switches(page) {
   return page.locator(`${prefs} input`).evaluateAll((l) => l.map((i) => [i.getAttribute('data-consent-purpose'), i.checked]));
 }
+
+/** Points across an element's box (at its vertical middle) where something else is hit. */
+function covered(page, selector) {
+  return page.evaluate((sel) => {
+    const el = document.querySelector(sel);
+    const r = el.getBoundingClientRect();
+    const hit = [];
+    for (let x = r.left + 1; x < r.right; x += 8) {
+      const at = document.elementFromPoint(x, r.top + r.height / 2);
+      if (!el.contains(at)) hit.push(`x=${Math.round(x)}: ${at?.className || at?.tagName}`);
+    }
+    return hit;
+  }, selector);
+}
+
+// A page long enough to scroll, without a [data-consent-open] element of its
+// own, ending with bottom-left content.
+const longBody = `<section>${Array.from({ length: 30 }, (_, i) => `<p>Paragraph ${i + 1} of the review.</p>`).join('')}</section>
+<footer><a id="imprint" href="#imprint">Imprint and contact details</a></footer>
+`;
 
 describe('preferences', () => {
   let env;
@@ -61,5 +83,46 @@ describe('preferences', () => {
     });
     const analytics = c.purposes.find((p) => p.purpose === 'analytics');
     assert.deepEqual([analytics.allowed, analytics.reason], [true, 'REASON_DEFAULT']);
+  });
+
+  test('floating button: not over the end of the page at 375 px, gone once the page has its own open link, right with data-button="right"', async (t) => {
+    const { page, close } = await openBrowser(env, { viewport: { width: 375, height: 640 } });
+    t.after(close);
+    await page.goto(shopPage(env, { region: 'US-CA', openLink: false, body: longBody, name: 'long' }));
+    await synced(page);
+    await page.locator(fab).waitFor({ state: 'visible' });
+    await page.locator('#imprint').scrollIntoViewIfNeeded();
+    await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+    const box = await page.locator('#imprint').boundingBox();
+    assert.ok(box.y + box.height <= 640, `the page's end is in view: ${JSON.stringify(box)}`);
+    await screenshot(page, 'fab-mobile-end.png');
+    assert.deepEqual(await covered(page, '#imprint'), [], 'the bottom-left link is not under the button');
+
+    // The page adds its own [data-consent-open] element: the floating button (and its room) go.
+    await page.evaluate(() => {
+      const a = document.createElement('a');
+      a.href = '#';
+      a.id = 'own-link';
+      a.textContent = 'Cookie settings';
+      a.setAttribute('data-consent-open', '');
+      document.querySelector('footer').append(a);
+    });
+    await page.locator(fab).waitFor({ state: 'hidden' });
+    assert.equal(await page.locator('.consentd-end').isVisible(), false);
+    await page.click('#own-link');
+    await page.locator(prefs).waitFor({ state: 'visible' });
+    await page.keyboard.press('Escape');
+
+    // A page with its own link from the start never shows it.
+    await page.goto(shopPage(env, { region: 'US-CA' }));
+    await synced(page);
+    assert.equal(await page.locator(fab).isVisible(), false);
+
+    // data-button="right": bottom right.
+    await page.goto(shopPage(env, { region: 'US-CA', openLink: false, attrs: 'data-button="right"', name: 'right' }));
+    await synced(page);
+    await page.locator(fab).waitFor({ state: 'visible' });
+    const right = await page.locator(fab).boundingBox();
+    assert.ok(right.x > 375 / 2, `the button is on the right: ${JSON.stringify(right)}`);
   });
 });

@@ -1,6 +1,7 @@
 // The UI alone in a real headless Chromium, against a fake core (the
 // Consent interface of src/types.ts), on a page with a strict CSP: banner,
-// preference center, keyboard path, languages, GPC notice, axe-core.
+// preference center, keyboard path, languages, GPC notice, floating button,
+// axe-core.
 // Skips when no Chromium is installed.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -35,7 +36,9 @@ const POLICY = {
 // Runs in the page (served as a file: the CSP forbids inline script).
 // Query: granted= / denied= (explicit answers), defaults= (allowed by the
 // region's default), guardian= (a grant awaiting a guardian), prompt=0 (no
-// banner), gpc, nopolicy, lang=.
+// banner), gpc, nopolicy, lang=, button= (false, left, right), link
+// (the page has its own [data-consent-open] link), long (a page longer than
+// the window).
 const PAGE_JS = `
 const q = new URLSearchParams(location.search);
 const policy = ${JSON.stringify(POLICY)};
@@ -80,15 +83,27 @@ const consent = {
   on: (_, l) => { listeners.push(l); return () => listeners.splice(listeners.indexOf(l), 1); },
 };
 window.consent = consent;
-window.ui = ConsentdUI.mountUI(consent, { stylesheet: "/consentd.css", lang: q.get("lang") || undefined });
+window.addLink = () => {
+  const a = document.createElement("a");
+  a.href = "#privacy";
+  a.id = "footer-link";
+  a.setAttribute("data-consent-open", "");
+  a.textContent = "Privacy settings";
+  document.querySelector("main").append(a);
+};
+if (q.has("link")) addLink();
+// A page longer than the window: its end is only seen scrolled to the bottom.
+if (q.has("long")) for (let i = 0; i < 40; i++) document.querySelector("main").append(Object.assign(document.createElement("p"), { textContent: "Paragraph " + i }));
+const button = q.get("button");
+window.ui = ConsentdUI.mountUI(consent, { stylesheet: "/consentd.css", lang: q.get("lang") || undefined, button: button == "false" ? false : button || undefined });
 `;
 
 const HTML = (lang) => `<!doctype html><html lang="${lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>UI test</title>
 <script src="/ui.js"></script><script src="/axe.js"></script></head>
 <body><main><h1>An article</h1><p>Some text.</p>
-<p><a href="#privacy" id="footer-link" data-consent-open>Privacy settings</a></p>
-<script src="/page.js"></script></main></body></html>`;
+<script src="/page.js"></script></main>
+<footer><p id="page-end">The end of the page.</p></footer></body></html>`;
 
 let server, browser, base;
 
@@ -227,7 +242,9 @@ test("keyboard: a native modal; the focus moves in, never reaches the page, Esc 
   assert.ok(await dialog.isHidden(), "Esc closes it after a click on its text");
   assert.equal(await page.evaluate(() => document.activeElement.className), "consentd-fab");
 
-  // The page's own [data-consent-open] link opens it too, and gets the focus back.
+  // The page's own [data-consent-open] link, added later: the floating button goes, the link opens it and gets the focus back.
+  await page.evaluate(() => addLink());
+  await fab.waitFor({ state: "hidden" });
   await page.click("#footer-link");
   assert.ok(await dialog.isVisible());
   assert.ok(!page.url().endsWith("#privacy"));
@@ -319,6 +336,43 @@ test("German page, GPC honoured, mobile bottom sheet", { skip }, async () => {
   await page.close();
 });
 
+/** Points across an element's box (at its vertical middle) where something else is hit. */
+function uncovered(page, selector) {
+  return page.evaluate((sel) => {
+    const el = document.querySelector(sel);
+    const r = el.getBoundingClientRect();
+    const hidden = [];
+    for (let x = r.left + 2; x < r.right; x += 10) {
+      const hit = document.elementFromPoint(x, r.top + r.height / 2);
+      if (!el.contains(hit)) hidden.push(`${Math.round(x)}: ${hit?.className || hit?.tagName}`);
+    }
+    return hidden;
+  }, selector);
+}
+
+test("floating button: never over the page's last content; bottom right on request; none with button false", { skip }, async () => {
+  const viewport = { width: 375, height: 500 };
+  let page = await open("prompt=0&long", viewport);
+  const fab = page.locator(".consentd-fab");
+  assert.ok(await fab.isVisible());
+  await page.evaluate(() => scrollTo(0, document.documentElement.scrollHeight));
+  const end = await page.locator("#page-end").boundingBox();
+  assert.ok(end.y + end.height <= viewport.height, "the page's end is in view");
+  assert.deepEqual(await uncovered(page, "#page-end"), [], "what ends the page is not under the button");
+  assert.ok((await fab.boundingBox()).x < 50, "bottom left");
+  await page.close();
+
+  page = await open("prompt=0&button=right", viewport);
+  const box = await page.locator(".consentd-fab").boundingBox();
+  assert.ok(box.x + box.width > 375 - 50, `bottom right: ${JSON.stringify(box)}`);
+  await page.close();
+
+  page = await open("prompt=0&button=false", viewport);
+  assert.ok(await page.locator(".consentd-fab").isHidden());
+  assert.ok(await page.locator(".consentd-end").isHidden(), "no room kept for no button");
+  await page.close();
+});
+
 test("French texts; unknown languages fall back to English", { skip }, async () => {
   let page = await open("lang=fr");
   assert.equal(await page.locator('[data-consent-banner] [data-consent-action="reject-all"]').textContent(), "Tout refuser");
@@ -343,11 +397,11 @@ test("no policy yet: nothing until the core's change after sync; open() waits to
 });
 
 test("destroy removes everything it added and its listeners", { skip }, async () => {
-  const page = await open();
+  const page = await open("link");
   const before = await page.evaluate(() => document.querySelectorAll('link[href="/consentd.css"], link[href$="/consentd.css"]').length);
   assert.equal(before, 1);
   await page.evaluate(() => ui.destroy());
-  assert.equal(await page.locator(".consentd").count(), 0);
+  assert.equal(await page.locator(".consentd, .consentd-end").count(), 0);
   assert.equal(await page.locator('link[href$="/consentd.css"]').count(), 0);
   await page.click("#footer-link");
   assert.ok(page.url().endsWith("#privacy")); // no longer intercepted
