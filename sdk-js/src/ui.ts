@@ -1,4 +1,4 @@
-// Banner and preference center, built from the service's policy.
+// Banner, preference center and GPC notice, built from the service's policy.
 // Optional: takes the core instance and imports only its types. Works under
 // a strict Content-Security-Policy: DOM built with createElement and
 // textContent (policy texts are not trusted HTML), no style attributes,
@@ -26,6 +26,7 @@ export interface UIOptions {
 export interface UI {
   /** Opens the preference center (once the policy is known). */
   open(): void;
+  /** Closes the preference center and the GPC notice. */
   close(): void;
   /** Removes everything the UI added, and its listeners. */
   destroy(): void;
@@ -81,13 +82,16 @@ const TEXTS: Record<string, typeof en> = {
   },
 };
 
+// localStorage key: the GPC notice was shown in this browser.
+const GPC_SHOWN = "consentd.gpc";
 let mounted = 0;
 
 /**
  * Shows the banner when the visitor must be asked (state.needsPrompt non-empty)
  * — now and after every change — and wires every element with
  * [data-consent-open] (and a floating "Privacy choices" button it adds) to
- * open the preference center.
+ * open the preference center. Where GPC was honoured without a banner to say
+ * so, a notice says it, once per browser.
  */
 export function mountUI(consent: Consent, options: UIOptions = {}): UI {
   const doc = document;
@@ -117,6 +121,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
       box.append(el("button", "consentd-btn" + (alt || ""), text, { type: "button", "data-consent-action": action }));
     return box;
   };
+  const closeButton = () => el("button", "consentd-x", "×", { type: "button", "aria-label": t.close, "data-consent-action": "close" });
   // Policy texts in the page's language, then English, then any.
   const localised = (node: HTMLElement, map: Record<string, string> | undefined, fallback: string) => {
     map = map || {};
@@ -158,10 +163,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
   const dialogGpc = el("p", "consentd-gpc", t.gpc, { "data-consent-gpc-notice": "" });
   const list = el("ul", "consentd-list");
   const head = el("div", "consentd-head");
-  head.append(
-    el("h2", "consentd-title", t.prefs, { id: uid + "-title" }),
-    el("button", "consentd-x", "×", { type: "button", "aria-label": t.close, "data-consent-action": "close" }),
-  );
+  head.append(el("h2", "consentd-title", t.prefs, { id: uid + "-title" }), closeButton());
   dialog.append(
     head,
     el("p", "consentd-text", t.intro),
@@ -177,10 +179,13 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
   const fab = el("button", "consentd-fab" + (options.button == "right" ? " consentd-right" : ""), t.open, { type: "button", "data-consent-open": "" });
   // Room for the floating button after the page's last content.
   const end = el("div", "consentd-end");
+  // The GPC notice: a live region, empty (and not shown) until it speaks.
+  const note = el("div", "consentd-note consentd-head", "", { role: "status" });
   banner.hidden = fab.hidden = end.hidden = true;
-  root.append(banner, fab, dialog);
+  root.append(banner, fab, note, dialog);
 
   let wantOpen = false;
+  let noted = false;
   // The switches the person clicked since the preference center opened.
   let touched = new WeakSet<EventTarget>();
   const shown = (e: Element) => e.getClientRects().length > 0;
@@ -202,6 +207,19 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     const refocus = !ask && banner.contains(doc.activeElement);
     banner.hidden = !ask;
     if (refocus && shown(fab)) fab.focus();
+    // GPC honoured where no banner says so (opt-out regions): say it once
+    // per browser (once per page where storage is blocked).
+    if (state.gpcHonoured && !ask && !noted) {
+      noted = true;
+      let seen;
+      try {
+        seen = localStorage.getItem(GPC_SHOWN);
+        localStorage.setItem(GPC_SHOWN, "1");
+      } catch {
+        // blocked: this page's flag is all there is
+      }
+      if (!seen) note.append(el("span", "consentd-gpc", t.gpc), closeButton());
+    }
     if (wantOpen) show();
   }
 
@@ -247,6 +265,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
 
   function close() {
     wantOpen = false;
+    note.replaceChildren();
     // The browser gives the focus back to where it was when it opened.
     dialog.close();
   }

@@ -1,7 +1,7 @@
 // "Never more than the person chose", in a real Chromium against a real
 // consentd and Redis, the page on another origin: the preference center
 // records only what the person did, the floating button never hides the
-// page.
+// page, GPC honoured without a banner is said.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -10,6 +10,7 @@ import { openBrowser, screenshot, shopPage, startEnv, subjectId, waitFor } from 
 const banner = '[data-consent-banner]';
 const prefs = '[data-consent-preferences]';
 const fab = '.consentd-fab';
+const notice = '.consentd [role="status"]';
 
 /** The SDK has the service's answer and the policy: the UI has rendered from them. */
 function synced(page) {
@@ -124,5 +125,32 @@ describe('preferences', () => {
     await page.locator(fab).waitFor({ state: 'visible' });
     const right = await page.locator(fab).boundingBox();
     assert.ok(right.x > 375 / 2, `the button is on the right: ${JSON.stringify(right)}`);
+  });
+
+  test('GPC in US-CA, no banner: a status notice says it was honoured, not modal, closed with its button, once per browser', async (t) => {
+    const { page, close } = await openBrowser(env, { gpc: true });
+    t.after(close);
+    const url = shopPage(env, { region: 'US-CA', lang: 'de' });
+    await page.goto(url);
+    await waitFor(() => page.evaluate(() => window.consentd.consent.get().gpcHonoured), { what: 'GPC honoured' });
+    await page.locator(notice).waitFor({ state: 'visible' });
+    assert.equal(await page.locator(banner).isVisible(), false, 'no banner in an opt-out region');
+    assert.equal(await page.locator(notice).locator('.consentd-gpc').textContent(),
+      'Das Global-Privacy-Control-Signal Ihres Browsers wurde berücksichtigt: Werbung ist deaktiviert.');
+    await screenshot(page, 'gpc-status-notice.png');
+    // Not modal: the page's own controls still work.
+    assert.equal(await page.locator(prefs).isVisible(), false);
+    const button = page.locator('main [data-consent-open]');
+    assert.equal(await button.evaluate((b) => { b.focus(); return document.activeElement === b; }), true, 'the page is not inert');
+
+    await page.locator(notice).locator('[data-consent-action="close"]').click();
+    await page.locator(notice).waitFor({ state: 'hidden' });
+
+    // The next page in this browser: said once already.
+    await page.reload();
+    await synced(page);
+    await waitFor(() => page.evaluate(() => window.consentd.consent.get().gpcHonoured), { what: 'GPC honoured after the reload' });
+    assert.equal(await page.locator(notice).isVisible(), false, 'shown once per browser');
+    assert.deepEqual(page.problems.filter((p) => !p.includes('/favicon.ico')), [], 'no console errors');
   });
 });

@@ -336,6 +336,44 @@ test("German page, GPC honoured, mobile bottom sheet", { skip }, async () => {
   await page.close();
 });
 
+test("GPC honoured without a banner: a status notice, not modal, once per browser", { skip }, async () => {
+  const page = await open("prompt=0&gpc=1&lang=fr");
+  const note = page.locator('.consentd [role="status"]');
+  assert.ok(await note.isVisible(), "shown without opening anything");
+  assert.equal(await note.locator("span").textContent(),
+    "Le signal Global Privacy Control de votre navigateur a été respecté\u00a0: la publicité est désactivée.");
+  assert.equal(await page.evaluate(() => document.querySelector(".consentd dialog").open), false, "not modal: nothing else opened");
+  assert.deepEqual(await axe(page), []);
+  await page.screenshot({ path: artifacts + "/ui-gpc-notice.png" });
+  await note.locator('[data-consent-action="close"]').click();
+  assert.ok(await note.isHidden());
+  await page.evaluate(() => consent.sync()); // a change: it stays closed
+  assert.ok(await note.isHidden());
+  await page.reload();
+  await page.waitForFunction(() => !document.querySelector(".consentd").hidden);
+  assert.ok(await note.isHidden(), "once per browser");
+  // The preference center still says it.
+  await page.evaluate(() => ui.open());
+  assert.ok(await page.locator("[data-consent-preferences] [data-consent-gpc-notice]").isVisible());
+  await strictCSPClean(page);
+  await page.close();
+});
+
+test("GPC notice where storage is blocked: once per page", { skip }, async () => {
+  const page = await browser.newPage();
+  await page.addInitScript(() => Object.defineProperty(window, "localStorage", { get() { throw new DOMException("blocked", "SecurityError"); } }));
+  for (let i = 0; i < 2; i++) {
+    await page.goto(base + "?prompt=0&gpc=1");
+    await page.waitForFunction(() => !document.querySelector(".consentd").hidden);
+    const note = page.locator('.consentd [role="status"]');
+    assert.ok(await note.isVisible(), `page ${i + 1}`);
+    await page.evaluate(() => ui.close());
+    await page.evaluate(() => consent.sync());
+    assert.ok(await note.isHidden());
+  }
+  await page.close();
+});
+
 /** Points across an element's box (at its vertical middle) where something else is hit. */
 function uncovered(page, selector) {
   return page.evaluate((sel) => {
