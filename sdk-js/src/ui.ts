@@ -46,6 +46,7 @@ const en = {
   close: "Close",
   always: "Always active",
   open: "Privacy choices",
+  linked: "Your choices are saved with your account.",
 };
 
 const TEXTS: Record<string, typeof en> = {
@@ -64,6 +65,7 @@ const TEXTS: Record<string, typeof en> = {
     close: "Schließen",
     always: "Immer aktiv",
     open: "Datenschutz-Einstellungen",
+    linked: "Ihre Auswahl wird mit Ihrem Konto gespeichert.",
   },
   fr: {
     title: "Vos choix de confidentialité",
@@ -79,6 +81,7 @@ const TEXTS: Record<string, typeof en> = {
     close: "Fermer",
     always: "Toujours actif",
     open: "Choix de confidentialité",
+    linked: "Vos choix sont enregistrés avec votre compte.",
   },
 };
 
@@ -161,12 +164,14 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     "data-consent-preferences": "",
   });
   const dialogGpc = el("p", "consentd-gpc", t.gpc, { "data-consent-gpc-notice": "" });
+  const linked = el("p", "consentd-text", t.linked);
   const list = el("ul", "consentd-list");
   const head = el("div", "consentd-head");
   head.append(el("h2", "consentd-title", t.prefs, { id: uid + "-title" }), closeButton());
   dialog.append(
     head,
     el("p", "consentd-text", t.intro),
+    linked,
     dialogGpc,
     list,
     actions([
@@ -198,6 +203,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     // At the end, after what the parser or the page added since.
     doc.body.append(end);
     gpcNotice.hidden = dialogGpc.hidden = !state.gpcHonoured;
+    linked.hidden = !state.linked;
     if (!policy) return; // the core emits a change after sync has fetched it
     const asked = policy.purposes.filter((p) => !p.necessary && state.needsPrompt.includes(p.id));
     bannerPurposes.hidden = !asked.length;

@@ -1,7 +1,7 @@
 // "Never more than the person chose", in a real Chromium against a real
 // consentd and Redis, the page on another origin: the preference center
 // records only what the person did, the floating button never hides the
-// page, GPC honoured without a banner is said.
+// page, GPC honoured without a banner is said, a linked account is said.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -152,5 +152,32 @@ describe('preferences', () => {
     await waitFor(() => page.evaluate(() => window.consentd.consent.get().gpcHonoured), { what: 'GPC honoured after the reload' });
     assert.equal(await page.locator(notice).isVisible(), false, 'shown once per browser');
     assert.deepEqual(page.problems.filter((p) => !p.includes('/favicon.ico')), [], 'no console errors');
+  });
+
+  test('a visitor linked to an account: the preference center says the choices are saved with it', async (t) => {
+    const { page, close } = await openBrowser(env);
+    t.after(close);
+    await page.goto(shopPage(env));
+    const id = await subjectId(page);
+    await synced(page);
+    await page.click('main [data-consent-open]');
+    await page.locator(prefs).waitFor({ state: 'visible' });
+    const line = page.locator(`${prefs} p`, { hasText: 'saved with your account' });
+    assert.equal(await line.isVisible(), false, 'not linked yet');
+    await page.keyboard.press('Escape');
+
+    // The site's backend links the visitor to its user (at login).
+    const r = await fetch(`${env.consentd.url}/v1/subjects/user-linked-1:link`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${env.consentd.apiKey}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ visitor_id: id }),
+    });
+    assert.equal(r.status, 200, await r.text());
+    await page.reload();
+    await waitFor(() => page.evaluate(() => window.consentd.consent.get().linked), { what: 'state.linked' });
+    await page.click('main [data-consent-open]');
+    await page.locator(prefs).waitFor({ state: 'visible' });
+    assert.equal(await line.textContent(), 'Your choices are saved with your account.');
+    assert.ok(await line.isVisible());
   });
 });

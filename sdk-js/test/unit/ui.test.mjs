@@ -36,7 +36,7 @@ const POLICY = {
 // Runs in the page (served as a file: the CSP forbids inline script).
 // Query: granted= / denied= (explicit answers), defaults= (allowed by the
 // region's default), guardian= (a grant awaiting a guardian), prompt=0 (no
-// banner), gpc, nopolicy, lang=, button= (false, left, right), link
+// banner), gpc, linked, nopolicy, lang=, button= (false, left, right), link
 // (the page has its own [data-consent-open] link), long (a page longer than
 // the window).
 const PAGE_JS = `
@@ -58,7 +58,7 @@ window.violations = [];
 document.addEventListener("securitypolicyviolation", (e) => violations.push(e.violatedDirective + " " + e.blockedURI));
 const state = () => ({
   subjectId: "v1", revision: 1, gpc: q.has("gpc"), gpcHonoured: q.has("gpc"), pending: false,
-  confirmed: true, linked: false, needsPrompt: ask, purposes: { ...answers },
+  confirmed: true, linked: q.has("linked"), needsPrompt: ask, purposes: { ...answers },
 });
 const emit = (previous) => { for (const l of listeners) l({ state: state(), previous }); return Promise.resolve(state()); };
 const write = (name, decisions, source) => {
@@ -309,6 +309,19 @@ test("save: a switch on by default records nothing, an untouched switch that is 
   assert.ok(await page.locator('[data-consent-preferences] input[data-consent-purpose="analytics"]').isChecked());
   await page.click('[data-consent-preferences] [data-consent-action="save"]');
   assert.deepEqual(await page.evaluate(() => calls), [["set", { ads: false }, "preference_center"]]);
+  await page.close();
+});
+
+test("linked to an account: the preference center says the choices are saved with it", { skip }, async () => {
+  let page = await open("prompt=0&linked&lang=de");
+  await page.evaluate(() => ui.open());
+  const line = page.locator("[data-consent-preferences] p", { hasText: "Konto" });
+  assert.equal(await line.textContent(), "Ihre Auswahl wird mit Ihrem Konto gespeichert.");
+  assert.ok(await line.isVisible());
+  await page.close();
+  page = await open("prompt=0");
+  await page.evaluate(() => ui.open());
+  assert.equal(await page.locator("[data-consent-preferences] p", { hasText: "account" }).filter({ visible: true }).count(), 0);
   await page.close();
 });
 
