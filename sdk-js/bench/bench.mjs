@@ -449,8 +449,8 @@ try {
   env = await startEnv();
   browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: chromiumFlags });
   const bench = `<script type="text/plain" data-consent="analytics">${tagCode}</script>\n`;
-  const withSdk = shopPage(env, { variant: 'bench', bodyEnd: bench });
-  const withoutSdk = shopPage(env, { sdk: false, variant: 'bench', bodyEnd: `<script>${tagCode}</script>\n` });
+  const withSdk = shopPage(env, { name: 'bench', body: bench });
+  const withoutSdk = shopPage(env, { sdk: false, name: 'bench', body: `<script>${tagCode}</script>\n` });
 
   // A warm-up of each, not counted: the browser's first context pays
   // one-time start-up costs a visitor's running browser has paid long ago.

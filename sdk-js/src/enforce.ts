@@ -1,6 +1,7 @@
 // Makes the page obey the consent state: blocked scripts, iframes and images
-// come alive when their purpose is allowed, and cookies of a purpose that is
-// not allowed are deleted.
+// come alive when their purpose is allowed; iframes and images unload again
+// when it no longer is, and a withdrawal from scripts that already ran
+// reloads the page; cookies of a denied purpose are deleted.
 
 import type { Consent } from "./types.js";
 
@@ -13,6 +14,13 @@ export interface EnforceOptions {
   cookies?: Record<string, string[]>;
   /** The document to enforce on. Default: the global document. */
   root?: Document;
+  /**
+   * A script that ran cannot be stopped: when a purpose whose gated script
+   * ran on this page view is no longer allowed, reload the page (the choice
+   * is already stored locally) so the script is gone. Default true; false:
+   * the page handles it itself (consent.on("change")).
+   */
+  reload?: boolean;
 }
 
 /**
@@ -27,6 +35,10 @@ export interface EnforceOptions {
 export function enforce(consent: Consent, options: EnforceOptions = {}): () => void {
   const doc = options.root || document;
   const cookies = options.cookies || {};
+  // Purposes of the gated scripts that ran on this page view.
+  const ran = new Set<string>();
+  // Iframes and images this loaded (and unloads when no longer allowed).
+  const loaded = new WeakSet<Element>();
 
   const activateAll = () => activateIn(doc);
 
@@ -35,14 +47,25 @@ export function enforce(consent: Consent, options: EnforceOptions = {}): () => v
     if ((node as Element).hasAttribute?.("data-consent")) found.unshift(node as HTMLElement);
     for (const el of found) {
       const purposes = (el.getAttribute("data-consent") || "").split(/\s+/).filter(Boolean);
-      if (!purposes.length || !purposes.every((p) => consent.has(p))) continue;
+      const allowed = purposes.length && purposes.every((p) => consent.has(p));
+      const src = el.getAttribute("data-consent-src");
       // Tag names, not instanceof: the root may be another frame's document.
       if (el.tagName == "SCRIPT") {
-        if ((el as HTMLScriptElement).type == "text/plain") activateScript(el as HTMLScriptElement);
-      } else if (el.hasAttribute("data-consent-src")) {
-        // Removing the attribute makes this happen once.
-        el.setAttribute("src", el.getAttribute("data-consent-src")!);
-        el.removeAttribute("data-consent-src");
+        if (allowed && (el as HTMLScriptElement).type == "text/plain") {
+          activateScript(el as HTMLScriptElement);
+          purposes.forEach((p) => ran.add(p));
+        }
+      } else if (src != null && allowed != loaded.has(el)) {
+        // Without src an iframe's document goes away (the browser navigates
+        // it to about:blank) and an image shows nothing; the element stays,
+        // for pages holding a reference to it.
+        if (allowed) {
+          el.setAttribute("src", src);
+          loaded.add(el);
+        } else {
+          el.removeAttribute("src");
+          loaded.delete(el);
+        }
       }
     }
   }
@@ -69,7 +92,10 @@ export function enforce(consent: Consent, options: EnforceOptions = {}): () => v
     const names = doc.cookie.split("; ").map((c) => c.split("=")[0]).filter(Boolean);
     const domains = ["", ...cookieDomains(doc.location?.hostname || "")];
     for (const purpose in cookies) {
-      if (consent.has(purpose)) continue;
+      // Denied (or never answered), not merely unconfirmed: has() is false
+      // for a cookie's grant until the service confirms it, and deleting a
+      // returning visitor's cookies on every page view would reset them.
+      if (consent.get().purposes[purpose]?.allowed) continue;
       const patterns = cookies[purpose].map(globToRegExp);
       for (const name of names) {
         if (!patterns.some((re) => re.test(name))) continue;
@@ -98,7 +124,8 @@ export function enforce(consent: Consent, options: EnforceOptions = {}): () => v
 
   const unsubscribe = consent.on("change", () => {
     clearCookies();
-    activateAll();
+    if (options.reload != false && [...ran].some((p) => !consent.has(p))) doc.location.reload();
+    else activateAll();
   });
   clearCookies();
   activateAll();

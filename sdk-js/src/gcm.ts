@@ -1,6 +1,7 @@
 // Google Consent Mode v2: Google's tags read seven consent signals from
-// gtag('consent', ...) calls. consentModeDefault denies them all before any
-// tag loads; consentMode keeps them in step with the visitor's choices.
+// gtag('consent', ...) calls. consentModeDefault denies them before any tag
+// loads (all but security_storage, always granted); consentMode keeps them in
+// step with the visitor's choices.
 
 import type { Consent } from "./types.js";
 
@@ -27,12 +28,14 @@ export const defaultMapping: Record<Signal, string[]> = {
 };
 
 /**
- * Sets every signal to denied, with wait_for_update so tags hold their first
- * hit for the stored choice. Call it before any Google tag is on the page.
+ * Sets every signal to denied but security_storage (necessary: always
+ * granted), with wait_for_update so tags hold their first hit for the stored
+ * choice. Call it before any Google tag is on the page.
  */
 export function consentModeDefault(options: { gtag?: Gtag; waitForUpdate?: number; region?: string[] } = {}): void {
   const defaults: Record<string, unknown> = { wait_for_update: options.waitForUpdate ?? 500 };
   for (const signal in defaultMapping) defaults[signal] = "denied";
+  defaults.security_storage = "granted";
   if (options.region) defaults.region = options.region;
   (options.gtag || gtag())("consent", "default", defaults);
 }

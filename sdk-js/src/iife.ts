@@ -5,7 +5,8 @@
 //           data-endpoint="https://consent.shop.example" data-region="DE"
 //           data-lang="de" data-gcm="true"
 //           data-cookies='{"analytics": ["_ga", "_ga_*", "_gid"]}'
-//           data-ask="functional analytics ads" data-button="false"></script>
+//           data-ask="functional analytics ads" data-button="right"
+//           data-reload="false"></script>
 //
 // Load it early in <head>, without async or defer, before any Google tag: it
 // sets Consent Mode's defaults and starts blocking from the cookie cache
@@ -38,12 +39,13 @@ const consent = createConsent({
   // data-ask="analytics ads marketing.email": what the banner and preference center ask about.
   askFor: data.ask ? data.ask.split(" ").filter(Boolean) : undefined,
 });
-enforce(consent, { cookies });
+// data-reload="false": the page itself handles a withdrawal from scripts that ran.
+enforce(consent, { cookies, reload: data.reload != "false" });
 if (data.gcm == "true") consentMode(consent);
 const ui = mountUI(consent, {
   lang: data.lang,
-  // data-button="false": the page has its own [data-consent-open] link.
-  button: data.button != "false",
+  // data-button="false": no floating button; "right": bottom right.
+  button: data.button == "false" ? false : (data.button as "right") || true,
   stylesheet: data.stylesheet || (src ? new URL("consentd.css", src).href : undefined),
 });
 consent.sync().catch((err) => console.warn(err));

@@ -1,8 +1,9 @@
-// Banner and preference center, built from the service's policy.
+// Banner, preference center and GPC notice, built from the service's policy.
 // Optional: takes the core instance and imports only its types. Works under
 // a strict Content-Security-Policy: DOM built with createElement and
 // textContent (policy texts are not trusted HTML), no style attributes,
-// shown and hidden with the `hidden` attribute; the look is ui.css.
+// shown and hidden with the `hidden` attribute (the preference center is a
+// native <dialog>, opened with showModal()); the look is ui.css.
 
 import type { Consent } from "./types";
 
@@ -13,13 +14,19 @@ export interface UIOptions {
   stylesheet?: string;
   /** Where the UI is inserted (as the first child, so it comes early in the tab order). Default document.body. */
   container?: HTMLElement;
-  /** The floating "Privacy choices" button; false when the page has its own [data-consent-open] link. Default true. */
-  button?: boolean;
+  /**
+   * The floating "Privacy choices" button: bottom left (true, "left"), bottom
+   * right ("right") or none (false). Never shown while the page has its own
+   * [data-consent-open] element; when shown, an empty block at the end of the
+   * body keeps the page's last content from scrolling under it. Default true.
+   */
+  button?: boolean | "left" | "right";
 }
 
 export interface UI {
   /** Opens the preference center (once the policy is known). */
   open(): void;
+  /** Closes the preference center and the GPC notice. */
   close(): void;
   /** Removes everything the UI added, and its listeners. */
   destroy(): void;
@@ -39,6 +46,7 @@ const en = {
   close: "Close",
   always: "Always active",
   open: "Privacy choices",
+  linked: "Your choices are saved with your account.",
 };
 
 const TEXTS: Record<string, typeof en> = {
@@ -57,6 +65,7 @@ const TEXTS: Record<string, typeof en> = {
     close: "Schließen",
     always: "Immer aktiv",
     open: "Datenschutz-Einstellungen",
+    linked: "Ihre Auswahl wird mit Ihrem Konto gespeichert.",
   },
   fr: {
     title: "Vos choix de confidentialité",
@@ -72,17 +81,20 @@ const TEXTS: Record<string, typeof en> = {
     close: "Fermer",
     always: "Toujours actif",
     open: "Choix de confidentialité",
+    linked: "Vos choix sont enregistrés avec votre compte.",
   },
 };
 
-const FOCUSABLE = "button,input:not(:disabled)";
+// localStorage key: the GPC notice was shown in this browser.
+const GPC_SHOWN = "consentd.gpc";
 let mounted = 0;
 
 /**
  * Shows the banner when the visitor must be asked (state.needsPrompt non-empty)
  * — now and after every change — and wires every element with
  * [data-consent-open] (and a floating "Privacy choices" button it adds) to
- * open the preference center.
+ * open the preference center. Where GPC was honoured without a banner to say
+ * so, a notice says it, once per browser.
  */
 export function mountUI(consent: Consent, options: UIOptions = {}): UI {
   const doc = document;
@@ -112,6 +124,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
       box.append(el("button", "consentd-btn" + (alt || ""), text, { type: "button", "data-consent-action": action }));
     return box;
   };
+  const closeButton = () => el("button", "consentd-x", "×", { type: "button", "aria-label": t.close, "data-consent-action": "close" });
   // Policy texts in the page's language, then English, then any.
   const localised = (node: HTMLElement, map: Record<string, string> | undefined, fallback: string) => {
     map = map || {};
@@ -123,6 +136,8 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
 
   const root = el("div", "consentd");
   root.lang = lang;
+  // Hidden until it is in the document with its styles.
+  root.hidden = true;
 
   const banner = el("div", "consentd-banner", "", { role: "region", "aria-label": t.title, "data-consent-banner": "" });
   const bannerPurposes = el("p", "consentd-purposes");
@@ -139,23 +154,24 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     ]),
   );
 
-  const backdrop = el("div", "consentd-backdrop");
-  const dialog = el("div", "consentd-dialog", "", {
-    role: "dialog",
-    "aria-modal": "true",
+  // A native modal: the page behind is inert (out of the accessibility tree
+  // and the tab order), Esc closes it wherever the focus is, the focus goes
+  // back where it was, ::backdrop dims the page; closedby="any" adds a click
+  // on the backdrop where supported.
+  const dialog = el("dialog", "consentd-dialog", "", {
     "aria-labelledby": uid + "-title",
+    closedby: "any",
     "data-consent-preferences": "",
   });
   const dialogGpc = el("p", "consentd-gpc", t.gpc, { "data-consent-gpc-notice": "" });
+  const linked = el("p", "consentd-text", t.linked);
   const list = el("ul", "consentd-list");
   const head = el("div", "consentd-head");
-  head.append(
-    el("h2", "consentd-title", t.prefs, { id: uid + "-title" }),
-    el("button", "consentd-x", "×", { type: "button", "aria-label": t.close, "data-consent-action": "close" }),
-  );
+  head.append(el("h2", "consentd-title", t.prefs, { id: uid + "-title" }), closeButton());
   dialog.append(
     head,
     el("p", "consentd-text", t.intro),
+    linked,
     dialogGpc,
     list,
     actions([
@@ -165,24 +181,29 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     ]),
   );
 
-  const fab = el("button", "consentd-fab", t.open, { type: "button", "data-consent-open": "" });
-  banner.hidden = dialog.hidden = backdrop.hidden = fab.hidden = true;
-  // The reopen button before the backdrop: the open dialog's backdrop covers it.
-  root.append(banner);
-  if (options.button !== false) root.append(fab);
-  root.append(backdrop, dialog);
+  const fab = el("button", "consentd-fab" + (options.button == "right" ? " consentd-right" : ""), t.open, { type: "button", "data-consent-open": "" });
+  // Room for the floating button after the page's last content.
+  const end = el("div", "consentd-end");
+  // The GPC notice: a live region, empty (and not shown) until it speaks.
+  const note = el("div", "consentd-note consentd-head", "", { role: "status" });
+  banner.hidden = fab.hidden = end.hidden = true;
+  root.append(banner, fab, note, dialog);
 
-  let opener: HTMLElement | null = null;
   let wantOpen = false;
-  const visible = (e: HTMLElement | null): e is HTMLElement => !!e && e.isConnected && !e.closest("[hidden]");
-  const focusables = () => dialog.querySelectorAll<HTMLElement>(FOCUSABLE);
+  let noted = false;
+  // The switches the person clicked since the preference center opened.
+  let touched = new WeakSet<EventTarget>();
+  const shown = (e: Element) => e.getClientRects().length > 0;
 
   function render() {
     const state = consent.get();
     const policy = consent.policy();
     const ask = state.needsPrompt.length > 0;
-    fab.hidden = ask;
+    fab.hidden = end.hidden = ask || options.button === false;
+    // At the end, after what the parser or the page added since.
+    doc.body.append(end);
     gpcNotice.hidden = dialogGpc.hidden = !state.gpcHonoured;
+    linked.hidden = !state.linked;
     if (!policy) return; // the core emits a change after sync has fetched it
     const asked = policy.purposes.filter((p) => !p.necessary && state.needsPrompt.includes(p.id));
     bannerPurposes.hidden = !asked.length;
@@ -191,18 +212,34 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     // The banner goes away under the keyboard user's focus: hand it to the reopen button.
     const refocus = !ask && banner.contains(doc.activeElement);
     banner.hidden = !ask;
-    if (refocus && visible(fab)) fab.focus();
-    if (wantOpen) show(opener);
+    if (refocus && shown(fab)) fab.focus();
+    // GPC honoured where no banner says so (opt-out regions): say it once
+    // per browser (once per page where storage is blocked).
+    if (state.gpcHonoured && !ask && !noted) {
+      noted = true;
+      let seen;
+      try {
+        seen = localStorage.getItem(GPC_SHOWN);
+        localStorage.setItem(GPC_SHOWN, "1");
+      } catch {
+        // blocked: this page's flag is all there is
+      }
+      if (!seen) note.append(el("span", "consentd-gpc", t.gpc), closeButton());
+    }
+    if (wantOpen) show();
   }
 
-  function show(from: HTMLElement | null) {
-    if (!dialog.hidden) return;
-    opener = from;
+  function show() {
     const policy = consent.policy();
-    wantOpen = !policy; // opened by the next change that brings the policy
-    if (!policy) return;
+    // Opened by the next change that brings the policy, or once the styles are there.
+    wantOpen = !policy || root.hidden;
+    if (!policy || wantOpen || dialog.open) return;
+    const state = consent.get();
+    const asked = consent.asked();
+    touched = new WeakSet();
     list.replaceChildren();
-    for (const p of policy.purposes) {
+    // What this site asks about (the necessary purposes for information).
+    for (const p of policy.purposes.filter((p) => p.necessary || asked.includes(p.id))) {
       const id = uid + "-" + p.id;
       const item = el("li", "consentd-purpose");
       const row = el("div", "consentd-row");
@@ -214,7 +251,11 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
         "data-consent-purpose": p.id,
         "aria-describedby": id + "-d",
       });
-      input.checked = p.necessary || consent.has(p.id);
+      // The cached answer, not has(): a grant read from the cookie is still
+      // the answer before the service confirms it, and a grant awaiting a
+      // guardian is the person's own.
+      const s = state.purposes[p.id];
+      input.checked = p.necessary || (!!s && (s.allowed || s.reason == "awaiting_guardian"));
       input.disabled = p.necessary;
       row.append(label);
       if (p.necessary) {
@@ -225,62 +266,46 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
       item.append(row, localised(el("p", "consentd-desc", "", { id: id + "-d" }), p.descriptions, ""));
       list.append(item);
     }
-    dialog.hidden = backdrop.hidden = false;
-    html.classList.add("consentd-lock");
-    focusables()[0].focus();
+    dialog.showModal();
   }
 
   function close() {
     wantOpen = false;
-    if (dialog.hidden) return;
-    dialog.hidden = backdrop.hidden = true;
-    html.classList.remove("consentd-lock");
-    const back = visible(opener) ? opener : visible(fab) ? fab : null;
-    if (back) back.focus();
+    note.replaceChildren();
+    // The browser gives the focus back to where it was when it opened.
+    dialog.close();
   }
 
   function onClick(e: MouseEvent) {
     const target = e.target as Element;
+    // While the modal is open, every click is in it (a label's click reaches its switch too).
+    if (dialog.open) touched.add(target);
     const b = target.closest && target.closest("[data-consent-action],[data-consent-open]");
-    if (target == backdrop) close();
     if (!b) return;
     const action = b.getAttribute("data-consent-action");
     if (action == null) {
       // [data-consent-open] anywhere on the page, now or added later.
       e.preventDefault();
-      show(b as HTMLElement);
-      return;
+      return show();
     }
     if (!root.contains(b)) return;
+    if (action == "customise") return show();
     const source = dialog.contains(b) ? "preference_center" : "banner";
-    if (action == "customise") return show(b as HTMLElement);
+    // Only what the person did is theirs: a switch they turned on is a
+    // grant, a switch that is off a denial; one that is on by default (a
+    // region's default, a cached answer) records nothing.
     const decisions: Record<string, boolean> = {};
+    let any = false;
     list.querySelectorAll<HTMLInputElement>("input:not(:disabled)").forEach((i) => {
-      decisions[i.getAttribute("data-consent-purpose")!] = i.checked;
+      if (!i.checked || touched.has(i)) {
+        decisions[i.getAttribute("data-consent-purpose")!] = i.checked;
+        any = true;
+      }
     });
     close(); // first, so focus is back before the change hides the banner
     if (action == "accept-all") consent.acceptAll(source);
     if (action == "reject-all") consent.rejectAll(source);
-    if (action == "save") consent.set(decisions, source);
-  }
-
-  function onKey(e: KeyboardEvent) {
-    if (e.key == "Escape") {
-      e.preventDefault();
-      close();
-    } else if (e.key == "Tab") {
-      const f = focusables();
-      const edge = f[e.shiftKey ? 0 : f.length - 1];
-      if (doc.activeElement == edge) {
-        e.preventDefault();
-        f[e.shiftKey ? f.length - 1 : 0].focus();
-      }
-    }
-  }
-
-  // Focus that escapes the open dialog (a click, a script) is brought back.
-  function onFocus(e: FocusEvent) {
-    if (!dialog.hidden && !dialog.contains(e.target as Node)) focusables()[0].focus();
+    if (action == "save" && any) consent.set(decisions, source);
   }
 
   let link: HTMLLinkElement | null = null;
@@ -293,36 +318,38 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
       if (!links.some((l) => l.href == url)) {
         link = el("link", "", "", { rel: "stylesheet", href: url });
         // Stay hidden until the styles are there (or failed), so nothing unstyled flashes.
-        root.hidden = true;
-        link.onload = link.onerror = () => (root.hidden = false);
+        link.onload = link.onerror = () => {
+          root.hidden = false;
+          render();
+        };
         doc.head.append(link);
       }
     }
+    if (!link) root.hidden = false;
     const container = options.container || doc.body;
     container.insertBefore(root, container.firstChild);
     doc.addEventListener("click", onClick, true); // capture: a page stopping propagation cannot break the reopen link
-    doc.addEventListener("focusin", onFocus);
-    dialog.addEventListener("keydown", onKey);
     off = consent.on("change", render);
     render();
   }
+  // Started while the parser was still adding the body: render again at its end.
   const ready = () => {
     doc.removeEventListener("DOMContentLoaded", ready);
-    start();
+    off ? render() : start();
   };
   if (options.container || doc.body) start();
-  else doc.addEventListener("DOMContentLoaded", ready);
+  doc.addEventListener("DOMContentLoaded", ready);
 
   return {
-    open: () => show(doc.activeElement as HTMLElement | null),
+    open: show,
     close,
     destroy() {
       doc.removeEventListener("DOMContentLoaded", ready);
       doc.removeEventListener("click", onClick, true);
-      doc.removeEventListener("focusin", onFocus);
       if (off) off();
-      html.classList.remove("consentd-lock");
+      dialog.close();
       root.remove();
+      end.remove();
       if (link) link.remove();
     },
   };

@@ -8,7 +8,11 @@ import { axePath, openBrowser, screenshot, shopPage, startEnv, subjectId, waitFo
 const banner = '[data-consent-banner]';
 const prefs = '[data-consent-preferences]';
 
-/** What has focus: its consent action or purpose, and whether it is inside the preference center. */
+/**
+ * What has focus: its consent action or purpose, whether it is inside the
+ * preference center, and whether the focus left the document for the
+ * browser's own UI (where Tab past a native modal's last control goes).
+ */
 function focused(page) {
   return page.evaluate(() => {
     const el = document.activeElement;
@@ -17,6 +21,7 @@ function focused(page) {
       purpose: el?.getAttribute('data-consent-purpose') ?? null,
       inPrefs: Boolean(el?.closest('[data-consent-preferences]')),
       inBanner: Boolean(el?.closest('[data-consent-banner]')),
+      outside: !document.hasFocus(),
       tag: el?.tagName,
     };
   });
@@ -75,16 +80,20 @@ describe('accessibility', () => {
     assert.ok(role, 'the preference center is a dialog');
     assert.ok(role.label, 'the dialog has an accessible name');
 
-    // Tab and Shift+Tab cycle within the dialog (focus trap).
+    // Tab and Shift+Tab cycle within the dialog (a native modal: the page
+    // behind is inert; past the last control the browser's own UI may take a
+    // turn), never reaching the page.
     const count = await page.locator(prefs).evaluate((el) => el.querySelectorAll(
       'button, input, a[href], select, textarea, [tabindex]:not([tabindex="-1"])').length);
     for (let i = 0; i < count + 3; i++) {
       await page.keyboard.press('Tab');
-      assert.ok((await focused(page)).inPrefs, `Tab ${i + 1} left the dialog`);
+      const f = await focused(page);
+      assert.ok(f.inPrefs || f.outside, `Tab ${i + 1} reached the page: ${JSON.stringify(f)}`);
     }
     for (let i = 0; i < count + 3; i++) {
       await page.keyboard.press('Shift+Tab');
-      assert.ok((await focused(page)).inPrefs, `Shift+Tab ${i + 1} left the dialog`);
+      const f = await focused(page);
+      assert.ok(f.inPrefs || f.outside, `Shift+Tab ${i + 1} reached the page: ${JSON.stringify(f)}`);
     }
 
     // Esc closes it and gives focus back to the button that opened it.
@@ -109,6 +118,38 @@ describe('accessibility', () => {
         && by.analytics.decision.source === 'SOURCE_PREFERENCE_CENTER';
     }, { what: 'analytics granted and ads denied from the preference center at the service' });
     await waitFor(() => page.evaluate(() => window.demoAnalytics), { what: 'analytics to run' });
+  });
+
+  test('the preference center is a native modal: the page leaves the accessibility tree; after a click on its text Esc still closes it', async (t) => {
+    const { page, close } = await openBrowser(env);
+    t.after(close);
+    await page.goto(shopPage(env));
+    await page.locator(banner).waitFor({ state: 'visible' });
+    await subjectId(page);
+    const opener = page.locator('main [data-consent-open]');
+    await opener.click();
+    await page.locator(prefs).waitFor({ state: 'visible' });
+
+    // A click on the dialog's text moves the focus off its controls; Esc closes it all the same.
+    await page.locator(`${prefs} .consentd-text`).first().click();
+    const f = await focused(page);
+    assert.equal(f.action ?? f.purpose, null, `the focus is on no control: ${JSON.stringify(f)}`);
+    await page.keyboard.press('Escape');
+    await page.locator(prefs).waitFor({ state: 'hidden' });
+    assert.equal(await opener.evaluate((b) => document.activeElement === b), true, 'the focus is back on the opener');
+
+    await opener.click();
+    await page.locator(prefs).waitFor({ state: 'visible' });
+    assert.deepEqual(await page.locator(prefs).evaluate((d) => [d.tagName, d.matches(':modal')]), ['DIALOG', true]);
+    assert.equal(await page.evaluate(() => document.querySelectorAll('.consentd-backdrop, .consentd [style]').length), 0, 'no hand-made backdrop, no inline style');
+    // The accessibility tree as assistive technology gets it: the page's heading is gone, the dialog's is there.
+    const cdp = await page.context().newCDPSession(page);
+    const { nodes } = await cdp.send('Accessibility.getFullAXTree');
+    const exposed = (name) => nodes.some((n) => !n.ignored && n.role?.value === 'heading' && n.name?.value === name);
+    assert.equal(exposed('Trail shoes review'), false, "the page's heading is out of the accessibility tree");
+    assert.equal(exposed('Privacy preferences'), true, "the dialog's heading is in it");
+    // Inert: the page's controls take no focus.
+    assert.equal(await opener.evaluate((b) => { b.focus(); return document.activeElement === b; }), false);
   });
 
   test('axe-core finds no serious or critical violations in the banner and the preference center', async (t) => {

@@ -297,11 +297,10 @@ export async function startEnv({ demo = false } = {}) {
  * violations in the page's window.__cspViolations. DEBUG_BROWSER=1 prints
  * the console and every response.
  */
-export async function openBrowser(env, { gpc = false } = {}) {
+export async function openBrowser(env, { gpc = false, viewport = { width: 1100, height: 800 } } = {}) {
   const userDataDir = mkdtempSync(join(env.dir, 'chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath, headless: true, args: chromiumFlags,
-    viewport: { width: 1100, height: 800 },
+    executablePath: chromiumPath, headless: true, args: chromiumFlags, viewport,
   });
   context.setDefaultTimeout(10_000); // fail in seconds, not playwright's 30
   if (gpc) {
@@ -372,11 +371,14 @@ gtag('config', 'G-TEST');
 /**
  * A shop page with the SDK as a site would add it: analytics script and ads
  * iframe gated by purpose, GCM on. With nonce, the page is served with a
- * strict CSP whose scripts need that nonce. For bench/bench.mjs: sdk false
- * leaves out the SDK's script tag (the same page without it), bodyEnd is
- * HTML added at the end of <body>, variant names such a page apart.
+ * strict CSP whose scripts need that nonce. sdk false: the same page
+ * without the SDK's script tag (bench/bench.mjs); attrs: more attributes on
+ * the SDK's script tag (data-button="right"); openLink false: the page has no
+ * [data-consent-open] element of its own; body: more HTML at the end of the
+ * body; name: a suffix for the page's path, needed with attrs, openLink or
+ * body.
  */
-export function shopPage(env, { region = 'DE', lang = 'en', nonce = null, gcm = true, sdk = true, bodyEnd = '', variant = '' } = {}) {
+export function shopPage(env, { region = 'DE', lang = 'en', nonce = null, gcm = true, sdk = true, attrs = '', openLink = true, body = '', name = '' } = {}) {
   const n = nonce ? ` nonce="${nonce}"` : '';
   const cookies = JSON.stringify({ analytics: ['_demo_analytics'], ads: ['_demo_ads*'] });
   const html = `<!doctype html>
@@ -384,7 +386,7 @@ export function shopPage(env, { region = 'DE', lang = 'en', nonce = null, gcm = 
 <head>
 <meta charset="utf-8">
 <title>Trail shoes review</title>
-${sdk ? `<script${n} src="/sdk/consentd.iife.js" data-endpoint="${env.consentd.url}" data-region="${region}" data-lang="${lang}"${gcm ? ' data-gcm="true"' : ''} data-cookies='${cookies}'></script>
+${sdk ? `<script${n} src="/sdk/consentd.iife.js" data-endpoint="${env.consentd.url}" data-region="${region}" data-lang="${lang}"${gcm ? ' data-gcm="true"' : ''} data-cookies='${cookies}'${attrs ? ' ' + attrs : ''}></script>
 ` : ''}<script${n} src="/fixtures/tag.js"></script>
 </head>
 <body>
@@ -394,17 +396,16 @@ ${sdk ? `<script${n} src="/sdk/consentd.iife.js" data-endpoint="${env.consentd.u
 <p>A fixture page for the browser tests.</p>
 <p id="analytics-status">Analytics is off.</p>
 <iframe id="ad" title="Advertisement" data-consent="ads" data-consent-src="/demo/ad.html" width="300" height="120"></iframe>
-<p><button type="button" data-consent-open>Privacy choices</button></p>
-</main>
+${openLink ? '<p><button type="button" data-consent-open>Privacy choices</button></p>\n' : ''}</main>
 <script type="text/plain" data-consent="analytics"${n} src="/demo/analytics.js"></script>
 <script type="text/plain" data-consent="analytics"${n}>window.inlineAnalyticsRan = true;</script>
-${bodyEnd}</body>
+${body}</body>
 </html>`;
   const headers = nonce ? {
     'Content-Security-Policy': `default-src 'self'; script-src 'self' 'nonce-${nonce}'; style-src 'self'; `
       + `connect-src 'self' ${env.consentd.url}; frame-src 'self'; img-src 'self'`,
   } : {};
   env.site.file('/fixtures/tag.js', tagScript);
-  const name = `/shop-${region}-${lang}${nonce ? '-csp' : ''}${gcm ? '-gcm' : ''}${sdk ? '' : '-nosdk'}${variant ? `-${variant}` : ''}.html`;
-  return env.site.page(name, html, headers);
+  const path = `/shop-${region}-${lang}${nonce ? '-csp' : ''}${gcm ? '-gcm' : ''}${sdk ? '' : '-nosdk'}${name ? '-' + name : ''}.html`;
+  return env.site.page(path, html, headers);
 }

@@ -42,7 +42,7 @@ describe('privacy signals and CSP', () => {
 
     // The banner (if the region shows one) or the preference center says GPC was honoured.
     if (!(await page.locator(banner).isVisible())) {
-      await page.click('[data-consent-open]');
+      await page.click('main [data-consent-open]');
       await page.locator(prefs).waitFor({ state: 'visible' });
     }
     const notice = page.locator('[data-consent-gpc-notice]').filter({ visible: true }).first();

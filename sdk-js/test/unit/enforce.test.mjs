@@ -20,8 +20,12 @@ test("cookieDomains: IP addresses and single-label hosts only have host-only coo
   assert.deepEqual(cookieDomains(""), []);
 });
 
-/** A document with cookies and no elements, and a consent whose answers the test sets. */
-function page(allowed) {
+/**
+ * A document with cookies and no elements, and a consent whose answers the
+ * test sets: allowed (has() and get()), and unconfirmed (allowed in get(),
+ * a grant read from the cookie, but has() false until the service confirms).
+ */
+function page(allowed, unconfirmed = new Set()) {
   const browser = fakeBrowser({ host: "a.b.shop.example" });
   globalThis.MutationObserver = class {
     observe() {}
@@ -37,6 +41,9 @@ function page(allowed) {
   const listeners = new Set();
   const consent = {
     has: (p) => allowed.has(p),
+    get: () => ({
+      purposes: Object.fromEntries(["functional", "analytics", "ads"].map((p) => [p, { allowed: allowed.has(p) || unconfirmed.has(p), reason: "explicit" }])),
+    }),
     on: (_e, fn) => (listeners.add(fn), () => listeners.delete(fn)),
     change: () => listeners.forEach((fn) => fn({})),
     listeners,
@@ -83,4 +90,11 @@ test("a change that denies a purpose deletes its cookies; stop() ends it", () =>
   allowed.delete("analytics");
   consent.change();
   assert.ok(names().includes("_ga"), "stopped");
+});
+
+test("a grant awaiting the service's confirmation keeps its cookies: only a denial (or no answer) clears them", () => {
+  // has("analytics") is false (not confirmed yet), but the cached answer is a grant.
+  const { root, consent, names } = page(new Set(), new Set(["analytics"]));
+  enforce(consent, { cookies: { ...cookies, functional: ["session"] }, root });
+  assert.deepEqual(names(), ["_ga", "_ga_ABC123", "_gat", "_gid", "google_analytics_x"], "analytics' cookies stay, ads' and functional's go");
 });

@@ -16,7 +16,7 @@ function recorder() {
   return { calls, gtag };
 }
 
-test("consentModeDefault denies all seven signals, with wait_for_update 500 by default", () => {
+test("consentModeDefault denies six signals and grants security_storage (necessary), with wait_for_update 500 by default", () => {
   fakeBrowser();
   const { calls, gtag } = recorder();
   consentModeDefault({ gtag });
@@ -25,7 +25,7 @@ test("consentModeDefault denies all seven signals, with wait_for_update 500 by d
   assert.equal(command, "consent");
   assert.equal(type, "default");
   assert.deepEqual(Object.keys(params).filter((k) => k !== "wait_for_update").sort(), [...SIGNALS].sort());
-  assert.ok(SIGNALS.every((s) => params[s] === "denied"));
+  assert.ok(SIGNALS.every((s) => params[s] === (s === "security_storage" ? "granted" : "denied")));
   assert.equal(params.wait_for_update, 500);
 
   consentModeDefault({ gtag, waitForUpdate: 1000, region: ["DE", "FR"] });

@@ -1,6 +1,7 @@
 // The UI alone in a real headless Chromium, against a fake core (the
 // Consent interface of src/types.ts), on a page with a strict CSP: banner,
-// preference center, keyboard path, languages, GPC notice, axe-core.
+// preference center, keyboard path, languages, GPC notice, floating button,
+// axe-core.
 // Skips when no Chromium is installed.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -25,6 +26,7 @@ const POLICY = {
     ["necessary", true, "Necessary", "Notwendig", "Keeps the site working.", "Hält die Website am Laufen."],
     ["analytics", false, "Analytics", "Statistik", "Counts visits <b>anonymously</b>.", "Zählt Besuche."],
     ["ads", false, "Advertising", "Werbung", "Personalised ads.", "Personalisierte Werbung."],
+    ["marketing.sms", false, "Text messages", "SMS", "Offers by SMS.", "Angebote per SMS."],
   ].map(([id, necessary, en, de, den, dde]) => ({
     id, necessary, version: 1, gpc: id == "ads", always_opt_in: false, legal_basis: "consent", lifetime_seconds: "0",
     titles: { en, de }, descriptions: { en: den, de: dde },
@@ -32,12 +34,23 @@ const POLICY = {
 };
 
 // Runs in the page (served as a file: the CSP forbids inline script).
+// Query: granted= / denied= (explicit answers), defaults= (allowed by the
+// region's default), guardian= (a grant awaiting a guardian), prompt=0 (no
+// banner), gpc, linked, nopolicy, lang=, button= (false, left, right), link
+// (the page has its own [data-consent-open] link), long (a page longer than
+// the window).
 const PAGE_JS = `
 const q = new URLSearchParams(location.search);
 const policy = ${JSON.stringify(POLICY)};
 let pol = q.has("nopolicy") ? null : policy;
-const granted = new Set(q.has("granted") ? q.get("granted").split(",") : []);
-const ids = policy.purposes.filter((p) => !p.necessary).map((p) => p.id);
+const list = (k) => (q.get(k) ? q.get(k).split(",") : []);
+const answers = {};
+for (const id of list("defaults")) answers[id] = { allowed: true, reason: "default" };
+for (const id of list("guardian")) answers[id] = { allowed: false, reason: "awaiting_guardian" };
+for (const id of list("denied")) answers[id] = { allowed: false, reason: "explicit" };
+for (const id of list("granted")) answers[id] = { allowed: true, reason: "explicit" };
+// Cookie purposes: what the core's asked() answers by default.
+const ids = policy.purposes.filter((p) => !p.necessary && !p.id.includes(".")).map((p) => p.id);
 let ask = q.get("prompt") == "0" ? [] : ids;
 const listeners = [];
 window.calls = [];
@@ -45,20 +58,22 @@ window.violations = [];
 document.addEventListener("securitypolicyviolation", (e) => violations.push(e.violatedDirective + " " + e.blockedURI));
 const state = () => ({
   subjectId: "v1", revision: 1, gpc: q.has("gpc"), gpcHonoured: q.has("gpc"), pending: false,
-  needsPrompt: ask, purposes: Object.fromEntries([...granted].map((id) => [id, { allowed: true, reason: "explicit" }])),
+  confirmed: true, linked: q.has("linked"), needsPrompt: ask, purposes: { ...answers },
 });
 const emit = (previous) => { for (const l of listeners) l({ state: state(), previous }); return Promise.resolve(state()); };
 const write = (name, decisions, source) => {
   calls.push([name, decisions, source]);
   const previous = state();
-  for (const [id, on] of Object.entries(decisions)) on ? granted.add(id) : granted.delete(id);
+  for (const [id, on] of Object.entries(decisions)) answers[id] = { allowed: on, reason: "explicit" };
   ask = [];
   return emit(previous);
 };
 const all = (on) => Object.fromEntries(ids.map((id) => [id, on]));
 const consent = {
   get: state,
-  has: (id) => id == "necessary" || granted.has(id),
+  has: (id) => id == "necessary" || answers[id]?.allowed === true,
+  choice: (id) => (answers[id]?.reason == "explicit" ? answers[id].allowed : undefined),
+  asked: () => ids,
   policy: () => pol,
   sync: () => { pol = policy; return emit(state()); },
   set: (d, s) => write("set", d, s),
@@ -68,15 +83,27 @@ const consent = {
   on: (_, l) => { listeners.push(l); return () => listeners.splice(listeners.indexOf(l), 1); },
 };
 window.consent = consent;
-window.ui = ConsentdUI.mountUI(consent, { stylesheet: "/consentd.css", lang: q.get("lang") || undefined });
+window.addLink = () => {
+  const a = document.createElement("a");
+  a.href = "#privacy";
+  a.id = "footer-link";
+  a.setAttribute("data-consent-open", "");
+  a.textContent = "Privacy settings";
+  document.querySelector("main").append(a);
+};
+if (q.has("link")) addLink();
+// A page longer than the window: its end is only seen scrolled to the bottom.
+if (q.has("long")) for (let i = 0; i < 40; i++) document.querySelector("main").append(Object.assign(document.createElement("p"), { textContent: "Paragraph " + i }));
+const button = q.get("button");
+window.ui = ConsentdUI.mountUI(consent, { stylesheet: "/consentd.css", lang: q.get("lang") || undefined, button: button == "false" ? false : button || undefined });
 `;
 
 const HTML = (lang) => `<!doctype html><html lang="${lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>UI test</title>
 <script src="/ui.js"></script><script src="/axe.js"></script></head>
 <body><main><h1>An article</h1><p>Some text.</p>
-<p><a href="#privacy" id="footer-link" data-consent-open>Privacy settings</a></p>
-<script src="/page.js"></script></main></body></html>`;
+<script src="/page.js"></script></main>
+<footer><p id="page-end">The end of the page.</p></footer></body></html>`;
 
 let server, browser, base;
 
@@ -169,7 +196,10 @@ test("banner: accept and reject with equal weight, no CSP violation, accessible"
   await page.close();
 });
 
-test("keyboard: the focus moves in, is trapped, Esc closes, the focus returns", { skip }, async () => {
+/** Where the focus is: in the preference center, or (a native modal lets it) out in the browser's own UI; never on the page. */
+const focusInDialog = (page) => page.evaluate(() => document.querySelector("[data-consent-preferences]").contains(document.activeElement) || !document.hasFocus());
+
+test("keyboard: a native modal; the focus moves in, never reaches the page, Esc closes, the focus returns", { skip }, async () => {
   const page = await open("prompt=0&granted=analytics");
   const fab = page.locator("[data-consent-open].consentd-fab");
   assert.ok(await page.locator("[data-consent-banner]").isHidden());
@@ -177,44 +207,61 @@ test("keyboard: the focus moves in, is trapped, Esc closes, the focus returns", 
   await page.keyboard.press("Enter");
   const dialog = page.locator("[data-consent-preferences]");
   assert.ok(await dialog.isVisible());
-  assert.equal(await dialog.getAttribute("role"), "dialog");
-  assert.equal(await dialog.getAttribute("aria-modal"), "true");
-  const inDialog = () => page.evaluate(() => document.querySelector("[data-consent-preferences]").contains(document.activeElement));
+  assert.deepEqual(await dialog.evaluate((d) => [d.tagName, d.matches(":modal"), d.getAttribute("aria-labelledby") == d.querySelector("h2").id]), ["DIALOG", true, true]);
   const action = () => page.evaluate(() => document.activeElement.getAttribute("data-consent-action") || document.activeElement.getAttribute("data-consent-purpose"));
   assert.equal(await action(), "close");
-  // The backdrop covers the page, the reopen button included.
+  // ::backdrop covers the page, the reopen button included (a hit on it is the dialog's).
   const fabBox = await fab.boundingBox();
-  assert.equal(await page.evaluate(([x, y]) => document.elementFromPoint(x, y).className, [fabBox.x + 5, fabBox.y + 5]), "consentd-backdrop");
+  assert.equal(await page.evaluate(([x, y]) => document.elementFromPoint(x, y).className, [fabBox.x + 5, fabBox.y + 5]), "consentd-dialog");
   const seen = [];
-  for (let i = 0; i < 7; i++) {
+  for (let i = 0; i < 8; i++) {
     await page.keyboard.press("Tab");
-    assert.ok(await inDialog());
+    assert.ok(await focusInDialog(page), `Tab ${i + 1} reached the page`);
     seen.push(await action());
   }
-  assert.deepEqual(seen, ["analytics", "ads", "accept-all", "reject-all", "save", "close", "analytics"]);
-  await page.keyboard.press("Shift+Tab");
-  await page.keyboard.press("Shift+Tab");
-  assert.equal(await action(), "save");
+  // After Save the browser's own UI may take a turn (null), then the dialog again.
+  assert.deepEqual(seen.filter(Boolean).slice(0, 6), ["analytics", "ads", "accept-all", "reject-all", "save", "close"]);
+  for (let i = 0; i < 8; i++) {
+    await page.keyboard.press("Shift+Tab");
+    assert.ok(await focusInDialog(page), `Shift+Tab ${i + 1} reached the page`);
+  }
+  await dialog.locator('[data-consent-action="save"]').focus();
   assert.equal(await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle), "solid");
   await page.keyboard.press("Escape");
   assert.ok(await dialog.isHidden());
   assert.equal(await page.evaluate(() => document.activeElement.className), "consentd-fab");
-  assert.equal(await page.evaluate(() => document.documentElement.className), "");
-  // The page's own [data-consent-open] link opens it too, and gets the focus back.
+  assert.equal(await page.evaluate(() => getComputedStyle(document.documentElement).overflow), "visible", "the page scrolls again");
+
+  // A click on the dialog's text takes the focus off its controls: Esc still closes it.
+  await fab.click();
+  assert.ok(await dialog.isVisible());
+  assert.equal(await page.evaluate(() => getComputedStyle(document.documentElement).overflow), "hidden", "the page does not scroll under the modal");
+  await dialog.locator(".consentd-text").first().click();
+  assert.equal(await action(), null);
+  await page.keyboard.press("Escape");
+  assert.ok(await dialog.isHidden(), "Esc closes it after a click on its text");
+  assert.equal(await page.evaluate(() => document.activeElement.className), "consentd-fab");
+
+  // The page's own [data-consent-open] link, added later: the floating button goes, the link opens it and gets the focus back.
+  await page.evaluate(() => addLink());
+  await fab.waitFor({ state: "hidden" });
   await page.click("#footer-link");
   assert.ok(await dialog.isVisible());
   assert.ok(!page.url().endsWith("#privacy"));
   await page.click('[data-consent-preferences] [data-consent-action="close"]');
+  assert.ok(await dialog.isHidden());
   assert.equal(await page.evaluate(() => document.activeElement.id), "footer-link");
   await strictCSPClean(page);
   await page.close();
 });
 
-test("preference center: toggles from has(), necessary always on, save sends every toggle", { skip }, async () => {
+test("preference center: what the site asks about, switches from the cached answer, save records only what the person did", { skip }, async () => {
   const page = await open("granted=analytics");
   await page.click('[data-consent-banner] [data-consent-action="customise"]');
   const dialog = page.locator("[data-consent-preferences]");
   assert.ok(await dialog.isVisible());
+  assert.deepEqual(await dialog.locator("input").evaluateAll((l) => l.map((i) => i.getAttribute("data-consent-purpose"))), ["necessary", "analytics", "ads"],
+    "the necessary purposes and consent.asked(): not every policy purpose");
   const necessary = dialog.locator('input[data-consent-purpose="necessary"]');
   assert.ok((await necessary.isChecked()) && (await necessary.isDisabled()));
   assert.equal(await necessary.getAttribute("role"), "switch");
@@ -234,6 +281,47 @@ test("preference center: toggles from has(), necessary always on, save sends eve
   // The banner vanished under the focus: it went to the reopen button.
   assert.equal(await page.evaluate(() => document.activeElement.className), "consentd-fab");
   await strictCSPClean(page);
+  await page.close();
+});
+
+test("save: a switch on by default records nothing, an untouched switch that is off a denial, nothing to record just closes", { skip }, async () => {
+  // An opt-out region: analytics and ads allowed by default, nothing asked.
+  let page = await open("prompt=0&defaults=analytics,ads,functional");
+  const dialog = page.locator("[data-consent-preferences]");
+  await page.evaluate(() => ui.open());
+  assert.ok(await dialog.locator('input[data-consent-purpose="analytics"]').isChecked());
+  assert.ok(await dialog.locator('input[data-consent-purpose="ads"]').isChecked());
+  await dialog.locator('[data-consent-action="save"]').click();
+  assert.ok(await dialog.isHidden());
+  assert.deepEqual(await page.evaluate(() => calls), [], "nothing recorded: the person chose nothing");
+  // Off and on again: the person turned it on. Off: a denial.
+  await page.evaluate(() => ui.open());
+  await page.getByLabel("Analytics").uncheck();
+  await page.getByLabel("Analytics").check();
+  await page.getByLabel("Advertising").uncheck();
+  await dialog.locator('[data-consent-action="save"]').click();
+  assert.deepEqual(await page.evaluate(() => calls), [["set", { analytics: true, ads: false }, "preference_center"]]);
+  await page.close();
+
+  // A grant awaiting a guardian is the person's own: on, and not recorded again; an undecided switch is off and saved as a denial.
+  page = await open("prompt=0&guardian=analytics");
+  await page.evaluate(() => ui.open());
+  assert.ok(await page.locator('[data-consent-preferences] input[data-consent-purpose="analytics"]').isChecked());
+  await page.click('[data-consent-preferences] [data-consent-action="save"]');
+  assert.deepEqual(await page.evaluate(() => calls), [["set", { ads: false }, "preference_center"]]);
+  await page.close();
+});
+
+test("linked to an account: the preference center says the choices are saved with it", { skip }, async () => {
+  let page = await open("prompt=0&linked&lang=de");
+  await page.evaluate(() => ui.open());
+  const line = page.locator("[data-consent-preferences] p", { hasText: "Konto" });
+  assert.equal(await line.textContent(), "Ihre Auswahl wird mit Ihrem Konto gespeichert.");
+  assert.ok(await line.isVisible());
+  await page.close();
+  page = await open("prompt=0");
+  await page.evaluate(() => ui.open());
+  assert.equal(await page.locator("[data-consent-preferences] p", { hasText: "account" }).filter({ visible: true }).count(), 0);
   await page.close();
 });
 
@@ -261,6 +349,81 @@ test("German page, GPC honoured, mobile bottom sheet", { skip }, async () => {
   await page.close();
 });
 
+test("GPC honoured without a banner: a status notice, not modal, once per browser", { skip }, async () => {
+  const page = await open("prompt=0&gpc=1&lang=fr");
+  const note = page.locator('.consentd [role="status"]');
+  assert.ok(await note.isVisible(), "shown without opening anything");
+  assert.equal(await note.locator("span").textContent(),
+    "Le signal Global Privacy Control de votre navigateur a été respecté\u00a0: la publicité est désactivée.");
+  assert.equal(await page.evaluate(() => document.querySelector(".consentd dialog").open), false, "not modal: nothing else opened");
+  assert.deepEqual(await axe(page), []);
+  await page.screenshot({ path: artifacts + "/ui-gpc-notice.png" });
+  await note.locator('[data-consent-action="close"]').click();
+  assert.ok(await note.isHidden());
+  await page.evaluate(() => consent.sync()); // a change: it stays closed
+  assert.ok(await note.isHidden());
+  await page.reload();
+  await page.waitForFunction(() => !document.querySelector(".consentd").hidden);
+  assert.ok(await note.isHidden(), "once per browser");
+  // The preference center still says it.
+  await page.evaluate(() => ui.open());
+  assert.ok(await page.locator("[data-consent-preferences] [data-consent-gpc-notice]").isVisible());
+  await strictCSPClean(page);
+  await page.close();
+});
+
+test("GPC notice where storage is blocked: once per page", { skip }, async () => {
+  const page = await browser.newPage();
+  await page.addInitScript(() => Object.defineProperty(window, "localStorage", { get() { throw new DOMException("blocked", "SecurityError"); } }));
+  for (let i = 0; i < 2; i++) {
+    await page.goto(base + "?prompt=0&gpc=1");
+    await page.waitForFunction(() => !document.querySelector(".consentd").hidden);
+    const note = page.locator('.consentd [role="status"]');
+    assert.ok(await note.isVisible(), `page ${i + 1}`);
+    await page.evaluate(() => ui.close());
+    await page.evaluate(() => consent.sync());
+    assert.ok(await note.isHidden());
+  }
+  await page.close();
+});
+
+/** Points across an element's box (at its vertical middle) where something else is hit. */
+function uncovered(page, selector) {
+  return page.evaluate((sel) => {
+    const el = document.querySelector(sel);
+    const r = el.getBoundingClientRect();
+    const hidden = [];
+    for (let x = r.left + 2; x < r.right; x += 10) {
+      const hit = document.elementFromPoint(x, r.top + r.height / 2);
+      if (!el.contains(hit)) hidden.push(`${Math.round(x)}: ${hit?.className || hit?.tagName}`);
+    }
+    return hidden;
+  }, selector);
+}
+
+test("floating button: never over the page's last content; bottom right on request; none with button false", { skip }, async () => {
+  const viewport = { width: 375, height: 500 };
+  let page = await open("prompt=0&long", viewport);
+  const fab = page.locator(".consentd-fab");
+  assert.ok(await fab.isVisible());
+  await page.evaluate(() => scrollTo(0, document.documentElement.scrollHeight));
+  const end = await page.locator("#page-end").boundingBox();
+  assert.ok(end.y + end.height <= viewport.height, "the page's end is in view");
+  assert.deepEqual(await uncovered(page, "#page-end"), [], "what ends the page is not under the button");
+  assert.ok((await fab.boundingBox()).x < 50, "bottom left");
+  await page.close();
+
+  page = await open("prompt=0&button=right", viewport);
+  const box = await page.locator(".consentd-fab").boundingBox();
+  assert.ok(box.x + box.width > 375 - 50, `bottom right: ${JSON.stringify(box)}`);
+  await page.close();
+
+  page = await open("prompt=0&button=false", viewport);
+  assert.ok(await page.locator(".consentd-fab").isHidden());
+  assert.ok(await page.locator(".consentd-end").isHidden(), "no room kept for no button");
+  await page.close();
+});
+
 test("French texts; unknown languages fall back to English", { skip }, async () => {
   let page = await open("lang=fr");
   assert.equal(await page.locator('[data-consent-banner] [data-consent-action="reject-all"]').textContent(), "Tout refuser");
@@ -285,11 +448,11 @@ test("no policy yet: nothing until the core's change after sync; open() waits to
 });
 
 test("destroy removes everything it added and its listeners", { skip }, async () => {
-  const page = await open();
+  const page = await open("link");
   const before = await page.evaluate(() => document.querySelectorAll('link[href="/consentd.css"], link[href$="/consentd.css"]').length);
   assert.equal(before, 1);
   await page.evaluate(() => ui.destroy());
-  assert.equal(await page.locator(".consentd").count(), 0);
+  assert.equal(await page.locator(".consentd, .consentd-end").count(), 0);
   assert.equal(await page.locator('link[href$="/consentd.css"]').count(), 0);
   await page.click("#footer-link");
   assert.ok(page.url().endsWith("#privacy")); // no longer intercepted
