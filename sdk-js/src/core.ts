@@ -156,7 +156,7 @@ export function decodeCookie(value: string): Pick<ConsentState, "subjectId" | "r
 export function needsPrompt(purposes: Record<string, PurposeState>, askFor: (id: string) => boolean): string[] {
   return Object.keys(purposes).filter((id) => {
     const { allowed, reason } = purposes[id];
-    return askFor(id) && (reason === "expired" || reason === "policy_changed" || (reason === "default" && !allowed));
+    return askFor(id) && (reason == "expired" || reason == "policy_changed" || (reason == "default" && !allowed));
   });
 }
 
@@ -195,6 +195,9 @@ export function createConsent(options: ConsentOptions): Consent {
   // and the linked flag it gave.
   let confirmed = false;
   let linked = false;
+  let queue: Queued | null = load(QUEUE_KEY);
+  // The cookie value this page last wrote: unchanged, it is not written again.
+  let written = "";
 
   let state = fromCookie();
 
@@ -208,6 +211,7 @@ export function createConsent(options: ConsentOptions): Consent {
     // arrive before the queue's change is visible in this tab) comes after
     // the changes made before it.
     addEventListener("storage", (e) => {
+      queue = load(QUEUE_KEY);
       if (e.key == TABS_KEY) {
         confirmed ||= !!load(TABS_KEY)?.c;
         commit(fromCookie(), true);
@@ -235,9 +239,14 @@ export function createConsent(options: ConsentOptions): Consent {
     }
   }
 
+  // The queue as this page last read or wrote it: localStorage is read once
+  // (and again when another tab writes it), not on every has().
   function readQueue(): Queued | null {
-    const q = load(QUEUE_KEY);
-    return q?.k && q.d ? q : null;
+    return queue?.k && queue.d ? queue : null;
+  }
+
+  function saveQueue(q: Queued | null): void {
+    save(QUEUE_KEY, (queue = q));
   }
 
   function readCookie(): string {
@@ -248,7 +257,7 @@ export function createConsent(options: ConsentOptions): Consent {
   }
 
   function writeCookie(value: string): void {
-    let cookie = `${cookieName}=${value}; Path=/; Max-Age=${Math.round((options.cookieDays ?? 390) * 86400)}; SameSite=Lax`;
+    let cookie = `${cookieName}=${value}; Path=/; Max-Age=${((options.cookieDays ?? 390) * 86400) | 0}; SameSite=Lax`;
     if (options.cookieDomain) cookie += "; Domain=" + options.cookieDomain;
     if (location.protocol == "https:") cookie += "; Secure";
     document.cookie = cookie;
@@ -304,7 +313,8 @@ export function createConsent(options: ConsentOptions): Consent {
   function commit(next: ConsentState, quiet?: boolean): ConsentState {
     const previous = state;
     state = next;
-    if (hasDocument) writeCookie(encodeCookie(next));
+    const value = encodeCookie(next);
+    if (hasDocument && value != written) writeCookie((written = value));
     if (JSON.stringify(next) != JSON.stringify(previous) || announced != policy) {
       announced = policy;
       if (!quiet) save(TABS_KEY, { c: confirmed, k: randomKey() }); // a new value every time: an event every time
@@ -486,7 +496,7 @@ export function createConsent(options: ConsentOptions): Consent {
           // for another who logged in on this browser before it went out.
           // (A visitor's choice does follow a newly minted visitor id.)
           if (q.u && q.u != (await auth()).subject) {
-            save(QUEUE_KEY, null);
+            saveQueue(null);
             accept(await readAnswer());
             continue;
           }
@@ -501,12 +511,12 @@ export function createConsent(options: ConsentOptions): Consent {
           // The service refused the request itself (it will never succeed):
           // drop it so it does not block later choices, put the page back on
           // the service's state, and say so.
-          if (readQueue()?.k == q.k) save(QUEUE_KEY, null);
+          if (readQueue()?.k == q.k) saveQueue(null);
           await readAnswer().then(accept, noop);
           throw err;
         }
         attempt = 0;
-        if (readQueue()?.k == q.k) save(QUEUE_KEY, null);
+        if (readQueue()?.k == q.k) saveQueue(null);
         accept(answer.consent);
       }
       return state;
@@ -528,7 +538,7 @@ export function createConsent(options: ConsentOptions): Consent {
       // Never deny `necessary` (the service refuses it); granting it is a no-op.
       if (!isNecessary(id)) d[id] = !!decisions[id];
     }
-    save(QUEUE_KEY, { d, w: withdraw || undefined, s: source, k: randomKey(), u: options.token ? user : undefined });
+    saveQueue({ d, w: withdraw || undefined, s: source, k: randomKey(), u: options.token ? user : undefined });
     refresh();
     return flush();
   }
