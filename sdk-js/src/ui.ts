@@ -310,22 +310,25 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
 
   let link: HTMLLinkElement | null = null;
   let off: (() => void) | null = null;
-  function start() {
-    const href = options.stylesheet;
-    if (href) {
-      const url = new URL(href, doc.baseURI).href;
-      const links = Array.from(doc.querySelectorAll<HTMLLinkElement>('link[rel~="stylesheet"]'));
-      if (!links.some((l) => l.href == url)) {
-        link = el("link", "", "", { rel: "stylesheet", href: url });
-        // Stay hidden until the styles are there (or failed), so nothing unstyled flashes.
-        link.onload = link.onerror = () => {
-          root.hidden = false;
-          render();
-        };
-        doc.head.append(link);
-      }
+  // The stylesheet is asked for at once, not once the body is there: its
+  // download then overlaps the page's parsing instead of delaying the banner.
+  const href = options.stylesheet;
+  if (href) {
+    const url = new URL(href, doc.baseURI).href;
+    const links = Array.from(doc.querySelectorAll<HTMLLinkElement>('link[rel~="stylesheet"]'));
+    if (!links.some((l) => l.href == url)) {
+      link = el("link", "", "", { rel: "stylesheet", href: url });
+      // Stay hidden until the styles are there (or failed), so nothing unstyled flashes.
+      link.onload = link.onerror = () => {
+        root.hidden = false;
+        if (off) render();
+      };
+      doc.head.append(link);
     }
-    if (!link) root.hidden = false;
+  }
+  if (!link) root.hidden = false;
+
+  function start() {
     const container = options.container || doc.body;
     container.insertBefore(root, container.firstChild);
     doc.addEventListener("click", onClick, true); // capture: a page stopping propagation cannot break the reopen link
