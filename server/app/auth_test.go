@@ -37,7 +37,7 @@ var endpoints = []endpoint{
 	{name: "GetPolicy", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
 		_, err := c.GetPolicy(ctx, &consentv1.GetPolicyRequest{})
 		return err
-	}, method: "GET", path: "/v1/policy", visitor: true},
+	}, method: "GET", path: "/v1/policy", public: true, visitor: true},
 	{name: "GetConsent", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
 		_, err := c.GetConsent(ctx, &consentv1.GetConsentRequest{SubjectId: "alice"})
 		return err

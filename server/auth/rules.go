@@ -15,7 +15,10 @@ type Rule struct {
 // Rules is the access table of consent.v1.ConsentService. An RPC of the
 // service that is missing here is refused to everyone: new RPCs fail closed.
 var Rules = map[string]Rule{
-	consentv1.ConsentService_GetPolicy_FullMethodName:           {Scopes: AllScopes, Visitor: true},
+	// The policy is what every visitor is shown: a browser's first visit
+	// reads it with no credentials (public calls are rate limited per
+	// client IP), alongside CreateVisitor.
+	consentv1.ConsentService_GetPolicy_FullMethodName:           {Public: true, Scopes: AllScopes, Visitor: true},
 	consentv1.ConsentService_GetConsent_FullMethodName:          {Scopes: []Scope{ScopeRead}, Visitor: true},
 	consentv1.ConsentService_UpdateConsent_FullMethodName:       {Scopes: []Scope{ScopeWrite}, Visitor: true},
 	consentv1.ConsentService_WithdrawConsent_FullMethodName:     {Scopes: []Scope{ScopeWrite}, Visitor: true},
