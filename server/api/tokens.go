@@ -13,15 +13,23 @@ import (
 	"github.com/consentd/consentd/server/domain"
 )
 
-// CreateVisitor mints a new anonymous visitor id and its token. Nothing is
-// stored: the visitor exists once it first writes.
-func (s *Server) CreateVisitor(ctx context.Context, _ *consentv1.CreateVisitorRequest) (*consentv1.CreateVisitorResponse, error) {
+// CreateVisitor mints a new anonymous visitor id and its token, and answers
+// with its consent in the region asked for, so a browser's first visit needs
+// no GetConsent. Nothing is stored: the visitor exists once it first writes.
+// The id is new, so its record is the empty one and the answer is computed
+// without reading Redis: what GetConsent would answer for it.
+func (s *Server) CreateVisitor(ctx context.Context, req *consentv1.CreateVisitorRequest) (*consentv1.CreateVisitorResponse, error) {
+	policy := s.policy()
+	if err := domain.ValidateRegionCode("region", req.GetRegion()); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
 	id := auth.NewVisitorID()
 	token, err := s.issue(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return &consentv1.CreateVisitorResponse{SubjectId: id, Token: token}, nil
+	consent := consentToProto(policy, id, domain.Record{}, req.GetRegion(), s.now())
+	return &consentv1.CreateVisitorResponse{SubjectId: id, Token: token, Consent: consent}, nil
 }
 
 // IssueSubjectToken mints a token for a subject a site's backend vouches for.

@@ -2200,7 +2200,11 @@ func (x *SubjectToken) GetExpireTime() *timestamppb.Timestamp {
 
 // CreateVisitorRequest asks for a new anonymous visitor.
 type CreateVisitorRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Region code (e.g. "DE", "US-CA") to compute the new visitor's consent
+	// for; empty means the policy's default region. Nothing is stored: later
+	// calls name their region again.
+	Region        string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2235,13 +2239,25 @@ func (*CreateVisitorRequest) Descriptor() ([]byte, []int) {
 	return file_consent_v1_consent_proto_rawDescGZIP(), []int{25}
 }
 
-// CreateVisitorResponse carries the new visitor's id and token.
+func (x *CreateVisitorRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+// CreateVisitorResponse carries the new visitor's id, token and consent.
 type CreateVisitorResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The new visitor's subject id: "v_" and 22 random characters (128 bits).
 	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	// A token bound to it.
-	Token         *SubjectToken `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	Token *SubjectToken `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// The new visitor's consent in the request's region: every purpose's
+	// region default (revision 0, no decisions), exactly what GetConsent
+	// answers for this id and region until the visitor first writes. A
+	// browser can show its banner from this and GetPolicy alone.
+	Consent       *Consent `protobuf:"bytes,3,opt,name=consent,proto3" json:"consent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2286,6 +2302,13 @@ func (x *CreateVisitorResponse) GetSubjectId() string {
 func (x *CreateVisitorResponse) GetToken() *SubjectToken {
 	if x != nil {
 		return x.Token
+	}
+	return nil
+}
+
+func (x *CreateVisitorResponse) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
 	}
 	return nil
 }
@@ -4321,12 +4344,14 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\fSubjectToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"\x16\n" +
-	"\x14CreateVisitorRequest\"f\n" +
+	"expireTime\".\n" +
+	"\x14CreateVisitorRequest\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\"\x95\x01\n" +
 	"\x15CreateVisitorResponse\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12.\n" +
-	"\x05token\x18\x02 \x01(\v2\x18.consent.v1.SubjectTokenR\x05token\"9\n" +
+	"\x05token\x18\x02 \x01(\v2\x18.consent.v1.SubjectTokenR\x05token\x12-\n" +
+	"\aconsent\x18\x03 \x01(\v2\x13.consent.v1.ConsentR\aconsent\"9\n" +
 	"\x18IssueSubjectTokenRequest\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\"K\n" +
@@ -4632,78 +4657,79 @@ var file_consent_v1_consent_proto_depIdxs = []int32{
 	26, // 29: consent.v1.ConsentEvent.changes:type_name -> consent.v1.PurposeChange
 	67, // 30: consent.v1.SubjectToken.expire_time:type_name -> google.protobuf.Timestamp
 	28, // 31: consent.v1.CreateVisitorResponse.token:type_name -> consent.v1.SubjectToken
-	28, // 32: consent.v1.IssueSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
-	28, // 33: consent.v1.RefreshSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
-	67, // 34: consent.v1.ExportSubjectResponse.export_time:type_name -> google.protobuf.Timestamp
-	11, // 35: consent.v1.ExportSubjectResponse.consent:type_name -> consent.v1.Consent
-	27, // 36: consent.v1.ExportSubjectResponse.events:type_name -> consent.v1.ConsentEvent
-	6,  // 37: consent.v1.ExportSubjectResponse.policy:type_name -> consent.v1.Policy
-	39, // 38: consent.v1.ExportSubjectResponse.chain:type_name -> consent.v1.ChainVerification
-	67, // 39: consent.v1.EraseSubjectResponse.erase_time:type_name -> google.protobuf.Timestamp
-	11, // 40: consent.v1.RestrictProcessingResponse.consent:type_name -> consent.v1.Consent
-	11, // 41: consent.v1.LiftRestrictionResponse.consent:type_name -> consent.v1.Consent
-	11, // 42: consent.v1.LinkSubjectsResponse.consent:type_name -> consent.v1.Consent
-	11, // 43: consent.v1.MarkMinorResponse.consent:type_name -> consent.v1.Consent
-	11, // 44: consent.v1.ConfirmGuardianConsentResponse.consent:type_name -> consent.v1.Consent
-	54, // 45: consent.v1.WatchConsentChangesResponse.changes:type_name -> consent.v1.ConsentChange
-	67, // 46: consent.v1.ConsentChange.time:type_name -> google.protobuf.Timestamp
-	3,  // 47: consent.v1.ConsentChange.type:type_name -> consent.v1.EventType
-	1,  // 48: consent.v1.ConsentChange.source:type_name -> consent.v1.Source
-	26, // 49: consent.v1.ConsentChange.changes:type_name -> consent.v1.PurposeChange
-	63, // 50: consent.v1.CreateFeedConsumerResponse.consumer:type_name -> consent.v1.FeedConsumer
-	63, // 51: consent.v1.ListFeedConsumersResponse.consumers:type_name -> consent.v1.FeedConsumer
-	67, // 52: consent.v1.FeedConsumer.oldest_unacknowledged_opt_out_time:type_name -> google.protobuf.Timestamp
-	4,  // 53: consent.v1.ConsentService.GetPolicy:input_type -> consent.v1.GetPolicyRequest
-	12, // 54: consent.v1.ConsentService.GetConsent:input_type -> consent.v1.GetConsentRequest
-	14, // 55: consent.v1.ConsentService.UpdateConsent:input_type -> consent.v1.UpdateConsentRequest
-	16, // 56: consent.v1.ConsentService.WithdrawConsent:input_type -> consent.v1.WithdrawConsentRequest
-	18, // 57: consent.v1.ConsentService.CheckConsent:input_type -> consent.v1.CheckConsentRequest
-	22, // 58: consent.v1.ConsentService.BatchCheckConsent:input_type -> consent.v1.BatchCheckConsentRequest
-	24, // 59: consent.v1.ConsentService.ListConsentEvents:input_type -> consent.v1.ListConsentEventsRequest
-	35, // 60: consent.v1.ConsentService.FilterSubjects:input_type -> consent.v1.FilterSubjectsRequest
-	29, // 61: consent.v1.ConsentService.CreateVisitor:input_type -> consent.v1.CreateVisitorRequest
-	31, // 62: consent.v1.ConsentService.IssueSubjectToken:input_type -> consent.v1.IssueSubjectTokenRequest
-	33, // 63: consent.v1.ConsentService.RefreshSubjectToken:input_type -> consent.v1.RefreshSubjectTokenRequest
-	37, // 64: consent.v1.ConsentService.ExportSubject:input_type -> consent.v1.ExportSubjectRequest
-	40, // 65: consent.v1.ConsentService.EraseSubject:input_type -> consent.v1.EraseSubjectRequest
-	42, // 66: consent.v1.ConsentService.RestrictProcessing:input_type -> consent.v1.RestrictProcessingRequest
-	44, // 67: consent.v1.ConsentService.LiftRestriction:input_type -> consent.v1.LiftRestrictionRequest
-	46, // 68: consent.v1.ConsentService.LinkSubjects:input_type -> consent.v1.LinkSubjectsRequest
-	48, // 69: consent.v1.ConsentService.MarkMinor:input_type -> consent.v1.MarkMinorRequest
-	50, // 70: consent.v1.ConsentService.ConfirmGuardianConsent:input_type -> consent.v1.ConfirmGuardianConsentRequest
-	52, // 71: consent.v1.ConsentService.WatchConsentChanges:input_type -> consent.v1.WatchConsentChangesRequest
-	55, // 72: consent.v1.ConsentService.AcknowledgeConsentChanges:input_type -> consent.v1.AcknowledgeConsentChangesRequest
-	57, // 73: consent.v1.ConsentService.CreateFeedConsumer:input_type -> consent.v1.CreateFeedConsumerRequest
-	59, // 74: consent.v1.ConsentService.DeleteFeedConsumer:input_type -> consent.v1.DeleteFeedConsumerRequest
-	61, // 75: consent.v1.ConsentService.ListFeedConsumers:input_type -> consent.v1.ListFeedConsumersRequest
-	5,  // 76: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
-	13, // 77: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
-	15, // 78: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
-	17, // 79: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
-	19, // 80: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
-	23, // 81: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
-	25, // 82: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
-	36, // 83: consent.v1.ConsentService.FilterSubjects:output_type -> consent.v1.FilterSubjectsResponse
-	30, // 84: consent.v1.ConsentService.CreateVisitor:output_type -> consent.v1.CreateVisitorResponse
-	32, // 85: consent.v1.ConsentService.IssueSubjectToken:output_type -> consent.v1.IssueSubjectTokenResponse
-	34, // 86: consent.v1.ConsentService.RefreshSubjectToken:output_type -> consent.v1.RefreshSubjectTokenResponse
-	38, // 87: consent.v1.ConsentService.ExportSubject:output_type -> consent.v1.ExportSubjectResponse
-	41, // 88: consent.v1.ConsentService.EraseSubject:output_type -> consent.v1.EraseSubjectResponse
-	43, // 89: consent.v1.ConsentService.RestrictProcessing:output_type -> consent.v1.RestrictProcessingResponse
-	45, // 90: consent.v1.ConsentService.LiftRestriction:output_type -> consent.v1.LiftRestrictionResponse
-	47, // 91: consent.v1.ConsentService.LinkSubjects:output_type -> consent.v1.LinkSubjectsResponse
-	49, // 92: consent.v1.ConsentService.MarkMinor:output_type -> consent.v1.MarkMinorResponse
-	51, // 93: consent.v1.ConsentService.ConfirmGuardianConsent:output_type -> consent.v1.ConfirmGuardianConsentResponse
-	53, // 94: consent.v1.ConsentService.WatchConsentChanges:output_type -> consent.v1.WatchConsentChangesResponse
-	56, // 95: consent.v1.ConsentService.AcknowledgeConsentChanges:output_type -> consent.v1.AcknowledgeConsentChangesResponse
-	58, // 96: consent.v1.ConsentService.CreateFeedConsumer:output_type -> consent.v1.CreateFeedConsumerResponse
-	60, // 97: consent.v1.ConsentService.DeleteFeedConsumer:output_type -> consent.v1.DeleteFeedConsumerResponse
-	62, // 98: consent.v1.ConsentService.ListFeedConsumers:output_type -> consent.v1.ListFeedConsumersResponse
-	76, // [76:99] is the sub-list for method output_type
-	53, // [53:76] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	11, // 32: consent.v1.CreateVisitorResponse.consent:type_name -> consent.v1.Consent
+	28, // 33: consent.v1.IssueSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
+	28, // 34: consent.v1.RefreshSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
+	67, // 35: consent.v1.ExportSubjectResponse.export_time:type_name -> google.protobuf.Timestamp
+	11, // 36: consent.v1.ExportSubjectResponse.consent:type_name -> consent.v1.Consent
+	27, // 37: consent.v1.ExportSubjectResponse.events:type_name -> consent.v1.ConsentEvent
+	6,  // 38: consent.v1.ExportSubjectResponse.policy:type_name -> consent.v1.Policy
+	39, // 39: consent.v1.ExportSubjectResponse.chain:type_name -> consent.v1.ChainVerification
+	67, // 40: consent.v1.EraseSubjectResponse.erase_time:type_name -> google.protobuf.Timestamp
+	11, // 41: consent.v1.RestrictProcessingResponse.consent:type_name -> consent.v1.Consent
+	11, // 42: consent.v1.LiftRestrictionResponse.consent:type_name -> consent.v1.Consent
+	11, // 43: consent.v1.LinkSubjectsResponse.consent:type_name -> consent.v1.Consent
+	11, // 44: consent.v1.MarkMinorResponse.consent:type_name -> consent.v1.Consent
+	11, // 45: consent.v1.ConfirmGuardianConsentResponse.consent:type_name -> consent.v1.Consent
+	54, // 46: consent.v1.WatchConsentChangesResponse.changes:type_name -> consent.v1.ConsentChange
+	67, // 47: consent.v1.ConsentChange.time:type_name -> google.protobuf.Timestamp
+	3,  // 48: consent.v1.ConsentChange.type:type_name -> consent.v1.EventType
+	1,  // 49: consent.v1.ConsentChange.source:type_name -> consent.v1.Source
+	26, // 50: consent.v1.ConsentChange.changes:type_name -> consent.v1.PurposeChange
+	63, // 51: consent.v1.CreateFeedConsumerResponse.consumer:type_name -> consent.v1.FeedConsumer
+	63, // 52: consent.v1.ListFeedConsumersResponse.consumers:type_name -> consent.v1.FeedConsumer
+	67, // 53: consent.v1.FeedConsumer.oldest_unacknowledged_opt_out_time:type_name -> google.protobuf.Timestamp
+	4,  // 54: consent.v1.ConsentService.GetPolicy:input_type -> consent.v1.GetPolicyRequest
+	12, // 55: consent.v1.ConsentService.GetConsent:input_type -> consent.v1.GetConsentRequest
+	14, // 56: consent.v1.ConsentService.UpdateConsent:input_type -> consent.v1.UpdateConsentRequest
+	16, // 57: consent.v1.ConsentService.WithdrawConsent:input_type -> consent.v1.WithdrawConsentRequest
+	18, // 58: consent.v1.ConsentService.CheckConsent:input_type -> consent.v1.CheckConsentRequest
+	22, // 59: consent.v1.ConsentService.BatchCheckConsent:input_type -> consent.v1.BatchCheckConsentRequest
+	24, // 60: consent.v1.ConsentService.ListConsentEvents:input_type -> consent.v1.ListConsentEventsRequest
+	35, // 61: consent.v1.ConsentService.FilterSubjects:input_type -> consent.v1.FilterSubjectsRequest
+	29, // 62: consent.v1.ConsentService.CreateVisitor:input_type -> consent.v1.CreateVisitorRequest
+	31, // 63: consent.v1.ConsentService.IssueSubjectToken:input_type -> consent.v1.IssueSubjectTokenRequest
+	33, // 64: consent.v1.ConsentService.RefreshSubjectToken:input_type -> consent.v1.RefreshSubjectTokenRequest
+	37, // 65: consent.v1.ConsentService.ExportSubject:input_type -> consent.v1.ExportSubjectRequest
+	40, // 66: consent.v1.ConsentService.EraseSubject:input_type -> consent.v1.EraseSubjectRequest
+	42, // 67: consent.v1.ConsentService.RestrictProcessing:input_type -> consent.v1.RestrictProcessingRequest
+	44, // 68: consent.v1.ConsentService.LiftRestriction:input_type -> consent.v1.LiftRestrictionRequest
+	46, // 69: consent.v1.ConsentService.LinkSubjects:input_type -> consent.v1.LinkSubjectsRequest
+	48, // 70: consent.v1.ConsentService.MarkMinor:input_type -> consent.v1.MarkMinorRequest
+	50, // 71: consent.v1.ConsentService.ConfirmGuardianConsent:input_type -> consent.v1.ConfirmGuardianConsentRequest
+	52, // 72: consent.v1.ConsentService.WatchConsentChanges:input_type -> consent.v1.WatchConsentChangesRequest
+	55, // 73: consent.v1.ConsentService.AcknowledgeConsentChanges:input_type -> consent.v1.AcknowledgeConsentChangesRequest
+	57, // 74: consent.v1.ConsentService.CreateFeedConsumer:input_type -> consent.v1.CreateFeedConsumerRequest
+	59, // 75: consent.v1.ConsentService.DeleteFeedConsumer:input_type -> consent.v1.DeleteFeedConsumerRequest
+	61, // 76: consent.v1.ConsentService.ListFeedConsumers:input_type -> consent.v1.ListFeedConsumersRequest
+	5,  // 77: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
+	13, // 78: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
+	15, // 79: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
+	17, // 80: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
+	19, // 81: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
+	23, // 82: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
+	25, // 83: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
+	36, // 84: consent.v1.ConsentService.FilterSubjects:output_type -> consent.v1.FilterSubjectsResponse
+	30, // 85: consent.v1.ConsentService.CreateVisitor:output_type -> consent.v1.CreateVisitorResponse
+	32, // 86: consent.v1.ConsentService.IssueSubjectToken:output_type -> consent.v1.IssueSubjectTokenResponse
+	34, // 87: consent.v1.ConsentService.RefreshSubjectToken:output_type -> consent.v1.RefreshSubjectTokenResponse
+	38, // 88: consent.v1.ConsentService.ExportSubject:output_type -> consent.v1.ExportSubjectResponse
+	41, // 89: consent.v1.ConsentService.EraseSubject:output_type -> consent.v1.EraseSubjectResponse
+	43, // 90: consent.v1.ConsentService.RestrictProcessing:output_type -> consent.v1.RestrictProcessingResponse
+	45, // 91: consent.v1.ConsentService.LiftRestriction:output_type -> consent.v1.LiftRestrictionResponse
+	47, // 92: consent.v1.ConsentService.LinkSubjects:output_type -> consent.v1.LinkSubjectsResponse
+	49, // 93: consent.v1.ConsentService.MarkMinor:output_type -> consent.v1.MarkMinorResponse
+	51, // 94: consent.v1.ConsentService.ConfirmGuardianConsent:output_type -> consent.v1.ConfirmGuardianConsentResponse
+	53, // 95: consent.v1.ConsentService.WatchConsentChanges:output_type -> consent.v1.WatchConsentChangesResponse
+	56, // 96: consent.v1.ConsentService.AcknowledgeConsentChanges:output_type -> consent.v1.AcknowledgeConsentChangesResponse
+	58, // 97: consent.v1.ConsentService.CreateFeedConsumer:output_type -> consent.v1.CreateFeedConsumerResponse
+	60, // 98: consent.v1.ConsentService.DeleteFeedConsumer:output_type -> consent.v1.DeleteFeedConsumerResponse
+	62, // 99: consent.v1.ConsentService.ListFeedConsumers:output_type -> consent.v1.ListFeedConsumersResponse
+	77, // [77:100] is the sub-list for method output_type
+	54, // [54:77] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_consent_v1_consent_proto_init() }

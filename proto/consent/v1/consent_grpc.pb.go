@@ -53,7 +53,8 @@ const (
 // gateway.yaml next to this file.
 type ConsentServiceClient interface {
 	// GetPolicy returns the purposes and regions in force: what a banner shows
-	// and what the effective answers are computed from.
+	// and what the effective answers are computed from. It needs no
+	// credentials; it is rate limited per client.
 	GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*GetPolicyResponse, error)
 	// GetConsent returns the effective answer for every purpose of a subject,
 	// with the stored decisions behind them.
@@ -81,7 +82,8 @@ type ConsentServiceClient interface {
 	// reads are pipelined: one round trip per batch.
 	FilterSubjects(ctx context.Context, in *FilterSubjectsRequest, opts ...grpc.CallOption) (*FilterSubjectsResponse, error)
 	// CreateVisitor mints an id for a new anonymous visitor and a subject token
-	// bound to it. It needs no credentials; it is rate limited per client.
+	// bound to it, and answers with its consent (every purpose's region
+	// default). It needs no credentials; it is rate limited per client.
 	CreateVisitor(ctx context.Context, in *CreateVisitorRequest, opts ...grpc.CallOption) (*CreateVisitorResponse, error)
 	// IssueSubjectToken mints a subject token for a subject the caller knows,
 	// e.g. a logged-in user, for a site's backend to hand to the browser.
@@ -395,7 +397,8 @@ func (c *consentServiceClient) ListFeedConsumers(ctx context.Context, in *ListFe
 // gateway.yaml next to this file.
 type ConsentServiceServer interface {
 	// GetPolicy returns the purposes and regions in force: what a banner shows
-	// and what the effective answers are computed from.
+	// and what the effective answers are computed from. It needs no
+	// credentials; it is rate limited per client.
 	GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error)
 	// GetConsent returns the effective answer for every purpose of a subject,
 	// with the stored decisions behind them.
@@ -423,7 +426,8 @@ type ConsentServiceServer interface {
 	// reads are pipelined: one round trip per batch.
 	FilterSubjects(context.Context, *FilterSubjectsRequest) (*FilterSubjectsResponse, error)
 	// CreateVisitor mints an id for a new anonymous visitor and a subject token
-	// bound to it. It needs no credentials; it is rate limited per client.
+	// bound to it, and answers with its consent (every purpose's region
+	// default). It needs no credentials; it is rate limited per client.
 	CreateVisitor(context.Context, *CreateVisitorRequest) (*CreateVisitorResponse, error)
 	// IssueSubjectToken mints a subject token for a subject the caller knows,
 	// e.g. a logged-in user, for a site's backend to hand to the browser.
