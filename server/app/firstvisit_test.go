@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server/config"
 	"github.com/consentd/consentd/server/internal/redistest"
 )
 
@@ -114,5 +115,24 @@ func TestCreateVisitorOverRESTAnswersWithTheConsent(t *testing.T) {
 	code, body, _ = srv.rest(t, "POST", "/v1/visitors", `{"region":"germany"}`, "Authorization", "")
 	if code != http.StatusBadRequest || !strings.HasPrefix(jsonPath(body, "message"), "region:") {
 		t.Errorf("POST /v1/visitors with a bad region: %d %v, want 400 naming region", code, body)
+	}
+}
+
+// TestTheFirstVisitNeedsNoPreflight: a page's first two calls are CORS
+// simple requests (no OPTIONS round trip): POST /v1/visitors with the body
+// as text/plain (what fetch sends for a string body without a Content-Type)
+// and a plain GET /v1/policy.
+func TestTheFirstVisitNeedsNoPreflight(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL(), func(c *config.Config) { c.CORSOrigins = []string{"https://shop.example"} })
+	code, body, h := srv.rest(t, "POST", "/v1/visitors", `{"region":"DE"}`,
+		"Authorization", "", "Origin", "https://shop.example", "Content-Type", "text/plain;charset=UTF-8")
+	if code != http.StatusOK || !strings.HasPrefix(jsonPath(body, "subject_id"), "v_") || jsonPath(body, "consent.region_id") != "eea" ||
+		h.Get("Access-Control-Allow-Origin") != "https://shop.example" {
+		t.Fatalf("POST /v1/visitors as text/plain from the site: %d %v %v", code, body, h)
+	}
+	code, raw, h := srv.restRaw(t, "GET", "/v1/policy", "", "Authorization", "", "Origin", "https://shop.example")
+	if code != http.StatusOK || !strings.Contains(string(raw), `"purposes"`) || h.Get("Access-Control-Allow-Origin") != "https://shop.example" ||
+		!strings.Contains(strings.ToLower(h.Get("Access-Control-Expose-Headers")), "etag") {
+		t.Fatalf("GET /v1/policy from the site with no credentials: %d %.200s %v", code, raw, h)
 	}
 }
