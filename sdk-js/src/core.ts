@@ -196,6 +196,9 @@ export function createConsent(options: ConsentOptions): Consent {
   let confirmed = false;
   let linked = false;
   let queue: Queued | null = load(QUEUE_KEY);
+  // The answer POST /v1/visitors gave for the visitor it just minted, until
+  // the first answer is taken.
+  let fresh: ServiceConsent | null = null;
   // The cookie value this page last wrote: unchanged, it is not written again.
   let written = "";
 
@@ -345,6 +348,7 @@ export function createConsent(options: ConsentOptions): Consent {
     if (c.subject_id == seenSubject && revision < seenRevision && !!c.linked == linked) return state;
     seenSubject = c.subject_id;
     seenRevision = revision;
+    fresh = null;
     confirmed = true;
     linked = !!c.linked;
     const purposes: Record<string, PurposeState> = {};
@@ -363,7 +367,9 @@ export function createConsent(options: ConsentOptions): Consent {
   async function request(method: string, path: string, body?: unknown, token?: string, tag?: string): Promise<any> {
     const headers: Record<string, string> = {};
     if (token) headers.Authorization = "Bearer " + token;
-    if (body) headers["Content-Type"] = "application/json";
+    // No Content-Type: fetch sends a JSON string as text/plain, which
+    // consentd reads as JSON, and POST /v1/visitors (no Authorization) stays
+    // a CORS simple request: no preflight round trip on a first visit.
     if (tag) headers["If-None-Match"] = tag;
     const res = await fetchFn(endpoint + path, {
       method,
@@ -396,7 +402,8 @@ export function createConsent(options: ConsentOptions): Consent {
         if ((err as HttpError).status != 401) return stored;
       }
     }
-    const r = await request("POST", "/v1/visitors", {});
+    const r = await request("POST", "/v1/visitors", { region });
+    fresh = r.consent; // the new visitor's answer: no read needed
     return storeToken({ subject_id: r.subject_id, ...r.token });
   }
 
@@ -444,10 +451,9 @@ export function createConsent(options: ConsentOptions): Consent {
     }
   }
 
-  /** The policy: fetched, or revalidated by its ETag when cached. */
+  /** The policy (public: no token needed, so it loads while a visitor is minted): fetched, or revalidated by its ETag when cached. */
   function loadPolicy(): Promise<Policy> {
-    const cached = load(POLICY_KEY);
-    return (policyRequest ||= call("GET", () => "/v1/policy", undefined, () => policy && cached?.e).then(
+    return (policyRequest ||= request("GET", "/v1/policy", undefined, undefined, policy && load(POLICY_KEY)?.e).then(
       (r) => {
         if (r) save(POLICY_KEY, { e: r.etag, p: (policy = r.policy as Policy) });
         return policy!;
@@ -569,7 +575,9 @@ export function createConsent(options: ConsentOptions): Consent {
    * its answerTag (null: unchanged). Not when this browser sends GPC: the
    * answer's gpc_time tells whether the service has recorded the signal.
    */
-  function readAnswer(conditional?: boolean): Promise<ServiceConsent> {
+  async function readAnswer(conditional?: boolean): Promise<ServiceConsent> {
+    await auth();
+    if (fresh) return fresh;
     return call(
       "GET",
       (id) => consentPath(id) + (region ? "?region=" + encodeURIComponent(region) : ""),

@@ -118,13 +118,15 @@ export function fakeConsentd({ mechanism = "opt_in", tokenDays = 180 } = {}) {
 
   function route(method, path, body, auth, headers) {
     if (method === "POST" && path === "/v1/visitors") {
+      // The new visitor's answer comes with it, as consentd sends it.
       const id = `v_visitor${++svc.visitors}`;
-      return json(200, { subject_id: id, token: svc.mint(id) });
+      return json(200, { subject_id: id, token: svc.mint(id), consent: answer(id, { revision: 0, decisions: {}, gpcTime: null }) });
     }
+    // The policy is public: no token needed.
+    if (method === "GET" && path === "/v1/policy") return conditional(headers, '"test-1"', { policy });
     const bearer = svc.tokens.get((auth || "").replace(/^Bearer /, ""));
     if (!bearer || bearer.expires < new Date()) return json(401, { code: 16, message: "subject token invalid" });
     if (method === "POST" && path === "/v1/tokens:refresh") return json(200, { token: svc.mint(bearer.subject) });
-    if (method === "GET" && path === "/v1/policy") return conditional(headers, '"test-1"', { policy });
     const m = /^\/v1\/subjects\/([^/]+)\/consent(:withdraw)?$/.exec(path);
     if (!m) return json(404, { code: 5, message: "not found" });
     const id = m[1];

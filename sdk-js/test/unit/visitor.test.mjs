@@ -16,22 +16,25 @@ test("nothing is fetched until sync() or a choice", () => {
   assert.equal(svc.calls.length, 0);
 });
 
-test("the first sync mints a visitor, keeps its token in localStorage (never a cookie) and reads policy and consent with it", async () => {
+test("the first sync is one round trip: the policy (public) while a visitor is minted, whose answer comes with it; the token kept in localStorage, never a cookie", async () => {
   const page = fakeBrowser();
   const svc = fakeConsentd();
   const consent = createConsent({ endpoint, region: "DE", fetch: svc.fetch });
   const state = await consent.sync();
 
   assert.deepEqual(
-    svc.calls.map((c) => `${c.method} ${c.path}${c.query}`),
-    ["POST /v1/visitors", "GET /v1/policy", "GET /v1/subjects/v_visitor1/consent?region=DE"],
+    svc.calls.map((c) => `${c.method} ${c.path}${c.query}`).sort(),
+    ["GET /v1/policy", "POST /v1/visitors"],
+    "no read of the new visitor's consent: the mint's answer is it",
   );
-  assert.equal(svc.calls[0].auth, undefined, "minting a visitor needs no credentials");
+  const mint = svc.callsTo("POST", "/v1/visitors")[0];
+  assert.equal(mint.auth, undefined, "minting a visitor needs no credentials");
+  assert.deepEqual(mint.body, { region: "DE" }, "the answer is for the page's region");
+  assert.equal(mint.headers["Content-Type"], undefined, "a CORS simple request: no preflight");
+  assert.equal(svc.callsTo("GET", "/v1/policy")[0].auth, undefined, "the policy is public");
   const stored = page.stored("consentd.token");
   assert.equal(stored.subject_id, "v_visitor1");
   assert.ok(Date.parse(stored.expire_time) > Date.now() + 100 * DAY);
-  assert.equal(svc.calls[1].auth, "Bearer " + stored.token);
-  assert.equal(svc.calls[2].auth, "Bearer " + stored.token);
   assert.ok(![...page.jar.values()].some((c) => c.value.includes(stored.token)));
 
   assert.equal(state.subjectId, "v_visitor1");
