@@ -192,7 +192,7 @@ func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 
-// errorHandler maps statuses to HTTP as DESIGN.md says: grpc-gateway's
+// errorHandler maps statuses to HTTP as the README's Errors table says: grpc-gateway's
 // defaults, except FailedPrecondition (min_revision not reached) which is 412.
 // Errors the gateway makes itself while decoding a request (malformed JSON,
 // a wrong type) carry no field; they are named "body" here.

@@ -29,8 +29,11 @@ export const demoDir = join(sdkDir, 'demo');
 export const resultsDir = join(sdkDir, 'test-results');
 export const axePath = join(sdkDir, 'node_modules/axe-core/axe.min.js');
 
-// TOOLCHAIN.md "Browser and JS": Debian's Chromium and the flags it needs here
-// (exported for bench/bench.mjs, which launches one browser for many contexts).
+// Debian's Chromium (apt-get install chromium; never a downloaded browser),
+// headless without its sandbox (CI runs as root), and with nothing that
+// reaches out on its own (QUIC, background networking, component updates,
+// sync), so a test talks only to what the test started. Exported for
+// bench/bench.mjs, which launches one browser for many contexts.
 export const chromiumPath = '/usr/bin/chromium';
 export const chromiumFlags = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
