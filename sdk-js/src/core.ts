@@ -13,7 +13,11 @@
 // grants rather than guessing (fail closed). A choice made on this page
 // counts at once.
 
+import { answerTag, decodeCookie, encodeCookie, needsPrompt, SUBJECT_ID } from "./cookie.js";
 import type { Consent, ConsentState, ChangeEvent, Policy, PurposeState, Reason, Source } from "./types.js";
+
+// The cookie's codec, for tools that read the cookie themselves.
+export { decodeCookie, encodeCookie, needsPrompt } from "./cookie.js";
 
 // The public types, importable from "@consentd/sdk/core" (types cost no bytes).
 export type { ChangeEvent, Consent, ConsentState, Policy, Purpose, PurposeState, Reason, Source } from "./types.js";
@@ -103,62 +107,6 @@ const QUEUE_KEY = "consentd.queue";
 const POLICY_KEY = "consentd.policy";
 // Written on every change, to tell other tabs (see the storage listener).
 const TABS_KEY = "consentd.tabs";
-
-// One letter per reason in the cookie, the letter of REASONS' reason at the
-// same index: upper case allowed, lower case denied.
-const REASONS: Reason[] = ["explicit", "default", "gpc", "expired", "policy_changed", "necessary", "restricted", "awaiting_guardian"];
-const CODES = "edgxpnra";
-
-const SUBJECT_ID = /^[A-Za-z0-9._:@+-]{1,128}$/;
-const COOKIE_PURPOSE = /^([a-z][a-z0-9_.]*):([a-zA-Z])$/;
-
-/**
- * The answer in its compact form, "<revision>|<purpose>:<code>/...": the
- * code is the reason's letter, upper case when allowed. consentd's ETag for
- * GET /v1/subjects/{id}/consent is exactly this (quoted), so the cookie is
- * revalidated without storing anything else.
- */
-function answerTag(state: Pick<ConsentState, "revision" | "purposes">): string {
-  const purposes = Object.keys(state.purposes).map((id) => {
-    const p = state.purposes[id];
-    const code = CODES[REASONS.indexOf(p.reason)] || "e";
-    return id + ":" + (p.allowed ? code.toUpperCase() : code);
-  });
-  return state.revision + "|" + purposes.join("/");
-}
-
-/**
- * Encodes the cached state as the cookie value, e.g.
- * "1|v_4Fq...|3|necessary:N/functional:e/analytics:E/ads:g": version,
- * subject id, then answerTag. needsPrompt and gpcHonoured follow from the
- * reasons, so they cost no bytes. Every character is a valid cookie octet:
- * no escaping.
- */
-export function encodeCookie(state: Pick<ConsentState, "subjectId" | "revision" | "purposes">): string {
-  return "1|" + (state.subjectId || "") + "|" + answerTag(state);
-}
-
-/** Decodes a cookie value; null for anything not written by encodeCookie. */
-export function decodeCookie(value: string): Pick<ConsentState, "subjectId" | "revision" | "purposes"> | null {
-  const m = /^1\|([A-Za-z0-9._:@+-]{0,128})\|(\d{1,15})\|(.*)$/.exec(value);
-  if (!m) return null;
-  const purposes: Record<string, PurposeState> = {};
-  for (const item of m[3] ? m[3].split("/") : []) {
-    const p = COOKIE_PURPOSE.exec(item);
-    const reason = p && REASONS[CODES.indexOf(p[2].toLowerCase())];
-    if (!reason) return null;
-    purposes[p[1]] = { allowed: p[2] < "a", reason }; // upper case: allowed
-  }
-  return { subjectId: m[1] || null, revision: +m[2], purposes };
-}
-
-/** Purposes to ask about: undecided and denied, or whose decision expired or whose policy changed. */
-export function needsPrompt(purposes: Record<string, PurposeState>, askFor: (id: string) => boolean): string[] {
-  return Object.keys(purposes).filter((id) => {
-    const { allowed, reason } = purposes[id];
-    return askFor(id) && (reason == "expired" || reason == "policy_changed" || (reason == "default" && !allowed));
-  });
-}
 
 export function createConsent(options: ConsentOptions): Consent {
   const endpoint = options.endpoint.replace(/\/+$/, "");

@@ -21,7 +21,7 @@ import (
 // HTTP cache.
 //
 // The consent's ETag is the answer in the SDK cookie's compact form (see
-// encodeCookie in sdk-js/src/core.ts, whose value is "1|<subject id>|"
+// encodeCookie in sdk-js/src/cookie.ts, whose value is "1|<subject id>|"
 // followed by exactly this), so the SDK can revalidate straight from its
 // cookie:
 //
@@ -44,8 +44,8 @@ import (
 // deterministic encoding of the message (maps sorted) took 60% of the JSON's
 // own time for the shipped policy.
 
-// reasonLetters are the SDK cookie's reason codes (REASON_CODES in
-// sdk-js/src/core.ts), lower case.
+// reasonLetters are the SDK cookie's reason codes (REASONS and CODES in
+// sdk-js/src/cookie.ts), lower case.
 var reasonLetters = map[consentv1.Reason]byte{
 	consentv1.Reason_REASON_EXPLICIT:          'e',
 	consentv1.Reason_REASON_DEFAULT:           'd',
