@@ -70,6 +70,7 @@ func (s *Server) LinkSubjects(ctx context.Context, req *consentv1.LinkSubjectsRe
 		merge := domain.MergeLink(policy, visitor, rec)
 		w := s.linkWrite(ctx, user, visitorID)
 		w.Decisions, w.GPCAt, w.ExpectedRevision = merge.Decisions, merge.GPCAt, &rec.Revision
+		w.LinkedVisitor = visitorID // kept with the user, so erasing the user finds the visitor
 		w.IdempotencyKey = fmt.Sprintf("link:%s:%d", visitorID, linkRevision)
 		if merge.Restrict {
 			w.Restrict = &merge.Restrict

@@ -3,6 +3,8 @@ package keys
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -36,6 +38,11 @@ var (
 type Sealer struct {
 	activeID string
 	aeads    map[string]cipher.AEAD // by key id
+	// macKeys are derived from the encryption keys, active first: integrity
+	// tags (MAC) need a key that whoever can write to the store does not
+	// hold, and the encryption keys are the operator's secrets already, so
+	// a rotation of those rotates these too.
+	macKeys [][]byte
 }
 
 // NewSealer builds a Sealer from keys, the active one first (as in
@@ -66,8 +73,44 @@ func NewSealer(keys []Key) (*Sealer, error) {
 			return nil, fmt.Errorf("keys: sealer: key %q: %w", k.ID, err)
 		}
 		s.aeads[k.ID] = aead
+		mac := hmac.New(sha256.New, k.Secret)
+		mac.Write([]byte("consentd integrity v1"))
+		s.macKeys = append(s.macKeys, mac.Sum(nil)) // in the keys' order: the active first
 	}
 	return s, nil
+}
+
+// MAC is an HMAC-SHA256 of the parts (each length-prefixed, so parts cannot
+// run into each other) under the integrity key derived from the active
+// encryption key. Whoever can write to the store but does not hold the key
+// file cannot make one.
+func (s *Sealer) MAC(parts ...[]byte) []byte { return mac(s.macKeys[0], parts) }
+
+// VerifyMAC reports whether tag is MAC(parts) under the integrity key of any
+// known encryption key: tags made before a rotation stay valid while their
+// key is listed. tag may be a prefix of the MAC, of at least 16 bytes.
+func (s *Sealer) VerifyMAC(tag []byte, parts ...[]byte) bool {
+	if len(tag) < 16 {
+		return false
+	}
+	for _, key := range s.macKeys {
+		if hmac.Equal(mac(key, parts)[:min(len(tag), sha256.Size)], tag) {
+			return true
+		}
+	}
+	return false
+}
+
+func mac(key []byte, parts [][]byte) []byte {
+	h := hmac.New(sha256.New, key)
+	var n [4]byte
+	for _, p := range parts {
+		l := len(p)
+		n[0], n[1], n[2], n[3] = byte(l>>24), byte(l>>16), byte(l>>8), byte(l)
+		h.Write(n[:])
+		h.Write(p)
+	}
+	return h.Sum(nil)
 }
 
 // Seal encrypts plaintext with the active key. Sealing the same plaintext

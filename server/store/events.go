@@ -20,28 +20,32 @@ import (
 
 // A subject's history is a Redis List of JSON events, one per write, oldest
 // first (a List, not a Stream: a Stream's first node alone takes ~4.7 KB).
-// Each event ends with its hash ("h"): the sha1 hex of the event without
-// its "h" field and followed by ,"prev":"<the previous event's h>"} (empty
-// for the first). The previous hash is hashed, not stored: the event before
-// holds it. Editing or deleting an event breaks the chain and VerifyChain
-// reports it.
+// Each event ends with its hash ("h"): a keyed MAC of the subject id, the
+// event without its "h" and the previous event's hash (see integrity.go);
+// "" is the previous hash of the first. The previous hash is hashed, not
+// stored: the event before holds it. Editing, deleting or inserting an event
+// breaks the chain, whoever does it without the operator's keys, and
+// VerifyChain reports it.
 //
-// Three layouts of events are stored, and all three read and verify; writes
-// use the newest only:
+// Four layouts of events are stored, and all of them read and verify;
+// writes use the newest only:
 //
-//   - the current one (see eventHead and writeScript): an update's type left
-//     out, the channel as a letter, the decisions before the write as "o", a
-//     string of one letter per purpose of "n";
-//   - the one before: "t":"update" spelled out, the channel too, and the
+//   - the current one: as the one before, with what is personal (reason,
+//     client facts, counterpart, guardian) sealed with the subject's data
+//     key into "x", and the hash a keyed MAC;
+//   - the one before: an update's type left out, the channel as a letter,
+//     the decisions before the write as "o", a string of one letter per
+//     purpose of "n"; the hash the sha1 hex of the event followed by
+//     ,"prev":"<the previous hash>"}, which anyone can recompute;
+//   - the one before it: "t":"update" spelled out, the channel too, and the
 //     decisions before as an object "old" (purpose -> "g" or "d"), "{}" when
-//     there were none; hashed as the current one;
+//     there were none; hashed as the one before;
 //   - the first: as the one before, plus "prev" stored in the event, which
 //     is hashed as stored.
 //
-// This detects changes made by someone who does not recompute the chain, e.g.
-// a mistaken LSET or LREM. An attacker with write access to Redis can
-// recompute every hash after an edit: proving history against that needs
-// anchors kept outside Redis (e.g. signed periodic exports of the last hash).
+// Events of the three earlier layouts are unauthenticated: they verify as a
+// chain, which shows an accidental edit, but not against someone who
+// recomputes it. They can only come before the first keyed event.
 
 // Change is one purpose's change in an event.
 type Change struct {
@@ -69,6 +73,9 @@ type Event struct {
 	Changes       []Change // sorted by purpose
 	PrevHash      string   // Hash of the previous event; "" for the first
 	Hash          string
+	// Keyed: the hash is a keyed MAC (the current layout); false for events
+	// written before, whose hash anyone could recompute.
+	Keyed bool
 }
 
 // storedEvent is the JSON of a history entry in any of its layouts: what Go
@@ -77,22 +84,24 @@ type Event struct {
 type storedEvent struct {
 	eventHead
 	Rev  int64             `json:"rev"`
+	X    string            `json:"x"`    // the sealed eventPersonal
 	Old  string            `json:"o"`    // decisions before, by position in New's sorted purposes
 	OldM map[string]string `json:"old"`  // the same, in the earlier layouts
 	Prev *string           `json:"prev"` // only in events of the first layout
 	H    string            `json:"h"`
 }
 
-// hashMatches reports whether a stored event's hash covers its content and
-// the previous event's hash prev.
-func hashMatches(entry, prev string) bool {
+// legacyHashMatches reports whether a stored event's hash is the unkeyed
+// sha1 of the earlier layouts over its content and the previous event's
+// hash prev.
+func legacyHashMatches(entry, prev string) bool {
 	n := len(entry)
 	if n < hashSuffixLen+2 || entry[n-hashSuffixLen:n-42] != `,"h":"` || entry[n-2:] != `"}` {
 		return false
 	}
 	content := entry[:n-hashSuffixLen]
 	var body string
-	if strings.Contains(content, `,"prev":"`) { // the earlier layout: prev stored, hashed as stored
+	if strings.Contains(content, `,"prev":"`) { // the first layout: prev stored, hashed as stored
 		body = content + "}"
 	} else {
 		body = content + `,"prev":"` + prev + `"}`
@@ -101,35 +110,53 @@ func hashMatches(entry, prev string) bool {
 	return hex.EncodeToString(sum[:]) == entry[n-42:n-2]
 }
 
+// keyedHashMatches reports whether a stored event's hash is the keyed MAC
+// of the current layout.
+func (s *Store) keyedHashMatches(subjectID, entry, prev string) bool {
+	n := len(entry)
+	if n < hashSuffixLen+2 || entry[n-hashSuffixLen:n-42] != `,"h":"` || entry[n-2:] != `"}` {
+		return false
+	}
+	return s.eventHashMatches(subjectID, entry[:n-hashSuffixLen], prev, entry[n-42:n-2])
+}
+
 // eventsScript reads one page of history in one round trip. Every write
 // appends exactly one event and raises the revision by one, so the element at
 // index i holds revision firstRev+i, and a page is one LRANGE.
 //
 // KEYS the history list under each known HMAC key, the active first (just
-// one when no previous key is known): the subject's history is in the first
-// that is not empty (it lives under exactly one; see "Rotating the HMAC key"
-// in store.go). Looking inside the script keeps that atomic.
+// one when no previous key is known), then the state hash under each: the
+// subject's history is in the first list that is not empty (it lives under
+// exactly one; see "Rotating the HMAC key" in store.go). Looking inside the
+// script keeps that atomic.
 // ARGV[1] before: only events with revision < before; <= 0 for the newest
 // ARGV[2] limit (> 0)
-// Returns {firstRev, {events oldest first}}; {0, {}} when there is no history.
+// ARGV[3] the partition's key prefix, to name the data key (see
+// readForWriteScript)
+// Returns {firstRev, {events oldest first}, data key handle, wrapped data
+// key}; {0, {}, "", ""} when there is no history.
 var eventsScript = redis.NewScript(`
-local list, n = nil, 0
-for i = 1, #KEYS do
+local list, state, n = nil, nil, 0
+local k = #KEYS / 2
+for i = 1, k do
   n = redis.call('LLEN', KEYS[i])
   if n > 0 then
-    list = KEYS[i]
+    list, state = KEYS[i], KEYS[i + k]
     break
   end
 end
-if not list then return {0, {}} end
+if not list then return {0, {}, '', ''} end
+local handle = redis.call('HGET', state, '_dk') or ''
+local wrapped = ''
+if handle ~= '' then wrapped = redis.call('GET', ARGV[3] .. ':k:' .. handle) or '' end
 local first = cjson.decode(redis.call('LINDEX', list, 0)).rev
 local stop = n - 1
 local before = tonumber(ARGV[1])
 if before > 0 and before - first - 1 < stop then stop = before - first - 1 end
-if stop < 0 then return {first, {}} end
+if stop < 0 then return {first, {}, handle, wrapped} end
 local start = stop - tonumber(ARGV[2]) + 1
 if start < 0 then start = 0 end
-return {first, redis.call('LRANGE', list, start, stop)}
+return {first, redis.call('LRANGE', list, start, stop), handle, wrapped}
 `)
 
 // Events returns up to limit events newest first, only those with Revision <
@@ -139,27 +166,33 @@ func (s *Store) Events(ctx context.Context, subjectID string, before int64, limi
 		return nil, nil
 	}
 	known := s.knownKeysFor(subjectID)
-	lists := make([]string, len(known))
+	names := make([]string, 2*len(known))
 	for i, k := range known {
-		lists[i] = k.history
+		names[i], names[i+len(known)] = k.history, k.state
 	}
 	// One event more than asked, when there is one: the oldest event's
 	// previous hash is the hash of the event before it.
-	reply, err := s.runScript(ctx, eventsScript, lists, before, limit+1).Slice()
+	reply, err := s.runScript(ctx, eventsScript, names, before, limit+1, known[0].base).Slice()
 	if err != nil {
 		return nil, wrapErr("events", err)
 	}
-	if len(reply) != 2 {
+	if len(reply) != 4 {
 		return nil, fmt.Errorf("store: events: unexpected script reply")
 	}
 	raw, ok := reply[1].([]any)
 	if !ok {
 		return nil, fmt.Errorf("store: events: unexpected script reply")
 	}
+	handle, _ := reply[2].(string)
+	wrapped, _ := reply[3].(string)
+	dk, err := s.openSubjectKey(handle, wrapped)
+	if err != nil {
+		return nil, err
+	}
 	prev, start := "", 0 // fewer than asked: the oldest is the chain's head
 	if len(raw) == limit+1 {
 		entry, _ := raw[0].(string)
-		older, err := decodeEvent(entry, s.opts.Sealer)
+		older, err := decodeEvent(entry, s.opts.Sealer, dk)
 		if err != nil {
 			return nil, err
 		}
@@ -168,23 +201,41 @@ func (s *Store) Events(ctx context.Context, subjectID string, before int64, limi
 	events := make([]Event, len(raw)-start)
 	for i := start; i < len(raw); i++ {
 		entry, _ := raw[i].(string)
-		e, err := decodeEvent(entry, s.opts.Sealer)
+		e, err := decodeEvent(entry, s.opts.Sealer, dk)
 		if err != nil {
 			return nil, err
 		}
-		if e.PrevHash == "" { // not stored (the current layout): the event before's
+		if e.PrevHash == "" { // not stored (the later layouts): the event before's
 			e.PrevHash = prev
 		}
+		e.Keyed = s.keyedHashMatches(subjectID, entry, prev)
 		prev = e.Hash
 		events[len(raw)-1-i] = e // newest first
 	}
 	return events, nil
 }
 
+// openSubjectKey unwraps a subject's data key read along with its data; nil
+// when it has none (never written since data keys, or the key is gone).
+func (s *Store) openSubjectKey(handle, wrapped string) (*dataKey, error) {
+	if handle == "" || wrapped == "" {
+		return nil, nil
+	}
+	k, err := openDataKey(s.opts.Sealer, handle, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
 // UnreadableClient stands for a sealed event field (client facts, a link's
 // counterpart, a guardian) sealed with an encryption key that is no longer in
 // the key file.
 const UnreadableClient = "(sealed with an encryption key no longer known)"
+
+// UnreadablePersonal stands for an event's personal details (reason, client
+// facts, counterpart, guardian) when the subject's data key is gone.
+const UnreadablePersonal = "(sealed with the subject's data key, which is gone)"
 
 func openField(sealer *keys.Sealer, sealed string) string {
 	if sealed == "" {
@@ -220,7 +271,9 @@ func (e Event) OptOut() bool {
 	return false
 }
 
-func decodeEvent(entry string, sealer *keys.Sealer) (Event, error) {
+// decodeEvent reads a stored event in any layout; dk opens its personal part
+// (nil: it stays unread, see UnreadableClient).
+func decodeEvent(entry string, sealer *keys.Sealer, dk *dataKey) (Event, error) {
 	var se storedEvent
 	if err := json.Unmarshal([]byte(entry), &se); err != nil {
 		return Event{}, fmt.Errorf("%w: history event: %v", errCorrupt, err)
@@ -242,6 +295,17 @@ func decodeEvent(entry string, sealer *keys.Sealer) (Event, error) {
 	e.Client = openField(sealer, se.Client)
 	e.Counterpart = openField(sealer, se.Link)
 	e.Guardian = openField(sealer, se.Guard)
+	if se.X != "" {
+		var p eventPersonal
+		plain, err := dk.open(se.X)
+		if err == nil {
+			err = json.Unmarshal(plain, &p)
+		}
+		if err != nil {
+			p = eventPersonal{Client: UnreadablePersonal}
+		}
+		e.Reason, e.Client, e.Counterpart, e.Guardian = p.Reason, p.Client, p.Counterpart, p.Guardian
+	}
 	e.Minor = se.Minor
 	for p, v := range se.New {
 		e.Changes = append(e.Changes, Change{Purpose: p, New: v == "g"})
@@ -268,21 +332,21 @@ func decodeEvent(entry string, sealer *keys.Sealer) (Event, error) {
 // hashSuffixLen is the length of `,"h":"<40 hex>"}`, the end of every event.
 const hashSuffixLen = len(`,"h":"`) + 40 + len(`"}`)
 
-// VerifyChain checks a subject's whole stored history: each event's hash
-// matches its content, links to the previous event's hash, revisions run
-// 1, 2, 3, ... without gaps, and the last one is the state's revision. The
-// error (ErrChainBroken) names the first bad revision.
+// VerifyChain checks a subject's whole stored history and state: each
+// event's hash matches its content and links to the previous event's hash,
+// revisions run 1, 2, 3, ... without gaps, the last one is the state's
+// revision, and the state matches its integrity tag. The error
+// (ErrChainBroken) names the first bad revision.
 func (s *Store) VerifyChain(ctx context.Context, subjectID string) error {
-	entries, stateRev, err := s.readChain(ctx, subjectID)
+	h, err := s.History(ctx, subjectID)
 	if err != nil {
 		return err
 	}
-	_, err = verifyChain(entries, stateRev)
-	return err
+	return h.Chain
 }
 
-// ChainError says where and how a history's hash chain is broken. It is
-// ErrChainBroken.
+// ChainError says where and how a history's hash chain, or the state it ends
+// in, does not check out. It is ErrChainBroken.
 type ChainError struct {
 	Revision int64  // the first revision that does not check out
 	Problem  string // what is wrong, for a person to read
@@ -294,123 +358,175 @@ func (e *ChainError) Error() string {
 
 func (e *ChainError) Is(target error) bool { return target == ErrChainBroken }
 
-// History is a subject's whole stored history and what verifying its hash
-// chain found, both from one read.
+// History is a subject's whole stored history and what verifying it found,
+// both from one read.
 type History struct {
 	Events  []Event // oldest first
 	Checked int     // events that verified before the first bad one (all, when Chain is nil)
 	Chain   error   // nil, or a *ChainError (ErrChainBroken) naming the first bad revision
+	// Unauthenticated counts the events that verified only as an unkeyed
+	// chain (written before keyed MACs); StateUntagged: the state has no
+	// integrity tag (not written since). Neither is a finding by itself.
+	Unauthenticated int
+	StateUntagged   bool
 }
 
-// History reads the subject's whole history at one instant and verifies it,
-// so the events listed are the events verified (what an export needs: reading
-// the list twice would let a write in between make the two disagree).
+// History reads the subject's whole history and state at one instant and
+// verifies them, so the events listed are the events verified (what an
+// export needs: reading the list twice would let a write in between make the
+// two disagree).
 func (s *Store) History(ctx context.Context, subjectID string) (History, error) {
-	entries, stateRev, err := s.readChain(ctx, subjectID)
+	entries, state, dk, err := s.readChain(ctx, subjectID)
 	if err != nil {
 		return History{}, err
 	}
 	h := History{Events: make([]Event, len(entries))}
-	h.Checked, h.Chain = verifyChain(entries, stateRev)
 	prev := ""
 	for i, entry := range entries {
-		e, err := decodeEvent(entry, s.opts.Sealer)
+		e, err := decodeEvent(entry, s.opts.Sealer, dk)
 		if err != nil {
 			return History{}, err
 		}
-		if e.PrevHash == "" { // not stored (the current layout): the event before's
+		if e.PrevHash == "" { // not stored (the later layouts): the event before's
 			e.PrevHash = prev
 		}
 		prev = e.Hash
 		h.Events[i] = e
 	}
+	s.verifyHistory(subjectID, entries, state, &h)
 	return h, nil
 }
 
-// readChain reads the subject's history list and the state's revision.
-func (s *Store) readChain(ctx context.Context, subjectID string) (entries []string, stateRev int64, err error) {
-	// MULTI/EXEC: the state's revision and the list are read at one instant,
-	// under every known HMAC key's names (one slot, so one transaction on a
-	// cluster too); the subject's data is under the first that has any.
+// chainScript reads a subject's state hash, history list and data key at one
+// instant, under the first known HMAC key's names that hold any (one slot).
+//
+// KEYS the state hash under each known HMAC key, the active first, then the
+// history list under each
+// ARGV[1] the partition's key prefix, to name the data key (see
+// readForWriteScript)
+// Returns {state (HGETALL), history (LRANGE), wrapped data key or ""}.
+var chainScript = redis.NewScript(`
+local k = #KEYS / 2
+for i = 1, k do
+  if redis.call('EXISTS', KEYS[i], KEYS[i + k]) > 0 then
+    local handle = redis.call('HGET', KEYS[i], '_dk')
+    local wrapped = ''
+    if handle then wrapped = redis.call('GET', ARGV[1] .. ':k:' .. handle) or '' end
+    return {redis.call('HGETALL', KEYS[i]), redis.call('LRANGE', KEYS[i + k], 0, -1), wrapped}
+  end
+end
+return {{}, {}, ''}
+`)
+
+// readChain reads the subject's history, its state and its data key (nil
+// when it has none).
+func (s *Store) readChain(ctx context.Context, subjectID string) (entries []string, state map[string]string, dk *dataKey, err error) {
 	known := s.knownKeysFor(subjectID)
-	revCmds := make([]*redis.StringCmd, len(known))
-	listCmds := make([]*redis.StringSliceCmd, len(known))
-	_, err = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range known {
-			revCmds[i] = p.HGet(ctx, k.state, fieldRevision)
-			listCmds[i] = p.LRange(ctx, k.history, 0, -1)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) { // Nil: no state under a name
-		return nil, 0, wrapErr("read history", err)
+	names := make([]string, 2*len(known))
+	for i, k := range known {
+		names[i], names[i+len(known)] = k.state, k.history
 	}
-	for i := range known {
-		v, err := revCmds[i].Result()
-		hasState := err == nil
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, 0, wrapErr("read history", err)
-		}
-		list, err := listCmds[i].Result()
-		if err != nil {
-			return nil, 0, wrapErr("read history", err)
-		}
-		if !hasState && len(list) == 0 {
-			continue // nothing under this key's names
-		}
-		if hasState {
-			if stateRev, err = strconv.ParseInt(v, 10, 64); err != nil {
-				return nil, 0, fmt.Errorf("%w: field %q", errCorrupt, fieldRevision)
-			}
-		}
-		return list, stateRev, nil
+	reply, err := s.runScript(ctx, chainScript, names, known[0].base).Slice()
+	if err != nil {
+		return nil, nil, nil, wrapErr("read history", err)
 	}
-	return nil, 0, nil
+	if len(reply) != 3 {
+		return nil, nil, nil, errors.New("store: read history: unexpected script reply")
+	}
+	if state, err = pairsToMap(reply[0]); err != nil {
+		return nil, nil, nil, err
+	}
+	list, _ := reply[1].([]any)
+	entries = make([]string, len(list))
+	for i, e := range list {
+		entries[i], _ = e.(string)
+	}
+	wrapped, _ := reply[2].(string)
+	dk, err = s.openSubjectKey(state[fieldDataKey], wrapped)
+	return entries, state, dk, err
 }
 
-// verifyChain checks a history (oldest first) against the state's revision,
-// and says how many events checked out before the first bad one.
-func verifyChain(entries []string, stateRev int64) (checked int, err error) {
+// verifyHistory checks a history (oldest first) and the state it ends in,
+// and fills h's Checked, Chain, Unauthenticated and StateUntagged.
+func (s *Store) verifyHistory(subjectID string, entries []string, state map[string]string, h *History) {
+	stateRev := int64(0)
+	if v, ok := state[fieldRevision]; ok {
+		var err error
+		if stateRev, err = strconv.ParseInt(v, 10, 64); err != nil {
+			h.Chain = &ChainError{Revision: 0, Problem: "the state's revision is not a number"}
+			return
+		}
+	}
 	// The chain starts at revision 1, or later when the history expired
 	// (Options.HistoryRetention) while the state stayed: the next write then
 	// started a new chain (hashed with an empty previous hash) at the state's
 	// next revision. A head whose older events were deleted does not hash
-	// with an empty previous hash.
+	// with an empty previous hash, and without the keys nobody can make one
+	// that does.
 	first := int64(1)
 	if len(entries) > 0 {
 		var head storedEvent
-		if json.Unmarshal([]byte(entries[0]), &head) == nil && head.Rev > 1 && hashMatches(entries[0], "") {
+		if json.Unmarshal([]byte(entries[0]), &head) == nil && head.Rev > 1 &&
+			(s.keyedHashMatches(subjectID, entries[0], "") || legacyHashMatches(entries[0], "")) {
 			first = head.Rev
 		}
 	}
-	prev := ""
+	prev, keyed := "", false
 	for i, entry := range entries {
 		rev := first + int64(i) // the revision this position must hold
-		broken := func(why string) (int, error) {
-			return i, &ChainError{Revision: rev, Problem: why}
+		broken := func(why string) {
+			h.Checked, h.Chain = i, &ChainError{Revision: rev, Problem: why}
 		}
 		n := len(entry)
 		if n < hashSuffixLen+2 || entry[n-hashSuffixLen:n-42] != `,"h":"` || entry[n-2:] != `"}` {
-			return broken("no hash at the end of the event")
+			broken("no hash at the end of the event")
+			return
 		}
 		var se storedEvent
 		if err := json.Unmarshal([]byte(entry), &se); err != nil {
-			return broken("the event is not valid JSON")
+			broken("the event is not valid JSON")
+			return
 		}
 		if se.Rev != rev {
-			return broken(fmt.Sprintf("found revision %d in its place (events missing or reordered)", se.Rev))
+			broken(fmt.Sprintf("found revision %d in its place (events missing or reordered)", se.Rev))
+			return
 		}
-		if se.Prev != nil && *se.Prev != prev {
-			return broken("the previous-hash link does not match the event before it")
-		}
-		if !hashMatches(entry, prev) {
-			return broken("the event's content, or its link to the event before, does not match its hash")
+		switch {
+		case s.keyedHashMatches(subjectID, entry, prev):
+			keyed = true
+			if i < len(h.Events) {
+				h.Events[i].Keyed = true
+			}
+		case keyed:
+			broken("the event's content, or its link to the event before, does not match its keyed hash (changed without the operator's keys)")
+			return
+		case se.Prev != nil && *se.Prev != prev:
+			broken("the previous-hash link does not match the event before it")
+			return
+		case legacyHashMatches(entry, prev):
+			h.Unauthenticated++
+		default:
+			broken("the event's content, or its link to the event before, does not match its hash")
+			return
 		}
 		prev = se.H
 	}
+	h.Checked = len(entries)
 	if last := first + int64(len(entries)) - 1; last != stateRev {
-		return len(entries), &ChainError{Revision: min(last, stateRev) + 1,
-			Problem: fmt.Sprintf("the state has revision %d but the history ends at %d (events missing)", stateRev, last)}
+		h.Chain = &ChainError{Revision: min(last, stateRev) + 1,
+			Problem: fmt.Sprintf("the state has revision %d but the history ends at %d (events missing, or the state rolled back)", stateRev, last)}
+		return
 	}
-	return len(entries), nil
+	switch {
+	case len(state) == 0:
+	case state[fieldTag] != "":
+		if !s.stateTagMatches(subjectID, state) {
+			h.Chain = &ChainError{Revision: stateRev, Problem: "the state's fields do not match its integrity tag (changed without the operator's keys)"}
+		}
+	case state[fieldDataKey] != "" || keyed:
+		// Written since tags were, so its tag was removed.
+		h.Chain = &ChainError{Revision: stateRev, Problem: "the state has no integrity tag, though it was written with one"}
+	default:
+		h.StateUntagged = true
+	}
 }

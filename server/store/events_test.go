@@ -49,7 +49,7 @@ func TestDecodeEventOfEveryLayout(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := decodeEvent(tc.stored, testSealer)
+			got, err := decodeEvent(tc.stored, testSealer, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +61,7 @@ func TestDecodeEventOfEveryLayout(t *testing.T) {
 
 	// Decisions before that do not line up with the purposes are corrupt,
 	// not silently misattributed.
-	if _, err := decodeEvent(`{"at":1,"s":"a","n":{"ads":"g","b":"g"},"rev":1,"o":"g","h":"aa"}`, testSealer); err == nil {
+	if _, err := decodeEvent(`{"at":1,"s":"a","n":{"ads":"g","b":"g"},"rev":1,"o":"g","h":"aa"}`, testSealer, nil); err == nil {
 		t.Error("an \"o\" shorter than the purposes decoded")
 	}
 }
@@ -79,7 +79,7 @@ func TestEventHeadRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			stored := string(b[:len(b)-1]) + `,"rev":1,"h":"aa"}`
-			e, err := decodeEvent(stored, testSealer)
+			e, err := decodeEvent(stored, testSealer, nil)
 			if err != nil {
 				t.Fatalf("%s: %v", stored, err)
 			}

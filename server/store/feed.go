@@ -237,9 +237,9 @@ func (r *FeedReader) readCursor(ctx context.Context) ([]FeedBatch, bool, error) 
 		func(p redis.Pipeliner, partition int, count int64) func() ([]redis.XMessage, error) {
 			return p.XRangeN(ctx, r.s.feedKey(partition), after(r.pos[partition]), "+", count).Result
 		},
-		func(partition int, msgs []redis.XMessage, _ bool) error {
+		func(partition int, msgs []redis.XMessage, _ bool, dks map[string]*dataKey) error {
 			for _, m := range msgs {
-				c, deleted, err := r.s.feedChange(partition, m)
+				c, deleted, err := r.s.feedChange(partition, m, dks)
 				if err != nil {
 					return err
 				}
@@ -275,9 +275,9 @@ func (r *FeedReader) readConsumer(ctx context.Context) ([]FeedBatch, bool, error
 		changes []FeedChange
 		acks    = map[int][]string{} // by partition: filtered out, or deleted by an erasure
 	)
-	keep := func(partition int, msgs []redis.XMessage) error {
+	keep := func(partition int, msgs []redis.XMessage, dks map[string]*dataKey) error {
 		for _, m := range msgs {
-			c, deleted, err := r.s.feedChange(partition, m)
+			c, deleted, err := r.s.feedChange(partition, m, dks)
 			if err != nil {
 				return err
 			}
@@ -315,14 +315,14 @@ func (r *FeedReader) readConsumer(ctx context.Context) ([]FeedBatch, bool, error
 			func(p redis.Pipeliner, partition int, count int64) func() ([]redis.XMessage, error) {
 				return group(p, partition, count, r.pending[partition])
 			},
-			func(partition int, msgs []redis.XMessage, full bool) error {
+			func(partition int, msgs []redis.XMessage, full bool, dks map[string]*dataKey) error {
 				if len(msgs) > 0 {
 					r.pending[partition] = msgs[len(msgs)-1].ID
 				}
 				if !full {
 					r.pending[partition] = "" // all redelivered
 				}
-				return keep(partition, msgs)
+				return keep(partition, msgs, dks)
 			})
 		if err != nil {
 			return nil, false, err
@@ -338,7 +338,9 @@ func (r *FeedReader) readConsumer(ctx context.Context) ([]FeedBatch, bool, error
 			func(p redis.Pipeliner, partition int, count int64) func() ([]redis.XMessage, error) {
 				return group(p, partition, count, ">")
 			},
-			func(partition int, msgs []redis.XMessage, _ bool) error { return keep(partition, msgs) })
+			func(partition int, msgs []redis.XMessage, _ bool, dks map[string]*dataKey) error {
+				return keep(partition, msgs, dks)
+			})
 		if err != nil {
 			return nil, false, err
 		}
@@ -396,7 +398,7 @@ func (r *FeedReader) passes(e Event) bool {
 // partition did so in the last round.
 func (s *Store) readRounds(ctx context.Context, partitions []int, n int,
 	read func(p redis.Pipeliner, partition int, count int64) func() ([]redis.XMessage, error),
-	got func(partition int, msgs []redis.XMessage, full bool) error,
+	got func(partition int, msgs []redis.XMessage, full bool, dks map[string]*dataKey) error,
 ) (more bool, err error) {
 	count := int64(max(1, (n+len(partitions)-1)/len(partitions)))
 	total := 0
@@ -412,17 +414,26 @@ func (s *Store) readRounds(ctx context.Context, partitions []int, n int,
 			return false, feedErr(err)
 		}
 		var full []int
-		for i, partition := range partitions {
+		read := make([][]redis.XMessage, len(partitions))
+		for i := range partitions {
 			msgs, err := results[i]()
 			if err != nil && !errors.Is(err, redis.Nil) {
 				return false, feedErr(err)
 			}
+			read[i] = msgs
+		}
+		dks, err := s.feedDataKeys(ctx, partitions, read)
+		if err != nil {
+			return false, err
+		}
+		for i, partition := range partitions {
+			msgs := read[i]
 			isFull := int64(len(msgs)) == count
 			if isFull {
 				full = append(full, partition)
 			}
 			total += len(msgs)
-			if err := got(partition, msgs, isFull); err != nil {
+			if err := got(partition, msgs, isFull, dks); err != nil {
 				return false, err
 			}
 		}
@@ -442,9 +453,17 @@ func feedErr(err error) error {
 	return wrapErr("watch feed", err)
 }
 
-// feedChange decodes a stream entry; deleted is true for a pending entry
-// whose data is gone (an erasure deleted it).
-func (s *Store) feedChange(partition int, m redis.XMessage) (c FeedChange, deleted bool, err error) {
+// feedChange decodes a stream entry; deleted is true for an entry whose data
+// is gone: a pending entry deleted by an erasure, or an entry whose data key
+// is gone (its subject was erased, and XDEL has not reached it yet). dks
+// holds the data keys of the entries read (feedDataKeys).
+//
+// An entry of the current layout must carry an authentic event (its keyed
+// hash, made from the subject id, the event and "p"): a change written into
+// the stream by anyone without the operator's keys is refused, loudly, like
+// one that cannot be opened: a skipped opt-out would be lost, and a forged
+// one acted on.
+func (s *Store) feedChange(partition int, m redis.XMessage, dks map[string]*dataKey) (c FeedChange, deleted bool, err error) {
 	sid, ok := parseStreamID(m.ID)
 	if !ok {
 		return FeedChange{}, false, fmt.Errorf("%w: feed entry id %q", errCorrupt, m.ID)
@@ -454,14 +473,27 @@ func (s *Store) feedChange(partition int, m redis.XMessage) (c FeedChange, delet
 		return c, true, nil
 	}
 	sealed, _ := m.Values["sub"].(string)
-	subject, err := s.opts.Sealer.Open(sealed)
+	handle, _ := m.Values["d"].(string)
+	var dk *dataKey
+	var subject []byte
+	if strings.HasPrefix(sealed, dataSealed) {
+		if dk = dks[handle]; dk == nil {
+			return c, true, nil // shredded: its subject was erased
+		}
+		subject, err = dk.open(sealed)
+	} else {
+		subject, err = s.opts.Sealer.Open(sealed) // an erase notice, or an entry written before data keys
+	}
 	if err != nil {
 		// Failing loudly beats skipping: a skipped opt-out would be lost.
 		return FeedChange{}, false, fmt.Errorf("store: change feed entry %s: subject id: %w (keep an encryption key listed while feed entries sealed with it are kept)", c.ID, err)
 	}
 	c.SubjectID = string(subject)
 	ev, _ := m.Values["ev"].(string)
-	if c.Event, err = decodeEvent(ev, s.opts.Sealer); err != nil {
+	if prev, ok := m.Values["p"].(string); ok && !s.keyedHashMatches(c.SubjectID, ev, prev) {
+		return FeedChange{}, false, fmt.Errorf("store: change feed entry %s: the event does not match its keyed hash: it was written or changed without the operator's keys", c.ID)
+	}
+	if c.Event, err = decodeEvent(ev, s.opts.Sealer, dk); err != nil {
 		return FeedChange{}, false, fmt.Errorf("change feed entry %s: %w", c.ID, err)
 	}
 	rev, _ := m.Values["rev"].(string)
@@ -469,6 +501,62 @@ func (s *Store) feedChange(partition int, m redis.XMessage) (c FeedChange, delet
 		return FeedChange{}, false, fmt.Errorf("%w: change feed entry %s: revision %q", errCorrupt, c.ID, rev)
 	}
 	return c, false, nil
+}
+
+// feedDataKeys reads the data keys of the entries read from each partition,
+// in one round trip (a pipeline of one MGET per partition).
+func (s *Store) feedDataKeys(ctx context.Context, partitions []int, read [][]redis.XMessage) (map[string]*dataKey, error) {
+	handles := make([][]string, len(partitions))
+	found := false
+	for i, msgs := range read {
+		seen := map[string]bool{}
+		for _, m := range msgs {
+			h, _ := m.Values["d"].(string)
+			sealed, _ := m.Values["sub"].(string)
+			if h != "" && !seen[h] && strings.HasPrefix(sealed, dataSealed) {
+				seen[h] = true
+				handles[i] = append(handles[i], h)
+				found = true
+			}
+		}
+	}
+	out := map[string]*dataKey{}
+	if !found {
+		return out, nil
+	}
+	cmds := make([]*redis.SliceCmd, len(partitions))
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, partition := range partitions {
+			if len(handles[i]) == 0 {
+				continue
+			}
+			base := s.partitionBase(partition)
+			names := make([]string, len(handles[i]))
+			for j, h := range handles[i] {
+				names[j] = dataKeyName(base, h)
+			}
+			cmds[i] = p.MGet(ctx, names...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrapErr("read data keys", err)
+	}
+	for i, cmd := range cmds {
+		if cmd == nil {
+			continue
+		}
+		for j, v := range cmd.Val() {
+			if wrapped, ok := v.(string); ok {
+				k, err := openDataKey(s.opts.Sealer, handles[i][j], wrapped)
+				if err != nil {
+					return nil, err
+				}
+				out[handles[i][j]] = &k
+			}
+		}
+	}
+	return out, nil
 }
 
 // sortChanges orders changes by time; ids grow within a partition, so each
@@ -1025,7 +1113,7 @@ func (s *Store) lags(ctx context.Context, names []string) ([]ConsumerLag, error)
 			lag.Unacknowledged += sc.info.Pending - deleted + undelivered
 			for _, m := range seen {
 				ev, _ := m.Values["ev"].(string)
-				e, err := decodeEvent(ev, s.opts.Sealer)
+				e, err := decodeEvent(ev, s.opts.Sealer, nil) // opting out or not is in the plain part
 				if err != nil {
 					return nil, fmt.Errorf("change feed entry %d-%s: %w", i, m.ID, err)
 				}

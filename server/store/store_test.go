@@ -315,7 +315,7 @@ func TestMemoryUsage(t *testing.T) {
 		}
 		memory = map[string]int64{}
 		for _, k := range client.Keys(t.Context(), prefix+":*").Val() {
-			kind := k[strings.Index(k, "}:")+2:][:1] // s, h, i or f(eed)
+			kind := k[strings.Index(k, "}:")+2:][:1] // s, h, i, k (data key) or f(eed)
 			memory[kind] = client.MemoryUsage(t.Context(), k, 0).Val()
 			if kind == "h" {
 				lastEvent = client.LIndex(t.Context(), k, -1).Val()
@@ -333,6 +333,7 @@ func TestMemoryUsage(t *testing.T) {
 	t.Logf("history list, 10 events:               %5d B = %d B per event (a 1-2 purpose event: %d B of JSON)",
 		ten["h"], ten["h"]/10, len(lastEvent))
 	t.Logf("history list, 51 events:               %5d B = %d B per later event", fifty["h"], (fifty["h"]-one["h"])/50)
+	t.Logf("data key (wrapped, with the subject id): %3d B", one["k"])
 	t.Logf("idempotency record (expires):          %5d B", keyed["i"])
 	t.Logf("feed stream of a partition, 1 entry:   %5d B; 10 entries: %d B (one stream per partition, shared)",
 		one["f"], ten["f"])
@@ -344,8 +345,10 @@ func TestMemoryUsage(t *testing.T) {
 	// with a step of slack: the list's memory grows in steps of the
 	// allocator's size classes (10 events: 1976 B now, then 2232 B, then
 	// 2744 B with the layout before, 274 B per event).
-	if one["s"] > 400 {
-		t.Errorf("the state hash of 5 purposes takes %d B, want <= 400", one["s"])
+	// The state's integrity tag and data key handle (issue 13) took it from
+	// 360 B to 424 B; the data key is a key of its own, logged above.
+	if one["s"] > 450 {
+		t.Errorf("the state hash of 5 purposes takes %d B, want <= 450", one["s"])
 	}
 	if perEvent := ten["h"] / 10; perEvent > 225 {
 		t.Errorf("a history of 10 events takes %d B per event, want <= 225 (the aim: 250)", perEvent)

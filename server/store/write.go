@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -88,6 +90,10 @@ type Write struct {
 	GuardianConfirmed bool
 	GPCAt             time.Time // sets the GPC time to this (a link merge), unlike GPC, even if one is stored
 	LinkTo            string    // this visitor is linked to the user LinkTo: its reads and writes follow
+	// LinkedVisitor: the visitor LinkedVisitor is linked to this user. The
+	// user's data key record keeps it (see dataKey), so that erasing the
+	// user finds the visitor whatever the history's retention.
+	LinkedVisitor string
 	// FollowLink: if the subject is a visitor linked to a user, write to the
 	// user's record instead (decisions made through the visitor's token
 	// after the link belong to the user).
@@ -104,189 +110,126 @@ type WriteResult struct {
 	Replayed bool
 }
 
-// writeScript applies one write atomically, in one round trip: idempotency
-// check, link check, revision check, move from a previous HMAC key's names
-// (rotation), state update, history event (hash-chained), change feed entry,
-// idempotency record, retention TTLs.
-//
-// KEYS[1] change feed stream of the subject's partition, then, for each known
-// HMAC key, the active one first, a group of three:
-//
-//	state hash, history list, idempotency hash
-//
-// With no previous key that is just KEYS[2..4]. All keys share the subject's
-// slot.
-//
-// ARGV[1] request fingerprint; "" when the write has no idempotency key
-// ARGV[2] the idempotency key's field in the idempotency hash
-// ARGV[3] idempotency record TTL in milliseconds
-// ARGV[4] expected revision; "" accepts any
-// ARGV[5] region code to store in _reg; "" keeps the stored one
-// ARGV[6] unix seconds to store in _gpc unless already set; "" for no signal
-// ARGV[7] feed MINID (unix ms): older feed entries may be trimmed; "0" adds
-// the feed entry without trimming (see feedTrimEvery); "" adds no feed entry
-// (access and export events change nothing downstream)
-// ARGV[8] sealed subject id, the feed entry's "sub" field
-// ARGV[9] history event JSON without its closing brace (eventTemplate)
-// ARGV[10] state hash TTL in ms; "0": none, and none to remove (a user's
-// state never gets one: whether a subject is a visitor depends on its id
-// alone, see retention)
-// ARGV[11] history list TTL in ms; "0" removes any TTL (one set while
-// Options.HistoryRetention was not 0)
-// ARGV[12] "1": if the state links to a user (_lnk), write nothing and
-// return the link
-// ARGV[13] "1": a guardian's confirmation; _gdr is set to the revision before
-// this write (the decisions it covers)
-// ARGV[14] number N of purposes written, then N pairs: purpose id, encoded
-// decision (see record.go), sorted by purpose id, to which the script
-// appends "|<this write's revision>"; then the number M of internal fields
-// to set and M pairs: name, value; then the number D of internal fields to
-// delete and their D names.
-//
-// Returns:
-//
-//	{0, state}      applied; state is the HGETALL of the state hash after it
-//	{1, state}      replay: the key was used by this same request; state is
-//	                the one stored with the key, and nothing was written
-//	{-1, revision}  expected revision mismatch; revision is the current one
-//	{-2}            the key was used by a different request
-//	{-3, link}      the subject is a linked visitor (ARGV[12]); link is _lnk
-//
-// Idempotency records are fields of one hash per subject (so erasing a
-// subject can delete them all), each holding its own expiry; the hash lives
-// Options.IdempotencyTTL after its last record, and expired fields are pruned
-// when it grows.
-//
-// Rotation: the subject's data (state hash and history list) lives under the
-// names of exactly one known key. If it is not under the active names, the
-// script RENAMEs it there before writing (same slot, so atomic on a cluster
-// too): a rename moves the hash and the list whole, with any TTL. Replays and
-// conflicts move nothing. Idempotency records are looked up under every known
-// key's name (a retry may reach an instance with another active key during a
-// rollout) and stored under the active one.
-//
-// The event is ARGV[9] completed with ,"rev":N and, when any written purpose
-// was decided before, ,"o":"<letters>": one letter per written purpose in
-// ARGV's order (the order of the "n" object's keys), "g" or "d" for its
-// decision before the write, "-" if it had none. Its hash h is the sha1 hex
-// of the event followed by ,"prev":"<h of the previous event, or empty>"},
-// and what is stored is the event followed by ,"h":"<h>"}. The previous hash
-// is not stored with the event (40 bytes of every event, at millions of
-// subjects): it is the last 40 characters before the closing "} of the
-// list's last element, and a reader takes it from the event before.
-//
-// The script's own time is most of a write's cost in Redis, and a
-// redis.call costs about as much again as the command it runs (its arguments
-// and reply are converted between Lua and Redis), so the script makes as few
-// calls as it can: one HMGET reads all the write depends on, TIME is read
-// only for idempotency records, a TTL is removed only where one can be (see
-// ARGV[10]), the feed is trimmed on some writes only (feedTrimEvery), and the
-// event is built by concatenation (no cjson).
-var writeScript = redis.NewScript(`
-local feed, state, history, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+// A write takes two scripts, each one round trip: readForWriteScript reads
+// what the write depends on, Go computes the write whole — the new state's
+// fields, the history event and its hash, the feed entry, the integrity tag
+// (see integrity.go) — and writeScript applies it if the subject's revision
+// is still the one read, else the write is computed again from a new read.
+// The tags and the event hash are keyed MACs made with the operator's keys,
+// which never go to Redis: that is why the write is computed in Go, not in a
+// script.
 
-local now -- Redis' clock (ms), the one PEXPIRE uses: records expire consistently with the hash
-if ARGV[1] ~= '' then
-  local time = redis.call('TIME')
-  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  -- KEYS[4], KEYS[7], ...: the subject's idempotency hash under each known key.
-  for i = 4, #KEYS, 3 do
-    local stored = redis.call('HGET', KEYS[i], ARGV[2])
-    if stored then
-      local rec = cjson.decode(stored)
-      if rec.x > now then
-        if rec.f ~= ARGV[1] then return {-2} end
-        return {1, rec.s}
-      end
-    end
+// readForWriteScript reads, at one instant, all a write depends on.
+//
+// KEYS for each known HMAC key, the active one first: state hash, history
+// list, idempotency hash. All share the subject's slot.
+// ARGV[1] the idempotency key's field; "" for none
+// ARGV[2] the partition's key prefix (<prefix>:{p<partition>}), to name the
+// data key: its handle is in the state, so its name cannot be passed as a
+// key; it shares the slot.
+//
+// Returns {names, state, last hash, wrapped data key, idempotency record,
+// now}: names is the index (1, 2, ...) of the HMAC key whose names hold the
+// subject's data (1 when none does), state its HGETALL, last hash the
+// previous event's hash ("" for none), the wrapped data key "" for none, the
+// idempotency record "" for none, now Redis' clock in unix ms (the clock
+// idempotency records expire by).
+var readForWriteScript = redis.NewScript(`
+local from = 1
+for i = 1, #KEYS, 3 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    from = i
+    break
   end
 end
-
--- Where the subject's data is now: the active names, or a previous key's.
-local from = 2
-if #KEYS > 4 and redis.call('EXISTS', state) == 0 then
-  for i = 5, #KEYS, 3 do
-    if redis.call('EXISTS', KEYS[i]) == 1 then
-      from = i
+local last = redis.call('LINDEX', KEYS[from + 1], -1) or ''
+local wrapped = ''
+local handle = redis.call('HGET', KEYS[from], '_dk')
+if handle then wrapped = redis.call('GET', ARGV[2] .. ':k:' .. handle) or '' end
+local idem = ''
+if ARGV[1] ~= '' then
+  for i = 3, #KEYS, 3 do
+    local r = redis.call('HGET', KEYS[i], ARGV[1])
+    if r then
+      idem = r
       break
     end
   end
 end
+local t = redis.call('TIME')
+return {(from + 2) / 3, redis.call('HGETALL', KEYS[from]), string.sub(last, -42, -3), wrapped, idem,
+  tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
+`)
 
--- One read for all the write depends on: the revision, the link and the
--- written purposes' decisions before it.
-local at = 14
-local n = tonumber(ARGV[at])
-local fields = {'_rev', '_lnk'}
-for i = 1, n do fields[i + 2] = ARGV[at + 2 * i - 1] end
-local before = redis.call('HMGET', KEYS[from], unpack(fields))
+// writeScript applies a write computed in Go, if the subject's revision is
+// still the one it was computed from.
+//
+// KEYS[1] the partition's change feed, KEYS[2] state hash, KEYS[3] history
+// list, KEYS[4] idempotency hash, KEYS[5] the data key; when the subject's
+// data is under a previous HMAC key's names (rotation), KEYS[6] that state
+// hash and KEYS[7] that history list, which are renamed to the active names
+// (a rename moves a hash or list whole, with its TTL). All share one slot.
+//
+// ARGV[1] the revision read: the write applies only if the state still has it
+// ARGV[2] the history event
+// ARGV[3] feed MINID (unix ms): older feed entries may be trimmed; "0" adds
+// the feed entry without trimming (see feedTrimEvery); "" adds no feed entry
+// (access and export events change nothing downstream)
+// ARGV[4] the new revision
+// ARGV[5] the data key's handle, the feed entry's "d"
+// ARGV[6] the subject id sealed with the data key, the feed entry's "sub"
+// ARGV[7] the previous event's hash, the feed entry's "p" (with it a reader
+// checks the event's hash)
+// ARGV[8] state hash and data key TTL in ms; "0": none, and none to remove
+// (a user's never get one: whether a subject is a visitor depends on its id
+// alone, see retention)
+// ARGV[9] history list TTL in ms; "0" removes any TTL (one set while
+// Options.HistoryRetention was not 0)
+// ARGV[10] a new wrapped data key to store; "" keeps the stored one
+// ARGV[11] the idempotency key's field, "" for none; ARGV[12] the request's
+// fingerprint; ARGV[13] the record's TTL in ms
+// ARGV[14] N, then N pairs of state fields to set: name, value; then D and
+// the D names of state fields to delete.
+//
+// Returns {0} when applied, {-1} when the revision changed since the read.
+//
+// Idempotency records are fields of one hash per subject (so erasing a
+// subject can delete them all), each holding its own expiry and the state
+// right after the write (the reply to a replay); the hash lives
+// Options.IdempotencyTTL after its last record, and expired fields are pruned
+// when it grows.
+var writeScript = redis.NewScript(`
+local feed, state, history, idem, datakey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local from = KEYS[6] or state
+if (redis.call('HGET', from, '_rev') or '0') ~= ARGV[1] then return {-1} end
+if KEYS[6] then
+  redis.call('RENAME', KEYS[6], state)
+  if redis.call('EXISTS', KEYS[7]) == 1 then redis.call('RENAME', KEYS[7], history) end
+end
 
-if ARGV[12] == '1' and before[2] then return {-3, before[2]} end
-local current = tonumber(before[1] or '0')
-if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= current then
-  return {-1, current}
-end
-local rev = tostring(current + 1) -- formatted once: HSET, the event and XADD take it
-
-if from ~= 2 then
-  redis.call('RENAME', KEYS[from], state)
-  if redis.call('EXISTS', KEYS[from + 1]) == 1 then
-    redis.call('RENAME', KEYS[from + 1], history)
-  end
-end
-
-local set = {'_rev', rev}
-local old, decided = {}, false
-for i = 1, n do
-  set[2 * i + 1] = ARGV[at + 2 * i - 1]
-  set[2 * i + 2] = ARGV[at + 2 * i] .. '|' .. rev
-  local b = before[i + 2]
-  if b then
-    old[i], decided = string.sub(b, 1, 1), true
-  else
-    old[i] = '-'
-  end
-end
-at = at + 2 * n + 1
-local m = tonumber(ARGV[at])
-for i = 1, m do
-  set[#set + 1] = ARGV[at + 2 * i - 1]
-  set[#set + 1] = ARGV[at + 2 * i]
-end
-at = at + 2 * m + 1
+local n = tonumber(ARGV[14])
+if n > 0 then redis.call('HSET', state, unpack(ARGV, 15, 14 + 2 * n)) end
+local at = 15 + 2 * n
 local d = tonumber(ARGV[at])
-if ARGV[5] ~= '' then
-  set[#set + 1] = '_reg'
-  set[#set + 1] = ARGV[5]
-end
-if ARGV[13] == '1' and current > 0 then -- at revision 0 there is nothing to cover
-  set[#set + 1] = '_gdr'
-  set[#set + 1] = tostring(current)
-end
-redis.call('HSET', state, unpack(set))
 if d > 0 then redis.call('HDEL', state, unpack(ARGV, at + 1, at + d)) end
-if ARGV[6] ~= '' then redis.call('HSETNX', state, '_gpc', ARGV[6]) end
-
-local prev = ''
-local last = redis.call('LINDEX', history, -1)
-if last then prev = string.sub(last, -42, -3) end
-local content = ARGV[9] .. ',"rev":' .. rev
-if decided then content = content .. ',"o":"' .. table.concat(old) .. '"' end
-local event = content .. ',"h":"' .. redis.sha1hex(content .. ',"prev":"' .. prev .. '"}') .. '"}'
-redis.call('RPUSH', history, event)
-if ARGV[7] == '0' then
-  redis.call('XADD', feed, '*', 'sub', ARGV[8], 'rev', rev, 'ev', event)
-elseif ARGV[7] ~= '' then
-  redis.call('XADD', feed, 'MINID', '~', ARGV[7], '*', 'sub', ARGV[8], 'rev', rev, 'ev', event)
+redis.call('RPUSH', history, ARGV[2])
+if ARGV[10] ~= '' then redis.call('SET', datakey, ARGV[10]) end
+if ARGV[3] == '0' then
+  redis.call('XADD', feed, '*', 'd', ARGV[5], 'sub', ARGV[6], 'rev', ARGV[4], 'p', ARGV[7], 'ev', ARGV[2])
+elseif ARGV[3] ~= '' then
+  redis.call('XADD', feed, 'MINID', '~', ARGV[3], '*', 'd', ARGV[5], 'sub', ARGV[6], 'rev', ARGV[4], 'p', ARGV[7], 'ev', ARGV[2])
 end
+if ARGV[8] ~= '0' then
+  redis.call('PEXPIRE', state, ARGV[8])
+  redis.call('PEXPIRE', datakey, ARGV[8])
+end
+if ARGV[9] ~= '0' then redis.call('PEXPIRE', history, ARGV[9]) else redis.call('PERSIST', history) end
 
-if ARGV[10] ~= '0' then redis.call('PEXPIRE', state, ARGV[10]) end
-if ARGV[11] ~= '0' then redis.call('PEXPIRE', history, ARGV[11]) else redis.call('PERSIST', history) end
-
-local snapshot = redis.call('HGETALL', state)
-if ARGV[1] ~= '' then
-  local ttl = tonumber(ARGV[3])
-  redis.call('HSET', idem, ARGV[2], cjson.encode({f = ARGV[1], s = snapshot, x = now + ttl}))
+if ARGV[11] ~= '' then
+  local time = redis.call('TIME') -- Redis' clock, the one PEXPIRE uses
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local ttl = tonumber(ARGV[13])
+  redis.call('HSET', idem, ARGV[11], cjson.encode({f = ARGV[12], s = redis.call('HGETALL', state), x = now + ttl}))
   redis.call('PEXPIRE', idem, ttl)
   if redis.call('HLEN', idem) > 32 then
     local all = redis.call('HGETALL', idem)
@@ -295,7 +238,7 @@ if ARGV[1] ~= '' then
     end
   end
 end
-return {0, snapshot}
+return {0}
 `)
 
 // feedTrimEvery: one write in feedTrimEvery (counted across the process)
@@ -309,6 +252,11 @@ return {0, snapshot}
 const feedTrimEvery = 8
 
 var feedWrites atomic.Uint32
+
+// maxWriteAttempts bounds how often a write is computed again because the
+// subject changed between its read and its write (concurrent writers to one
+// subject): each round lets at least one of them through.
+const maxWriteAttempts = 1000
 
 // Write applies w atomically and returns the state right after it. With
 // FollowLink, a write to a linked visitor is applied to its user instead.
@@ -328,15 +276,63 @@ func (s *Store) Write(ctx context.Context, w Write) (WriteResult, error) {
 	return res, err
 }
 
-// write runs writeScript once. link is the sealed user id when the subject
-// is a linked visitor and w.FollowLink is set; nothing was written then.
+// readForWrite is what readForWriteScript read.
+type readForWrite struct {
+	names   int               // index in knownKeysFor of the names holding the data
+	state   map[string]string // the state hash
+	last    string            // the previous event's hash; "" for none
+	wrapped string            // the wrapped data key; "" for none
+	idem    string            // the idempotency record; "" for none
+	now     int64             // Redis' clock, unix ms
+}
+
+func (s *Store) readForWrite(ctx context.Context, known []subjectKeys, idemField string) (readForWrite, error) {
+	keys := make([]string, 0, 3*len(known))
+	for _, k := range known {
+		keys = append(keys, k.state, k.history, k.idempotency)
+	}
+	reply, err := s.runScript(ctx, readForWriteScript, keys, idemField, known[0].base).Slice()
+	if err != nil {
+		return readForWrite{}, wrapErr("write", err)
+	}
+	if len(reply) != 6 {
+		return readForWrite{}, errors.New("store: write: unexpected read reply")
+	}
+	var r readForWrite
+	names, _ := reply[0].(int64)
+	r.names = int(names) - 1
+	if r.names < 0 || r.names >= len(known) {
+		return readForWrite{}, errors.New("store: write: unexpected read reply")
+	}
+	if r.state, err = pairsToMap(reply[1]); err != nil {
+		return readForWrite{}, err
+	}
+	r.last, _ = reply[2].(string)
+	r.wrapped, _ = reply[3].(string)
+	r.idem, _ = reply[4].(string)
+	r.now, _ = reply[5].(int64)
+	return r, nil
+}
+
+// idempotencyRecord is what writeScript stores per idempotency key.
+type idempotencyRecord struct {
+	Fingerprint string   `json:"f"`
+	State       []string `json:"s"` // the state hash right after the write, as HGETALL returns it
+	Expires     int64    `json:"x"` // unix ms, Redis' clock
+}
+
+// write computes and applies one write. link is the sealed user id when the
+// subject is a linked visitor and w.FollowLink is set; nothing was written
+// then.
 func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link string, err error) {
 	if w.Now.IsZero() {
 		w.Now = time.Now()
 	}
-	template, err := s.eventTemplate(w)
-	if err != nil {
-		return WriteResult{}, "", err
+	if w.SubjectID == "" {
+		return WriteResult{}, "", errors.New("store: empty subject id")
+	}
+	if w.Event.Type == "" {
+		return WriteResult{}, "", errors.New("store: event type is required")
 	}
 	purposes := make([]string, 0, len(w.Decisions))
 	for p := range w.Decisions {
@@ -346,26 +342,20 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 		purposes = append(purposes, p)
 	}
 	slices.Sort(purposes)
-
-	// The key layout is writeScript's: the feed, then a group of names per
-	// known HMAC key, the active one first.
-	known := s.knownKeysFor(w.SubjectID)
-	keys := make([]string, 0, 1+3*len(known))
-	keys = append(keys, known[0].feed)
-	for _, k := range known {
-		keys = append(keys, k.state, k.history, k.idempotency)
+	encoded := make([]string, len(purposes))
+	for i, p := range purposes {
+		if encoded[i], err = encodeDecision(w.Decisions[p]); err != nil {
+			return WriteResult{}, "", fmt.Errorf("%w (purpose %q)", err, p)
+		}
 	}
-	fp, field := "", "" // fp is never "" with an idempotency key: the script relies on that
+	head, personal, err := s.eventParts(w)
+	if err != nil {
+		return WriteResult{}, "", err
+	}
+	known := s.knownKeysFor(w.SubjectID)
+	fp, field := "", ""
 	if w.IdempotencyKey != "" {
 		fp, field = fingerprint(w), idempotencyField(w.IdempotencyKey)
-	}
-	expected := ""
-	if w.ExpectedRevision != nil {
-		expected = strconv.FormatInt(*w.ExpectedRevision, 10)
-	}
-	gpc := ""
-	if w.GPC {
-		gpc = strconv.FormatInt(w.Now.Unix(), 10)
 	}
 	var minID any = 0 // a feed entry, no trimming
 	if !inFeed(w.Event.Type) {
@@ -374,60 +364,158 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 		minID = max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
 	}
 	stateTTL, historyTTL := s.retention(w.SubjectID)
-	follow, guardian := "", ""
-	if w.FollowLink {
-		follow = "1"
-	}
-	if w.GuardianConfirmed {
-		guardian = "1"
-	}
-	args := []any{fp, field, s.opts.IdempotencyTTL.Milliseconds(), expected, w.Region, gpc, minID,
-		s.opts.Sealer.Seal([]byte(w.SubjectID)), template, stateTTL.Milliseconds(), historyTTL.Milliseconds(), follow,
-		guardian, len(purposes)}
-	for _, p := range purposes {
-		v, err := encodeDecision(w.Decisions[p])
-		if err != nil {
-			return WriteResult{}, "", fmt.Errorf("%w (purpose %q)", err, p)
-		}
-		args = append(args, p, v)
-	}
-	set, del := s.statusFields(w)
-	args = append(args, len(set)/2)
-	args = append(args, set...)
-	args = append(args, len(del))
-	args = append(args, del...)
 
-	reply, err := s.runScript(ctx, writeScript, keys, args...).Slice()
-	if err != nil {
-		return WriteResult{}, "", wrapErr("write", err)
-	}
-	if len(reply) == 0 {
-		return WriteResult{}, "", errors.New("store: write: empty script reply")
-	}
-	code, _ := reply[0].(int64)
-	switch {
-	case code == -1 && len(reply) == 2:
-		current, _ := reply[1].(int64)
-		return WriteResult{}, "", &ConflictError{Expected: *w.ExpectedRevision, Current: current}
-	case code == -2:
-		return WriteResult{}, "", ErrIdempotencyMismatch
-	case code == -3 && len(reply) == 2:
-		link, _ := reply[1].(string)
-		return WriteResult{}, link, nil
-	case (code == 0 || code == 1) && len(reply) == 2:
-		fields, err := pairsToMap(reply[1])
+	for attempt := 1; ; attempt++ {
+		read, err := s.readForWrite(ctx, known, field)
 		if err != nil {
 			return WriteResult{}, "", err
 		}
-		rec, err := decodeRecord(fields, s.opts.Sealer)
-		return WriteResult{Record: rec, Replayed: code == 1}, "", err
+		if read.idem != "" {
+			var rec idempotencyRecord
+			if err := json.Unmarshal([]byte(read.idem), &rec); err != nil {
+				return WriteResult{}, "", fmt.Errorf("%w: idempotency record: %v", errCorrupt, err)
+			}
+			if rec.Expires > read.now {
+				if rec.Fingerprint != fp {
+					return WriteResult{}, "", ErrIdempotencyMismatch
+				}
+				fields, err := pairsToMap(stringsToAny(rec.State))
+				if err != nil {
+					return WriteResult{}, "", err
+				}
+				r, err := decodeRecord(fields, s.opts.Sealer)
+				return WriteResult{Record: r, Replayed: true}, "", err
+			}
+		}
+		if lnk := read.state[fieldLink]; w.FollowLink && lnk != "" {
+			return WriteResult{}, lnk, nil
+		}
+		current := int64(0)
+		if v, ok := read.state[fieldRevision]; ok {
+			if current, err = strconv.ParseInt(v, 10, 64); err != nil {
+				return WriteResult{}, "", fmt.Errorf("%w: field %q", errCorrupt, fieldRevision)
+			}
+		}
+		if w.ExpectedRevision != nil && *w.ExpectedRevision != current {
+			return WriteResult{}, "", &ConflictError{Expected: *w.ExpectedRevision, Current: current}
+		}
+
+		dk, fresh, err := s.subjectDataKey(read, w.SubjectID)
+		if err != nil {
+			return WriteResult{}, "", err
+		}
+		wrapped := "" // the data key's record to store: a new key, or a new linked visitor
+		if w.LinkedVisitor != "" && !slices.Contains(dk.visitors, w.LinkedVisitor) {
+			dk.visitors = append(dk.visitors, w.LinkedVisitor)
+			fresh = true
+		}
+		if fresh {
+			if wrapped, err = dk.wrap(s.opts.Sealer); err != nil {
+				return WriteResult{}, "", err
+			}
+		}
+		rev := strconv.FormatInt(current+1, 10)
+		state := maps.Clone(read.state)
+		var set, del []any
+		put := func(name, value string) {
+			state[name] = value
+			set = append(set, name, value)
+		}
+		put(fieldRevision, rev)
+		old := make([]byte, len(purposes))
+		decided := false
+		for i, p := range purposes {
+			old[i] = '-'
+			if before, ok := read.state[p]; ok && before != "" {
+				old[i], decided = before[0], true
+			}
+			put(p, encoded[i]+"|"+rev)
+		}
+		if w.Region != "" {
+			put(fieldRegion, w.Region)
+		}
+		if _, seen := read.state[fieldGPC]; w.GPC && !seen {
+			put(fieldGPC, strconv.FormatInt(w.Now.Unix(), 10))
+		}
+		if w.GuardianConfirmed && current > 0 { // at revision 0 there is nothing to cover
+			put(fieldGuardianRevision, strconv.FormatInt(current, 10))
+		}
+		statusSet, statusDel := s.statusFields(w)
+		for i := 0; i < len(statusSet); i += 2 {
+			put(statusSet[i], statusSet[i+1])
+		}
+		for _, name := range statusDel {
+			if _, ok := state[name]; ok {
+				delete(state, name)
+				del = append(del, name)
+			}
+		}
+		if state[fieldDataKey] != dk.handle {
+			put(fieldDataKey, dk.handle)
+		}
+		put(fieldTag, s.stateTag(w.SubjectID, state))
+
+		content := head + `,"rev":` + rev
+		if personal != nil {
+			content += `,"x":"` + dk.seal(personal) + `"`
+		}
+		if decided {
+			content += `,"o":"` + string(old) + `"`
+		}
+		event := content + `,"h":"` + s.eventHash(w.SubjectID, content, read.last) + `"}`
+
+		keys := []string{known[0].feed, known[0].state, known[0].history, known[0].idempotency, dataKeyName(known[0].base, dk.handle)}
+		if read.names > 0 {
+			keys = append(keys, known[read.names].state, known[read.names].history)
+		}
+		args := make([]any, 0, 16+len(set)+len(del))
+		args = append(args, strconv.FormatInt(current, 10), event, minID, rev, dk.handle, dk.seal([]byte(w.SubjectID)), read.last,
+			stateTTL.Milliseconds(), historyTTL.Milliseconds(), wrapped, field, fp, s.opts.IdempotencyTTL.Milliseconds(), len(set)/2)
+		args = append(args, set...)
+		args = append(args, len(del))
+		args = append(args, del...)
+		reply, err := s.runScript(ctx, writeScript, keys, args...).Slice()
+		if err != nil {
+			return WriteResult{}, "", wrapErr("write", err)
+		}
+		if code, _ := reply[0].(int64); code == -1 {
+			if attempt == maxWriteAttempts {
+				return WriteResult{}, "", fmt.Errorf("store: write: %w: the subject changed %d times while this write was computed", ErrUnavailable, attempt)
+			}
+			// A random pause, growing with the attempts, spreads writers
+			// that collided so the next read-and-write finds the subject
+			// quiet (without it, a few dozen writers on one subject keep
+			// colliding).
+			pause := time.Duration(rand.Int64N(int64(min(attempt, 20)) * int64(100*time.Microsecond)))
+			select {
+			case <-ctx.Done():
+				return WriteResult{}, "", wrapErr("write", ctx.Err())
+			case <-time.After(pause):
+			}
+			continue
+		}
+		rec, err := decodeRecord(state, s.opts.Sealer)
+		return WriteResult{Record: rec}, "", err
 	}
-	return WriteResult{}, "", fmt.Errorf("store: write: unexpected script reply %v", reply[0])
+}
+
+// subjectDataKey is the data key a write seals with: the subject's own, or a
+// new one (fresh: its record is to be stored) for a subject that has none
+// yet: never written, written before data keys, or whose key is gone (then
+// what was sealed with it stays unreadable, and `consentd verify` reports
+// it).
+func (s *Store) subjectDataKey(read readForWrite, subjectID string) (k dataKey, fresh bool, err error) {
+	if handle := read.state[fieldDataKey]; handle != "" && read.wrapped != "" {
+		k, err := openDataKey(s.opts.Sealer, handle, read.wrapped)
+		return k, false, err
+	}
+	k, err = newDataKey(subjectID)
+	return k, true, err
 }
 
 // statusFields are the internal fields a write sets (name, value pairs) and
 // deletes.
-func (s *Store) statusFields(w Write) (set, del []any) {
+func (s *Store) statusFields(w Write) (set, del []string) {
 	unix := strconv.FormatInt(w.Now.Unix(), 10)
 	if w.Restrict != nil {
 		if *w.Restrict {
@@ -450,6 +538,8 @@ func (s *Store) statusFields(w Write) (set, del []any) {
 		set = append(set, fieldGPC, strconv.FormatInt(w.GPCAt.Unix(), 10))
 	}
 	if w.LinkTo != "" {
+		// Sealed with the operator's key, not the data key: a check follows
+		// the link, and must not unwrap a data key to do so.
 		set = append(set, fieldLink, s.opts.Sealer.Seal([]byte(w.LinkTo)))
 	}
 	return set, del
@@ -470,10 +560,12 @@ func (s *Store) retention(subjectID string) (state, history time.Duration) {
 	return state, history
 }
 
-// eventHead is the part of a history event built in Go. JSON keys are short
-// and MarshalJSON leaves out what can be: every byte is stored once per
-// event, for every subject (`make bench` aims at <= 250 B of Redis memory per
-// event).
+// eventHead is the plain part of a history event, built in Go. JSON keys are
+// short and MarshalJSON leaves out what can be: every byte is stored once
+// per event, for every subject (`make bench` aims at <= 250 B of Redis
+// memory per event). What is personal goes into eventPersonal, sealed with
+// the subject's data key. The fields from Why to Guard are only in events
+// stored before data keys, Client to Guard sealed with the operator's key.
 type eventHead struct {
 	Type    string            `json:"t,omitempty"` // "" in an update event (see MarshalJSON)
 	At      int64             `json:"at"`          // unix ms
@@ -483,12 +575,21 @@ type eventHead struct {
 	Region  string            `json:"r,omitempty"` // region code given with the write
 	Channel string            `json:"c,omitempty"` // a letter for "grpc" and "rest" (see MarshalJSON)
 	GPC     bool              `json:"g,omitempty"`
-	Why     string            `json:"why,omitempty"` // an access event's reason
-	Client  string            `json:"cl,omitempty"`  // sealed client facts (EventInfo.Client)
-	Link    string            `json:"lk,omitempty"`  // sealed counterpart of a link event
-	Guard   string            `json:"gd,omitempty"`  // sealed guardian of a guardian event
-	Minor   *bool             `json:"m,omitempty"`   // a minor event's new status
-	New     map[string]string `json:"n"`             // purpose -> "g" or "d"
+	Why     string            `json:"why,omitempty"`
+	Client  string            `json:"cl,omitempty"`
+	Link    string            `json:"lk,omitempty"`
+	Guard   string            `json:"gd,omitempty"`
+	Minor   *bool             `json:"m,omitempty"` // a minor event's new status
+	New     map[string]string `json:"n"`           // purpose -> "g" or "d"
+}
+
+// eventPersonal is what an event says about the person, sealed with the
+// subject's data key into the event's "x": gone with the key at erasure.
+type eventPersonal struct {
+	Reason      string `json:"why,omitempty"` // why an operator accessed or restricted
+	Client      string `json:"cl,omitempty"`  // EventInfo.Client
+	Counterpart string `json:"lk,omitempty"`  // a link event's other subject
+	Guardian    string `json:"gd,omitempty"`  // who confirmed a minor's decisions
 }
 
 // channelLetters stand for the channels in stored events. Events of the
@@ -501,7 +602,7 @@ var lettersToChannel = map[string]string{"g": "grpc", "r": "rest"}
 // MarshalJSON writes the head in the stored layout: the type of the most
 // common event, an update, is left out (a missing type reads as an update),
 // and the channel is a letter. Other types stay spelled out: eraseScript
-// finds link events by "t":"link".
+// finds link events of earlier versions by "t":"link".
 func (h eventHead) MarshalJSON() ([]byte, error) {
 	type plain eventHead // the same fields without this method
 	p := plain(h)
@@ -514,42 +615,34 @@ func (h eventHead) MarshalJSON() ([]byte, error) {
 	return json.Marshal(p)
 }
 
-// eventTemplate is the event's JSON without its closing brace: the write
-// script appends the revision, old values and the chain hashes.
-func (s *Store) eventTemplate(w Write) (string, error) {
-	if w.SubjectID == "" {
-		return "", errors.New("store: empty subject id")
-	}
-	if w.Event.Type == "" {
-		return "", errors.New("store: event type is required")
-	}
+// eventParts are the event's plain JSON without its closing brace (write
+// appends the revision, the sealed personal part, the decisions before and
+// the hash) and its personal part, nil when it has none.
+func (s *Store) eventParts(w Write) (head string, personal []byte, err error) {
 	letter, ok := sourceLetters[w.Event.Source]
 	if !ok {
-		return "", fmt.Errorf("store: unknown event source %q", w.Event.Source)
+		return "", nil, fmt.Errorf("store: unknown event source %q", w.Event.Source)
 	}
-	head := eventHead{
+	h := eventHead{
 		Type: w.Event.Type, At: w.Now.UnixMilli(), Actor: w.Event.Actor, Source: letter,
-		Policy: w.Event.PolicyVersion, Region: w.Region, Channel: w.Event.Channel, GPC: w.GPC, Why: w.Event.Reason,
+		Policy: w.Event.PolicyVersion, Region: w.Region, Channel: w.Event.Channel, GPC: w.GPC, Minor: w.Event.Minor,
 		New: make(map[string]string, len(w.Decisions)),
 	}
-	if w.Event.Client != "" {
-		head.Client = s.opts.Sealer.Seal([]byte(w.Event.Client))
-	}
-	if w.Event.Counterpart != "" {
-		head.Link = s.opts.Sealer.Seal([]byte(w.Event.Counterpart))
-	}
-	if w.Event.Guardian != "" {
-		head.Guard = s.opts.Sealer.Seal([]byte(w.Event.Guardian))
-	}
-	head.Minor = w.Event.Minor
 	for p, d := range w.Decisions {
-		head.New[p] = grantedLetter(d.Granted)
+		h.New[p] = grantedLetter(d.Granted)
 	}
-	b, err := head.MarshalJSON() // map keys come out sorted, as writeScript's purposes
+	b, err := h.MarshalJSON() // map keys come out sorted, as write's purposes
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return string(b[:len(b)-1]), nil
+	p := eventPersonal{Reason: w.Event.Reason, Client: w.Event.Client,
+		Counterpart: w.Event.Counterpart, Guardian: w.Event.Guardian}
+	if p != (eventPersonal{}) {
+		if personal, err = json.Marshal(p); err != nil {
+			return "", nil, err
+		}
+	}
+	return string(b[:len(b)-1]), personal, nil
 }
 
 // fingerprint identifies a request for its idempotency key: what it asks to

@@ -360,14 +360,14 @@ func Run(t *testing.T, client redis.UniversalClient) {
 		wantFirst := store.Event{Revision: 1, At: t0, Type: "update", Actor: "visitor", Source: domain.SourceBanner,
 			PolicyVersion: "2025-06", Region: "DE", Channel: "rest",
 			Changes:  []store.Change{{Purpose: "ads", New: false}, {Purpose: "analytics", New: true}},
-			PrevHash: "", Hash: first.Hash}
+			PrevHash: "", Hash: first.Hash, Keyed: true}
 		if !reflect.DeepEqual(first, wantFirst) {
 			t.Errorf("first event = %+v\nwant %+v", first, wantFirst)
 		}
 		wantSecond := store.Event{Revision: 2, At: t0.Add(time.Second), Type: "withdraw", Actor: "operator:eve", Source: domain.SourceGPC,
 			PolicyVersion: "2025-07", Channel: "grpc", GPC: true,
 			Changes:  []store.Change{{Purpose: "ads", Old: boolPtr(false), New: true}},
-			PrevHash: first.Hash, Hash: second.Hash}
+			PrevHash: first.Hash, Hash: second.Hash, Keyed: true}
 		if !reflect.DeepEqual(second, wantSecond) {
 			t.Errorf("second event = %+v\nwant %+v", second, wantSecond)
 		}
@@ -523,8 +523,8 @@ func Run(t *testing.T, client redis.UniversalClient) {
 		const subject = "user-4711@example.com"
 		write(t, s, store.Write{SubjectID: subject, IdempotencyKey: "order-2025-0042", Decisions: decisions(t0, "ads", true)})
 		keys := scanKeys(t, client, prefix+":*")
-		if len(keys) != 4 {
-			t.Fatalf("keys = %q, want state, history, idempotency record and feed", keys)
+		if len(keys) != 5 {
+			t.Fatalf("keys = %q, want state, history, idempotency record, data key and feed", keys)
 		}
 		slot := -1
 		for _, k := range keys {
@@ -566,18 +566,25 @@ func Run(t *testing.T, client redis.UniversalClient) {
 			if e.Values["rev"] != strconv.Itoa(i+1) || e.Values["ev"] != history[i] {
 				t.Errorf("feed entry %d = %v, want rev %d and the history event", i, e.Values, i+1)
 			}
-			// The subject id is sealed: the feed holds no raw id, and each
-			// entry is sealed afresh (a random nonce), so entries of one
-			// subject cannot be linked by their sub field either.
+			// The subject id is sealed with the subject's data key, not the
+			// operator's: the feed holds no raw id, nothing opens it once
+			// the subject is erased, and each entry is sealed afresh (a
+			// random nonce), so entries of one subject cannot be linked by
+			// their sub field either.
 			sub, _ := e.Values["sub"].(string)
 			if strings.Contains(sub, "alice") {
 				t.Errorf("feed entry %d: sub %q holds the raw subject id", i, sub)
 			}
-			if opened, err := Sealer.Open(sub); err != nil || string(opened) != "alice" {
-				t.Errorf("feed entry %d: sub %q opens to %q, %v; want alice", i, sub, opened, err)
+			if opened, err := Sealer.Open(sub); err == nil {
+				t.Errorf("feed entry %d: sub %q opens with the operator's key alone, to %q", i, sub, opened)
 			}
 			if i > 0 && sub == entries[i-1].Values["sub"] {
 				t.Errorf("feed entries %d and %d have the same sealed sub %q", i-1, i, sub)
+			}
+		}
+		for i, c := range readAll(t, watch(t, s, store.FeedQuery{FromOldest: true})) {
+			if c.SubjectID != "alice" || c.Revision != int64(i+1) {
+				t.Errorf("change %d read from the feed: subject %q, revision %d; want alice, %d", i, c.SubjectID, c.Revision, i+1)
 			}
 		}
 	})
@@ -619,7 +626,7 @@ func Run(t *testing.T, client redis.UniversalClient) {
 			t.Fatal(err)
 		}
 		stored := client.LIndex(ctx(t), onlyKey(t, client, prefix, ":h:"), 0).Val()
-		if strings.Contains(stored, "Firefox") || !strings.Contains(stored, `"cl":"`) {
+		if strings.Contains(stored, "Firefox") || !strings.Contains(stored, `"x":"*`) {
 			t.Fatalf("stored event %s: client facts not sealed", stored)
 		}
 		events, err := s.Events(ctx(t), "alice", 0, 1)

@@ -1,0 +1,92 @@
+package store
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"slices"
+)
+
+// Tamper evidence. Whoever can write to Redis can change anything in it; what
+// they cannot do without the operator's key file is make the keyed MACs
+// (keys.Sealer.MAC) that consentd writes along with the data:
+//
+//   - every history event ends with "h": a MAC of the subject id, the event
+//     and the previous event's hash. Editing, deleting, reordering or
+//     inserting events, or moving a history to another subject, breaks it.
+//   - the state hash holds _tag: a MAC of the subject id and every other
+//     field of the hash, which includes _rev. Flipping a decision, dropping
+//     a status or lowering the revision breaks it, and since the last event's
+//     revision must equal _rev, so does dropping the last event.
+//   - each change-feed entry carries the event and the previous hash ("p"),
+//     so a reader checks the event's MAC, and a verifier finds a rollback: a
+//     state put back to an earlier revision with its earlier tag (taken from
+//     a copy) is still contradicted by the feed's later entries for it.
+//
+// What the MACs cannot show: a subject rolled back to an earlier authentic
+// state (state, tag and history together) once the feed no longer holds its
+// later entries, or a whole database put back to an earlier copy. Only
+// something kept outside Redis can (a consumer's own record of the changes
+// it applied, a signed export).
+//
+// Events and states written before keyed MACs carry a sha1 chain and no
+// _tag: `consentd verify` counts them as unauthenticated, not as tampered.
+// Their next write tags the state and chains on from their last event.
+
+// Internal fields of the state hash kept for erasure and integrity (see
+// record.go for the others).
+const (
+	fieldDataKey = "_dk"  // the handle of the subject's data key (datakey.go)
+	fieldTag     = "_tag" // the state's MAC
+)
+
+// eventHashHex is the length of an event's hash: 40 hex digits (160 bits),
+// the length of the earlier layouts' sha1.
+const eventHashHex = 40
+
+// eventHash is an event's "h": the MAC of the subject id, the event's content
+// (everything before its "h") and the previous event's hash.
+func (s *Store) eventHash(subjectID, content, prev string) string {
+	mac := s.opts.Sealer.MAC([]byte("event"), []byte(subjectID), []byte(content), []byte(prev))
+	return hex.EncodeToString(mac[:eventHashHex/2])
+}
+
+// eventHashMatches reports whether an event's hash is the MAC of its content
+// and prev.
+func (s *Store) eventHashMatches(subjectID, content, prev, h string) bool {
+	tag, err := hex.DecodeString(h)
+	if err != nil || len(h) != eventHashHex {
+		return false
+	}
+	return s.opts.Sealer.VerifyMAC(tag, []byte("event"), []byte(subjectID), []byte(content), []byte(prev))
+}
+
+// stateTag is the state's _tag: a MAC of the subject id and every field but
+// _tag, in name order, 128 bits in base64url (22 characters: the state hash
+// is stored once per subject).
+func (s *Store) stateTag(subjectID string, state map[string]string) string {
+	return base64.RawURLEncoding.EncodeToString(s.opts.Sealer.MAC(stateTagParts(subjectID, state)...)[:16])
+}
+
+func (s *Store) stateTagMatches(subjectID string, state map[string]string) bool {
+	tag, err := base64.RawURLEncoding.DecodeString(state[fieldTag])
+	if err != nil || len(tag) != 16 {
+		return false
+	}
+	return s.opts.Sealer.VerifyMAC(tag, stateTagParts(subjectID, state)...)
+}
+
+func stateTagParts(subjectID string, state map[string]string) [][]byte {
+	names := make([]string, 0, len(state))
+	for name := range state {
+		if name != fieldTag {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	parts := make([][]byte, 0, 2+2*len(names))
+	parts = append(parts, []byte("state"), []byte(subjectID))
+	for _, name := range names {
+		parts = append(parts, []byte(name), []byte(state[name]))
+	}
+	return parts
+}
