@@ -292,11 +292,14 @@ func TestClusterAWriteWhoseReplyTimesOutIsNotSentAgain(t *testing.T) {
 	if err := <-stalled; err != nil {
 		t.Fatalf("DEBUG SLEEP: %v", err)
 	}
-	// Redis ran the write it had received once it woke up: exactly once.
+	// Redis ran what it had received once it woke up, at most once. A write
+	// is a read script, then the write script: the stall mostly catches the
+	// read, and the write is never sent (revision 1); if it catches the
+	// write, Redis applies it on waking (revision 2). Never more.
 	got := must(srv.grpc.GetConsent(own, &consentv1.GetConsentRequest{SubjectId: subject})).ok(t).GetConsent()
 	events := must(srv.grpc.ListConsentEvents(own, &consentv1.ListConsentEventsRequest{SubjectId: subject})).ok(t).GetEvents()
-	if got.GetRevision() != 2 || len(events) != 2 {
-		t.Fatalf("after one write that timed out: revision %d, %d events; want 2 and 2 (applied once, never re-sent)", got.GetRevision(), len(events))
+	if rev := got.GetRevision(); rev < 1 || rev > 2 || len(events) != int(rev) {
+		t.Fatalf("after one write that timed out: revision %d, %d events; want 1 or 2, one event each (applied at most once, never re-sent)", rev, len(events))
 	}
 }
 

@@ -61,9 +61,10 @@ func within(d time.Duration) (context.Context, context.CancelFunc) {
 // acknowledged. Before any retry reaches the restarted Redis, every write
 // acknowledged before the kill must be there; at the end each subject's
 // history must be exactly its acknowledged writes, in order, once each, with
-// consecutive revisions and a valid hash chain. One write is made to lose
-// its acknowledgement for sure (Redis applies it after consentd gave up on
-// it): retried after the restart with its key, it must not apply twice.
+// consecutive revisions and a valid hash chain. One write is made to fail
+// while Redis sleeps past --redis-timeout (Redis applies it on waking if the
+// sleep caught its write script, not its read): retried after the restart
+// with its key, it must apply once.
 //
 // What a process kill cannot show: the write Redis made to its file before
 // replying survives in the OS page cache whatever the fsync policy
@@ -82,8 +83,8 @@ func TestResilienceRedisKilledUnderWriteLoadKeepsEveryAcknowledgedWriteOnce(t *t
 	load := newWriteLoad(srv, append(slices.Clone(subjects), lostAck))
 
 	// Write 1 is acknowledged. Write 2 goes out while Redis sleeps past
-	// --redis-timeout (500ms): consentd answers Unavailable, and Redis runs
-	// it when it wakes. Its writer holds the retry until after the restart.
+	// --redis-timeout (500ms): consentd answers Unavailable. Its writer
+	// holds the retry until after the restart.
 	load.hold(lostAck)
 	load.step(lostAck)
 	sleeper := goredis.NewClient(&goredis.Options{Addr: redis.Addr(), ReadTimeout: 10 * time.Second, MaxRetries: -1})
@@ -99,9 +100,10 @@ func TestResilienceRedisKilledUnderWriteLoadKeepsEveryAcknowledgedWriteOnce(t *t
 		t.Fatalf("%s: %d acknowledged, pending %v after %d failed attempts; want write 1 acknowledged and write 2 failed once",
 			lostAck, len(l.acks), l.pending, l.failedAttempts)
 	}
-	eventually.True(t, "Redis to run the write queued while it slept", func() bool {
-		return revisionOf(t, srv, lostAck) == 2
-	})
+	// What Redis received while asleep it runs on waking: the write's read,
+	// and its write if the sleep began between the two (then the write is
+	// applied with its reply lost). Either way the retry must apply it once.
+	eventually.True(t, "Redis to wake", func() bool { return revisionOf(t, srv, lostAck) >= 1 })
 
 	load.run()
 	t.Cleanup(load.abort)
@@ -140,8 +142,8 @@ func TestResilienceRedisKilledUnderWriteLoadKeepsEveryAcknowledgedWriteOnce(t *t
 			appliedUnacknowledged++ // pending: applied, its reply lost; the retry must not apply it again
 		}
 	}
-	if kept[lostAck] != 2 {
-		t.Errorf("%s: revision %d after the restart, want 2 (the write applied while consentd had given up on it)", lostAck, kept[lostAck])
+	if kept[lostAck] != 1 && kept[lostAck] != 2 {
+		t.Errorf("%s: revision %d after the restart, want 1, or 2 if the write applied while consentd had given up on it", lostAck, kept[lostAck])
 	}
 	restartedAt := time.Now()
 	load.release(lostAck)

@@ -79,6 +79,10 @@ func (s *Server) args(port int) []string {
 	}, persistence...)
 }
 
+// Dir is the server's working directory: its append-only files are under
+// appendonlydir.
+func (s *Server) Dir() string { return s.dir }
+
 // URL is a redis:// URL of database 0, as consentd's --redis-url takes it.
 func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
 
