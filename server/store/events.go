@@ -343,6 +343,14 @@ func (s *Store) readChain(ctx context.Context, subjectID string) (entries []stri
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) { // Nil: no state under a name
+		// A Redis over maxmemory refuses every command queued in a MULTI,
+		// reads too (queuing takes memory), and EXEC answers EXECABORT; the
+		// commands' own error says why (OOM: ErrStorageFull, not a bug).
+		for _, cmd := range revCmds {
+			if redis.IsOOMError(cmd.Err()) {
+				err = cmd.Err()
+			}
+		}
 		return nil, 0, wrapErr("read history", err)
 	}
 	for i := range known {
