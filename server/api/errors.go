@@ -43,6 +43,12 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return withField(codes.InvalidArgument, msg, "idempotency_key", msg)
 	case errors.Is(err, store.ErrConsumerNotFound):
 		return withField(codes.NotFound, "consumer: no such feed consumer; create it with CreateFeedConsumer", "consumer", "not found")
+	case errors.Is(err, store.ErrStorageFull):
+		// Unavailable, not Internal: nothing is wrong with the call, and the
+		// same call succeeds once an operator has made room (README,
+		// "Redis is full"). The reason lets clients tell it from an outage.
+		s.logger.WarnContext(ctx, "store full: Redis refuses writes (maxmemory)", "request_id", middleware.RequestID(ctx), "error", err)
+		return withInfo(codes.Unavailable, "the consent store's storage is full; the change was not saved; retry later", "STORAGE_FULL")
 	case errors.Is(err, store.ErrUnavailable):
 		s.logger.WarnContext(ctx, "store unavailable", "request_id", middleware.RequestID(ctx), "error", err)
 		return status.Error(codes.Unavailable, "the consent store is unavailable; retry later")
@@ -53,6 +59,17 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	}
 	s.logger.ErrorContext(ctx, "internal error", "request_id", middleware.RequestID(ctx), "error", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// ErrorDomain is the domain of the ErrorInfo details consentd sends.
+const ErrorDomain = "consentd"
+
+func withInfo(code codes.Code, msg, reason string) error {
+	st, err := status.New(code, msg).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain})
+	if err != nil {
+		return status.Error(code, msg)
+	}
+	return st.Err()
 }
 
 func withField(code codes.Code, msg, field, reason string) error {

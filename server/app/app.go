@@ -61,10 +61,11 @@ type App struct {
 	inProcess    *bufconn.Listener // the gateway's way into the gRPC server
 	gatewayConn  *grpc.ClientConn
 
-	feed     *feedRuntime // ends watch streams at shutdown; publishes consumer lag (feed.go)
-	tracing  *tracing     // OpenTelemetry spans, when --otlp-endpoint is set (tracing.go)
-	draining atomic.Bool  // set on shutdown: /readyz fails while calls are still served
-	debug    *debugServer // pprof on --debug-addr; nil when off (debug.go)
+	feed     *feedRuntime    // ends watch streams at shutdown; publishes consumer lag (feed.go)
+	storage  *storageMonitor // whether Redis refuses writes for memory (storage.go)
+	tracing  *tracing        // OpenTelemetry spans, when --otlp-endpoint is set (tracing.go)
+	draining atomic.Bool     // set on shutdown: /readyz fails while calls are still served
+	debug    *debugServer    // pprof on --debug-addr; nil when off (debug.go)
 }
 
 // New builds consentd and binds its listeners; Run serves. Everything that
@@ -102,10 +103,11 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 
 	metrics := prometheus.NewRegistry()
 	grpcMetrics := middleware.NewMetrics()
-	redisErrors := newRedisErrorCounter()
+	a.storage = newStorageMonitor(a.store.StorageFull)
+	redisErrors := newRedisErrorCounter(a.storage.refused)
 	a.redis.AddHook(redisErrors)
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		grpcMetrics, redisErrors)
+		grpcMetrics, redisErrors, a.storage)
 	a.feed = newFeedRuntime(a.store.Consumers, cfg.FeedMonitorInterval, logger)
 	metrics.MustRegister(a.feed.monitor)
 
@@ -188,7 +190,7 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}
-	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Metrics: metrics, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite})
+	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite})
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}
@@ -278,6 +280,22 @@ func (a *App) ready(ctx context.Context) error {
 		return errDraining
 	}
 	return a.store.Ping(ctx)
+}
+
+// degraded is what /readyz adds while ready: that Redis is full.
+//
+// A full Redis still makes consentd ready. Every instance shares that Redis,
+// so failing readiness would take them all out of the load balancer, and
+// checks and reads, which Redis still serves, would fail with the writes
+// (a check that fails denies, so every site would stop its analytics and
+// ads). Writes answer UNAVAILABLE "storage is full" by themselves (the SDK
+// queues them and retries); /readyz says so in its body, and
+// consentd_redis_storage_full says so to alerting.
+func (a *App) degraded(ctx context.Context) string {
+	if a.storage.refresh(ctx) {
+		return "storage is full: Redis refuses writes for memory (maxmemory); checks and reads are served"
+	}
+	return ""
 }
 
 // ReloadPolicy reads the policy file again. A bad file keeps the policy in

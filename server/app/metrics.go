@@ -10,14 +10,20 @@ import (
 )
 
 // redisErrorCounter counts failed Redis commands and pipelines by kind, as a
-// go-redis hook, so the metric sees every command the store sends.
-type redisErrorCounter struct{ *prometheus.CounterVec }
+// go-redis hook, so the metric sees every command the store sends. A reply
+// refusing a command for memory (OOM) is a "reply" and is also passed to
+// oom (storageMonitor.refused). Commands whose context is uncounted
+// (storage.go's probe) are not counted.
+type redisErrorCounter struct {
+	*prometheus.CounterVec
+	oom func()
+}
 
-func newRedisErrorCounter() redisErrorCounter {
-	c := redisErrorCounter{prometheus.NewCounterVec(prometheus.CounterOpts{
+func newRedisErrorCounter(oom func()) redisErrorCounter {
+	c := redisErrorCounter{CounterVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "consentd_redis_errors_total",
 		Help: "Redis commands that failed, by kind: timeout, connection or reply.",
-	}, []string{"kind"})}
+	}, []string{"kind"}), oom: oom}
 	// Every kind is exported from the start, at 0, so rates and alerts work
 	// before the first failure.
 	for _, kind := range []string{"timeout", "connection", "reply"} {
@@ -39,7 +45,7 @@ func (c redisErrorCounter) DialHook(next redis.DialHook) redis.DialHook {
 func (c redisErrorCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if !handshake(cmd) {
+		if !handshake(cmd) && !isUncounted(ctx) {
 			c.count(err)
 		}
 		return err
@@ -51,7 +57,7 @@ func (c redisErrorCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook
 func (c redisErrorCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		if err != nil {
+		if err != nil && !isUncounted(ctx) {
 			for _, cmd := range cmds {
 				if cmd.Err() != nil && !handshake(cmd) {
 					c.count(cmd.Err())
@@ -81,5 +87,8 @@ func (c redisErrorCounter) count(err error) {
 		c.WithLabelValues("connection").Inc()
 	default:
 		c.WithLabelValues("reply").Inc()
+		if redis.IsOOMError(err) {
+			c.oom()
+		}
 	}
 }

@@ -46,6 +46,11 @@ type Options struct {
 	// shutting down). Its error is never shown: the probe says only "not
 	// ready", which is all a load balancer needs.
 	Ready func(ctx context.Context) error
+	// Degraded, when set, is asked once Ready has said yes: a non-empty
+	// answer says what works only in part (e.g. Redis is full: writes are
+	// refused, reads served). /readyz stays 200 and puts it in the body,
+	// for people and monitoring; the load balancer keeps sending calls.
+	Degraded func(ctx context.Context) string
 	// Metrics is the registry /metrics exposes.
 	Metrics *prometheus.Registry
 	// DemoSite, in demo mode, is the sdk-js folder: its demo page is served
@@ -96,6 +101,12 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("not ready\n"))
 			return
+		}
+		if opts.Degraded != nil {
+			if note := opts.Degraded(ctx); note != "" {
+				_, _ = w.Write([]byte("ready, degraded: " + note + "\n"))
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})

@@ -1,7 +1,8 @@
 // Package ratelimit limits calls per client, with the counters in Redis so
 // that every consentd instance shares them (GCRA, through go-redis/redis_rate).
 // Services are limited per API key; browsers and anonymous callers per
-// client IP, which is hashed before it reaches Redis.
+// client IP, which is hashed before it reaches Redis. When Redis cannot keep
+// the counters (full, unreachable), each instance counts in memory instead.
 package ratelimit
 
 import (
@@ -15,6 +16,9 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
@@ -70,16 +74,23 @@ type Options struct {
 // Limiter is the rate-limiting interceptor.
 type Limiter struct {
 	limiter *redis_rate.Limiter
+	local   *localLimiter // when Redis cannot keep the counters
 	opts    Options
 	logger  *slog.Logger
+	// lastWarning is when the fallback to local counters was last logged
+	// (unix nanoseconds): once per fallbackLogEvery, not once per call.
+	lastWarning atomic.Int64
 }
+
+// fallbackLogEvery spaces the warnings while the limiter counts locally.
+const fallbackLogEvery = 10 * time.Second
 
 // New returns a limiter whose counters live in client.
 func New(client redis.UniversalClient, opts Options, logger *slog.Logger) *Limiter {
 	if opts.Prefix == "" {
 		opts.Prefix = "consentd:"
 	}
-	return &Limiter{limiter: redis_rate.NewLimiter(client), opts: opts, logger: logger}
+	return &Limiter{limiter: redis_rate.NewLimiter(client), local: newLocalLimiter(time.Now), opts: opts, logger: logger}
 }
 
 // Unary is the unary interceptor; it must run after authentication, whose
@@ -92,19 +103,101 @@ func (l *Limiter) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	if limit.IsZero() {
 		return handler(ctx, req)
 	}
-	res, err := l.limiter.Allow(ctx, l.opts.Prefix+key, limit)
+	allowed, retryAfter, err := l.allow(ctx, key, limit)
 	if err != nil {
-		// The store is down too, most likely; the call will say so itself.
-		// Refusing every call here would only hide that.
-		l.logger.WarnContext(ctx, "rate limiter unavailable; call let through", "request_id", middleware.RequestID(ctx), "error", err)
-		return handler(ctx, req)
+		return nil, err // the caller gave up
 	}
-	if res.Allowed == 0 {
-		seconds := int(math.Ceil(res.RetryAfter.Seconds()))
+	if !allowed {
+		seconds := int(math.Ceil(retryAfter.Seconds()))
 		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(max(seconds, 1))))
 		return nil, status.Errorf(codes.ResourceExhausted, "rate limit exceeded (%s): retry after %d s", limit, max(seconds, 1))
 	}
 	return handler(ctx, req)
+}
+
+// allow counts the call in Redis, shared by every instance. When Redis
+// cannot (full: maxmemory under noeviction refuses the counter's write;
+// unreachable; too slow), the call is counted in this instance's memory
+// instead, with the same limit. Letting every call through would leave a
+// full Redis, which still serves checks, open to any flood, and refusing
+// every call would fail the checks it can still serve (and hide an outage
+// the call itself reports). Locally each instance allows the whole limit,
+// so with N instances a client may get up to N times it: looser, never
+// stricter, until Redis keeps the counters again.
+func (l *Limiter) allow(ctx context.Context, key string, limit Limit) (bool, time.Duration, error) {
+	res, err := l.limiter.Allow(ctx, l.opts.Prefix+key, limit)
+	if err == nil {
+		return res.Allowed > 0, res.RetryAfter, nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return false, 0, status.FromContextError(ctxErr).Err()
+	}
+	if now := time.Now().UnixNano(); now-l.lastWarning.Load() >= int64(fallbackLogEvery) {
+		l.lastWarning.Store(now)
+		l.logger.WarnContext(ctx, "rate limiter: Redis cannot keep the counters; counting in this instance",
+			"request_id", middleware.RequestID(ctx), "oom", redis.IsOOMError(err), "error", err)
+	}
+	allowed, retryAfter := l.local.allow(key, limit)
+	return allowed, retryAfter, nil
+}
+
+// maxLocalBuckets bounds the local counters' memory (about 100 bytes each).
+// A bucket whose allowance is full again is the same as none and is pruned;
+// beyond the bound, new clients are let through uncounted until some are.
+const maxLocalBuckets = 100_000
+
+// localLimiter is the same GCRA as redis_rate's script, in memory: per
+// bucket, the theoretical arrival time (tat) of the next call.
+type localLimiter struct {
+	now func() time.Time
+
+	mu        sync.Mutex
+	tat       map[string]time.Time
+	lastPrune time.Time
+}
+
+func newLocalLimiter(now func() time.Time) *localLimiter {
+	return &localLimiter{now: now, tat: map[string]time.Time{}}
+}
+
+// allow counts one call of key under limit and says whether it may go on,
+// or when to retry.
+func (l *localLimiter) allow(key string, limit Limit) (bool, time.Duration) {
+	interval := limit.Period / time.Duration(limit.Rate)
+	burst := interval * time.Duration(limit.Burst)
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tat, known := l.tat[key]
+	if !known || tat.Before(now) {
+		tat = now
+	}
+	next := tat.Add(interval)
+	if allowAt := next.Add(-burst); now.Before(allowAt) {
+		return false, allowAt.Sub(now)
+	}
+	if !known && len(l.tat) >= maxLocalBuckets {
+		l.prune(now)
+		if len(l.tat) >= maxLocalBuckets {
+			return true, 0
+		}
+	}
+	l.tat[key] = next
+	return true, 0
+}
+
+// prune drops the buckets back at their full allowance, at most once a
+// second (it walks them all).
+func (l *localLimiter) prune(now time.Time) {
+	if now.Sub(l.lastPrune) < time.Second {
+		return
+	}
+	l.lastPrune = now
+	for key, tat := range l.tat {
+		if !tat.After(now) {
+			delete(l.tat, key)
+		}
+	}
 }
 
 // bucket names the caller's counter and its limit.

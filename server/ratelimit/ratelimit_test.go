@@ -2,12 +2,20 @@ package ratelimit
 
 import (
 	"context"
+	"log/slog"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/consentd/consentd/server/internal/redistest"
 )
 
 type inProcess struct{}
@@ -62,5 +70,94 @@ func TestParseLimit(t *testing.T) {
 		if _, err := ParseLimit(bad); err == nil {
 			t.Errorf("ParseLimit(%q) accepted", bad)
 		}
+	}
+}
+
+func TestLocalLimiterAllowsTheBurstThenTheRate(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	l := newLocalLimiter(func() time.Time { return now })
+	limit, _ := ParseLimit("5/m")
+	for i := range 5 {
+		if ok, _ := l.allow("ip:a", limit); !ok {
+			t.Fatalf("call %d of a fresh bucket refused", i+1)
+		}
+	}
+	ok, retry := l.allow("ip:a", limit)
+	if ok || retry != 12*time.Second {
+		t.Fatalf("6th call in a minute: allowed %v, retry after %v; want refused, 12s", ok, retry)
+	}
+	if ok, _ := l.allow("ip:b", limit); !ok {
+		t.Fatal("another client is limited by the first one's calls")
+	}
+	now = now.Add(12 * time.Second)
+	if ok, _ := l.allow("ip:a", limit); !ok {
+		t.Fatal("refused after waiting the retry time")
+	}
+	if ok, _ := l.allow("ip:a", limit); ok {
+		t.Fatal("the wait bought more than one call")
+	}
+}
+
+func TestLocalLimiterKeepsItsMemoryBounded(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	l := newLocalLimiter(func() time.Time { return now })
+	limit, _ := ParseLimit("1/s")
+	for i := range maxLocalBuckets {
+		l.allow("ip:"+strconv.Itoa(i), limit)
+	}
+	l.allow("ip:one-too-many", limit)
+	if len(l.tat) != maxLocalBuckets {
+		t.Fatalf("%d buckets, want at most %d", len(l.tat), maxLocalBuckets)
+	}
+	// A second later every bucket is back at its full allowance: the same
+	// as none, so they make room.
+	now = now.Add(time.Second)
+	l.allow("ip:new", limit)
+	if len(l.tat) != 1 {
+		t.Fatalf("%d buckets after they all refilled, want only the new one", len(l.tat))
+	}
+	if ok, _ := l.allow("ip:new", limit); ok {
+		t.Fatal("the new bucket is not counted")
+	}
+}
+
+// When Redis cannot keep the counters, full (maxmemory under noeviction: the
+// counter's write is refused) or gone, calls are counted in memory, not let
+// through.
+func TestLimiterCountsInMemoryWhenRedisCannot(t *testing.T) {
+	srv := redistest.Start(t, "--maxmemory-policy", "noeviction")
+	rdb := srv.Client(t)
+	limit, _ := ParseLimit("5/m")
+	for _, tc := range []struct {
+		name    string
+		breakIt func()
+	}{
+		{"Redis full", func() {
+			if err := rdb.ConfigSet(context.Background(), "maxmemory", "1").Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := rdb.Set(context.Background(), "k", "v", 0).Err(); !redis.IsOOMError(err) {
+				t.Fatalf("Redis is not full: SET answered %v", err)
+			}
+		}},
+		{"Redis down", srv.Stop},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+			t.Cleanup(func() { _ = client.Close() })
+			l := New(client, Options{PerIP: limit, IPHashKey: []byte("k")}, slog.New(slog.DiscardHandler))
+			tc.breakIt()
+			ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 1}})
+			info := &grpc.UnaryServerInfo{FullMethod: "/consent.v1.ConsentService/GetPolicy"}
+			handled := 0
+			handler := func(context.Context, any) (any, error) { handled++; return nil, nil }
+			var last error
+			for range 8 {
+				_, last = l.Unary(ctx, nil, info, handler)
+			}
+			if handled != 5 || status.Code(last) != codes.ResourceExhausted {
+				t.Errorf("%d of 8 calls handled, last answered %v; want 5, then ResourceExhausted", handled, last)
+			}
+		})
 	}
 }

@@ -23,6 +23,12 @@ var (
 	// down. Retrying later may succeed; a write retried with the same
 	// idempotency key applies at most once.
 	ErrUnavailable = errors.New("store: Redis unavailable")
+	// ErrStorageFull: Redis refused a write for memory (maxmemory reached
+	// under maxmemory-policy noeviction, deploy/'s setting). It is also
+	// ErrUnavailable: nothing was written (Redis refuses a script before its
+	// first write, so a write is never half applied), reads still work, and
+	// the same write succeeds once an operator has made room.
+	ErrStorageFull = errors.New("store: Redis is full (maxmemory)")
 	// ErrChainBroken: a subject's history does not verify (VerifyChain).
 	ErrChainBroken = errors.New("store: history hash chain broken")
 )
@@ -45,6 +51,9 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 func wrapErr(op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if redis.IsOOMError(err) {
+		return fmt.Errorf("store: %s: %w: %w: %w", op, ErrUnavailable, ErrStorageFull, err)
 	}
 	if unavailable(err) {
 		return fmt.Errorf("store: %s: %w: %w", op, ErrUnavailable, err)

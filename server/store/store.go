@@ -246,6 +246,45 @@ func (s *Store) Ping(ctx context.Context) error {
 	return wrapErr("ping", err)
 }
 
+// writeProbe is a script that declares it may write (a shebang without the
+// no-writes flag) and writes nothing. Redis 7 refuses such a script before
+// running it exactly when it would refuse a write for memory (maxmemory
+// reached under noeviction), so running it asks "would a write be refused
+// for memory now?" without writing. It names no key: on a cluster it runs on
+// whichever master it is sent to.
+var writeProbe = redis.NewScript("#!lua\nreturn 1")
+
+// StorageFull reports whether Redis refuses writes for memory now (on a
+// cluster: any master), without writing anything. Reads still work then.
+// An error means it could not tell (Redis unreachable; a replica, which
+// refuses every write; a Redis older than 7.0); Ping says whether Redis
+// answers at all.
+func (s *Store) StorageFull(ctx context.Context) (bool, error) {
+	probe := func(ctx context.Context, c redis.Scripter) (bool, error) {
+		err := writeProbe.Run(ctx, c, nil).Err()
+		if redis.IsOOMError(err) {
+			return true, nil
+		}
+		return false, wrapErr("storage probe", err)
+	}
+	cluster, ok := s.client.(*redis.ClusterClient)
+	if !ok {
+		return probe(ctx, s.client)
+	}
+	var full atomic.Bool
+	err := cluster.ForEachMaster(ctx, func(ctx context.Context, master *redis.Client) error {
+		f, err := probe(ctx, master)
+		if f {
+			full.Store(true)
+		}
+		return err
+	})
+	if full.Load() {
+		return true, nil
+	}
+	return false, err
+}
+
 // runScript runs a script by EVALSHA and, when Redis does not have it cached
 // (first use, after a restart or SCRIPT FLUSH, or on a new cluster node),
 // by EVAL, which also caches it. Scripts are only ever run this way, one call

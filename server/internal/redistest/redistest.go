@@ -36,13 +36,17 @@ type Server struct {
 	dir string
 	// durable: AOF with appendfsync always in dir, replayed on Restart.
 	durable bool
+	extra   []string // more redis-server arguments (Start)
 }
 
 // Start runs a redis-server on a free loopback port and stops it when the
 // test ends. It fails the test (never skips it) when redis-server is missing.
-func Start(t testing.TB) *Server {
+// extra are more redis-server arguments, e.g. "--maxmemory", "4mb",
+// "--maxmemory-policy", "noeviction" (deploy/'s setting) for a Redis that
+// can fill up; they are kept on Restart.
+func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	return startServer(t, false)
+	return startServer(t, false, extra...)
 }
 
 // StartDurable is Start with persistence as deploy/ ships it: an append-only
@@ -55,9 +59,9 @@ func StartDurable(t testing.TB) *Server {
 	return startServer(t, true)
 }
 
-func startServer(t testing.TB, durable bool) *Server {
+func startServer(t testing.TB, durable bool, extra ...string) *Server {
 	t.Helper()
-	s := &Server{t: t, dir: t.TempDir(), durable: durable}
+	s := &Server{t: t, dir: t.TempDir(), durable: durable, extra: extra}
 	s.Process = startProcess(t, "redis-server", s.args)
 	return s
 }
@@ -76,7 +80,7 @@ func (s *Server) args(port int) []string {
 		// Tests simulate a stalled Redis with DEBUG SLEEP, which Redis 7
 		// refuses unless enabled; "local" allows it from loopback only.
 		"--enable-debug-command", "local",
-	}, persistence...)
+	}, append(persistence, s.extra...)...)
 }
 
 // Dir is the server's working directory: its append-only files are under
