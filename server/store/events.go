@@ -512,6 +512,15 @@ func (s *Store) verifyHistory(subjectID string, entries []string, state map[stri
 		prev = se.H
 	}
 	h.Checked = len(entries)
+	if len(entries) > 0 && !keyed && state[fieldTag] != "" {
+		// A tagged state was left by a write that also appended a keyed
+		// event, so an unkeyed history under it was rewritten: an unkeyed
+		// chain is anyone's to recompute, and only a keyed event after it
+		// vouches for it.
+		h.Checked, h.Chain = 0, &ChainError{Revision: first,
+			Problem: "the history holds no keyed event though the state was written with the keys (the history was rewritten)"}
+		return
+	}
 	if last := first + int64(len(entries)) - 1; last != stateRev {
 		h.Chain = &ChainError{Revision: min(last, stateRev) + 1,
 			Problem: fmt.Sprintf("the state has revision %d but the history ends at %d (events missing, or the state rolled back)", stateRev, last)}
@@ -519,6 +528,9 @@ func (s *Store) verifyHistory(subjectID string, entries []string, state map[stri
 	}
 	switch {
 	case len(state) == 0:
+	case state[fieldTampered] != "":
+		h.Chain = &ChainError{Revision: stateRev, Problem: fmt.Sprintf(
+			"the state at revision %s had been changed without the operator's keys; the write after it found it so and was applied on top of it", state[fieldTampered])}
 	case state[fieldTag] != "":
 		if !s.stateTagMatches(subjectID, state) {
 			h.Chain = &ChainError{Revision: stateRev, Problem: "the state's fields do not match its integrity tag (changed without the operator's keys)"}

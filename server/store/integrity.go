@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"encoding/hex"
 	"slices"
 )
@@ -37,6 +38,9 @@ import (
 const (
 	fieldDataKey = "_dk"  // the handle of the subject's data key (datakey.go)
 	fieldTag     = "_tag" // the state's MAC
+	// fieldTampered: a write found the state not matching its tag; the
+	// value is the revision it found. See write.
+	fieldTampered = "_tam"
 )
 
 // eventHashHex is the length of an event's hash: 40 hex digits (160 bits),
@@ -73,6 +77,38 @@ func (s *Store) stateTagMatches(subjectID string, state map[string]string) bool 
 		return false
 	}
 	return s.opts.Sealer.VerifyMAC(tag, stateTagParts(subjectID, state)...)
+}
+
+// intact reports whether what a write read is as consentd left it: a state
+// matching its tag, at the revision of the history's last event, which is
+// keyed; or a state last written before tags (no tag and no data key); or
+// nothing. tail is the history's last two events, or fewer.
+func (s *Store) intact(subjectID string, state map[string]string, rev int64, tail []string) bool {
+	switch {
+	case len(state) == 0:
+		return true
+	case state[fieldTag] == "":
+		return state[fieldDataKey] == ""
+	case !s.stateTagMatches(subjectID, state):
+		return false
+	}
+	if len(tail) == 0 {
+		return true // the history expired (Options.HistoryRetention); the next write starts a new chain
+	}
+	last, prev := tail[len(tail)-1], ""
+	if len(tail) == 2 {
+		prev = hashOf(tail[0])
+	}
+	var e storedEvent
+	return json.Unmarshal([]byte(last), &e) == nil && e.Rev == rev && s.keyedHashMatches(subjectID, last, prev)
+}
+
+// hashOf is a stored event's hash: the 40 characters before its closing "}.
+func hashOf(event string) string {
+	if len(event) < hashSuffixLen {
+		return ""
+	}
+	return event[len(event)-42 : len(event)-2]
 }
 
 func stateTagParts(subjectID string, state map[string]string) [][]byte {

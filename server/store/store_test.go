@@ -399,6 +399,14 @@ func TestHistoriesOfTheEarlierLayoutsStillVerify(t *testing.T) {
 	h2 := e2[len(e2)-42 : len(e2)-2]
 	client.Del(ctx, history)
 	client.RPush(ctx, history, e1, e2)
+	// The state as the earlier versions left it: no integrity tag, no data
+	// key.
+	for _, k := range client.Keys(ctx, prefix+":*:s:*").Val() {
+		client.HDel(ctx, k, "_tag", "_dk")
+	}
+	for _, k := range client.Keys(ctx, prefix+":*:k:*").Val() {
+		client.Del(ctx, k)
+	}
 
 	third := update(subject, true)
 	third.Decisions["functional"] = third.Decisions["analytics"]

@@ -128,10 +128,12 @@ type WriteResult struct {
 // data key: its handle is in the state, so its name cannot be passed as a
 // key; it shares the slot.
 //
-// Returns {names, state, last hash, wrapped data key, idempotency record,
-// now}: names is the index (1, 2, ...) of the HMAC key whose names hold the
-// subject's data (1 when none does), state its HGETALL, last hash the
-// previous event's hash ("" for none), the wrapped data key "" for none, the
+// Returns {names, state, tail, wrapped data key, idempotency record, now}:
+// names is the index (1, 2, ...) of the HMAC key whose names hold the
+// subject's data (1 when none does), state its HGETALL, tail the history's
+// last two events (fewer when it has fewer: the last one's hash is what the
+// new event chains to, and the one before lets the write check the last
+// one), the wrapped data key "" for none, the
 // idempotency record "" for none, now Redis' clock in unix ms (the clock
 // idempotency records expire by).
 var readForWriteScript = redis.NewScript(`
@@ -142,7 +144,7 @@ for i = 1, #KEYS, 3 do
     break
   end
 end
-local last = redis.call('LINDEX', KEYS[from + 1], -1) or ''
+local tail = redis.call('LRANGE', KEYS[from + 1], -2, -1)
 local wrapped = ''
 local handle = redis.call('HGET', KEYS[from], '_dk')
 if handle then wrapped = redis.call('GET', ARGV[2] .. ':k:' .. handle) or '' end
@@ -157,7 +159,7 @@ if ARGV[1] ~= '' then
   end
 end
 local t = redis.call('TIME')
-return {(from + 2) / 3, redis.call('HGETALL', KEYS[from]), string.sub(last, -42, -3), wrapped, idem,
+return {(from + 2) / 3, redis.call('HGETALL', KEYS[from]), tail, wrapped, idem,
   tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
 `)
 
@@ -281,6 +283,7 @@ type readForWrite struct {
 	names   int               // index in knownKeysFor of the names holding the data
 	state   map[string]string // the state hash
 	last    string            // the previous event's hash; "" for none
+	tail    []string          // the history's last two events, or fewer
 	wrapped string            // the wrapped data key; "" for none
 	idem    string            // the idempotency record; "" for none
 	now     int64             // Redis' clock, unix ms
@@ -307,7 +310,14 @@ func (s *Store) readForWrite(ctx context.Context, known []subjectKeys, idemField
 	if r.state, err = pairsToMap(reply[1]); err != nil {
 		return readForWrite{}, err
 	}
-	r.last, _ = reply[2].(string)
+	tail, _ := reply[2].([]any)
+	for _, e := range tail {
+		event, _ := e.(string)
+		r.tail = append(r.tail, event)
+	}
+	if n := len(r.tail); n > 0 {
+		r.last = hashOf(r.tail[n-1])
+	}
 	r.wrapped, _ = reply[3].(string)
 	r.idem, _ = reply[4].(string)
 	r.now, _ = reply[5].(int64)
@@ -416,6 +426,13 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 		}
 		rev := strconv.FormatInt(current+1, 10)
 		state := maps.Clone(read.state)
+		// A write tags the state it leaves, so a state changed without the
+		// keys would be laundered by the next write: the write records that
+		// it found one instead (it still applies: an opt-out must never be
+		// refused for it), and the mark stays, under the new tag.
+		if _, marked := state[fieldTampered]; !marked && !s.intact(w.SubjectID, state, current, read.tail) {
+			state[fieldTampered] = strconv.FormatInt(current, 10)
+		}
 		var set, del []any
 		put := func(name, value string) {
 			state[name] = value
@@ -452,6 +469,9 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 		}
 		if state[fieldDataKey] != dk.handle {
 			put(fieldDataKey, dk.handle)
+		}
+		if v, ok := state[fieldTampered]; ok && read.state[fieldTampered] != v {
+			set = append(set, fieldTampered, v)
 		}
 		put(fieldTag, s.stateTag(w.SubjectID, state))
 
