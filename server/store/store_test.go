@@ -299,13 +299,13 @@ func TestMemoryUsage(t *testing.T) {
 	}
 	// Each case writes one subject under its own prefix, so each key kind
 	// under that prefix is that subject's.
-	measure := func(writes int, idempotencyKey string) (memory map[string]int64, lastEvent string) {
+	measure := func(writes int, idempotencyKey, clientFacts string) (memory map[string]int64, lastEvent string) {
 		t.Helper()
 		s, prefix := storetest.NewStore(t, client)
 		for i := range writes {
 			w := store.Write{SubjectID: "visitor-8f14e45fceea167a5a36dedd4bea2543", Decisions: all, Region: "DE",
 				IdempotencyKey: idempotencyKey, Now: now.Add(time.Duration(i) * time.Hour),
-				Event: store.EventInfo{Type: "update", Actor: "visitor", Source: domain.SourceBanner, PolicyVersion: "2025-06-01", Channel: "rest"}}
+				Event: store.EventInfo{Type: "update", Actor: "visitor", Source: domain.SourceBanner, PolicyVersion: "2025-06-01", Channel: "rest", Client: clientFacts}}
 			if i > 0 {
 				w.Decisions, w.Event.Source = changes(i), domain.SourcePreferenceCenter
 			}
@@ -324,10 +324,13 @@ func TestMemoryUsage(t *testing.T) {
 		return memory, lastEvent
 	}
 
-	one, firstEvent := measure(1, "")
-	ten, lastEvent := measure(10, "")
-	fifty, _ := measure(51, "")
-	keyed, _ := measure(1, "3f2c1a9e-7b6d-4e2f-9a8b-1c2d3e4f5a6b")
+	one, firstEvent := measure(1, "", "")
+	ten, lastEvent := measure(10, "", "")
+	fifty, _ := measure(51, "", "")
+	twoHundred, _ := measure(200, "", "")
+	keyed, _ := measure(1, "3f2c1a9e-7b6d-4e2f-9a8b-1c2d3e4f5a6b", "")
+	const browser = "ua=Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0; platform=Linux; mobile=?0"
+	fromBrowser, _ := measure(10, "", browser)
 	t.Logf("state hash, 5 purposes + _rev + _reg:  %5d B (after 10 writes: %d B, after 51: %d B)", one["s"], ten["s"], fifty["s"])
 	t.Logf("history list, 1 event:                 %5d B (the event: %d B of JSON)", one["h"], len(firstEvent))
 	t.Logf("history list, 10 events:               %5d B = %d B per event (a 1-2 purpose event: %d B of JSON)",
@@ -337,6 +340,10 @@ func TestMemoryUsage(t *testing.T) {
 	t.Logf("idempotency record (expires):          %5d B", keyed["i"])
 	t.Logf("feed stream of a partition, 1 entry:   %5d B; 10 entries: %d B (one stream per partition, shared)",
 		one["f"], ten["f"])
+	t.Logf("history list, 10 browser events:       %5d B = %d B per event (with sealed client facts)", fromBrowser["h"], fromBrowser["h"]/10)
+	t.Logf("feed stream, 200 entries of a subject: %5d B = %d B per entry", twoHundred["f"], twoHundred["f"]/200)
+	t.Logf("a new subject, one write:              %5d B (state, data key, history); %d B with an idempotency key",
+		one["s"]+one["k"]+one["h"], keyed["s"]+keyed["k"]+keyed["h"]+keyed["i"])
 	t.Logf("first event: %s", firstEvent)
 
 	// The aims of `make bench` (issue 7): <= 400 B per subject record, <= 250
