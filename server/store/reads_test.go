@@ -76,7 +76,7 @@ func TestConcurrentChecksShareRoundTripsAndEachGetsItsOwnAnswer(t *testing.T) {
 // caller's deadline, here far later.
 func TestConcurrentChecksBehindAStalledRedisFailWithinTheSharedReadTimeout(t *testing.T) {
 	srv := redistest.Start(t)
-	const timeout = 200 * time.Millisecond
+	const timeout = 300 * time.Millisecond
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1,
 		ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout, DialTimeout: timeout})
 	t.Cleanup(func() { _ = client.Close() })
@@ -92,7 +92,7 @@ func TestConcurrentChecksBehindAStalledRedisFailWithinTheSharedReadTimeout(t *te
 	stall := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 5 * time.Second})
 	t.Cleanup(func() { _ = stall.Close() })
 	stalled := make(chan error, 1)
-	go func() { stalled <- stall.Do(context.Background(), "debug", "sleep", "2").Err() }()
+	go func() { stalled <- stall.Do(context.Background(), "debug", "sleep", "3").Err() }()
 	time.Sleep(50 * time.Millisecond)
 
 	caller, cancel := context.WithTimeout(context.Background(), 10*timeout)
@@ -106,7 +106,7 @@ func TestConcurrentChecksBehindAStalledRedisFailWithinTheSharedReadTimeout(t *te
 			if !errors.Is(err, store.ErrUnavailable) || caller.Err() != nil {
 				t.Errorf("check %d with Redis stalled: %v, want ErrUnavailable before the caller's deadline", i, err)
 			}
-			if took > timeout+timeout/2 {
+			if took > timeout+timeout/2 { // without the bound: twice the timeout
 				t.Errorf("check %d with Redis stalled took %v, want at most %v", i, took, timeout)
 			}
 		})
