@@ -96,7 +96,8 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 		previousHMAC = append(previousHMAC, k.Secret)
 	}
 	a.store, err = store.New(a.redis, store.Options{HMACKey: keySet.ActiveHMAC().Secret, PreviousHMACKeys: previousHMAC, Sealer: sealer,
-		VisitorRetention: cfg.VisitorRetention, HistoryRetention: cfg.HistoryRetention, FeedRetention: cfg.FeedRetention})
+		VisitorRetention: cfg.VisitorRetention, HistoryRetention: cfg.HistoryRetention, FeedRetention: cfg.FeedRetention,
+		SharedReadTimeout: cfg.RedisTimeout})
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}

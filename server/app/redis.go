@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -18,11 +20,13 @@ import (
 // slot, so the same scripts run unchanged on all three.
 //
 // The policy is the same in every mode:
-//   - Every wait is bounded by --redis-timeout (dial, read, write, and the
-//     wait for a pooled connection): a dead or stalled Redis fails a call
-//     with Unavailable, it never hangs it. One dial attempt per connection
-//     (go-redis' default is 5 dials 100 ms apart, which would make every 503
-//     take half a second longer).
+//   - Every command and pipeline waits on Redis for --redis-timeout at most,
+//     all its waits together (boundWaits: the wait for a pooled connection,
+//     a dial and its handshake, the write, the reply): a dead or stalled
+//     Redis fails a call with Unavailable, it never hangs it, however many
+//     calls are in flight. A blocking read gets its block time on top. One
+//     dial attempt per connection (go-redis' default is 5 dials 100 ms
+//     apart, which would make every 503 take half a second longer).
 //   - No retry of a command that may have reached Redis. A write script
 //     whose reply was lost (timeout, connection reset, a master killed
 //     mid-reply) may have been applied, and after a failover it may have
@@ -38,6 +42,7 @@ import (
 //     see a withdrawal at once (read-your-write, min_revision).
 func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
 	poolSize := max(64, 10*runtime.GOMAXPROCS(0))
+	bound := boundWaits{cfg.RedisTimeout}
 	switch cfg.RedisMode {
 	case "", "standalone":
 		opts, err := redis.ParseURL(cfg.RedisURL)
@@ -48,10 +53,13 @@ func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
 		opts.ReadTimeout = cfg.RedisTimeout
 		opts.WriteTimeout = cfg.RedisTimeout
 		opts.PoolTimeout = cfg.RedisTimeout
+		opts.ContextTimeoutEnabled = true
 		opts.MaxRetries = -1
 		opts.DialerRetries = 1
 		opts.PoolSize = poolSize
-		return redis.NewClient(opts), nil
+		client := redis.NewClient(opts)
+		client.AddHook(bound)
+		return client, nil
 
 	case "cluster":
 		client := redis.NewClusterClient(&redis.ClusterOptions{
@@ -83,7 +91,18 @@ func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
 			WriteTimeout:   cfg.RedisTimeout,
 			PoolTimeout:    cfg.RedisTimeout,
 			PoolSize:       poolSize, // per node
+
+			// boundWaits' deadlines, on node clients too: the cluster
+			// client's hooks do not run for calls made on a node directly
+			// (Store.Ping).
+			ContextTimeoutEnabled: true,
+			NewClient: func(opt *redis.Options) *redis.Client {
+				node := redis.NewClient(opt)
+				node.AddHook(bound)
+				return node
+			},
 		})
+		client.AddHook(bound)
 		client.AddHook(reloadTopologyOnError{client})
 		return client, nil
 
@@ -92,7 +111,7 @@ func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
 		// sentinels where the master is, and connections to a master the
 		// sentinels replaced (+switch-master) are dropped. Until they have
 		// promoted a replica, calls fail with Unavailable.
-		return redis.NewFailoverClient(&redis.FailoverOptions{
+		client := redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName:    cfg.RedisMaster,
 			SentinelAddrs: cfg.RedisAddrs,
 			// The data nodes' password. Sentinels are assumed to need none
@@ -106,9 +125,75 @@ func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
 			WriteTimeout:  cfg.RedisTimeout,
 			PoolTimeout:   cfg.RedisTimeout,
 			PoolSize:      poolSize,
-		}), nil
+
+			ContextTimeoutEnabled: true, // boundWaits' deadlines
+		})
+		client.AddHook(bound)
+		return client, nil
 	}
 	return nil, fmt.Errorf("--redis-mode: %q is not standalone, cluster or sentinel", cfg.RedisMode)
+}
+
+// boundWaits gives every command and pipeline a deadline of --redis-timeout
+// (a context deadline, which go-redis applies to the connection's reads and
+// writes with ContextTimeoutEnabled, and to the wait for a pooled
+// connection). go-redis' own timeouts bound each wait by itself, one after
+// the other: a call that waited for a pooled connection, dialled a new one,
+// then waited for the handshake's reply and for its own could wait several
+// times --redis-timeout. The caller's deadline, when it is sooner, still
+// ends the call first.
+//
+// A blocking read may wait its block time, then --redis-timeout for the
+// reply. consentd sends none today: the change feed polls with XREADGROUP
+// without BLOCK (see api.WithFeed). blockTime knows the BLOCK argument of
+// XREAD and XREADGROUP; any other blocking command (BLPOP, WAIT, ...) would
+// be cut at --redis-timeout, so one that is ever sent must be taught to it
+// first.
+type boundWaits struct{ timeout time.Duration }
+
+func (b boundWaits) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (b boundWaits) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		ctx, cancel := context.WithTimeout(ctx, b.timeout+blockTime(cmd))
+		defer cancel()
+		return next(ctx, cmd)
+	}
+}
+
+// ProcessPipelineHook: Redis runs a pipeline's blocking reads one after the
+// other, so their block times add up.
+func (b boundWaits) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		timeout := b.timeout
+		for _, cmd := range cmds {
+			timeout += blockTime(cmd)
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return next(ctx, cmds)
+	}
+}
+
+// blockTime is how long Redis may hold cmd before replying by design: the
+// BLOCK of an XREAD or XREADGROUP, nothing for other commands. BLOCK 0
+// (forever) gets nothing either: no call waits forever.
+func blockTime(cmd redis.Cmder) time.Duration {
+	if name := cmd.Name(); name != "xread" && name != "xreadgroup" {
+		return 0
+	}
+	args := cmd.Args()
+	for i := 1; i+1 < len(args); i++ {
+		word, _ := args[i].(string)
+		switch strings.ToLower(word) {
+		case "streams": // the options end here; keys and ids follow
+			return 0
+		case "block":
+			ms, _ := args[i+1].(int64)
+			return time.Duration(max(ms, 0)) * time.Millisecond
+		}
+	}
+	return 0
 }
 
 // reloadTopologyOnError asks the cluster client to reload the slot map

@@ -25,7 +25,7 @@ import (
 // Config is every setting, with its defaults applied.
 type Config struct {
 	RedisURL         string        // redis://[:password@]host:port/db (standalone mode)
-	RedisTimeout     time.Duration // per Redis command; a dead Redis fails calls after this, never hangs them
+	RedisTimeout     time.Duration // per Redis command or pipeline, all its waits together; a dead or stalled Redis fails calls after this, never hangs them
 	RedisMode        string        // standalone, cluster or sentinel
 	RedisAddrs       []string      // cluster: seed nodes; sentinel: the sentinels (host:port each)
 	RedisMaster      string        // sentinel: the master's name
@@ -173,7 +173,7 @@ func define(getenv func(string) string, usageOut io.Writer) (*flag.FlagSet, *Con
 	fs.BoolVar(&c.Demo, "demo", demoDefault, "demo mode: calls without credentials are allowed (make run only, never in production) (env CONSENTD_DEMO)")
 	str(&t.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := errors.Join(
-		dur(&c.RedisTimeout, "redis-timeout", time.Second, "how long one Redis command may take before the call fails with Unavailable"),
+		dur(&c.RedisTimeout, "redis-timeout", time.Second, "how long one Redis command or pipeline may wait, for a connection and for the reply together, before the call fails with Unavailable (checks fail closed)"),
 		dur(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on SIGTERM"),
 		dur(&c.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long /readyz fails while still serving, so load balancers stop sending first"),
 		dur(&c.TokenTTL, "token-ttl", 180*24*time.Hour, "how long a subject token lives (refreshable before it ends)"),

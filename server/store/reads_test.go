@@ -1,6 +1,8 @@
 package store_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/consentd/consentd/server/internal/redistest"
+	"github.com/consentd/consentd/server/store"
 	"github.com/consentd/consentd/server/store/storetest"
 )
 
@@ -63,5 +66,53 @@ func TestConcurrentChecksShareRoundTripsAndEachGetsItsOwnAnswer(t *testing.T) {
 	}
 	if largest < 2 {
 		t.Errorf("%d concurrent checks behind a stalled Redis were sent %q: want HMGETs pipelined together", subjects, log.sent)
+	}
+}
+
+// A check's read waits for a shared pipeline SharedReadTimeout at most: with
+// Redis stalled, each of many concurrent checks fails with ErrUnavailable
+// within it, those that went straight out (the first few) by the client's
+// own timeout, the same. The pipeliner's own wait would end only at the
+// caller's deadline, here far later.
+func TestConcurrentChecksBehindAStalledRedisFailWithinTheSharedReadTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	const timeout = 300 * time.Millisecond
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1,
+		ReadTimeout: timeout, WriteTimeout: timeout, PoolTimeout: timeout, DialTimeout: timeout})
+	t.Cleanup(func() { _ = client.Close() })
+	s, err := store.New(client, store.Options{Prefix: "stalled", HMACKey: storetest.HMACKey, Sealer: storetest.Sealer,
+		SharedReadTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetPurposes(t.Context(), "subject", []string{"analytics"}); err != nil {
+		t.Fatal(err)
+	}
+
+	stall := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 5 * time.Second})
+	t.Cleanup(func() { _ = stall.Close() })
+	stalled := make(chan error, 1)
+	go func() { stalled <- stall.Do(context.Background(), "debug", "sleep", "3").Err() }()
+	time.Sleep(50 * time.Millisecond)
+
+	caller, cancel := context.WithTimeout(context.Background(), 10*timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			began := time.Now()
+			_, err := s.GetPurposes(caller, fmt.Sprint("subject-", i), []string{"analytics"})
+			took := time.Since(began)
+			if !errors.Is(err, store.ErrUnavailable) || caller.Err() != nil {
+				t.Errorf("check %d with Redis stalled: %v, want ErrUnavailable before the caller's deadline", i, err)
+			}
+			if took > timeout+timeout/2 { // without the bound: twice the timeout
+				t.Errorf("check %d with Redis stalled took %v, want at most %v", i, took, timeout)
+			}
+		})
+	}
+	wg.Wait()
+	if err := <-stalled; err != nil {
+		t.Fatal(err)
 	}
 }

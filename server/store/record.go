@@ -354,8 +354,11 @@ func (s *Store) getPurposesOwn(ctx context.Context, subjectID string, purposes [
 // straight out: there is nothing to batch, and the auto-pipeliner's
 // hand-offs (to its flusher goroutine and back) only add latency (`make
 // bench`'s open loop at 5,000 checks/s: p50 0.6 ms direct, 0.8-1.1 ms through
-// the pipeliner). Beyond that, through the auto-pipeliner, whose wait ends at
-// ctx's deadline; the command itself is bounded by the client's read timeout.
+// the pipeliner). Beyond that, through the auto-pipeliner. Its own wait ends
+// at ctx's deadline only (a stalled Redis held checks in it for up to four
+// times the client's timeout), so a read waits Options.SharedReadTimeout at
+// most; the command stays queued, and its reply, if one comes, is read by
+// nobody.
 func (s *Store) readHMGet(ctx context.Context, key string, fields []string) ([]any, error) {
 	args := make([]any, 0, 2+len(fields))
 	args = append(args, "hmget", key)
@@ -368,6 +371,8 @@ func (s *Store) readHMGet(ctx context.Context, key string, fields []string) ([]a
 		_ = s.client.Process(ctx, cmd)
 		return cmd.Result()
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.SharedReadTimeout)
+	defer cancel()
 	if err := s.reads.Submit(ctx, cmd).WaitContext(ctx); err != nil {
 		return nil, err
 	}

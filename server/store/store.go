@@ -84,6 +84,8 @@ const (
 	MinHMACKeyBytes = 32
 	// MaxPartitions: a partition is chosen by 16 bits of the subject's hash.
 	MaxPartitions = 1 << 16
+	// DefaultSharedReadTimeout is consentd's default --redis-timeout.
+	DefaultSharedReadTimeout = time.Second
 )
 
 // Options configure a Store. Zero values take the defaults above.
@@ -121,6 +123,12 @@ type Options struct {
 	// HistoryRetention: a subject's history is deleted this long after its
 	// last write; 0 (the default) keeps it as long as the state.
 	HistoryRetention time.Duration
+	// SharedReadTimeout bounds how long a check's read waits for a pipeline
+	// it shares with other checks' (see readHMGet); default 1s. Give it the
+	// client's bound on one command (consentd: --redis-timeout): the client
+	// bounds the commands it sends, but not a wait in the queue of a
+	// pipeline.
+	SharedReadTimeout time.Duration
 }
 
 // Store is consentd's Redis storage. It is safe for concurrent use.
@@ -134,7 +142,8 @@ type Store struct {
 	// of consentd's CPU per check). go-redis marks the API experimental; the
 	// version is pinned in go.mod. Reads only: nothing here may re-send a
 	// write whose reply was lost (see the package comment), and a pipeline
-	// library is the wrong place to prove that.
+	// library is the wrong place to prove that. A read waits for it
+	// Options.SharedReadTimeout at most (see readHMGet).
 	reads         *redis.AutoPipeliner
 	readsInFlight atomic.Int64 // checks' reads, see readHMGet
 	// activeMACs are HMAC-SHA256 hashes keyed with Options.HMACKey, reused
@@ -209,6 +218,12 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	}
 	if opts.VisitorRetention < time.Millisecond {
 		return nil, fmt.Errorf("store: visitor retention %v: must be positive (default %v)", opts.VisitorRetention, DefaultVisitorRetention)
+	}
+	if opts.SharedReadTimeout == 0 {
+		opts.SharedReadTimeout = DefaultSharedReadTimeout
+	}
+	if opts.SharedReadTimeout < time.Millisecond {
+		return nil, fmt.Errorf("store: shared read timeout %v: must be positive (default %v)", opts.SharedReadTimeout, DefaultSharedReadTimeout)
 	}
 	if opts.HistoryRetention < 0 {
 		return nil, fmt.Errorf("store: history retention %v: must be 0 (kept with the state) or positive", opts.HistoryRetention)
