@@ -113,6 +113,12 @@ func mac(key []byte, parts [][]byte) []byte {
 	return h.Sum(nil)
 }
 
+// SealedWithActive reports whether a value made by Seal was sealed with the
+// active key (so need not be sealed again after a rotation).
+func (s *Sealer) SealedWithActive(sealed string) bool {
+	return strings.HasPrefix(sealed, s.activeID+".")
+}
+
 // Seal encrypts plaintext with the active key. Sealing the same plaintext
 // twice gives different values (random nonce).
 func (s *Sealer) Seal(plaintext []byte) string {

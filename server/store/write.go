@@ -414,9 +414,16 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 		if err != nil {
 			return WriteResult{}, "", err
 		}
-		wrapped := "" // the data key's record to store: a new key, or a new linked visitor
+		// The data key's record is stored when it is new, names a new linked
+		// visitor, or was wrapped with an encryption key no longer active
+		// (so a rotation of the encryption key reaches every subject written
+		// since).
+		wrapped := ""
 		if w.LinkedVisitor != "" && !slices.Contains(dk.visitors, w.LinkedVisitor) {
 			dk.visitors = append(dk.visitors, w.LinkedVisitor)
+			fresh = true
+		}
+		if !fresh && !s.opts.Sealer.SealedWithActive(read.wrapped) {
 			fresh = true
 		}
 		if fresh {

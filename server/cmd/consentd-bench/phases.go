@@ -146,6 +146,13 @@ func (b *bench) memory(ctx context.Context) error {
 	if states != n {
 		return fmt.Errorf("found %d state hashes after writing %d subjects to an empty Redis", states, n)
 	}
+	dataKeyBytes, dataKeys, err := b.memoryOf(ctx, "*}:k:*")
+	if err != nil {
+		return err
+	}
+	if dataKeys != n {
+		return fmt.Errorf("found %d data keys for %d subjects", dataKeys, n)
+	}
 	const events = 10
 	for e := 1; e < events; e++ {
 		changed := map[string]bool{}
@@ -178,6 +185,7 @@ func (b *bench) memory(ctx context.Context) error {
 		Subjects:               n,
 		EventsPerSubject:       events,
 		SubjectBytes:           float64(stateBytes) / float64(n),
+		DataKeyBytes:           float64(dataKeyBytes) / float64(n),
 		EventBytes:             float64(historyBytes) / float64(n*events),
 		FirstEventJSONBytes:    float64(firstLen) / float64(len(keys)),
 		LaterEventJSONBytes:    float64(lastLen) / float64(len(keys)),

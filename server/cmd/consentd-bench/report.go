@@ -184,6 +184,7 @@ type memoryFigure struct {
 	Subjects               int     `json:"subjects"`
 	EventsPerSubject       int     `json:"events_per_subject"`
 	SubjectBytes           float64 `json:"bytes_per_subject_record"`
+	DataKeyBytes           float64 `json:"bytes_per_subject_data_key"` // the wrapped data key, a key of its own
 	EventBytes             float64 `json:"bytes_per_history_event"`
 	HistoryListBytes10Evts float64 `json:"bytes_per_history_list_of_10"`
 	FirstEventJSONBytes    float64 `json:"first_event_json_bytes"`
@@ -386,9 +387,10 @@ func (r *report) markdown() string {
 	if m := r.Memory; m.Subjects > 0 {
 		fmt.Fprintf(&b, "`MEMORY USAGE` (all samples) after writing %d subjects through consentd: a banner \"accept all\" (5 purposes, region DE), "+
 			"then %d changes of 1-2 purposes each, from a backend over gRPC (as `TestMemoryUsage` in server/store/store_test.go).\n\n", m.Subjects, m.EventsPerSubject-1)
-		fmt.Fprintf(&b, "| what | bytes |\n|---|---|\n| subject record (state hash, 5 purposes) | %.0f |\n| history, per event (a list of %d) | %.0f |\n"+
+		fmt.Fprintf(&b, "| what | bytes |\n|---|---|\n| subject record (state hash, 5 purposes) | %.0f |\n| subject data key (wrapped, with the subject id) | %.0f |\n"+
+			"| history, per event (a list of %d) | %.0f |\n"+
 			"| event JSON, first (5 purposes) | %.0f |\n| event JSON, later (1-2 purposes) | %.0f |\n\n",
-			m.SubjectBytes, m.EventsPerSubject, m.EventBytes, m.FirstEventJSONBytes, m.LaterEventJSONBytes)
+			m.SubjectBytes, m.DataKeyBytes, m.EventsPerSubject, m.EventBytes, m.FirstEventJSONBytes, m.LaterEventJSONBytes)
 	}
 	fmt.Fprintf(&b, "consentd's peak RSS (VmHWM from /proc/<pid>/status after all load): **%.1f MiB** (%.1f MiB at the end); the ceiling's: %.1f MiB.\n",
 		r.RSS.ConsentdPeakMB, r.RSS.ConsentdNowMB, r.RSS.CeilingPeakMB)
