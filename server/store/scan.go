@@ -24,7 +24,7 @@ import (
 //	<scope>/<phase>/<where>/<at>
 //
 // scope "all" or "p<partition>" (a cursor resumes only the scope it came
-// from); phase "keys" (where: the node's address, "-" on a single server or
+// from); phase "done" (nothing left), "keys" (where: the node's address, "-" on a single server or
 // through Sentinel; at: SCAN's cursor on that node) or, for verify, "feed"
 // (where: the partition; at: the last stream entry checked). Everything
 // before the position is done. SCAN's cursor is only meaningful on the node
@@ -68,7 +68,7 @@ func parseScanCursor(sc ScanScope, cursor string) (scanPos, error) {
 		return scanPos{}, nil
 	}
 	parts := strings.Split(cursor, "/")
-	if len(parts) != 4 || (parts[1] != "keys" && parts[1] != "feed") || parts[2] == "" || parts[3] == "" {
+	if len(parts) != 4 || (parts[1] != "keys" && parts[1] != "feed" && parts[1] != "done") || parts[2] == "" || parts[3] == "" {
 		return scanPos{}, fmt.Errorf("store: cursor %q: not one this command printed", cursor)
 	}
 	if parts[0] != sc.name() {
@@ -133,6 +133,9 @@ const scanBatch = 500
 // each's included.
 func (s *Store) scanKeys(ctx context.Context, sc ScanScope, kinds string, pos, done scanPos,
 	each func(keys []string, after scanPos) error) error {
+	if pos.phase == "done" {
+		return nil
+	}
 	nodes, err := s.scanNodes(ctx, sc)
 	if err != nil {
 		return err
