@@ -757,7 +757,7 @@ func (fc *feedCheck) entry(m redis.XMessage) error {
 	}
 	sum := sha256.Sum256([]byte(ev))
 	if seen, ok := fs.revs[se.Rev]; ok && seen == sum {
-		forged(fmt.Sprintf("a copy of the authentic entry of revision %d (replayed)", se.Rev))
+		forged(fmt.Sprintf("the authentic entry of revision %d a second time: copied, or the subject was rolled back and the same change written again", se.Rev))
 		return nil
 	}
 	fs.revs[se.Rev] = sum
