@@ -82,24 +82,8 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 		return nil, err
 	}
 
-	// Standalone, cluster or sentinel; timeouts and no retries (redis.go).
-	if a.redis, err = newRedisClient(cfg); err != nil {
+	if a.store, a.redis, err = newStore(cfg, keySet); err != nil {
 		return nil, err
-	}
-
-	sealer, err := keys.NewSealer(keySet.Encryption)
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("encryption keys: %w", err), a.redis.Close())
-	}
-	var previousHMAC [][]byte
-	for _, k := range keySet.HMAC[1:] {
-		previousHMAC = append(previousHMAC, k.Secret)
-	}
-	a.store, err = store.New(a.redis, store.Options{HMACKey: keySet.ActiveHMAC().Secret, PreviousHMACKeys: previousHMAC, Sealer: sealer,
-		VisitorRetention: cfg.VisitorRetention, HistoryRetention: cfg.HistoryRetention, FeedRetention: cfg.FeedRetention,
-		SharedReadTimeout: cfg.RedisTimeout})
-	if err != nil {
-		return nil, errors.Join(err, a.redis.Close())
 	}
 
 	metrics := prometheus.NewRegistry()

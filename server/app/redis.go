@@ -11,6 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/consentd/consentd/server/config"
+	"github.com/consentd/consentd/server/keys"
+	"github.com/consentd/consentd/server/store"
 )
 
 // newRedisClient builds the client of the configured Redis: one server
@@ -246,4 +248,40 @@ func topologyMayHaveChanged(err error) bool {
 	_, ask := redis.IsAskError(err)
 	return moved || ask || redis.IsClusterDownError(err) || redis.IsTryAgainError(err) ||
 		redis.IsReadOnlyError(err) || redis.IsMasterDownError(err) || redis.IsLoadingError(err)
+}
+
+// OpenStore builds the store of cfg the way the server does (its Redis
+// client, key file and retention), for the subcommands that work on it
+// directly (`consentd verify`, `consentd rekey`). Close the client when done.
+func OpenStore(cfg config.Config) (*store.Store, redis.UniversalClient, error) {
+	keySet, err := keys.Load(cfg.KeysFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	return newStore(cfg, keySet)
+}
+
+// newStore connects the store: the Redis client of cfg (standalone,
+// cluster or sentinel; timeouts and no retries, see newRedisClient) and the
+// keys of keySet.
+func newStore(cfg config.Config, keySet keys.Set) (*store.Store, redis.UniversalClient, error) {
+	client, err := newRedisClient(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealer, err := keys.NewSealer(keySet.Encryption)
+	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("encryption keys: %w", err), client.Close())
+	}
+	var previousHMAC [][]byte
+	for _, k := range keySet.HMAC[1:] {
+		previousHMAC = append(previousHMAC, k.Secret)
+	}
+	s, err := store.New(client, store.Options{HMACKey: keySet.ActiveHMAC().Secret, PreviousHMACKeys: previousHMAC, Sealer: sealer,
+		VisitorRetention: cfg.VisitorRetention, HistoryRetention: cfg.HistoryRetention, FeedRetention: cfg.FeedRetention,
+		SharedReadTimeout: cfg.RedisTimeout})
+	if err != nil {
+		return nil, nil, errors.Join(err, client.Close())
+	}
+	return s, client, nil
 }

@@ -74,7 +74,7 @@ type Flag struct{ Name, Env, Default string }
 // Flags lists every flag with its environment variable and default.
 func Flags() []Flag {
 	var out []Flag
-	fs, _, _, _ := define(func(string) string { return "" }, io.Discard)
+	fs, _, _, _ := define("consentd", func(string) string { return "" }, io.Discard, nil)
 	fs.VisitAll(func(f *flag.Flag) { out = append(out, Flag{Name: f.Name, Env: envName(f.Name), Default: f.DefValue}) })
 	return out
 }
@@ -87,7 +87,7 @@ type text struct {
 // Load parses args (without the program name) and the environment. getenv
 // is os.Getenv outside tests.
 func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
-	fs, c, t, err := define(getenv, usageOut)
+	fs, c, t, err := define("consentd", getenv, usageOut, nil)
 	if err != nil {
 		return Config{}, err
 	}
@@ -118,16 +118,22 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	return *c, c.validate()
 }
 
-// define registers every flag on a new FlagSet, its default taken from the
-// flag's environment variable when that is set.
-func define(getenv func(string) string, usageOut io.Writer) (*flag.FlagSet, *Config, *text, error) {
-	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
+// define registers the flags on a new FlagSet, each default taken from the
+// flag's environment variable when that is set. only, when not nil, names
+// the flags to register; the others' settings take their defaults (and
+// variables) without a flag.
+func define(name string, getenv func(string) string, usageOut io.Writer, only map[string]bool) (*flag.FlagSet, *Config, *text, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(usageOut)
 	c, t := &Config{}, &text{}
 	str := func(dst *string, name, def, usage string) {
 		env := envName(name)
 		if v := getenv(env); v != "" {
 			def = v
+		}
+		if only != nil && !only[name] {
+			*dst = def
+			return
 		}
 		fs.StringVar(dst, name, def, usage+" (env "+env+")")
 	}
@@ -139,6 +145,10 @@ func define(getenv func(string) string, usageOut io.Writer) (*flag.FlagSet, *Con
 				return fmt.Errorf("%s: %q is not a duration like 500ms or 10s", env, v)
 			}
 			def = d
+		}
+		if only != nil && !only[name] {
+			*dst = def
+			return nil
 		}
 		fs.DurationVar(dst, name, def, usage+" (env "+env+")")
 		return nil
@@ -170,7 +180,10 @@ func define(getenv func(string) string, usageOut io.Writer) (*flag.FlagSet, *Con
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("CONSENTD_DEMO: %q is not true or false", getenv("CONSENTD_DEMO"))
 	}
-	fs.BoolVar(&c.Demo, "demo", demoDefault, "demo mode: calls without credentials are allowed (make run only, never in production) (env CONSENTD_DEMO)")
+	c.Demo = demoDefault
+	if only == nil || only["demo"] {
+		fs.BoolVar(&c.Demo, "demo", demoDefault, "demo mode: calls without credentials are allowed (make run only, never in production) (env CONSENTD_DEMO)")
+	}
 	str(&t.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := errors.Join(
 		dur(&c.RedisTimeout, "redis-timeout", time.Second, "how long one Redis command or pipeline may wait, for a connection and for the reply together, before the call fails with Unavailable (checks fail closed)"),
@@ -210,10 +223,7 @@ func envName(flagName string) string {
 }
 
 func (c Config) validate() error {
-	var errs []error
-	if _, err := redis.ParseURL(c.RedisURL); err != nil {
-		errs = append(errs, fmt.Errorf("--redis-url (CONSENTD_REDIS_URL): %v; want redis://host:port/db", err))
-	}
+	errs := []error{c.validateStore()}
 	for _, a := range []struct{ name, value string }{{"grpc-addr", c.GRPCAddr}, {"http-addr", c.HTTPAddr}} {
 		if _, _, err := net.SplitHostPort(a.value); err != nil {
 			errs = append(errs, fmt.Errorf("--%s (%s): %q is not host:port, e.g. 127.0.0.1:8080", a.name, envName(a.name), a.value))
@@ -221,9 +231,6 @@ func (c Config) validate() error {
 	}
 	if c.GRPCAddr == c.HTTPAddr {
 		errs = append(errs, fmt.Errorf("--grpc-addr and --http-addr: both are %q; they need different ports", c.GRPCAddr))
-	}
-	if c.KeysFile == "" {
-		errs = append(errs, errors.New("--keys-file (CONSENTD_KEYS_FILE): required: the operator's HMAC key for Redis key names (see README, Configuration)"))
 	}
 	if !c.Demo && c.APIKeysFile == "" && c.APIKey == "" {
 		errs = append(errs, errors.New("--api-keys-file (CONSENTD_API_KEYS_FILE) or CONSENTD_API_KEY: one is required, so that services can authenticate (or --demo for a local demo without authentication)"))
@@ -255,11 +262,82 @@ func (c Config) validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format (CONSENTD_LOG_FORMAT): %q is not json or text", c.LogFormat))
 	}
-	if c.RedisTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("--redis-timeout (CONSENTD_REDIS_TIMEOUT): must be positive, got %s", c.RedisTimeout))
-	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout (CONSENTD_SHUTDOWN_TIMEOUT): must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.DebugAddr != "" {
+		if _, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--debug-addr (CONSENTD_DEBUG_ADDR): %q is not host:port, e.g. 127.0.0.1:6060", c.DebugAddr))
+		}
+	}
+	if c.OTLPEndpoint != "" {
+		if _, _, err := net.SplitHostPort(c.OTLPEndpoint); err != nil {
+			errs = append(errs, fmt.Errorf("--otlp-endpoint (CONSENTD_OTLP_ENDPOINT): %q is not host:port", c.OTLPEndpoint))
+		}
+	}
+	if c.DrainDelay < 0 || c.DrainDelay >= c.ShutdownTimeout {
+		errs = append(errs, fmt.Errorf("--drain-delay (CONSENTD_DRAIN_DELAY): must be 0 or more and shorter than --shutdown-timeout (%s), got %s", c.ShutdownTimeout, c.DrainDelay))
+	}
+	for _, d := range []struct {
+		name     string
+		value    time.Duration
+		zeroOK   bool
+		smallest time.Duration
+	}{
+		{"feed-poll-interval", c.FeedPollInterval, false, time.Millisecond},
+		{"feed-monitor-interval", c.FeedMonitorInterval, false, 10 * time.Millisecond},
+	} {
+		if d.zeroOK && d.value == 0 {
+			continue
+		}
+		if d.value < d.smallest {
+			errs = append(errs, fmt.Errorf("--%s (%s): must be at least %s, got %s", d.name, envName(d.name), d.smallest, d.value))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// storeFlags are the settings a command working on the store directly
+// (LoadTool) takes: where Redis is, the keys, and the retention the store
+// applies.
+var storeFlags = map[string]bool{
+	"redis-url": true, "redis-mode": true, "redis-addrs": true, "redis-master": true, "redis-timeout": true,
+	"keys-file": true, "visitor-retention": true, "history-retention": true, "feed-retention": true,
+}
+
+// LoadTool parses the arguments of a consentd subcommand that works on the
+// store directly (`consentd verify`, `consentd rekey`): the store's settings
+// (storeFlags), from flags and CONSENTD_* variables as for the server, so a
+// command run in the server's environment finds the same Redis and keys;
+// and the command's own flags, which extra registers. The other settings
+// keep their defaults. Arguments that are not flags are refused.
+func LoadTool(name string, args []string, getenv func(string) string, usageOut io.Writer, extra func(*flag.FlagSet)) (Config, error) {
+	fs, c, t, err := define("consentd "+name, getenv, usageOut, storeFlags)
+	if err != nil {
+		return Config{}, err
+	}
+	extra(fs)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q: every setting is a --flag", fs.Arg(0))
+	}
+	c.RedisAddrs = commaList(t.redisAddrs)
+	return *c, c.validateStore()
+}
+
+// validateStore checks the settings the store needs.
+func (c Config) validateStore() error {
+	var errs []error
+	if _, err := redis.ParseURL(c.RedisURL); err != nil {
+		errs = append(errs, fmt.Errorf("--redis-url (CONSENTD_REDIS_URL): %v; want redis://host:port/db", err))
+	}
+	if c.KeysFile == "" {
+		errs = append(errs, errors.New("--keys-file (CONSENTD_KEYS_FILE): required: the operator's HMAC key for Redis key names (see README, Configuration)"))
+	}
+	if c.RedisTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--redis-timeout (CONSENTD_REDIS_TIMEOUT): must be positive, got %s", c.RedisTimeout))
 	}
 	switch c.RedisMode {
 	case "standalone":
@@ -281,19 +359,6 @@ func (c Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--redis-mode (CONSENTD_REDIS_MODE): %q is not standalone, cluster or sentinel", c.RedisMode))
 	}
-	if c.DebugAddr != "" {
-		if _, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
-			errs = append(errs, fmt.Errorf("--debug-addr (CONSENTD_DEBUG_ADDR): %q is not host:port, e.g. 127.0.0.1:6060", c.DebugAddr))
-		}
-	}
-	if c.OTLPEndpoint != "" {
-		if _, _, err := net.SplitHostPort(c.OTLPEndpoint); err != nil {
-			errs = append(errs, fmt.Errorf("--otlp-endpoint (CONSENTD_OTLP_ENDPOINT): %q is not host:port", c.OTLPEndpoint))
-		}
-	}
-	if c.DrainDelay < 0 || c.DrainDelay >= c.ShutdownTimeout {
-		errs = append(errs, fmt.Errorf("--drain-delay (CONSENTD_DRAIN_DELAY): must be 0 or more and shorter than --shutdown-timeout (%s), got %s", c.ShutdownTimeout, c.DrainDelay))
-	}
 	for _, d := range []struct {
 		name     string
 		value    time.Duration
@@ -303,8 +368,6 @@ func (c Config) validate() error {
 		{"visitor-retention", c.VisitorRetention, false, time.Hour},
 		{"history-retention", c.HistoryRetention, true, time.Hour},
 		{"feed-retention", c.FeedRetention, false, time.Hour},
-		{"feed-poll-interval", c.FeedPollInterval, false, time.Millisecond},
-		{"feed-monitor-interval", c.FeedMonitorInterval, false, 10 * time.Millisecond},
 	} {
 		if d.zeroOK && d.value == 0 {
 			continue

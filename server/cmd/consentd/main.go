@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -27,15 +28,28 @@ import (
 const gcPercent = 200
 
 func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is consentd with its arguments (without the program's name): the
+// server, or a subcommand (tools.go). It returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		if tool, ok := tools[args[0]]; ok {
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return tool(ctx, args[1:], os.Getenv, stdout, stderr)
+		}
+	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
+	cfg, err := config.Load(args, os.Getenv, stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "consentd:", err)
-		os.Exit(2)
+		fmt.Fprintln(stderr, "consentd:", err)
+		return 2
 	}
-	logger := newLogger(cfg)
+	logger := newLogger(cfg, stderr)
 	// go-redis reports connection-pool trouble through its own global logger;
 	// route it into ours so every line is structured.
 	redis.SetLogger(redisLogger{logger})
@@ -44,22 +58,23 @@ func main() {
 	defer stop()
 	a, err := app.New(cfg, logger)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "consentd:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "consentd:", err)
+		return 1
 	}
 	go reloadOnHangup(ctx, a, logger)
 	if err := a.Run(ctx); err != nil {
 		logger.Error("consentd stopped", "error", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
-func newLogger(cfg config.Config) *slog.Logger {
+func newLogger(cfg config.Config, out io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+		return slog.New(slog.NewTextHandler(out, opts))
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	return slog.New(slog.NewJSONHandler(out, opts))
 }
 
 // reloadOnHangup reloads the policy file on SIGHUP; a bad file is logged and

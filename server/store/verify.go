@@ -1,0 +1,765 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Verification, what `consentd verify` runs: it looks at what is stored the
+// way an auditor would, with the operator's keys, for the marks that
+// someone who can write to Redis but does not hold the keys leaves (see
+// integrity.go for the MACs it checks):
+//
+//   - every state hash found: its tag, its history's chain, the revision
+//     they share, and that its data key record names a subject whose keyed
+//     name (under the active or a previous HMAC key) is the name it was
+//     found under: a state or history copied onto another subject's name
+//     is caught there, since its tag and chain bind the subject id;
+//   - every history list and data key found: that the state they belong to
+//     exists (one deleted leaves them behind);
+//   - every change-feed entry kept: that its event is authentic (its keyed
+//     hash), and that the subject it names has not been put back behind it:
+//     a state at a lower revision than an authentic entry, or a history
+//     whose event at that revision is another one, was rolled back.
+//
+// What it cannot see, by construction (see also integrity.go): a subject's
+// state and history put back together to an earlier authentic copy once
+// the feed no longer holds the entries written after it (trimmed after
+// Options.FeedRetention), or after the attacker deleted those entries too
+// (XDEL leaves no trace in a stream; the feed is authentic entry by entry,
+// not as a sequence); a whole subject deleted, state, history, data key and
+// feed entries (it reads as never written: only a record kept outside Redis,
+// such as a consumer's, shows it existed); a whole database put back to an
+// earlier copy; and anything about subjects written before keyed MACs and
+// not since ("unauthenticated": their sha1 chain shows accidents, not
+// someone who recomputes it).
+
+// FindingKind says what a verification found.
+type FindingKind string
+
+// The kinds of findings.
+const (
+	// FindingHistory: an event edited, deleted, reordered or inserted, or
+	// the oldest events dropped.
+	FindingHistory FindingKind = "history"
+	// FindingState: the state does not match its integrity tag, lost its
+	// tag, or is at another revision than its history's last event.
+	FindingState FindingKind = "state"
+	// FindingRollback: the change feed holds an authentic change the
+	// subject's state and history no longer have.
+	FindingRollback FindingKind = "rollback"
+	// FindingMissing: a state deleted while its history, data key or feed
+	// entries remain; a data key deleted while its state or feed entries
+	// remain (without an erasure); a history deleted while it is kept as
+	// long as the state (Options.HistoryRetention 0).
+	FindingMissing FindingKind = "missing"
+	// FindingForged: a change-feed entry or a data key record that was not
+	// made with the operator's keys.
+	FindingForged FindingKind = "forged"
+	// FindingMisplaced: a subject's data under a name that is not its own
+	// under any known HMAC key (copied from another subject, or left under
+	// an HMAC key removed from the key file), or under two of its names.
+	FindingMisplaced FindingKind = "misplaced"
+	// FindingUnauthenticated: a subject or feed entry written before keyed
+	// MACs and not since; a finding only with VerifyOptions.Strict.
+	FindingUnauthenticated FindingKind = "unauthenticated"
+)
+
+// Finding is one thing a verification found. It names Redis keys, never a
+// subject id: a report can be shared like a key listing.
+type Finding struct {
+	Kind     FindingKind
+	Key      string // the key (or "<feed key> <entry id>") it was found at
+	Revision int64  // the revision concerned; 0 when none
+	Detail   string // what is wrong, for a person to read
+}
+
+func (f Finding) String() string {
+	rev := ""
+	if f.Revision != 0 {
+		rev = " revision=" + strconv.FormatInt(f.Revision, 10)
+	}
+	return fmt.Sprintf("finding kind=%s key=%s%s: %s", f.Kind, f.Key, rev, f.Detail)
+}
+
+// VerifyOptions are what a verification reports to as it goes.
+type VerifyOptions struct {
+	// Strict makes subjects and feed entries written before keyed MACs
+	// (unauthenticated) findings too.
+	Strict bool
+	// OnFinding is called with each finding as it is found.
+	OnFinding func(Finding)
+	// OnProgress is called after each step (a SCAN reply, a page of the
+	// feed) with the cursor to resume after it and the counts so far.
+	OnProgress func(cursor string, sofar VerifyReport)
+	// Now is the clock feed entries' age is judged by; nil: time.Now.
+	Now func() time.Time
+}
+
+// VerifyReport counts what a verification did.
+type VerifyReport struct {
+	Subjects        int // state hashes checked
+	Verified        int // of which with no finding and authenticated
+	Unauthenticated int // of which written before keyed MACs and not since
+	FeedEntries     int // change-feed entries checked
+	Findings        map[FindingKind]int
+}
+
+// FindingsTotal is the number of findings of every kind.
+func (r VerifyReport) FindingsTotal() int {
+	n := 0
+	for _, c := range r.Findings {
+		n += c
+	}
+	return n
+}
+
+// verifier is one verification run.
+type verifier struct {
+	s        *Store
+	opts     VerifyOptions
+	report   VerifyReport
+	reported map[string]bool // kind + key of findings reported, to report each once
+}
+
+func (s *Store) newVerifier(opts VerifyOptions) *verifier {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &verifier{s: s, opts: opts, report: VerifyReport{Findings: map[FindingKind]int{}}, reported: map[string]bool{}}
+}
+
+func (v *verifier) find(f Finding) {
+	id := string(f.Kind) + " " + f.Key
+	if v.reported[id] {
+		return
+	}
+	v.reported[id] = true
+	v.report.Findings[f.Kind]++
+	if v.opts.OnFinding != nil {
+		v.opts.OnFinding(f)
+	}
+}
+
+func (v *verifier) progress(pos scanPos, sc ScanScope) {
+	if v.opts.OnProgress != nil {
+		v.opts.OnProgress(pos.cursor(sc), v.report)
+	}
+}
+
+// VerifySubject verifies one subject: its state, history and data key
+// under every known HMAC key's names, and its entries in its partition's
+// change feed. A subject with nothing stored verifies (and counts no
+// subject).
+func (s *Store) VerifySubject(ctx context.Context, subjectID string, opts VerifyOptions) (VerifyReport, error) {
+	if subjectID == "" {
+		return VerifyReport{}, errors.New("store: empty subject id")
+	}
+	v := s.newVerifier(opts)
+	known := s.knownKeysFor(subjectID)
+	pairs := make([]string, 0, 2*len(known))
+	for _, k := range known {
+		pairs = append(pairs, k.state, k.history)
+	}
+	view, err := s.readSubject(ctx, pairs, known[0].base)
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	handle := ""
+	if view.found > 0 {
+		k := known[view.found-1]
+		if view.others > 0 {
+			v.find(Finding{Kind: FindingMisplaced, Key: k.state, Detail: "the subject's data is under the names of two HMAC keys; reads use the first"})
+		}
+		handle = view.state[fieldDataKey]
+		v.checkSubject(k.state, k.history, subjectID, view)
+	}
+	partition := s.partitionOf(subjectID)
+	err = v.checkFeed(ctx, partition, "-", func(subject, h string) bool { return subject == subjectID || (h != "" && h == handle) }, nil)
+	return v.report, err
+}
+
+// Verify verifies every subject and change-feed entry of sc, from cursor
+// ("" for the start; otherwise one given to OnProgress). It returns when
+// done, at the first error, or when ctx ends (with the report so far: the
+// last cursor given to OnProgress resumes it).
+func (s *Store) Verify(ctx context.Context, sc ScanScope, cursor string, opts VerifyOptions) (VerifyReport, error) {
+	if err := s.checkScope(sc); err != nil {
+		return VerifyReport{}, err
+	}
+	pos, err := parseScanCursor(sc, cursor)
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	v := s.newVerifier(opts)
+	partitions := []int{sc.Partition}
+	if sc.All {
+		partitions = allPartitions(s.opts.Partitions)
+	}
+	feedStart := scanPos{phase: "feed", where: strconv.Itoa(partitions[0]), at: "-"}
+	if pos.phase != "feed" {
+		err := s.scanKeys(ctx, sc, "shk", pos, feedStart, func(keys []string, after scanPos) error {
+			for _, key := range keys {
+				if err := v.checkKey(ctx, key); err != nil {
+					return err
+				}
+			}
+			v.progress(after, sc)
+			return nil
+		})
+		if err != nil {
+			return v.report, err
+		}
+		pos = feedStart
+	}
+	first, err := strconv.Atoi(pos.where)
+	if err != nil {
+		return v.report, fmt.Errorf("store: cursor: %q is not a partition", pos.where)
+	}
+	for i, p := range partitions {
+		if p < first {
+			continue
+		}
+		from := "-"
+		if p == first {
+			from = pos.at
+		}
+		next := scanPos{phase: "feed", where: strconv.Itoa(p), at: "-"}
+		err := v.checkFeed(ctx, p, from, nil, func(last string) {
+			next.at = last
+			v.progress(next, sc)
+		})
+		if err != nil {
+			return v.report, err
+		}
+		if i+1 < len(partitions) {
+			v.progress(scanPos{phase: "feed", where: strconv.Itoa(partitions[i+1]), at: "-"}, sc)
+		}
+	}
+	return v.report, nil
+}
+
+// checkKey checks one key a scan found.
+func (v *verifier) checkKey(ctx context.Context, key string) error {
+	s := v.s
+	pk, ok := s.parseKey(key)
+	if !ok {
+		return nil // not of this layout (another prefix that the pattern matched)
+	}
+	switch pk.kind {
+	case 's', 'h':
+		state, history := pk.base+":s:"+pk.rest, pk.base+":h:"+pk.rest
+		view, err := s.readSubject(ctx, []string{state, history}, pk.base)
+		if err != nil || view.found == 0 {
+			return err // gone since the scan saw it: erased, or expired
+		}
+		if pk.kind == 'h' && len(view.state) > 0 {
+			return nil // checked with its state
+		}
+		if len(view.state) == 0 {
+			v.find(Finding{Kind: FindingMissing, Key: history, Detail: "a history without its state: the state was deleted"})
+			return nil
+		}
+		subject, ok := v.subjectOf(pk, view)
+		if !ok {
+			return nil
+		}
+		v.checkSubject(state, history, subject, view)
+	case 'k':
+		return v.checkDataKey(ctx, pk, key)
+	}
+	return nil
+}
+
+// subjectOf learns the subject id of a state found by a scan from its data
+// key record, and checks that the state's name is the subject's own under
+// a known HMAC key. ok is false when what is found rules out checking
+// further (reported). A state without a data key (written before them)
+// gives "": its chain can still be checked, unkeyed.
+func (v *verifier) subjectOf(pk parsedKey, view subjectView) (subject string, ok bool) {
+	s := v.s
+	state := pk.base + ":s:" + pk.rest
+	handle := view.state[fieldDataKey]
+	if handle == "" {
+		return "", true
+	}
+	if view.wrapped == "" {
+		v.report.Subjects++
+		v.find(Finding{Kind: FindingMissing, Key: dataKeyName(pk.base, handle),
+			Detail: "the state's data key is gone, but no erasure took it (an erasure deletes the state with it)"})
+		return "", false
+	}
+	dk, err := openDataKey(s.opts.Sealer, handle, view.wrapped)
+	if err != nil {
+		v.report.Subjects++
+		v.find(Finding{Kind: FindingForged, Key: dataKeyName(pk.base, handle), Detail: "the data key record does not open with the operator's keys: " + err.Error()})
+		return "", false
+	}
+	if !v.ownName(pk, dk.subject) {
+		v.report.Subjects++
+		v.find(Finding{Kind: FindingMisplaced, Key: state,
+			Detail: "the state is not under its subject's name for any known HMAC key: copied from another subject's name, or under an HMAC key removed from the key file"})
+		return "", false
+	}
+	return dk.subject, true
+}
+
+// ownName reports whether pk (a subject's key) is named for subject under
+// the active or a previous HMAC key.
+func (v *verifier) ownName(pk parsedKey, subject string) bool {
+	s := v.s
+	if s.partitionOf(subject) != pk.partition {
+		return false
+	}
+	if s.keyedID(s.opts.HMACKey, subject) == pk.rest {
+		return true
+	}
+	for _, key := range s.opts.PreviousHMACKeys {
+		if s.keyedID(key, subject) == pk.rest {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSubject verifies one subject's state and history (found under the
+// names state and history; subject "" when unknown: a state from before
+// data keys found by a scan).
+func (v *verifier) checkSubject(state, history, subject string, view subjectView) {
+	s := v.s
+	v.report.Subjects++
+	if len(view.state) == 0 {
+		v.find(Finding{Kind: FindingMissing, Key: history, Detail: "a history without its state: the state was deleted"})
+		return
+	}
+	if handle := view.state[fieldDataKey]; handle != "" && subject != "" && view.wrapped == "" {
+		v.find(Finding{Kind: FindingMissing, Key: dataKeyName(state[:strings.LastIndex(state, ":s:")], handle),
+			Detail: "the state's data key is gone, but no erasure took it (an erasure deletes the state with it)"})
+		return
+	}
+	var h History
+	rev, _ := strconv.ParseInt(view.state[fieldRevision], 10, 64)
+	if len(view.entries) == 0 && rev > 0 && s.opts.HistoryRetention > 0 {
+		// The history expired (Options.HistoryRetention): the state stands
+		// alone until the next write starts a new chain.
+		switch {
+		case view.state[fieldTag] != "":
+			if !s.stateTagMatches(subject, view.state) {
+				h.Chain = &ChainError{Revision: rev, Problem: "the state's fields do not match its integrity tag (changed without the operator's keys)"}
+			}
+		case view.state[fieldDataKey] != "":
+			h.Chain = &ChainError{Revision: rev, Problem: "the state has no integrity tag, though it was written with one"}
+		default:
+			h.StateUntagged = true
+		}
+	} else {
+		s.verifyHistory(subject, view.entries, view.state, &h)
+	}
+	var chain *ChainError
+	switch {
+	case errors.As(h.Chain, &chain) && len(view.entries) == 0 && rev > 0:
+		v.find(Finding{Kind: FindingMissing, Key: history, Revision: rev,
+			Detail: "the history is gone while the state remains, and histories are kept as long as their state (history retention 0)"})
+	case errors.As(h.Chain, &chain) && h.Checked < len(view.entries):
+		v.find(Finding{Kind: FindingHistory, Key: history, Revision: chain.Revision, Detail: chain.Problem})
+	case errors.As(h.Chain, &chain):
+		v.find(Finding{Kind: FindingState, Key: state, Revision: chain.Revision, Detail: chain.Problem})
+	case h.StateUntagged:
+		v.report.Unauthenticated++
+		if v.opts.Strict {
+			v.find(Finding{Kind: FindingUnauthenticated, Key: state, Revision: rev,
+				Detail: "written before keyed MACs and not since: its unkeyed chain verifies, which anyone could recompute"})
+		}
+	default:
+		v.report.Verified++
+	}
+}
+
+// dataKeyOrphanScript reports whether a data key exists while no state
+// names it, at one instant: a legitimate erasure or expiry takes both at
+// once, a write makes both at once, a rotation moves the state between the
+// names given.
+//
+// KEYS[1] the data key, then the subject's state hash under each known HMAC
+// key; ARGV[1] the data key's handle.
+// Returns 1 when the data key exists and no state has it in _dk.
+var dataKeyOrphanScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 2, #KEYS do
+  if redis.call('HGET', KEYS[i], '_dk') == ARGV[1] then return 0 end
+end
+return 1
+`)
+
+// checkDataKey checks a data key a scan found: its record opens, names a
+// subject of this partition, and that subject's state names it.
+func (v *verifier) checkDataKey(ctx context.Context, pk parsedKey, key string) error {
+	s := v.s
+	wrapped, err := s.client.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil // erased or expired since the scan saw it
+	}
+	if err != nil {
+		return wrapErr("verify", err)
+	}
+	dk, err := openDataKey(s.opts.Sealer, pk.rest, wrapped)
+	if err != nil {
+		v.find(Finding{Kind: FindingForged, Key: key, Detail: "the data key record does not open with the operator's keys: " + err.Error()})
+		return nil
+	}
+	if s.partitionOf(dk.subject) != pk.partition {
+		v.find(Finding{Kind: FindingMisplaced, Key: key, Detail: "the data key record names a subject of another partition"})
+		return nil
+	}
+	names := []string{key}
+	for _, k := range s.knownKeysFor(dk.subject) {
+		names = append(names, k.state)
+	}
+	orphan, err := s.runScript(ctx, dataKeyOrphanScript, names, pk.rest).Int()
+	if err != nil {
+		return wrapErr("verify", err)
+	}
+	if orphan == 1 {
+		v.find(Finding{Kind: FindingMissing, Key: key, Detail: "a data key whose subject has no state naming it: the state was deleted (an erasure deletes both)"})
+	}
+	return nil
+}
+
+// readSubjectScript reads a subject's state, history and data key at one
+// instant, under the first of the given names that hold any.
+//
+// KEYS pairs of state hash, history list; ARGV[1] the partition's key
+// prefix, to name the data key (see readForWriteScript).
+// Returns {pair (1, 2, ...; 0: none holds data), state (HGETALL), history
+// (LRANGE), wrapped data key or "", how many further pairs hold data}.
+var readSubjectScript = redis.NewScript(`
+local found, others = 0, 0
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i], KEYS[i + 1]) > 0 then
+    if found == 0 then found = (i + 1) / 2 else others = others + 1 end
+  end
+end
+if found == 0 then return {0, {}, {}, '', 0} end
+local state = KEYS[2 * found - 1]
+local handle = redis.call('HGET', state, '_dk')
+local wrapped = ''
+if handle then wrapped = redis.call('GET', ARGV[1] .. ':k:' .. handle) or '' end
+return {found, redis.call('HGETALL', state), redis.call('LRANGE', KEYS[2 * found], 0, -1), wrapped, others}
+`)
+
+// subjectView is what readSubjectScript read.
+type subjectView struct {
+	found   int // 1-based index of the pair holding the data; 0: none
+	state   map[string]string
+	entries []string
+	wrapped string
+	others  int
+}
+
+func (s *Store) readSubject(ctx context.Context, pairs []string, base string) (subjectView, error) {
+	reply, err := s.runScript(ctx, readSubjectScript, pairs, base).Slice()
+	if err != nil {
+		return subjectView{}, wrapErr("verify", err)
+	}
+	if len(reply) != 5 {
+		return subjectView{}, errors.New("store: verify: unexpected script reply")
+	}
+	var view subjectView
+	found, _ := reply[0].(int64)
+	view.found = int(found)
+	if view.state, err = pairsToMap(reply[1]); err != nil {
+		return subjectView{}, err
+	}
+	list, _ := reply[2].([]any)
+	view.entries = make([]string, len(list))
+	for i, e := range list {
+		view.entries[i], _ = e.(string)
+	}
+	view.wrapped, _ = reply[3].(string)
+	others, _ := reply[4].(int64)
+	view.others = int(others)
+	return view, nil
+}
+
+// feedPage is how many feed entries one XRANGE reads.
+const feedPage = 500
+
+// feedSubject is what a feed check knows of one subject it met.
+type feedSubject struct {
+	view  subjectView
+	rev   int64                       // the state's revision
+	first int64                       // the revision of the history's first event; 0: none
+	revs  map[int64][sha256.Size]byte // the events of the entries checked, by revision
+}
+
+// feedCheck is the check of one partition's change feed.
+type feedCheck struct {
+	v        *verifier
+	ctx      context.Context
+	feed     string
+	base     string
+	now      time.Time
+	want     func(subject, handle string) bool // nil: every entry
+	keys     map[string]*dataKey               // by handle; nil: gone
+	subjects map[string]*feedSubject
+	erased   map[string]bool // handles named by erase notices
+	orphans  map[string]bool // handles of recent entries whose data key is gone
+}
+
+// checkFeed checks a partition's change feed entries after from ("-": all)
+// up to the last one there when it starts. want, when not nil, keeps only
+// the entries of one subject (by subject id, or by data key handle when
+// the key is gone). page is called after each page with the last entry
+// checked.
+func (v *verifier) checkFeed(ctx context.Context, partition int, from string, want func(subject, handle string) bool, page func(last string)) error {
+	s := v.s
+	fc := &feedCheck{v: v, ctx: ctx, feed: s.feedKey(partition), base: s.partitionBase(partition), now: v.opts.Now(), want: want,
+		keys: map[string]*dataKey{}, subjects: map[string]*feedSubject{}, erased: map[string]bool{}, orphans: map[string]bool{}}
+	last, err := s.client.XRevRangeN(ctx, fc.feed, "+", "-", 1).Result()
+	if err != nil {
+		return wrapErr("verify", err)
+	}
+	if len(last) == 0 {
+		return nil
+	}
+	end := last[0].ID
+	start := from
+	if start != "-" {
+		start = "(" + start
+	}
+	for {
+		entries, err := s.client.XRangeN(ctx, fc.feed, start, end, feedPage).Result()
+		if err != nil {
+			return wrapErr("verify", err)
+		}
+		for _, m := range entries {
+			if err := fc.entry(m); err != nil {
+				return err
+			}
+		}
+		if len(entries) > 0 && page != nil {
+			page(entries[len(entries)-1].ID)
+		}
+		if len(entries) < feedPage {
+			break
+		}
+		start = "(" + entries[len(entries)-1].ID
+	}
+	if len(fc.orphans) == 0 {
+		return nil
+	}
+	// An erasure that took a data key after this check began put its notice
+	// after end.
+	tail, err := s.client.XRange(ctx, fc.feed, "("+end, "+").Result()
+	if err != nil {
+		return wrapErr("verify", err)
+	}
+	for _, m := range tail {
+		if rev, _ := m.Values["rev"].(string); rev == "0" {
+			if d, _ := m.Values["d"].(string); d != "" {
+				fc.erased[d] = true
+			}
+		}
+	}
+	for handle := range fc.orphans {
+		if !fc.erased[handle] {
+			v.find(Finding{Kind: FindingMissing, Key: dataKeyName(fc.base, handle),
+				Detail: "a data key is gone while the change feed holds recent entries sealed with it, and no erasure notice names it (deleted without an erasure)"})
+		}
+	}
+	return nil
+}
+
+// dataKey is the data key of handle; nil when it is gone (or forged:
+// reported).
+func (fc *feedCheck) dataKey(handle string) (*dataKey, error) {
+	if dk, ok := fc.keys[handle]; ok {
+		return dk, nil
+	}
+	s := fc.v.s
+	wrapped, err := s.client.Get(fc.ctx, dataKeyName(fc.base, handle)).Result()
+	if errors.Is(err, redis.Nil) {
+		fc.keys[handle] = nil
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrapErr("verify", err)
+	}
+	dk, err := openDataKey(s.opts.Sealer, handle, wrapped)
+	if err != nil {
+		fc.v.find(Finding{Kind: FindingForged, Key: dataKeyName(fc.base, handle), Detail: "the data key record does not open with the operator's keys: " + err.Error()})
+		fc.keys[handle] = nil
+		return nil, nil
+	}
+	fc.keys[handle] = &dk
+	return &dk, nil
+}
+
+// subjectAt is the subject as read at revision rev or later: it is read
+// again when the feed is ahead of what was read of it (written since).
+func (fc *feedCheck) subjectAt(subject string, rev int64) (*feedSubject, error) {
+	fs := fc.subjects[subject]
+	if fs != nil && fs.rev >= rev {
+		return fs, nil
+	}
+	s := fc.v.s
+	known := s.knownKeysFor(subject)
+	pairs := make([]string, 0, 2*len(known))
+	for _, k := range known {
+		pairs = append(pairs, k.state, k.history)
+	}
+	view, err := s.readSubject(fc.ctx, pairs, fc.base)
+	if err != nil {
+		return nil, err
+	}
+	if fs == nil {
+		fs = &feedSubject{revs: map[int64][sha256.Size]byte{}}
+		fc.subjects[subject] = fs
+	}
+	fs.view = view
+	fs.rev, _ = strconv.ParseInt(view.state[fieldRevision], 10, 64)
+	fs.first = 0
+	if len(view.entries) > 0 {
+		var head storedEvent
+		if json.Unmarshal([]byte(view.entries[0]), &head) == nil {
+			fs.first = head.Rev
+		}
+	}
+	return fs, nil
+}
+
+// entry checks one change-feed entry.
+func (fc *feedCheck) entry(m redis.XMessage) error {
+	v, s := fc.v, fc.v.s
+	at := fc.feed + " " + m.ID
+	forged := func(why string) {
+		v.find(Finding{Kind: FindingForged, Key: at, Detail: why})
+	}
+	sealed, _ := m.Values["sub"].(string)
+	handle, _ := m.Values["d"].(string)
+	ev, _ := m.Values["ev"].(string)
+	revField, _ := m.Values["rev"].(string)
+	prev, hasPrev := m.Values["p"].(string)
+	byDataKey := strings.HasPrefix(sealed, dataSealed)
+	var subject string
+	if byDataKey {
+		if handle == "" {
+			if fc.want == nil {
+				v.report.FeedEntries++
+				forged("sealed with a data key, but names none")
+			}
+			return nil
+		}
+		dk, err := fc.dataKey(handle)
+		if err != nil {
+			return err
+		}
+		if dk == nil {
+			if fc.want != nil && !fc.want("", handle) {
+				return nil
+			}
+			v.report.FeedEntries++
+			// A visitor's data key expires with its record, which every
+			// write renews: the key of an entry younger than the retention
+			// must exist, unless an erasure took it.
+			if sid, ok := parseStreamID(m.ID); ok && fc.now.Sub(time.UnixMilli(int64(sid.ms))) < s.opts.VisitorRetention {
+				fc.orphans[handle] = true
+			}
+			return nil
+		}
+		plain, err := dk.open(sealed)
+		if err != nil {
+			v.report.FeedEntries++
+			forged("its subject id is not sealed with the data key it names")
+			return nil
+		}
+		subject = string(plain)
+	} else {
+		plain, err := s.opts.Sealer.Open(sealed)
+		if err != nil {
+			v.report.FeedEntries++
+			forged("its subject id does not open with the operator's keys (forged, or sealed with an encryption key removed from the key file): " + err.Error())
+			return nil
+		}
+		subject = string(plain)
+	}
+	if fc.want != nil && !fc.want(subject, handle) {
+		return nil
+	}
+	v.report.FeedEntries++
+	var se storedEvent
+	if err := json.Unmarshal([]byte(ev), &se); err != nil {
+		forged("its event is not valid JSON")
+		return nil
+	}
+	if revField != strconv.FormatInt(se.Rev, 10) {
+		forged(fmt.Sprintf("its revision %q is not its event's, %d", revField, se.Rev))
+		return nil
+	}
+	switch {
+	case !hasPrev && !byDataKey:
+		// Written before keyed MACs: the subject id is authentic (sealed),
+		// the event is not.
+		if v.opts.Strict {
+			v.find(Finding{Kind: FindingUnauthenticated, Key: at, Revision: se.Rev, Detail: "a change-feed entry written before keyed MACs: its event is not authenticated"})
+		}
+	case !hasPrev || !s.keyedHashMatches(subject, ev, prev):
+		forged("its event does not match its keyed hash: written or changed without the operator's keys")
+		return nil
+	}
+	if se.Rev == 0 { // an erase notice
+		if handle != "" {
+			fc.erased[handle] = true
+		}
+		return nil
+	}
+	fs, err := fc.subjectAt(subject, se.Rev)
+	if err != nil {
+		return err
+	}
+	if fs.view.found == 0 {
+		// Nothing under any of its names: erased or expired (then its data
+		// key went at the same instant, and the entry waits for XDEL or its
+		// retention), or deleted.
+		if !byDataKey {
+			return nil
+		}
+		still, err := s.client.Exists(fc.ctx, dataKeyName(fc.base, handle)).Result()
+		if err != nil {
+			return wrapErr("verify", err)
+		}
+		if still == 0 {
+			fc.orphans[handle] = true
+			return nil
+		}
+		v.find(Finding{Kind: FindingMissing, Key: dataKeyName(fc.base, handle),
+			Detail: "a data key whose subject has no state naming it: the state was deleted (an erasure deletes both)"})
+		return nil
+	}
+	stateKey := s.knownKeysFor(subject)[fs.view.found-1].state
+	if fs.rev < se.Rev {
+		v.find(Finding{Kind: FindingRollback, Key: stateKey, Revision: se.Rev,
+			Detail: fmt.Sprintf("the change feed holds an authentic change at revision %d, but the state is at revision %d: rolled back", se.Rev, fs.rev)})
+		return nil
+	}
+	if i := se.Rev - fs.first; fs.first > 0 && i >= 0 && i < int64(len(fs.view.entries)) && fs.view.entries[i] != ev {
+		v.find(Finding{Kind: FindingRollback, Key: stateKey, Revision: se.Rev,
+			Detail: fmt.Sprintf("the change feed's authentic event for revision %d is not the history's: rolled back and written again", se.Rev)})
+		return nil
+	}
+	sum := sha256.Sum256([]byte(ev))
+	if seen, ok := fs.revs[se.Rev]; ok && seen == sum {
+		forged(fmt.Sprintf("the authentic entry of revision %d a second time: copied, or the subject was rolled back and the same change written again", se.Rev))
+		return nil
+	}
+	fs.revs[se.Rev] = sum
+	return nil
+}
