@@ -46,6 +46,22 @@ func (s *Server) ExportSubject(ctx context.Context, req *consentv1.ExportSubject
 	chain := &consentv1.ChainVerification{Valid: history.Chain == nil, EventsChecked: int64(history.Checked)}
 	if broken, ok := errors.AsType[*store.ChainError](history.Chain); ok {
 		chain.FirstInvalidRevision, chain.Problem = broken.Revision, broken.Problem
+	} else if own.Revision > 0 {
+		// What the subject's own keys cannot show, its change-feed entries
+		// can: a state and history put back together to an earlier copy
+		// (see `consentd verify`).
+		var first *store.Finding
+		_, err := s.store.VerifySubject(ctx, req.GetSubjectId(), store.VerifyOptions{OnFinding: func(f store.Finding) {
+			if first == nil {
+				first = &f
+			}
+		}})
+		if err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+		if first != nil {
+			chain.Valid, chain.FirstInvalidRevision, chain.Problem = false, first.Revision, first.Detail
+		}
 	}
 
 	resp := &consentv1.ExportSubjectResponse{

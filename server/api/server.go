@@ -34,6 +34,7 @@ type Store interface {
 	Write(ctx context.Context, w store.Write) (store.WriteResult, error)
 	Events(ctx context.Context, subjectID string, before int64, limit int) ([]store.Event, error)
 	History(ctx context.Context, subjectID string) (store.History, error)
+	VerifySubject(ctx context.Context, subjectID string, opts store.VerifyOptions) (store.VerifyReport, error)
 	Erase(ctx context.Context, e store.Erasure) (store.EraseResult, error)
 }
 

@@ -68,6 +68,24 @@ func TestExportReportsTamperingBySomeoneWithoutTheKeys(t *testing.T) {
 		return must(srv.grpc.ExportSubject(rights, &consentv1.ExportSubjectRequest{SubjectId: subject, Reason: "audit"})).ok(t).GetChain()
 	}
 
+	// A copy taken before the last write, and put back after it: state,
+	// its tag and history together, all authentic. Only the change feed,
+	// which still holds the last write, tells.
+	t.Run("state and history put back together to an earlier copy", func(t *testing.T) {
+		const subject = "rolled-back"
+		for _, ads := range []bool{true, false, true} {
+			must(srv.grpc.UpdateConsent(ctx(t), &consentv1.UpdateConsentRequest{SubjectId: subject, Decisions: map[string]bool{"ads": ads}})).ok(t)
+		}
+		state, history := onlyKeyLike(t, client, "*:s:"+keyID(t, subject)), onlyKeyLike(t, client, "*:h:"+keyID(t, subject))
+		savedState, savedHistory := client.Dump(ctx(t), state).Val(), client.Dump(ctx(t), history).Val()
+		must(srv.grpc.WithdrawConsent(ctx(t), &consentv1.WithdrawConsentRequest{SubjectId: subject})).ok(t)
+		client.RestoreReplace(ctx(t), state, 0, savedState)
+		client.RestoreReplace(ctx(t), history, 0, savedHistory)
+		if c := exportChain(subject); c.GetValid() || !strings.Contains(c.GetProblem(), "feed") {
+			t.Errorf("after the rollback: %v, want not valid, from the feed", c)
+		}
+	})
+
 	write("untouched")
 	if c := exportChain("untouched"); !c.GetValid() || c.GetEventsChecked() != 5 {
 		t.Fatalf("an untouched subject: %v, want valid, 5 events (4 writes and the export)", c)
