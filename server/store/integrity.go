@@ -2,8 +2,8 @@ package store
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"encoding/hex"
+	"encoding/json"
 	"slices"
 )
 

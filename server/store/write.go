@@ -172,7 +172,9 @@ return {(from + 2) / 3, redis.call('HGETALL', KEYS[from]), tail, wrapped, idem,
 // hash and KEYS[7] that history list, which are renamed to the active names
 // (a rename moves a hash or list whole, with its TTL). All share one slot.
 //
-// ARGV[1] the revision read: the write applies only if the state still has it
+// ARGV[1] "<revision>|<data key handle>" as read: the write applies only if
+// the state still has both (a subject erased and written again since the
+// read may be back at the same revision, under another data key)
 // ARGV[2] the history event
 // ARGV[3] feed MINID (unix ms): older feed entries may be trimmed; "0" adds
 // the feed entry without trimming (see feedTrimEvery); "" adds no feed entry
@@ -203,7 +205,8 @@ return {(from + 2) / 3, redis.call('HGETALL', KEYS[from]), tail, wrapped, idem,
 var writeScript = redis.NewScript(`
 local feed, state, history, idem, datakey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local from = KEYS[6] or state
-if (redis.call('HGET', from, '_rev') or '0') ~= ARGV[1] then return {-1} end
+local seen = redis.call('HMGET', from, '_rev', '_dk')
+if (seen[1] or '0') .. '|' .. (seen[2] or '') ~= ARGV[1] then return {-1} end
 if KEYS[6] then
   redis.call('RENAME', KEYS[6], state)
   if redis.call('EXISTS', KEYS[7]) == 1 then redis.call('RENAME', KEYS[7], history) end
@@ -496,7 +499,7 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 			keys = append(keys, known[read.names].state, known[read.names].history)
 		}
 		args := make([]any, 0, 16+len(set)+len(del))
-		args = append(args, strconv.FormatInt(current, 10), event, minID, rev, dk.handle, dk.seal([]byte(w.SubjectID)), read.last,
+		args = append(args, strconv.FormatInt(current, 10)+"|"+read.state[fieldDataKey], event, minID, rev, dk.handle, dk.seal([]byte(w.SubjectID)), read.last,
 			stateTTL.Milliseconds(), historyTTL.Milliseconds(), wrapped, field, fp, s.opts.IdempotencyTTL.Milliseconds(), len(set)/2)
 		args = append(args, set...)
 		args = append(args, len(del))
