@@ -110,7 +110,7 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	authn := auth.NewAuthenticator(apiKeys, tokens, cfg.Demo, logger)
 	limiter := ratelimit.New(a.redis, ratelimit.Options{
 		PerIP: cfg.RateLimitIP, PerKey: cfg.RateLimitKey, TrustedProxyHops: cfg.TrustedProxyHops,
-		IPHashKey: keySet.ActiveHMAC().Secret,
+		IPHashKey: keySet.ActiveHMAC().Secret, RedisWait: cfg.RedisTimeout / 10,
 	}, logger)
 
 	// Every call, REST ones included, passes these in this order.

@@ -69,7 +69,21 @@ type Options struct {
 	// IP is ever stored.
 	IPHashKey []byte
 	Prefix    string // Redis key prefix, default "consentd:" (redis_rate puts "rate:" before it)
+	// RedisWait is how long counting a call in Redis may take before the
+	// call is counted locally instead; 0: DefaultRedisWait. The call itself
+	// waits for Redis afterwards, within its own bound (--redis-timeout):
+	// keep this a small part of it, or a stalled Redis makes every call wait
+	// for both.
+	RedisWait time.Duration
 }
+
+// DefaultRedisWait: counting a call takes well under a millisecond.
+const DefaultRedisWait = 100 * time.Millisecond
+
+// localFor is how long the limiter counts locally after Redis failed to
+// count a call, before it asks Redis again: during an outage only one call
+// a second waits RedisWait.
+const localFor = time.Second
 
 // Limiter is the rate-limiting interceptor.
 type Limiter struct {
@@ -80,6 +94,9 @@ type Limiter struct {
 	// lastWarning is when the fallback to local counters was last logged
 	// (unix nanoseconds): once per fallbackLogEvery, not once per call.
 	lastWarning atomic.Int64
+	// localUntil: until then (unix nanoseconds) calls are counted locally
+	// without asking Redis (see localFor).
+	localUntil atomic.Int64
 }
 
 // fallbackLogEvery spaces the warnings while the limiter counts locally.
@@ -89,6 +106,9 @@ const fallbackLogEvery = 10 * time.Second
 func New(client redis.UniversalClient, opts Options, logger *slog.Logger) *Limiter {
 	if opts.Prefix == "" {
 		opts.Prefix = "consentd:"
+	}
+	if opts.RedisWait <= 0 {
+		opts.RedisWait = DefaultRedisWait
 	}
 	return &Limiter{limiter: redis_rate.NewLimiter(client), local: newLocalLimiter(time.Now), opts: opts, logger: logger}
 }
@@ -124,21 +144,35 @@ func (l *Limiter) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 // the call itself reports). Locally each instance allows the whole limit,
 // so with N instances a client may get up to N times it: looser, never
 // stricter, until Redis keeps the counters again.
+//
+// Counting in Redis waits Options.RedisWait at most, and after a failure
+// the limiter counts locally for localFor without asking Redis: a call
+// then waits for a stalled Redis only once, in its own handler, within
+// --redis-timeout.
 func (l *Limiter) allow(ctx context.Context, key string, limit Limit) (bool, time.Duration, error) {
-	res, err := l.limiter.Allow(ctx, l.opts.Prefix+key, limit)
-	if err == nil {
-		return res.Allowed > 0, res.RetryAfter, nil
+	if time.Now().UnixNano() >= l.localUntil.Load() {
+		counting, cancel := context.WithTimeout(ctx, l.opts.RedisWait)
+		res, err := l.limiter.Allow(counting, l.opts.Prefix+key, limit)
+		cancel()
+		if err == nil {
+			return res.Allowed > 0, res.RetryAfter, nil
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return false, 0, status.FromContextError(ctxErr).Err()
+		}
+		l.localUntil.Store(time.Now().Add(localFor).UnixNano())
+		l.warn(ctx, err)
 	}
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return false, 0, status.FromContextError(ctxErr).Err()
-	}
+	allowed, retryAfter := l.local.allow(key, limit)
+	return allowed, retryAfter, nil
+}
+
+func (l *Limiter) warn(ctx context.Context, err error) {
 	if now := time.Now().UnixNano(); now-l.lastWarning.Load() >= int64(fallbackLogEvery) {
 		l.lastWarning.Store(now)
 		l.logger.WarnContext(ctx, "rate limiter: Redis cannot keep the counters; counting in this instance",
 			"request_id", middleware.RequestID(ctx), "oom", redis.IsOOMError(err), "error", err)
 	}
-	allowed, retryAfter := l.local.allow(key, limit)
-	return allowed, retryAfter, nil
 }
 
 // maxLocalBuckets bounds the local counters' memory (about 100 bytes each).

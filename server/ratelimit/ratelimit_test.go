@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,5 +160,59 @@ func TestLimiterCountsInMemoryWhenRedisCannot(t *testing.T) {
 				t.Errorf("%d of 8 calls handled, last answered %v; want 5, then ResourceExhausted", handled, last)
 			}
 		})
+	}
+}
+
+// commandCounter counts the commands a client sends.
+type commandCounter struct{ n atomic.Int64 }
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { c.n.Add(1); return next(ctx, cmd) }
+}
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// With Redis stalled, the limiter gives up on it after RedisWait (not the
+// call's whole Redis timeout, which the handler still needs) and then
+// counts locally for a while without asking Redis at all: a stall costs one
+// call a short wait, not every call two timeouts.
+func TestLimiterAsksAStalledRedisOnceThenCountsLocally(t *testing.T) {
+	srv := redistest.Start(t)
+	// As consentd builds its client: a context deadline bounds the socket
+	// wait too.
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ReadTimeout: 10 * time.Second, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = client.Close() })
+	sent := &commandCounter{}
+	client.AddHook(sent)
+	limit, _ := ParseLimit("5/m")
+	l := New(client, Options{PerIP: limit, IPHashKey: []byte("k"), RedisWait: 50 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("192.0.2.8"), Port: 1}})
+	info := &grpc.UnaryServerInfo{FullMethod: "/consent.v1.ConsentService/GetPolicy"}
+	handled := 0
+	handler := func(context.Context, any) (any, error) { handled++; return nil, nil }
+	if _, err := l.Unary(ctx, nil, info, handler); err != nil || sent.n.Load() == 0 {
+		t.Fatalf("a call with Redis up: %v, %d commands", err, sent.n.Load())
+	}
+
+	srv.Pause()
+	t.Cleanup(srv.Resume)
+	caller, cancel := context.WithTimeout(ctx, 5*time.Second) // far beyond RedisWait
+	defer cancel()
+	before := sent.n.Load()
+	if _, err := l.Unary(caller, nil, info, handler); err != nil || caller.Err() != nil {
+		t.Fatalf("the first call with Redis stalled: %v (caller: %v), want counted locally before the caller's deadline", err, caller.Err())
+	}
+	if sent.n.Load() != before+1 {
+		t.Fatalf("the first call with Redis stalled sent %d commands, want 1", sent.n.Load()-before)
+	}
+	for range 3 {
+		if _, err := l.Unary(caller, nil, info, handler); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sent.n.Load() != before+1 || handled != 5 {
+		t.Errorf("later calls sent %d commands to the stalled Redis and %d calls were handled; want none sent, all 5 handled", sent.n.Load()-before-1, handled)
 	}
 }
