@@ -673,7 +673,10 @@ type Decision struct {
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// Through which channel it was made.
 	Source Source `protobuf:"varint,4,opt,name=source,proto3,enum=consent.v1.Source" json:"source,omitempty"`
-	// The purpose's version the subject answered.
+	// The version number of this purpose (Purpose.version) that the subject
+	// answered; a bump of the purpose's version makes the decision stale
+	// (REASON_POLICY_CHANGED). Not the policy's label: ConsentEvent's
+	// policy_version, a string, is that.
 	PolicyVersion int32 `protobuf:"varint,5,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	// The region code in force when it was made.
 	Region        string `protobuf:"bytes,6,opt,name=region,proto3" json:"region,omitempty"`
@@ -1960,7 +1963,9 @@ type ConsentEvent struct {
 	Actor string `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
 	// Through which channel the decisions were made.
 	Source Source `protobuf:"varint,5,opt,name=source,proto3,enum=consent.v1.Source" json:"source,omitempty"`
-	// The policy version label in force.
+	// The label of the whole policy document in force (Policy.version), e.g.
+	// "2026-11-01". Not a purpose's version: Decision's policy_version, an
+	// integer, is that.
 	PolicyVersion string `protobuf:"bytes,6,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	// The region code in force.
 	Region string `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
