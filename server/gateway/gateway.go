@@ -111,10 +111,18 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openAPI)
-	})
+	// OpenAPI 2.0 (as generated, for existing users) and 3.0 (for today's
+	// client generators), both with this build's version (openapi.go).
+	openAPIv2, openAPIv3, err := openAPIDocs(openAPI, BuildVersion())
+	if err != nil {
+		return nil, err
+	}
+	for path, doc := range map[string][]byte{"/openapi.json": openAPIv2, "/openapi.v3.json": openAPIv3} {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(doc)
+		})
+	}
 	mux.HandleFunc("GET /.well-known/gpc.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(gpcWellKnown))
