@@ -28,6 +28,7 @@ help:
 	@echo "make test      install what is missing, then lint, check generated code, run all tests"
 	@echo "make generate  regenerate Go, gRPC, gateway and OpenAPI code from proto/"
 	@echo "make lint      buf lint, buf format, gofmt, go vet"
+	@echo "make breaking  buf breaking against the committed baseline proto/breaking-baseline.json"
 	@echo "make build     build ./consentd"
 	@echo "make bench     benchmark consentd against a bare gRPC/gateway ceiling (~6 min; BENCH_SCALE=0.1: ~1 min), report in .bench/"
 	@echo "make sdk       build the browser SDK into sdk-js/dist"
@@ -91,10 +92,29 @@ generate: tools
 check-generated: tools
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	buf generate --output "$$tmp"; \
-	diff -r -x '*.proto' -x '*.yaml' proto "$$tmp/proto" && \
+	diff -r -x '*.proto' -x '*.yaml' -x $(notdir $(BREAKING_BASELINE)) proto "$$tmp/proto" && \
 	diff -r $(GENERATED_OPENAPI) "$$tmp/$(GENERATED_OPENAPI)" || \
 	  { echo "generated code is not current: run 'make generate' and commit the result"; exit 1; }
 	@echo "generated code is current"
+
+# The API contract must not break against the protos as last released: a
+# committed image (proto/breaking-baseline.json, built from main at 968d7eb,
+# the last commit that changed the protos when the check was added), so the
+# check works on a clean, shallow CI checkout. After a release that changes
+# the protos on purpose, `make breaking-baseline BASE=<commit>` and commit it.
+BREAKING_BASELINE := proto/breaking-baseline.json
+.PHONY: breaking
+breaking: tools
+	buf breaking --against $(BREAKING_BASELINE)
+	@echo "no breaking change against $(BREAKING_BASELINE)"
+
+.PHONY: breaking-baseline
+breaking-baseline: tools
+	@test -n "$(BASE)" || { echo "usage: make breaking-baseline BASE=<commit>"; exit 1; }
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	git archive "$(BASE)" proto buf.yaml | tar -x -C "$$tmp"; \
+	(cd "$$tmp" && buf build --exclude-source-info -o image.json); \
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); open(sys.argv[2],"w").write(json.dumps(d,indent=1)+"\n")' "$$tmp/image.json" $(BREAKING_BASELINE)
 
 .PHONY: lint
 lint: tools
@@ -142,7 +162,7 @@ bench-sdk: redis-server chromium sdk-deps build
 	cd sdk-js && CONSENTD_BIN=$(CURDIR)/consentd BENCH_SDK_RUNS=$(BENCH_SDK_RUNS) npm run --silent bench
 
 .PHONY: test
-test: redis-server tools lint check-generated fuzz test-go test-sdk
+test: redis-server tools lint check-generated breaking fuzz test-go test-sdk test-openapi
 
 .PHONY: test-go
 test-go: redis-server $(TOOLS)/stamps/kustomize-$(KUSTOMIZE_VERSION)
@@ -171,6 +191,16 @@ test-resilience: redis-server
 test-sdk: redis-server chromium sdk-deps build
 	cd sdk-js && npm run build && npm run typecheck && npm run test:unit && npm run test:size && npm run test:types
 	cd sdk-js && CONSENTD_BIN=$(CURDIR)/consentd npm run test:browser
+
+# The API contract as a client generator sees it, against a real consentd and
+# Redis (sdk-js/test/openapi): the served /openapi.json and /openapi.v3.json
+# pass @redocly/cli lint with no errors (warnings are printed), openapi-typescript
+# types compile against a typed use of the main calls, and an openapi-fetch
+# client makes them, error answers included.
+.PHONY: test-openapi
+test-openapi: redis-server chromium sdk-deps build
+	cd sdk-js && npm run build
+	cd sdk-js && CONSENTD_BIN=$(CURDIR)/consentd npm run test:openapi
 
 # A short, bounded run of each fuzz target on top of its committed seed
 # corpus (testdata/fuzz); `make fuzz FUZZTIME=5000000x` digs deeper.

@@ -48,7 +48,8 @@ const watchPath = "/v1/changes:watch"
 //     was sent yet, never as a bare Status (the plugin cannot add definitions
 //     or inline object schemas to a response);
 //   - in 3.0, an HTTP bearer scheme for the Authorization header, which
-//     OpenAPI 2.0 cannot declare (it has only an API key in a header).
+//     OpenAPI 2.0 cannot declare (it has only an API key in a header), and
+//     the server: the origin the document is served from.
 func openAPIDocs(generated []byte, version string) (v2, v3 []byte, err error) {
 	var doc map[string]any
 	if err := json.Unmarshal(generated, &doc); err != nil {
@@ -97,6 +98,8 @@ func openAPIDocs(generated []byte, version string) (v2, v3 []byte, err error) {
 		Scheme:      "bearer",
 		Description: "An API key (a backend) or a subject token (a visitor, from CreateVisitor or IssueSubjectToken).",
 	}
+	// Relative to the document: the consentd that serves it serves the API.
+	d3.Servers = openapi3.Servers{{URL: "/", Description: "the consentd serving this document"}}
 	if v3, err = json.MarshalIndent(d3, "", "  "); err != nil {
 		return nil, nil, err
 	}
