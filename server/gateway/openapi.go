@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/getkin/kin-openapi/openapi2"
 	"github.com/getkin/kin-openapi/openapi2conv"
@@ -17,7 +18,8 @@ import (
 //
 // Without it, the version Go stamped into the binary is used (a module
 // version, or a pseudo-version from the git commit it was built from), and
-// "dev" when there is none (a build outside a git checkout).
+// "dev" when there is none: "dev+<commit>" when Go recorded the commit
+// (".dirty" with uncommitted changes), plain "dev" outside a git checkout.
 var Version = ""
 
 // BuildVersion is the version the served documents carry (see Version).
@@ -25,10 +27,24 @@ func BuildVersion() string {
 	if Version != "" {
 		return Version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}
-	return "dev"
+	// A build from a checkout Go did not give a version: its commit.
+	version := "dev"
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			version = "dev+" + s.Value[:12] + strings.TrimPrefix(version, "dev")
+		case s.Key == "vcs.modified" && s.Value == "true":
+			version += ".dirty"
+		}
+	}
+	return version
 }
 
 // streamLine is the schema of one line of the watch stream, a definition of
