@@ -27,15 +27,21 @@ import (
 //
 // Which blocks: every fenced block whose info string is "sh", in the order
 // they appear, each in a fresh bash (no variables carried from one block to
-// the next, none from the environment: $RIGHTS_KEY and the like are unset, as
-// for a reader who just typed `make run`), all in one scratch directory and
-// against one consentd, so a block sees what the blocks before it did (the
-// walk-through's visitor-42 is the privacy-rights examples' subject). A block
+// the next, none from the test's environment), all in one scratch directory
+// and against one consentd, so a block sees what the blocks before it did
+// (the walk-through's visitor-42 is the privacy-rights examples' subject; a
+// block run alone with -run may fail for want of what came before). A block
 // is left out only when the line just before its fence is
 //
 //	<!-- not run: the reason -->
 //
 // and the test logs each such block with its reason.
+//
+// It runs the blocks twice, in parallel, each against a consentd and Redis
+// of its own: as make run (no keys anywhere), and as a real deployment's
+// operator would (RIGHTS_KEY, WRITE_KEY, WATCH_KEY and KEY set to API keys
+// with the scope the README says each call needs, consentd knowing them), so
+// the examples are right both with and without keys.
 //
 // What runs: consentd in this process with deploy/local/run.sh's own
 // command line (--demo --demo-site sdk-js, a keys file, ...), except that it
@@ -78,9 +84,39 @@ func TestREADMEExamples(t *testing.T) {
 		t.Fatal("curl is needed to run the README's examples")
 	}
 
+	_, haveGRPCurl := exec.LookPath("grpcurl")
+
+	// As a reader who just typed make run: no keys in the environment.
+	t.Run("make run", func(t *testing.T) {
+		t.Parallel()
+		runREADME(t, root, realCurl, blocks, haveGRPCurl == nil, nil, nil)
+	})
+	// As a real deployment's operator: the keys the examples name set, each
+	// with the scope the README says the call needs, and consentd knowing
+	// them (still in demo mode, so the examples without keys run too).
+	t.Run("with keys", func(t *testing.T) {
+		t.Parallel()
+		runREADME(t, root, realCurl, blocks, haveGRPCurl == nil,
+			[]string{"--api-keys-file", writeAPIKeysFile(t)},
+			[]string{"RIGHTS_KEY=" + apiKeys["rights"], "WRITE_KEY=" + apiKeys["write"], "WATCH_KEY=" + apiKeys["watch"], "KEY=" + apiKeys["token"]})
+	})
+}
+
+func writeAPIKeysFile(t *testing.T) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "api-keys.yaml")
+	if err := os.WriteFile(name, []byte(testAPIKeysFile()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// runREADME runs the blocks against a consentd of their own, started with
+// run.sh's arguments and extraArgs, with extraEnv in the blocks' environment.
+func runREADME(t *testing.T, root, realCurl string, blocks []readmeBlock, haveGRPCurl bool, extraArgs, extraEnv []string) {
 	redis := redistest.Start(t)
 	logs := &syncBuffer{}
-	a, err := New(makeRunConfig(t, root, redis.Addr()), slog.New(slog.NewTextHandler(logs, nil)))
+	a, err := New(makeRunConfig(t, root, redis.Addr(), extraArgs...), slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,24 +136,22 @@ func TestREADMEExamples(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bin, "curl"), []byte(shim), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{
+	env := append([]string{
 		"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"),
 		"HOME=" + work,
 		"TMPDIR=" + os.TempDir(),
 		"LC_ALL=C.UTF-8",
-	}
+	}, extraEnv...)
 	ports := strings.NewReplacer(
 		"localhost:8080", a.HTTPAddr(), "127.0.0.1:8080", a.HTTPAddr(),
 		"localhost:9090", a.GRPCAddr(), "127.0.0.1:9090", a.GRPCAddr(),
 	)
-	_, haveGRPCurl := exec.LookPath("grpcurl")
-
 	for _, b := range blocks {
 		t.Run(fmt.Sprintf("README.md:%d", b.line), func(t *testing.T) {
 			if b.notRun != "" {
 				t.Skipf("marked not run: %s", b.notRun)
 			}
-			if strings.Contains(b.text(), "grpcurl") && haveGRPCurl != nil {
+			if strings.Contains(b.text(), "grpcurl") && !haveGRPCurl {
 				t.Skip("NOT RUN: grpcurl is not installed (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4 to run this block)")
 			}
 			runBlock(t, b, work, env, ports)
@@ -127,7 +161,7 @@ func TestREADMEExamples(t *testing.T) {
 
 // makeRunConfig is consentd's config from the command line deploy/local/run.sh
 // starts it with, on free ports and the given Redis.
-func makeRunConfig(t *testing.T, root, redisAddr string) config.Config {
+func makeRunConfig(t *testing.T, root, redisAddr string, extraArgs ...string) config.Config {
 	t.Helper()
 	script, err := os.ReadFile(filepath.Join(root, "deploy/local/run.sh"))
 	if err != nil {
@@ -160,6 +194,7 @@ func makeRunConfig(t *testing.T, root, redisAddr string) config.Config {
 			args[i+1] = filepath.Join(root, args[i+1])
 		}
 	}
+	args = append(args, extraArgs...)
 	cfg, err := config.Load(args, func(string) string { return "" }, os.Stderr)
 	if err != nil {
 		t.Fatalf("run.sh's consentd arguments %q: %v", args, err)
