@@ -213,7 +213,12 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		serveErr <- a.http.Serve(a.httpListener)
 	}()
-	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	// By name too: Kubernetes' gRPC probes and load balancers ask for the
+	// service they route to. health.Shutdown turns every name to NOT_SERVING
+	// when draining starts.
+	for _, name := range healthNames {
+		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
 	a.feed.start()
 	a.debug.serve()
 	a.logger.Info("consentd serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "policy_version", a.policy.Load().Version)
@@ -255,6 +260,10 @@ func (a *App) shutdown() error {
 	_ = a.httpListener.Close()
 	return errors.Join(httpErr, a.gatewayConn.Close(), a.redis.Close(), a.tracing.shutdown(ctx), a.debug.close())
 }
+
+// healthNames are the names gRPC health answers for: the server as a whole
+// ("") and the API service.
+var healthNames = []string{"", consentv1.ConsentService_ServiceDesc.ServiceName}
 
 // errDraining answers /readyz while consentd shuts down.
 var errDraining = errors.New("shutting down")
