@@ -362,7 +362,8 @@ func at(data []byte, err error) string {
 	if !ok {
 		return ": it ends too early"
 	}
-	offset := int(min(syntax.Offset, int64(len(data))))
+	// Offset counts the byte that broke the syntax.
+	offset := int(max(0, min(syntax.Offset-1, int64(len(data)))))
 	line := 1 + bytes.Count(data[:offset], []byte("\n"))
 	col := offset - bytes.LastIndexByte(data[:offset], '\n')
 	return fmt.Sprintf(" (line %d, column %d)", line, col)
