@@ -32,7 +32,7 @@ func (s *Server) ListConsentEvents(ctx context.Context, req *consentv1.ListConse
 		domain.ValidateSubjectID("subject_id", req.GetSubjectId()),
 		pageSizeError(req.GetPageSize()),
 		tokenErr,
-		validateReason(req.GetReason(), operator),
+		validateReason(req.GetReason(), operator, reasonToRead),
 	); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -91,10 +91,22 @@ func (s *Server) recordAccess(ctx context.Context, subjectID, reason string) err
 // MaxReasonChars bounds an operator's reason.
 const MaxReasonChars = 500
 
-func validateReason(reason string, required bool) error {
+// Why an operator must give a reason, per RPC: the error tells the caller
+// what they are about to do and where their reason is kept.
+const (
+	reasonToRead     = "required with an API key: say why you read this person's history (it is recorded there)"
+	reasonToExport   = "required with an API key: say why you export this person's data (it is recorded in their history)"
+	reasonToErase    = "required with an API key: say why you erase this person (it is kept in the erasure's tombstone)"
+	reasonToRestrict = "required: say why you restrict the processing of this person's data (it is recorded in their history)"
+	reasonToLift     = "required: say why you lift the restriction on this person's data (it is recorded in their history)"
+)
+
+// validateReason checks an operator's reason; when required and missing,
+// the error says why (one of the reasonTo... texts).
+func validateReason(reason string, required bool, why string) error {
 	switch {
 	case reason == "" && required:
-		return &domain.FieldError{Field: "reason", Reason: "required with an API key: say why you read this person's history (it is recorded there)"}
+		return &domain.FieldError{Field: "reason", Reason: why}
 	case utf8.RuneCountInString(reason) > MaxReasonChars:
 		return &domain.FieldError{Field: "reason", Reason: fmt.Sprintf("at most %d characters, got %d", MaxReasonChars, utf8.RuneCountInString(reason))}
 	case !utf8.ValidString(reason) || strings.ContainsFunc(reason, unicode.IsControl):

@@ -20,7 +20,7 @@ import (
 // ExportSubject returns everything stored about the subject. The export is
 // recorded in the history first, so the document lists it.
 func (s *Server) ExportSubject(ctx context.Context, req *consentv1.ExportSubjectRequest) (*consentv1.ExportSubjectResponse, error) {
-	if err := validateRightsRequest(ctx, req.GetSubjectId(), req.GetReason()); err != nil {
+	if err := validateRightsRequest(ctx, req.GetSubjectId(), req.GetReason(), reasonToExport); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	policy, now := s.policy(), s.now()
@@ -83,17 +83,17 @@ func (s *Server) ExportSubject(ctx context.Context, req *consentv1.ExportSubject
 
 // validateRightsRequest checks a request an operator (API key) must give a
 // reason for, and a person may make with their own token without one.
-func validateRightsRequest(ctx context.Context, subjectID, reason string) error {
+func validateRightsRequest(ctx context.Context, subjectID, reason, why string) error {
 	operator := auth.FromContext(ctx).Kind == auth.Service
 	return firstError(
 		domain.ValidateSubjectID("subject_id", subjectID),
-		validateReason(reason, operator),
+		validateReason(reason, operator, why),
 	)
 }
 
 // EraseSubject deletes the subject, and a user's linked visitors with it.
 func (s *Server) EraseSubject(ctx context.Context, req *consentv1.EraseSubjectRequest) (*consentv1.EraseSubjectResponse, error) {
-	if err := validateRightsRequest(ctx, req.GetSubjectId(), req.GetReason()); err != nil {
+	if err := validateRightsRequest(ctx, req.GetSubjectId(), req.GetReason(), reasonToErase); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	now := s.now()
@@ -144,9 +144,13 @@ func (s *Server) LiftRestriction(ctx context.Context, req *consentv1.LiftRestric
 }
 
 func (s *Server) setRestriction(ctx context.Context, subjectID, reason string, restricted bool) (*consentv1.Consent, error) {
+	why := reasonToRestrict
+	if !restricted {
+		why = reasonToLift
+	}
 	if err := firstError(
 		domain.ValidateSubjectID("subject_id", subjectID),
-		validateReason(reason, true),
+		validateReason(reason, true, why),
 	); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}

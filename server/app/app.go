@@ -8,14 +8,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"regexp"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -72,6 +69,7 @@ type App struct {
 // can be wrong with the configuration is reported here, before serving.
 func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	a := &App{cfg: cfg, logger: logger}
+	routeGRPCLog(logger)
 	policy, err := loadPolicy(cfg.PolicyPath)
 	if err != nil {
 		return nil, err
@@ -127,6 +125,7 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 			middleware.StreamRecovery(logger),
 			middleware.StreamRequestID,
 			grpcMetrics.StreamServerInterceptor(),
+			middleware.StreamLogging(logger),
 			authn.Stream,
 		),
 	}
@@ -175,7 +174,7 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}
-	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite})
+	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, Logger: logger, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite})
 	if err != nil {
 		return nil, errors.Join(err, a.redis.Close())
 	}
@@ -213,7 +212,12 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		serveErr <- a.http.Serve(a.httpListener)
 	}()
-	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	// By name too: Kubernetes' gRPC probes and load balancers ask for the
+	// service they route to. health.Shutdown turns every name to NOT_SERVING
+	// when draining starts.
+	for _, name := range healthNames {
+		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
 	a.feed.start()
 	a.debug.serve()
 	a.logger.Info("consentd serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "policy_version", a.policy.Load().Version)
@@ -256,6 +260,10 @@ func (a *App) shutdown() error {
 	return errors.Join(httpErr, a.gatewayConn.Close(), a.redis.Close(), a.tracing.shutdown(ctx), a.debug.close())
 }
 
+// healthNames are the names gRPC health answers for: the server as a whole
+// ("") and the API service.
+var healthNames = []string{"", consentv1.ConsentService_ServiceDesc.ServiceName}
+
 // errDraining answers /readyz while consentd shuts down.
 var errDraining = errors.New("shutting down")
 
@@ -293,22 +301,6 @@ func (a *App) ReloadPolicy() error {
 	a.policy.Store(policy)
 	a.logger.Info("policy reloaded", "policy_version", policy.Version)
 	return nil
-}
-
-// httpErrorLog sends net/http's own messages (TLS handshake failures, bad
-// requests) to the structured log, without the client address they carry.
-func httpErrorLog(logger *slog.Logger) *log.Logger {
-	return log.New(addressScrubber{logger}, "", 0)
-}
-
-type addressScrubber struct{ logger *slog.Logger }
-
-var clientAddress = regexp.MustCompile(`(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+`)
-
-func (s addressScrubber) Write(p []byte) (int, error) {
-	msg := clientAddress.ReplaceAllString(strings.TrimSpace(string(p)), "<client>")
-	s.logger.Warn("http server", "detail", msg)
-	return len(p), nil
 }
 
 // loadTLS builds the listeners' TLS settings from the certificate files;

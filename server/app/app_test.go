@@ -333,9 +333,12 @@ func TestEveryRPCOverGRPC(t *testing.T) {
 		t.Errorf("events are not chained: %q != %q", older.GetEvents()[0].GetHash(), events.GetEvents()[0].GetPrevHash())
 	}
 
-	health, err := healthpb.NewHealthClient(srv.conn).Check(ctx(t), &healthpb.HealthCheckRequest{})
-	if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Errorf("gRPC health = %v, %v", health, err)
+	// Load balancers and Kubernetes' gRPC probes ask by the service's name.
+	for _, name := range []string{"", "consent.v1.ConsentService"} {
+		health, err := healthpb.NewHealthClient(srv.conn).Check(ctx(t), &healthpb.HealthCheckRequest{Service: name})
+		if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("gRPC health of %q = %v, %v", name, health, err)
+		}
 	}
 }
 
@@ -523,8 +526,8 @@ func TestBadInputGetsAClearErrorAndChangesNothing(t *testing.T) {
 		field                    string
 	}{
 		{"malformed JSON", "PATCH", "/v1/subjects/" + subject + "/consent", `{"decisions": {"analytics": tru`, 400, "body"},
-		{"wrong JSON type", "PATCH", "/v1/subjects/" + subject + "/consent", `{"decisions": {"analytics": "yes"}}`, 400, "body"},
-		{"unknown JSON field", "PATCH", "/v1/subjects/" + subject + "/consent", `{"decisionz": {"analytics": false}}`, 400, "body"},
+		{"wrong JSON type", "PATCH", "/v1/subjects/" + subject + "/consent", `{"decisions": {"analytics": "yes"}}`, 400, "decisions.analytics: must be true or false"},
+		{"unknown JSON field", "PATCH", "/v1/subjects/" + subject + "/consent", `{"decisionz": {"analytics": false}}`, 400, "decisionz: unknown field"},
 		{"bad subject id in the path", "GET", "/v1/subjects/bad%20id/consent", "", 400, "subject_id"},
 		{"unknown purpose in the path", "GET", "/v1/subjects/" + subject + "/purposes/telepathy:check", "", 400, "purpose"},
 		{"denying necessary", "PATCH", "/v1/subjects/" + subject + "/consent", `{"decisions": {"necessary": false}}`, 400, `decisions[\"necessary\"]`},
@@ -532,8 +535,8 @@ func TestBadInputGetsAClearErrorAndChangesNothing(t *testing.T) {
 		{"min revision not reached", "GET", "/v1/subjects/" + subject + "/consent?min_revision=50", "", 412, "min_revision"},
 		{"not a number", "GET", "/v1/subjects/" + subject + "/consent?min_revision=soon", "", 400, "min_revision"},
 		{"empty batch", "POST", "/v1/consent:batchCheck", `{"checks": []}`, 400, "checks"},
-		{"wrong method", "POST", "/v1/subjects/" + subject + "/consent", `{"decisions": {"analytics": false}}`, 405, "Method Not Allowed"},
-		{"unknown path", "GET", "/v1/subjects/" + subject + "/consents", "", 404, "Not Found"},
+		{"wrong method", "POST", "/v1/subjects/" + subject + "/consent", `{"decisions": {"analytics": false}}`, 405, "method: POST is not allowed"},
+		{"unknown path", "GET", "/v1/subjects/" + subject + "/consents", "", 404, "path: no such path"},
 	}
 	for _, tc := range restCases {
 		t.Run("REST "+tc.name, func(t *testing.T) {

@@ -305,3 +305,23 @@ func dumpRedis(t *testing.T, client *redis.Client) string {
 	}
 	return b.String()
 }
+
+func TestAMissingReasonIsExplainedForTheCallMade(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL())
+	for _, tc := range []struct{ path, want string }{
+		{"/v1/subjects/someone/events", "reason: required with an API key: say why you read this person's history"},
+		{"/v1/subjects/someone:export", "reason: required with an API key: say why you export this person's data"},
+		{"/v1/subjects/someone:erase", "reason: required with an API key: say why you erase this person"},
+		{"/v1/subjects/someone:restrict", "reason: required: say why you restrict the processing of this person's data"},
+		{"/v1/subjects/someone:liftRestriction", "reason: required: say why you lift the restriction on this person's data"},
+	} {
+		method, body := "POST", `{}`
+		if strings.HasSuffix(tc.path, "/events") || strings.HasSuffix(tc.path, ":export") {
+			method, body = "GET", ""
+		}
+		code, out, _ := srv.rest(t, method, tc.path, body, "Authorization", "Bearer "+apiKeys["rights"])
+		if code != 400 || !strings.HasPrefix(jsonPath(out, "message"), tc.want) {
+			t.Errorf("%s %s without a reason: %d %q; want 400 %q", method, tc.path, code, jsonPath(out, "message"), tc.want)
+		}
+	}
+}

@@ -31,9 +31,11 @@ func TestOnShutdownReadinessFailsFirstWhileCallsAreStillServed(t *testing.T) {
 		return code == http.StatusServiceUnavailable
 	})
 	// Draining: load balancers see "not ready", but calls still succeed.
-	health, err := healthpb.NewHealthClient(srv.conn).Check(ctx(t), &healthpb.HealthCheckRequest{})
-	if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
-		t.Errorf("gRPC health while draining: %v, %v; want NOT_SERVING", health, err)
+	for _, name := range []string{"", "consent.v1.ConsentService"} {
+		health, err := healthpb.NewHealthClient(srv.conn).Check(ctx(t), &healthpb.HealthCheckRequest{Service: name})
+		if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Errorf("gRPC health of %q while draining: %v, %v; want NOT_SERVING", name, health, err)
+		}
 	}
 	if _, err := srv.grpc.CheckConsent(ctx(t), &consentv1.CheckConsentRequest{SubjectId: "lb", Purpose: "ads"}); err != nil {
 		t.Errorf("a gRPC call while draining: %v", err)

@@ -110,15 +110,21 @@ func (a *Authenticator) authorize(ctx context.Context, method string, req any) (
 // authenticate reads the credential, if any, and returns who presented it.
 func (a *Authenticator) authenticate(ctx context.Context) (Principal, error) {
 	values := metadata.ValueFromIncomingContext(ctx, "authorization")
-	if len(values) == 0 {
+	if len(values) > 1 {
+		return Principal{}, status.Errorf(codes.Unauthenticated, "authorization: send one Authorization header, got %d", len(values))
+	}
+	credential, err := bearerCredential(values)
+	if err != nil {
+		return Principal{}, err
+	}
+	if credential == "" {
 		if a.demo {
 			return Principal{Kind: Demo, Name: "demo"}, nil
 		}
-		return Principal{Kind: Anonymous, Name: "anonymous"}, nil
-	}
-	credential, ok := strings.CutPrefix(values[0], "Bearer ")
-	if !ok || len(values) > 1 || credential == "" {
-		return Principal{}, status.Error(codes.Unauthenticated, "authorization: must be one \"Bearer <API key or subject token>\"")
+		if len(values) == 0 {
+			return Principal{Kind: Anonymous, Name: "anonymous"}, nil
+		}
+		return Principal{}, errEmptyBearer
 	}
 	if LooksLikeToken(credential) {
 		subject, err := a.tokens.Verify(credential)
@@ -134,6 +140,28 @@ func (a *Authenticator) authenticate(ctx context.Context) (Principal, error) {
 		return p, nil
 	}
 	return Principal{}, status.Error(codes.Unauthenticated, "unknown API key")
+}
+
+// errEmptyBearer is what `Authorization: Bearer $KEY` with $KEY unset sends.
+var errEmptyBearer = status.Error(codes.Unauthenticated, "authorization: Authorization: Bearer with no credential after it: send Bearer <API key or subject token>")
+
+// bearerCredential returns the credential of an Authorization header, ""
+// when there is none or it is empty. The scheme name is case-insensitive
+// (RFC 9110 §11.1), so "bearer" and "BEARER" are Bearer too. An empty
+// header or one with nothing after "Bearer" (HTTP trims the trailing space)
+// is what a script sends when the variable holding its key is unset: it is
+// no credential, which demo mode lets through and other modes refuse with
+// errEmptyBearer.
+func bearerCredential(values []string) (string, error) {
+	if len(values) == 0 {
+		return "", nil
+	}
+	header := strings.TrimSpace(values[0])
+	scheme, credential, _ := strings.Cut(header, " ")
+	if header != "" && !strings.EqualFold(scheme, "Bearer") {
+		return "", status.Error(codes.Unauthenticated, "authorization: must be \"Bearer <API key or subject token>\"")
+	}
+	return strings.TrimSpace(credential), nil
 }
 
 func rpcName(method string) string { return method[strings.LastIndex(method, "/")+1:] }

@@ -9,20 +9,20 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
@@ -56,39 +56,55 @@ type Options struct {
 	// DemoSite, in demo mode, is the sdk-js folder: its demo page is served
 	// at /demo/ and its built bundles at /sdk/, from the API's own origin.
 	DemoSite string
+	// Logger gets a line for each request refused before the service
+	// (which logs its own calls).
+	Logger *slog.Logger
 	// CORSOrigins are the site origins whose pages may call the REST API.
 	// Other origins get no CORS headers, so browsers keep them out.
 	CORSOrigins []string
 }
 
+var setQueryParser sync.Once
+
 // New returns the HTTP handler. conn is a connection to the gRPC server.
 func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler, error) {
-	rest := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, compactJSON{&runtime.JSONPb{
-			// snake_case names, as in the protos and the OpenAPI document, and
-			// false/0 written out: "allowed": false must be visible.
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{},
-		}}),
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	marshaler := compactJSON{&runtime.JSONPb{
+		// snake_case names, as in the protos and the OpenAPI document, and
+		// false/0 written out: "allowed": false must be visible.
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{},
+	}}
+	errs := &errorWriter{marshaler: marshaler, logger: logger}
+	muxOptions := []runtime.ServeMuxOption{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithMetadata(func(context.Context, *http.Request) metadata.MD {
 			return metadata.Pairs(api.ChannelMetadataKey, "rest")
 		}),
-		runtime.WithErrorHandler(errorHandler),
+		runtime.WithErrorHandler(errs.handle),
 		// ETag and Cache-Control on the consent and the policy (etag.go).
 		runtime.WithForwardResponseOption(setETag),
 		// Without this a form-encoded POST (curl -d's default) to a GET-only
 		// path is served as the GET: a wrong method must be an error.
 		runtime.WithDisablePathLengthFallback(),
-		runtime.WithRoutingErrorHandler(routingErrorHandler),
-	)
+		runtime.WithRoutingErrorHandler(errs.routing),
+	}
+	// grpc-gateway keeps the query parser in a global: set once, before any
+	// mux serves, so no request reads it while it is written.
+	setQueryParser.Do(func() { muxOptions = append(muxOptions, runtime.SetQueryParameterParser(queryParser{})) })
+	rest := runtime.NewServeMux(muxOptions...)
+	errs.mux = rest
 	if err := consentv1.RegisterConsentServiceHandler(ctx, rest, conn); err != nil {
 		return nil, err
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", corsFor(opts.CORSOrigins).Handler(http.MaxBytesHandler(conditional(rest), MaxBodyBytes)))
+	mux.Handle("/v1/", corsFor(opts.CORSOrigins).Handler(http.MaxBytesHandler(errs.strictBody(conditional(rest)), MaxBodyBytes)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -132,13 +148,18 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		mux.Handle("GET /sdk/", http.StripPrefix("/sdk/", http.FileServer(http.Dir(filepath.Join(opts.DemoSite, "dist")))))
 		mux.Handle("GET /{$}", http.RedirectHandler("/demo/", http.StatusFound))
 	}
-	return mux, nil
+	return withRequestID(errs.unmatched(mux)), nil
 }
 
 // compactJSON removes the whitespace protojson inserts at random (on
 // purpose, so nobody depends on its exact bytes): responses are then the
 // same for every build, and as small as they can be.
 type compactJSON struct{ *runtime.JSONPb }
+
+// NewDecoder reads a request body strictly (errors.go).
+func (m compactJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	return runtime.DecoderFunc(func(v any) error { return m.decodeBody(r, v) })
+}
 
 func (m compactJSON) Marshal(v any) ([]byte, error) {
 	b, err := m.JSONPb.Marshal(v)
@@ -185,56 +206,13 @@ func incomingHeader(key string) (string, bool) {
 	return runtime.DefaultHeaderMatcher(key)
 }
 
-// outgoingHeader returns the request id as X-Request-Id, a rate limit's
-// Retry-After, and nothing else of the gRPC response metadata.
+// outgoingHeader returns a rate limit's Retry-After and nothing else of the
+// gRPC response metadata. The request id is the service's answer too, but
+// withRequestID has set X-Request-Id already, before anything could fail.
 func outgoingHeader(key string) (string, bool) {
 	switch key {
-	case middleware.RequestIDKey:
-		return "X-Request-Id", true
 	case "retry-after":
 		return "Retry-After", true
 	}
 	return "", false
-}
-
-// routingErrorHandler answers a path or method the API does not have with
-// its own HTTP status (grpc-gateway's default turns 405 into 501).
-func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
-	code := codes.InvalidArgument
-	switch httpStatus {
-	case http.StatusNotFound:
-		code = codes.NotFound
-	case http.StatusMethodNotAllowed:
-		code = codes.Unimplemented
-	}
-	err := &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: status.Error(code, http.StatusText(httpStatus))}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
-}
-
-// errorHandler maps statuses to HTTP as the README's Errors table says: grpc-gateway's
-// defaults, except FailedPrecondition (min_revision not reached) which is 412.
-// Errors the gateway makes itself while decoding a request (malformed JSON,
-// a wrong type) carry no field; they are named "body" here.
-func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	st := status.Convert(err)
-	if st.Code() == codes.InvalidArgument && len(st.Details()) == 0 {
-		field := "body"
-		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && r.Method == http.MethodGet {
-			field = "query"
-		}
-		msg := field + ": " + st.Message()
-		if withDetails, derr := status.New(codes.InvalidArgument, msg).WithDetails(&errdetails.BadRequest{
-			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: st.Message()}},
-		}); derr == nil {
-			st = withDetails
-		}
-	}
-	err = st.Err()
-	switch {
-	case st.Code() == codes.FailedPrecondition:
-		err = &runtime.HTTPStatusError{HTTPStatus: http.StatusPreconditionFailed, Err: err}
-	case st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "request body too large"):
-		err = &runtime.HTTPStatusError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: err}
-	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

@@ -59,23 +59,33 @@ func NewMetrics() *grpcprom.ServerMetrics {
 	))
 }
 
-func withRequestID(ctx context.Context) context.Context {
-	id := ""
-	if v := metadata.ValueFromIncomingContext(ctx, RequestIDKey); len(v) > 0 && validRequestID(v[0]) {
-		id = v[0]
-	}
-	if id == "" {
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		id = hex.EncodeToString(b[:])
-	}
-	// The id goes back to the caller (over REST as the X-Request-Id header).
-	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, id))
+// WithRequestID returns ctx carrying the request id id, for RequestID.
+func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDCtxKey{}, id)
 }
 
-// validRequestID keeps callers from putting arbitrary text into our logs.
-func validRequestID(id string) bool {
+// NewRequestID makes a request id for a caller that sent none.
+func NewRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func withRequestID(ctx context.Context) context.Context {
+	id := ""
+	if v := metadata.ValueFromIncomingContext(ctx, RequestIDKey); len(v) > 0 && ValidRequestID(v[0]) {
+		id = v[0]
+	}
+	if id == "" {
+		id = NewRequestID()
+	}
+	// The id goes back to the caller (over REST as the X-Request-Id header).
+	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDKey, id))
+	return WithRequestID(ctx, id)
+}
+
+// ValidRequestID keeps callers from putting arbitrary text into our logs.
+func ValidRequestID(id string) bool {
 	if len(id) == 0 || len(id) > 64 {
 		return false
 	}
@@ -105,6 +115,20 @@ type streamWithContext struct {
 
 func (s *streamWithContext) Context() context.Context { return s.ctx }
 
+// levelOf is the level a call's log line is written at.
+func levelOf(code codes.Code) slog.Level {
+	switch code {
+	case codes.OK:
+		return slog.LevelDebug
+	case codes.InvalidArgument, codes.NotFound, codes.Aborted, codes.FailedPrecondition,
+		codes.Unauthenticated, codes.PermissionDenied, codes.ResourceExhausted, codes.Canceled:
+		return slog.LevelInfo
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return slog.LevelWarn
+	}
+	return slog.LevelError
+}
+
 // UnaryLogging logs one line per call: method, code, duration and request
 // id. It logs no peer address and no request content, so no IP, subject id or
 // token reaches the logs (go-grpc-middleware's logging adds the peer address,
@@ -116,17 +140,7 @@ func UnaryLogging(logger *slog.Logger) grpc.UnaryServerInterceptor {
 		code := status.Code(err)
 		// Successful calls log at debug: at tens of thousands of checks a
 		// second, an info line each would cost more than the check.
-		level := slog.LevelInfo
-		switch code {
-		case codes.OK:
-			level = slog.LevelDebug
-		case codes.InvalidArgument, codes.NotFound, codes.Aborted, codes.FailedPrecondition,
-			codes.Unauthenticated, codes.PermissionDenied, codes.ResourceExhausted, codes.Canceled:
-		case codes.Unavailable, codes.DeadlineExceeded:
-			level = slog.LevelWarn
-		default:
-			level = slog.LevelError
-		}
+		level := levelOf(code)
 		if !logger.Enabled(ctx, level) {
 			return resp, err // the usual case for successful calls: build nothing
 		}
@@ -143,5 +157,30 @@ func UnaryLogging(logger *slog.Logger) grpc.UnaryServerInterceptor {
 		}
 		logger.Log(ctx, level, "call", attrs...)
 		return resp, err
+	}
+}
+
+// StreamLogging is UnaryLogging for streams: one line when a stream ends.
+func StreamLogging(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		err := handler(srv, ss)
+		ctx := ss.Context()
+		code := status.Code(err)
+		level := levelOf(code)
+		if !logger.Enabled(ctx, level) {
+			return err
+		}
+		attrs := []any{
+			"method", info.FullMethod,
+			"code", code.String(),
+			"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
+			"request_id", RequestID(ctx),
+		}
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			attrs = append(attrs, "trace_id", sc.TraceID().String())
+		}
+		logger.Log(ctx, level, "stream", attrs...)
+		return err
 	}
 }
