@@ -155,6 +155,7 @@ func start(t *testing.T, redisURL string, tweak ...func(*config.Config)) *consen
 		f(&cfg)
 	}
 	logs := &syncBuffer{}
+	t.Cleanup(func() { assertCleanLogs(t, logs.String()) }) // after the stop below: cleanups run last first
 	a, err := New(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
