@@ -14,7 +14,7 @@ import (
 // So the whole app test run is the scan: each error path, stream and
 // shutdown the tests drive, not a sample.
 var (
-	anyIPv4 = regexp.MustCompile(`\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b`)
+	anyIPv4   = regexp.MustCompile(`\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b`)
 	jwt       = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{10,}`)
 	visitorID = regexp.MustCompile(`\bv_[A-Za-z0-9_-]{22}\b`)
 	email     = regexp.MustCompile(`[A-Za-z0-9._-]+@example\.com`)
