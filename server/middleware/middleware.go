@@ -137,27 +137,32 @@ func UnaryLogging(logger *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		code := status.Code(err)
-		// Successful calls log at debug: at tens of thousands of checks a
-		// second, an info line each would cost more than the check.
-		level := levelOf(code)
-		if !logger.Enabled(ctx, level) {
-			return resp, err // the usual case for successful calls: build nothing
-		}
-		attrs := []any{
-			"method", info.FullMethod,
-			"code", code.String(),
-			"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
-			"request_id", RequestID(ctx),
-		}
-		// With tracing on, the line names its trace, to go from a log line to
-		// the trace and back.
-		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-			attrs = append(attrs, "trace_id", sc.TraceID().String())
-		}
-		logger.Log(ctx, level, "call", attrs...)
+		logCall(ctx, logger, "call", info.FullMethod, start, err)
 		return resp, err
 	}
+}
+
+// logCall writes the line of a call or stream that ended with err.
+func logCall(ctx context.Context, logger *slog.Logger, msg, method string, start time.Time, err error) {
+	code := status.Code(err)
+	// Successful calls log at debug: at tens of thousands of checks a
+	// second, an info line each would cost more than the check.
+	level := levelOf(code)
+	if !logger.Enabled(ctx, level) {
+		return // the usual case for successful calls: build nothing
+	}
+	attrs := []any{
+		"method", method,
+		"code", code.String(),
+		"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
+		"request_id", RequestID(ctx),
+	}
+	// With tracing on, the line names its trace, to go from a log line to
+	// the trace and back.
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		attrs = append(attrs, "trace_id", sc.TraceID().String())
+	}
+	logger.Log(ctx, level, msg, attrs...)
 }
 
 // StreamLogging is UnaryLogging for streams: one line when a stream ends.
@@ -165,22 +170,7 @@ func StreamLogging(logger *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
 		err := handler(srv, ss)
-		ctx := ss.Context()
-		code := status.Code(err)
-		level := levelOf(code)
-		if !logger.Enabled(ctx, level) {
-			return err
-		}
-		attrs := []any{
-			"method", info.FullMethod,
-			"code", code.String(),
-			"duration_ms", float64(time.Since(start).Microseconds()) / 1000,
-			"request_id", RequestID(ctx),
-		}
-		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-			attrs = append(attrs, "trace_id", sc.TraceID().String())
-		}
-		logger.Log(ctx, level, "stream", attrs...)
+		logCall(ss.Context(), logger, "stream", info.FullMethod, start, err)
 		return err
 	}
 }
