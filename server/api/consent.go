@@ -73,7 +73,7 @@ func (s *Server) UpdateConsent(ctx context.Context, req *consentv1.UpdateConsent
 		decisions[id] = domain.NewDecision(purpose, granted, source, req.GetRegion(), now)
 	}
 	consent, err := s.write(ctx, policy, writeArgs{
-		subjectID: req.GetSubjectId(), decisions: decisions, eventType: "update", source: source,
+		subjectID: req.GetSubjectId(), decisions: decisions, eventType: domain.EventUpdate, source: source,
 		region: req.GetRegion(), gpc: req.GetGpc(), expected: req.ExpectedRevision, idempotencyKey: req.GetIdempotencyKey(), now: now,
 	})
 	if err != nil {
@@ -104,7 +104,7 @@ func (s *Server) WithdrawConsent(ctx context.Context, req *consentv1.WithdrawCon
 		decisions[id] = domain.NewDecision(purpose, false, source, req.GetRegion(), now)
 	}
 	consent, err := s.write(ctx, policy, writeArgs{
-		subjectID: req.GetSubjectId(), decisions: decisions, eventType: "withdraw", source: source,
+		subjectID: req.GetSubjectId(), decisions: decisions, eventType: domain.EventWithdraw, source: source,
 		region: req.GetRegion(), gpc: req.GetGpc(), expected: req.ExpectedRevision, idempotencyKey: req.GetIdempotencyKey(), now: now,
 	})
 	if err != nil {
@@ -116,7 +116,7 @@ func (s *Server) WithdrawConsent(ctx context.Context, req *consentv1.WithdrawCon
 type writeArgs struct {
 	subjectID      string
 	decisions      map[string]domain.Decision
-	eventType      string
+	eventType      domain.EventType
 	source         domain.Source
 	region         string
 	gpc            bool

@@ -125,17 +125,17 @@ func policyToProto(p *domain.Policy) *consentv1.Policy {
 	return out
 }
 
-var eventTypes = map[string]consentv1.EventType{
-	store.EventUpdate:   consentv1.EventType_EVENT_TYPE_UPDATE,
-	store.EventWithdraw: consentv1.EventType_EVENT_TYPE_WITHDRAW,
-	store.EventAccess:   consentv1.EventType_EVENT_TYPE_ACCESS,
-	store.EventExport:   consentv1.EventType_EVENT_TYPE_EXPORT,
-	store.EventRestrict: consentv1.EventType_EVENT_TYPE_RESTRICT,
-	store.EventLift:     consentv1.EventType_EVENT_TYPE_LIFT_RESTRICTION,
-	store.EventLink:     consentv1.EventType_EVENT_TYPE_LINK,
-	store.EventMinor:    consentv1.EventType_EVENT_TYPE_MARK_MINOR,
-	store.EventGuardian: consentv1.EventType_EVENT_TYPE_GUARDIAN_CONFIRM,
-	store.EventErase:    consentv1.EventType_EVENT_TYPE_ERASE,
+var eventTypes = map[domain.EventType]consentv1.EventType{
+	domain.EventUpdate:   consentv1.EventType_EVENT_TYPE_UPDATE,
+	domain.EventWithdraw: consentv1.EventType_EVENT_TYPE_WITHDRAW,
+	domain.EventAccess:   consentv1.EventType_EVENT_TYPE_ACCESS,
+	domain.EventExport:   consentv1.EventType_EVENT_TYPE_EXPORT,
+	domain.EventRestrict: consentv1.EventType_EVENT_TYPE_RESTRICT,
+	domain.EventLift:     consentv1.EventType_EVENT_TYPE_LIFT_RESTRICTION,
+	domain.EventLink:     consentv1.EventType_EVENT_TYPE_LINK,
+	domain.EventMinor:    consentv1.EventType_EVENT_TYPE_MARK_MINOR,
+	domain.EventGuardian: consentv1.EventType_EVENT_TYPE_GUARDIAN_CONFIRM,
+	domain.EventErase:    consentv1.EventType_EVENT_TYPE_ERASE,
 }
 
 // eventToProto is a history event for a reader. A link event names the

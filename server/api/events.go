@@ -77,7 +77,7 @@ func (s *Server) recordAccess(ctx context.Context, subjectID, reason string) err
 	_, err := s.store.Write(ctx, store.Write{
 		SubjectID: subjectID,
 		Event: store.EventInfo{
-			Type: store.EventAccess, Actor: auth.FromContext(ctx).Actor(), Source: domain.SourceAPI,
+			Type: domain.EventAccess, Actor: auth.FromContext(ctx).Actor(), Source: domain.SourceAPI,
 			PolicyVersion: s.policy().Version, Channel: channel(ctx), Reason: reason,
 		},
 		Now: s.now(),

@@ -99,7 +99,7 @@ func (s *Server) linkWrite(ctx context.Context, subjectID, counterpart string) s
 	return store.Write{
 		SubjectID: subjectID,
 		Event: store.EventInfo{
-			Type: store.EventLink, Actor: auth.FromContext(ctx).Actor(), Source: domain.SourceLink,
+			Type: domain.EventLink, Actor: auth.FromContext(ctx).Actor(), Source: domain.SourceLink,
 			PolicyVersion: s.policy().Version, Channel: channel(ctx), Counterpart: counterpart,
 		},
 		Now: s.now(),

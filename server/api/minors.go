@@ -9,7 +9,6 @@ import (
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server/domain"
-	"github.com/consentd/consentd/server/store"
 )
 
 // MaxGuardianChars bounds who confirmed a minor's decisions.
@@ -21,7 +20,7 @@ func (s *Server) MarkMinor(ctx context.Context, req *consentv1.MarkMinorRequest)
 		return nil, s.toStatus(ctx, err)
 	}
 	minor := req.GetMinor()
-	w := s.statusWrite(ctx, req.GetSubjectId(), store.EventMinor, "")
+	w := s.statusWrite(ctx, req.GetSubjectId(), domain.EventMinor, "")
 	w.Minor = &minor
 	w.Event.Minor = &minor
 	consent, err := s.writeStatus(ctx, w)
@@ -47,7 +46,7 @@ func (s *Server) ConfirmGuardianConsent(ctx context.Context, req *consentv1.Conf
 	if !rec.Minor() {
 		return nil, s.toStatus(ctx, &preconditionError{field: "subject_id", reason: "the subject is not marked as a minor (MarkMinor first)"})
 	}
-	w := s.statusWrite(ctx, req.GetSubjectId(), store.EventGuardian, "")
+	w := s.statusWrite(ctx, req.GetSubjectId(), domain.EventGuardian, "")
 	w.GuardianConfirmed = true
 	w.Event.Guardian = req.GetGuardian()
 	// The confirmation covers the decisions just read, and the store records

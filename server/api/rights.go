@@ -31,7 +31,7 @@ func (s *Server) ExportSubject(ctx context.Context, req *consentv1.ExportSubject
 	// A subject with nothing stored gets no record of the export: a mistyped
 	// id must not create a record about nobody.
 	if own.Revision > 0 {
-		if _, err := s.store.Write(ctx, s.statusWrite(ctx, req.GetSubjectId(), store.EventExport, req.GetReason())); err != nil {
+		if _, err := s.store.Write(ctx, s.statusWrite(ctx, req.GetSubjectId(), domain.EventExport, req.GetReason())); err != nil {
 			return nil, s.toStatus(ctx, err)
 		}
 	}
@@ -154,9 +154,9 @@ func (s *Server) setRestriction(ctx context.Context, subjectID, reason string, r
 	); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	eventType := store.EventRestrict
+	eventType := domain.EventRestrict
 	if !restricted {
-		eventType = store.EventLift
+		eventType = domain.EventLift
 	}
 	w := s.statusWrite(ctx, subjectID, eventType, reason)
 	w.Restrict = &restricted
@@ -165,10 +165,10 @@ func (s *Server) setRestriction(ctx context.Context, subjectID, reason string, r
 
 // statusWrite is a write of no decisions, recorded as an event of
 // eventType by the caller. A linked visitor's status is its user's.
-func (s *Server) statusWrite(ctx context.Context, subjectID, eventType, reason string) store.Write {
+func (s *Server) statusWrite(ctx context.Context, subjectID string, eventType domain.EventType, reason string) store.Write {
 	return store.Write{
 		SubjectID:  subjectID,
-		FollowLink: eventType != store.EventExport, // an export is of the subject's own data
+		FollowLink: eventType != domain.EventExport, // an export is of the subject's own data
 		Event: store.EventInfo{
 			Type: eventType, Actor: auth.FromContext(ctx).Actor(), Source: domain.SourceAPI,
 			PolicyVersion: s.policy().Version, Channel: channel(ctx), Reason: reason,

@@ -113,7 +113,7 @@ func (s *Store) Erase(ctx context.Context, e Erasure) (EraseResult, error) {
 	for _, k := range known {
 		keys = append(keys, k.state, k.history, k.idempotency)
 	}
-	event, err := json.Marshal(eventHead{Type: EventErase, At: e.Now.UnixMilli(), Actor: e.Actor, Source: sourceLetters[domain.SourceAPI],
+	event, err := json.Marshal(eventHead{Type: domain.EventErase, At: e.Now.UnixMilli(), Actor: e.Actor, Source: sourceLetters[domain.SourceAPI],
 		Channel: e.Channel, New: map[string]string{}})
 	if err != nil {
 		return EraseResult{}, err

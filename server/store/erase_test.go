@@ -45,7 +45,7 @@ func TestErasureLeavesNothingThatOpens(t *testing.T) {
 		keptFacts = "ua=Safari/18 kept"
 	)
 	now := time.Unix(1_750_000_000, 0)
-	ev := func(typ string, src domain.Source) store.EventInfo {
+	ev := func(typ domain.EventType, src domain.Source) store.EventInfo {
 		return store.EventInfo{Type: typ, Actor: "key:app", Source: src, PolicyVersion: "1", Channel: "rest"}
 	}
 	grant := func(p string, granted bool) map[string]domain.Decision {
@@ -54,41 +54,41 @@ func TestErasureLeavesNothingThatOpens(t *testing.T) {
 	minor := true
 	writes := []store.Write{
 		{SubjectID: visitor, Decisions: grant("ads", true), Region: "DE", Event: func() store.EventInfo {
-			e := ev(store.EventUpdate, domain.SourceBanner)
+			e := ev(domain.EventUpdate, domain.SourceBanner)
 			e.Client = client1
 			return e
 		}()},
 		{SubjectID: keptUser, Decisions: grant("ads", true), Event: func() store.EventInfo {
-			e := ev(store.EventUpdate, domain.SourceBanner)
+			e := ev(domain.EventUpdate, domain.SourceBanner)
 			e.Client = keptFacts
 			return e
 		}()},
 		{SubjectID: visitor, LinkTo: user, Event: func() store.EventInfo {
-			e := ev(store.EventLink, domain.SourceLink)
+			e := ev(domain.EventLink, domain.SourceLink)
 			e.Counterpart = user
 			return e
 		}()},
 		{SubjectID: user, LinkedVisitor: visitor, Decisions: grant("ads", true), Event: func() store.EventInfo {
-			e := ev(store.EventLink, domain.SourceLink)
+			e := ev(domain.EventLink, domain.SourceLink)
 			e.Counterpart = visitor
 			return e
 		}()},
 		{SubjectID: user, Restrict: &minor, Event: func() store.EventInfo {
-			e := ev(store.EventRestrict, domain.SourceAPI)
+			e := ev(domain.EventRestrict, domain.SourceAPI)
 			e.Reason = reason
 			return e
 		}()},
 		{SubjectID: user, Minor: &minor, Event: func() store.EventInfo {
-			e := ev(store.EventMinor, domain.SourceAPI)
+			e := ev(domain.EventMinor, domain.SourceAPI)
 			e.Minor = &minor
 			return e
 		}()},
 		{SubjectID: user, GuardianConfirmed: true, Event: func() store.EventInfo {
-			e := ev(store.EventGuardian, domain.SourceAPI)
+			e := ev(domain.EventGuardian, domain.SourceAPI)
 			e.Guardian = guardian
 			return e
 		}()},
-		{SubjectID: user, Decisions: grant("ads", false), IdempotencyKey: "withdraw-1", Event: ev(store.EventWithdraw, domain.SourceAPI)},
+		{SubjectID: user, Decisions: grant("ads", false), IdempotencyKey: "withdraw-1", Event: ev(domain.EventWithdraw, domain.SourceAPI)},
 	}
 	for i, w := range writes {
 		w.Now = now.Add(time.Duration(i) * time.Second)

@@ -5,6 +5,8 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/consentd/consentd/server/domain"
 )
 
 // eventHead is the plain part of a history event, built in Go. JSON keys are
@@ -14,7 +16,7 @@ import (
 // the subject's data key. The fields from Why to Guard are only in events
 // stored before data keys, Client to Guard sealed with the operator's key.
 type eventHead struct {
-	Type    string            `json:"t,omitempty"` // "" in an update event (see MarshalJSON)
+	Type    domain.EventType  `json:"t,omitempty"` // "" in an update event (see MarshalJSON)
 	At      int64             `json:"at"`          // unix ms
 	Actor   string            `json:"a,omitempty"`
 	Source  string            `json:"s"` // source letter, as in the state hash
@@ -53,7 +55,7 @@ var lettersToChannel = map[string]string{"g": "grpc", "r": "rest"}
 func (h eventHead) MarshalJSON() ([]byte, error) {
 	type plain eventHead // the same fields without this method
 	p := plain(h)
-	if p.Type == EventUpdate {
+	if p.Type == domain.EventUpdate {
 		p.Type = ""
 	}
 	if letter, ok := channelLetters[p.Channel]; ok {

@@ -56,7 +56,7 @@ type Change struct {
 type Event struct {
 	Revision      int64
 	At            time.Time
-	Type          string
+	Type          domain.EventType
 	Actor         string
 	Source        domain.Source
 	PolicyVersion string
@@ -251,11 +251,11 @@ func openField(sealer *keys.Sealer, sealed string) string {
 // signal, a restriction, a minor mark or an erasure.
 func (e Event) OptOut() bool {
 	switch e.Type {
-	case EventRestrict, EventErase:
+	case domain.EventRestrict, domain.EventErase:
 		return true
-	case EventMinor:
+	case domain.EventMinor:
 		return e.Minor != nil && *e.Minor
-	case EventLift, EventGuardian, EventAccess, EventExport:
+	case domain.EventLift, domain.EventGuardian, domain.EventAccess, domain.EventExport:
 		return false
 	}
 	if e.GPC {
@@ -282,7 +282,7 @@ func decodeEvent(entry string, sealer *keys.Sealer, dk *dataKey) (Event, error) 
 		Channel: se.Channel, GPC: se.GPC, Reason: se.Why, Hash: se.H,
 	}
 	if e.Type == "" {
-		e.Type = EventUpdate
+		e.Type = domain.EventUpdate
 	}
 	if name, ok := lettersToChannel[e.Channel]; ok {
 		e.Channel = name

@@ -20,31 +20,31 @@ func TestDecodeEventOfEveryLayout(t *testing.T) {
 		{
 			"current: update, type left out, channel letter, decisions before by position",
 			`{"at":1750000000000,"a":"visitor","s":"p","pv":"v2","r":"DE","c":"r","n":{"ads":"d","analytics":"g","x":"g"},"rev":4,"o":"g-d","h":"aa"}`,
-			Event{Revision: 4, At: at, Type: EventUpdate, Actor: "visitor", Source: domain.SourcePreferenceCenter, PolicyVersion: "v2",
+			Event{Revision: 4, At: at, Type: domain.EventUpdate, Actor: "visitor", Source: domain.SourcePreferenceCenter, PolicyVersion: "v2",
 				Region: "DE", Channel: "rest", Hash: "aa",
 				Changes: []Change{{Purpose: "ads", Old: &granted, New: false}, {Purpose: "analytics", New: true}, {Purpose: "x", Old: &denied, New: true}}},
 		},
 		{
 			"current: no purpose decided before, no \"o\"",
 			`{"t":"withdraw","at":1750000000000,"a":"key:app","s":"a","c":"g","g":true,"n":{"ads":"d"},"rev":1,"h":"bb"}`,
-			Event{Revision: 1, At: at, Type: EventWithdraw, Actor: "key:app", Source: domain.SourceAPI, Channel: "grpc", GPC: true, Hash: "bb",
+			Event{Revision: 1, At: at, Type: domain.EventWithdraw, Actor: "key:app", Source: domain.SourceAPI, Channel: "grpc", GPC: true, Hash: "bb",
 				Changes: []Change{{Purpose: "ads", New: false}}},
 		},
 		{
 			"current: a link event keeps its type spelled out (eraseScript looks for it)",
 			`{"t":"link","at":1750000000000,"a":"key:app","s":"l","c":"g","n":{},"rev":2,"h":"cc"}`,
-			Event{Revision: 2, At: at, Type: EventLink, Actor: "key:app", Source: domain.SourceLink, Channel: "grpc", Hash: "cc"},
+			Event{Revision: 2, At: at, Type: domain.EventLink, Actor: "key:app", Source: domain.SourceLink, Channel: "grpc", Hash: "cc"},
 		},
 		{
 			"the layout before: type and channel spelled out, \"old\" an object",
 			`{"t":"update","at":1750000000000,"a":"visitor","s":"p","c":"rest","n":{"ads":"d","analytics":"g"},"rev":4,"old":{"ads":"g"},"h":"dd"}`,
-			Event{Revision: 4, At: at, Type: EventUpdate, Actor: "visitor", Source: domain.SourcePreferenceCenter, Channel: "rest", Hash: "dd",
+			Event{Revision: 4, At: at, Type: domain.EventUpdate, Actor: "visitor", Source: domain.SourcePreferenceCenter, Channel: "rest", Hash: "dd",
 				Changes: []Change{{Purpose: "ads", Old: &granted, New: false}, {Purpose: "analytics", New: true}}},
 		},
 		{
 			"the first layout: \"prev\" stored",
 			`{"t":"update","at":1750000000000,"a":"visitor","s":"b","c":"grpc","n":{"ads":"g"},"rev":2,"old":{"ads":"d"},"prev":"ee","h":"ff"}`,
-			Event{Revision: 2, At: at, Type: EventUpdate, Actor: "visitor", Source: domain.SourceBanner, Channel: "grpc", PrevHash: "ee", Hash: "ff",
+			Event{Revision: 2, At: at, Type: domain.EventUpdate, Actor: "visitor", Source: domain.SourceBanner, Channel: "grpc", PrevHash: "ee", Hash: "ff",
 				Changes: []Change{{Purpose: "ads", Old: &denied, New: true}}},
 		},
 	} {
@@ -70,7 +70,7 @@ func TestDecodeEventOfEveryLayout(t *testing.T) {
 // channel, including those written as letters or left out.
 func TestEventHeadRoundTrip(t *testing.T) {
 	minor := true
-	for _, typ := range []string{EventUpdate, EventWithdraw, EventAccess, EventExport, EventRestrict, EventLift, EventLink, EventMinor, EventGuardian, EventErase} {
+	for _, typ := range []domain.EventType{domain.EventUpdate, domain.EventWithdraw, domain.EventAccess, domain.EventExport, domain.EventRestrict, domain.EventLift, domain.EventLink, domain.EventMinor, domain.EventGuardian, domain.EventErase} {
 		for _, channel := range []string{"grpc", "rest", "", "cli"} {
 			head := eventHead{Type: typ, At: 1_750_000_000_123, Actor: "visitor", Source: "b", Channel: channel, Minor: &minor,
 				New: map[string]string{"ads": "g"}}

@@ -373,7 +373,7 @@ func (r *FeedReader) passes(e Event) bool {
 		return true
 	}
 	switch e.Type {
-	case EventRestrict, EventLift, EventMinor, EventGuardian, EventErase:
+	case domain.EventRestrict, domain.EventLift, domain.EventMinor, domain.EventGuardian, domain.EventErase:
 		return true
 	}
 	if e.GPC || len(e.Changes) == 0 {

@@ -27,7 +27,7 @@ func TestTheFeedReaderRefusesAForgedChange(t *testing.T) {
 	ctx := t.Context()
 	denied := map[string]domain.Decision{"ads": {Granted: false, DecidedAt: time.Unix(1_750_000_000, 0), Source: domain.SourceAPI}}
 	if _, err := s.Write(ctx, store.Write{SubjectID: "alice", Decisions: denied,
-		Event: store.EventInfo{Type: store.EventWithdraw, Actor: "key:app", Source: domain.SourceAPI, Channel: "grpc"}}); err != nil {
+		Event: store.EventInfo{Type: domain.EventWithdraw, Actor: "key:app", Source: domain.SourceAPI, Channel: "grpc"}}); err != nil {
 		t.Fatal(err)
 	}
 	reader, err := s.WatchFeed(ctx, store.FeedQuery{FromOldest: true})
@@ -74,7 +74,7 @@ func TestAWriteWrapsTheDataKeyWithTheActiveEncryptionKey(t *testing.T) {
 	write := func(s *store.Store, client string) {
 		t.Helper()
 		if _, err := s.Write(ctx, store.Write{SubjectID: "alice", Decisions: map[string]domain.Decision{"ads": {Granted: true, Source: domain.SourceBanner}},
-			Event: store.EventInfo{Type: store.EventUpdate, Actor: "visitor", Source: domain.SourceBanner, Client: client}}); err != nil {
+			Event: store.EventInfo{Type: domain.EventUpdate, Actor: "visitor", Source: domain.SourceBanner, Client: client}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -43,7 +43,7 @@ func TestWriteScriptCost(t *testing.T) {
 		}
 		return store.Write{SubjectID: fmt.Sprintf("bench-writer-%04d", i%subjects), Decisions: decisions, Region: "DE",
 			FollowLink: true, Now: now.Add(time.Duration(i) * time.Millisecond),
-			Event: store.EventInfo{Type: store.EventUpdate, Actor: "key:bench", Source: domain.SourcePreferenceCenter,
+			Event: store.EventInfo{Type: domain.EventUpdate, Actor: "key:bench", Source: domain.SourcePreferenceCenter,
 				PolicyVersion: "2025-06-01", Channel: "grpc"}}
 	}
 	// Warm up: every subject written once (the script cached, histories

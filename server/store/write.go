@@ -19,7 +19,7 @@ import (
 
 // EventInfo describes who wrote, how and why; it goes into the history event.
 type EventInfo struct {
-	Type          string        // one of the Event* constants
+	Type          domain.EventType
 	Actor         string        // who wrote: "visitor", a service key name, "operator:<name>"
 	Source        domain.Source // how the subject expressed the choice
 	PolicyVersion string        // the policy file's version label
@@ -35,26 +35,6 @@ type EventInfo struct {
 	Guardian string
 	// Minor: a mark-minor event's new status.
 	Minor *bool
-}
-
-// The event types. Access and export events change nothing, so they add
-// nothing to the change feed; every other event does.
-const (
-	EventUpdate   = "update"
-	EventWithdraw = "withdraw"
-	EventAccess   = "access"   // an operator read the subject's history
-	EventExport   = "export"   // the subject's data was exported
-	EventRestrict = "restrict" // processing restricted
-	EventLift     = "lift"     // restriction lifted
-	EventLink     = "link"     // a visitor was linked to a user (on both)
-	EventMinor    = "minor"    // marked as a minor, or the mark cleared
-	EventGuardian = "guardian" // a guardian confirmed a minor's decisions
-	EventErase    = "erase"    // only in the change feed: the subject was erased
-)
-
-// inFeed reports whether an event of this type goes to the change feed.
-func inFeed(eventType string) bool {
-	return eventType != EventAccess && eventType != EventExport
 }
 
 // Write is one change to a subject's decisions or statuses.
@@ -233,7 +213,7 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 		fp, field = fingerprint(w), idempotencyField(w.IdempotencyKey)
 	}
 	var minID any = 0 // a feed entry, no trimming
-	if !inFeed(w.Event.Type) {
+	if !w.Event.Type.InFeed() {
 		minID = ""
 	} else if feedWrites.Add(1)%feedTrimEvery == 0 {
 		minID = max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
@@ -460,13 +440,13 @@ func fingerprint(w Write) string {
 		granted[p] = d.Granted
 	}
 	canonical := struct {
-		Decisions map[string]bool `json:"d"` // encoded with sorted keys
-		Region    string          `json:"r"`
-		GPC       bool            `json:"g"`
-		Expected  *int64          `json:"e"`
-		Type      string          `json:"t"`
-		Source    domain.Source   `json:"s"`
-		Actor     string          `json:"a"`
+		Decisions map[string]bool  `json:"d"` // encoded with sorted keys
+		Region    string           `json:"r"`
+		GPC       bool             `json:"g"`
+		Expected  *int64           `json:"e"`
+		Type      domain.EventType `json:"t"`
+		Source    domain.Source    `json:"s"`
+		Actor     string           `json:"a"`
 	}{granted, w.Region, w.GPC, w.ExpectedRevision, w.Event.Type, w.Event.Source, w.Event.Actor}
 	b, _ := json.Marshal(canonical) // cannot fail: plain strings, bools and ints
 	sum := sha256.Sum256(b)

@@ -58,7 +58,7 @@ func seed(t *testing.T, redisURL, keys string, subjects ...string) *store.Store 
 	for _, id := range subjects {
 		_, err := s.Write(context.Background(), store.Write{SubjectID: id,
 			Decisions: map[string]domain.Decision{"ads": {Granted: false, DecidedAt: time.Unix(1_750_000_000, 0), Source: domain.SourceAPI}},
-			Event:     store.EventInfo{Type: store.EventUpdate, Actor: "api", Source: domain.SourceAPI}})
+			Event:     store.EventInfo{Type: domain.EventUpdate, Actor: "api", Source: domain.SourceAPI}})
 		if err != nil {
 			t.Fatal(err)
 		}

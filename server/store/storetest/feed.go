@@ -111,7 +111,7 @@ func RunFeed(t *testing.T, client redis.UniversalClient) {
 			t.Fatalf("%d changes, want 2", len(got))
 		}
 		grant, deny := got[0], got[1]
-		if grant.SubjectID != "alice" || grant.Revision != 1 || grant.Event.Type != store.EventUpdate || grant.Event.Region != "US-CA" ||
+		if grant.SubjectID != "alice" || grant.Revision != 1 || grant.Event.Type != domain.EventUpdate || grant.Event.Region != "US-CA" ||
 			!grant.Event.At.Equal(t0) || grant.Event.OptOut() || len(grant.Event.Changes) != 1 || !grant.Event.Changes[0].New {
 			t.Errorf("first change = %+v", grant)
 		}
@@ -177,19 +177,19 @@ func RunFeed(t *testing.T, client redis.UniversalClient) {
 		s, _ := NewStore(t, client)
 		createConsumer(t, s, "ads-only", false)
 		r := watch(t, s, store.FeedQuery{Purposes: []string{"ads", "marketing.sms"}})
-		w := func(subject string, decisions map[string]domain.Decision, gpc bool, eventType string) int64 {
+		w := func(subject string, decisions map[string]domain.Decision, gpc bool, eventType domain.EventType) int64 {
 			ev := apiEvent()
 			ev.Type = eventType
 			return write(t, s, store.Write{SubjectID: subject, Decisions: decisions, GPC: gpc, Event: ev}).Record.Revision
 		}
-		w("s1", decisions(t0, "ads", false), false, store.EventUpdate)                              // kept: ads
-		w("s2", decisions(t0, "analytics", false), false, store.EventUpdate)                        // filtered
-		w("s3", decisions(t0, "analytics", true, "marketing.sms", false), false, store.EventUpdate) // kept: sms
-		w("s4", decisions(t0, "analytics", false), true, store.EventUpdate)                         // kept: GPC
-		w("s5", nil, false, store.EventRestrict)                                                    // kept: every purpose
-		w("s6", decisions(t0, "analytics", false), false, store.EventWithdraw)                      // filtered
-		w("s7", nil, false, store.EventLink)                                                        // kept: nothing merged
-		w("s8", decisions(t0, "functional", true), false, store.EventLink)                          // filtered
+		w("s1", decisions(t0, "ads", false), false, domain.EventUpdate)                              // kept: ads
+		w("s2", decisions(t0, "analytics", false), false, domain.EventUpdate)                        // filtered
+		w("s3", decisions(t0, "analytics", true, "marketing.sms", false), false, domain.EventUpdate) // kept: sms
+		w("s4", decisions(t0, "analytics", false), true, domain.EventUpdate)                         // kept: GPC
+		w("s5", nil, false, domain.EventRestrict)                                                    // kept: every purpose
+		w("s6", decisions(t0, "analytics", false), false, domain.EventWithdraw)                      // filtered
+		w("s7", nil, false, domain.EventLink)                                                        // kept: nothing merged
+		w("s8", decisions(t0, "functional", true), false, domain.EventLink)                          // filtered
 		want := []string{"s1", "s3", "s4", "s5", "s7"}
 		if got := subjects(readAll(t, r)); !sameSet(got, want) {
 			t.Errorf("cursor watch got %v, want %v", got, want)

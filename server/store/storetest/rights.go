@@ -35,9 +35,9 @@ func runRights(t *testing.T, client redis.UniversalClient) {
 		// idempotency record stays under the old key's name.
 		write(t, old, store.Write{SubjectID: subject, IdempotencyKey: "req-1", Decisions: decisions(t0, "ads", true)})
 		write(t, old, store.Write{SubjectID: subject, Decisions: decisions(t0, "analytics", true), Event: store.EventInfo{
-			Type: store.EventUpdate, Actor: "visitor", Source: domain.SourceBanner, Client: "ua=" + subject}})
+			Type: domain.EventUpdate, Actor: "visitor", Source: domain.SourceBanner, Client: "ua=" + subject}})
 		write(t, s, store.Write{SubjectID: subject, Decisions: decisions(t0, "ads", false)})
-		write(t, s, store.Write{SubjectID: subject, Event: store.EventInfo{Type: store.EventAccess, Actor: "key:ops", Source: domain.SourceAPI, Reason: "ticket 7"}})
+		write(t, s, store.Write{SubjectID: subject, Event: store.EventInfo{Type: domain.EventAccess, Actor: "key:ops", Source: domain.SourceAPI, Reason: "ticket 7"}})
 		write(t, s, store.Write{SubjectID: "bystander", Decisions: decisions(t0, "ads", true)})
 		bystander := get(t, s, "bystander")
 
@@ -286,8 +286,8 @@ func runRights(t *testing.T, client redis.UniversalClient) {
 // points at the user and both get a link event.
 func link(t testing.TB, s *store.Store, visitor, user string) {
 	t.Helper()
-	write(t, s, store.Write{SubjectID: visitor, LinkTo: user, Event: store.EventInfo{Type: store.EventLink, Actor: "key:app", Source: domain.SourceLink, Counterpart: user}})
-	write(t, s, store.Write{SubjectID: user, Event: store.EventInfo{Type: store.EventLink, Actor: "key:app", Source: domain.SourceLink, Counterpart: visitor}})
+	write(t, s, store.Write{SubjectID: visitor, LinkTo: user, Event: store.EventInfo{Type: domain.EventLink, Actor: "key:app", Source: domain.SourceLink, Counterpart: user}})
+	write(t, s, store.Write{SubjectID: user, Event: store.EventInfo{Type: domain.EventLink, Actor: "key:app", Source: domain.SourceLink, Counterpart: visitor}})
 }
 
 func newRetentionStore(t testing.TB, client redis.UniversalClient, prefix string, visitors, history time.Duration) *store.Store {

@@ -595,7 +595,7 @@ func Run(t *testing.T, client redis.UniversalClient) {
 		write(t, s, store.Write{SubjectID: "alice", Decisions: decisions(t0, "ads", true)})
 		before, _ := s.Get(ctx(t), "alice")
 		res, err := s.Write(ctx(t), store.Write{SubjectID: "alice", Now: t0.Add(time.Minute),
-			Event: store.EventInfo{Type: store.EventAccess, Actor: "key:privacy-desk", Source: domain.SourceAPI, Reason: "ticket 4711"}})
+			Event: store.EventInfo{Type: domain.EventAccess, Actor: "key:privacy-desk", Source: domain.SourceAPI, Reason: "ticket 4711"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -606,7 +606,7 @@ func Run(t *testing.T, client redis.UniversalClient) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := events[0]; e.Type != store.EventAccess || e.Reason != "ticket 4711" || e.Actor != "key:privacy-desk" || len(e.Changes) != 0 {
+		if e := events[0]; e.Type != domain.EventAccess || e.Reason != "ticket 4711" || e.Actor != "key:privacy-desk" || len(e.Changes) != 0 {
 			t.Fatalf("access event = %+v", e)
 		}
 		if err := s.VerifyChain(ctx(t), "alice"); err != nil {
