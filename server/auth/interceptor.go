@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	grpcmiddleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -51,15 +52,10 @@ func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	if err != nil {
 		return err
 	}
-	return handler(srv, &streamWithContext{ServerStream: ss, ctx: ctx})
+	wrapped := grpcmiddleware.WrapServerStream(ss)
+	wrapped.WrappedContext = ctx
+	return handler(srv, wrapped)
 }
-
-type streamWithContext struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *streamWithContext) Context() context.Context { return s.ctx }
 
 // subjectRequest is every request that names a subject.
 type subjectRequest interface{ GetSubjectId() string }

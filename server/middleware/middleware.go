@@ -12,6 +12,7 @@ import (
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	grpcmiddleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -105,15 +106,10 @@ func UnaryRequestID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handl
 
 // StreamRequestID is UnaryRequestID for streams.
 func StreamRequestID(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, &streamWithContext{ServerStream: ss, ctx: withRequestID(ss.Context())})
+	wrapped := grpcmiddleware.WrapServerStream(ss)
+	wrapped.WrappedContext = withRequestID(ss.Context())
+	return handler(srv, wrapped)
 }
-
-type streamWithContext struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *streamWithContext) Context() context.Context { return s.ctx }
 
 // levelOf is the level a call's log line is written at.
 func levelOf(code codes.Code) slog.Level {
