@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -67,8 +68,19 @@ type App struct {
 
 // New builds consentd and binds its listeners; Run serves. Everything that
 // can be wrong with the configuration is reported here, before serving.
-func New(cfg config.Config, logger *slog.Logger) (*App, error) {
+func New(cfg config.Config, logger *slog.Logger) (_ *App, err error) {
 	a := &App{cfg: cfg, logger: logger}
+	// A failed start leaves nothing running: a caller that retries, or a
+	// process that embeds consentd, would otherwise keep the stream workers,
+	// the gateway's connection and the tracer's exporter for good.
+	var undo closers
+	defer func() {
+		if err != nil {
+			if cerr := undo.closeAll(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+	}()
 	routeGRPCLog(logger)
 	policy, err := loadPolicy(cfg.PolicyPath)
 	if err != nil {
@@ -79,11 +91,55 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-
 	if a.store, a.redis, err = newStore(cfg, keySet); err != nil {
 		return nil, err
 	}
+	undo.push(a.redis.Close)
 
+	metrics, grpcMetrics := a.newMetrics()
+	interceptors, tokens, err := a.newInterceptors(keySet, grpcMetrics)
+	if err != nil {
+		return nil, err
+	}
+	service := api.New(a.store, a.policy.Load, api.WithLogger(logger), api.WithTokens(tokens),
+		api.WithFeed(a.store, cfg.FeedPollInterval), api.WithShutdown(a.feed.streamsDone))
+	a.health = health.NewServer()
+	if a.tracing, err = newTracing(cfg); err != nil {
+		return nil, err
+	}
+	undo.push(func() error { return a.tracing.shutdown(context.Background()) })
+	interceptors = append(interceptors, a.tracing.serverOptions()...)
+	tlsConfig, err := a.newGRPCServers(interceptors, service, grpcMetrics, &undo)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.newGateway(metrics, tlsConfig, &undo); err != nil {
+		return nil, err
+	}
+	if err := a.listen(&undo); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// closers close what New has opened so far.
+type closers []func() error
+
+func (c *closers) push(close func() error) { *c = append(*c, close) }
+
+// closeAll closes newest first: what uses a resource goes before it (the
+// gateway's connection before the server it dials).
+func (c closers) closeAll() error {
+	var errs []error
+	for i := len(c) - 1; i >= 0; i-- {
+		errs = append(errs, c[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// newMetrics builds the Prometheus registry /metrics serves, with the gRPC
+// calls' metrics, which the interceptors update.
+func (a *App) newMetrics() (*prometheus.Registry, *grpcprom.ServerMetrics) {
 	metrics := prometheus.NewRegistry()
 	grpcMetrics := middleware.NewMetrics()
 	a.storage = newStorageMonitor(a.store.StorageFull)
@@ -91,16 +147,22 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	a.redis.AddHook(redisErrors)
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		grpcMetrics, redisErrors, a.storage)
-	a.feed = newFeedRuntime(a.store.Consumers, cfg.FeedMonitorInterval, logger)
+	a.feed = newFeedRuntime(a.store.Consumers, a.cfg.FeedMonitorInterval, a.logger)
 	metrics.MustRegister(a.feed.monitor)
+	return metrics, grpcMetrics
+}
 
+// newInterceptors builds the interceptor chains, and the subject tokens the
+// authenticator checks and the API issues.
+func (a *App) newInterceptors(keySet keys.Set, grpcMetrics *grpcprom.ServerMetrics) ([]grpc.ServerOption, *auth.Tokens, error) {
+	cfg, logger := a.cfg, a.logger
 	apiKeys, err := loadAPIKeys(cfg)
 	if err != nil {
-		return nil, errors.Join(err, a.redis.Close())
+		return nil, nil, err
 	}
 	tokens, err := auth.NewTokens(keySet.Token, cfg.TokenTTL, time.Now)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("token keys: %w", err), a.redis.Close())
+		return nil, nil, fmt.Errorf("token keys: %w", err)
 	}
 	if cfg.Demo {
 		logger.Warn("DEMO MODE: calls without credentials are allowed. Never run this in production.")
@@ -112,7 +174,7 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 	}, logger)
 
 	// Every call, REST ones included, passes these in this order.
-	interceptors := []grpc.ServerOption{
+	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(
 			middleware.UnaryRecovery(logger), // a panic becomes Internal, never a crash
 			middleware.UnaryRequestID,        // so every later step can log the request id
@@ -128,14 +190,15 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 			middleware.StreamLogging(logger),
 			authn.Stream,
 		),
-	}
-	service := api.New(a.store, a.policy.Load, api.WithLogger(logger), api.WithTokens(tokens),
-		api.WithFeed(a.store, cfg.FeedPollInterval), api.WithShutdown(a.feed.streamsDone))
-	a.health = health.NewServer()
-	if a.tracing, err = newTracing(cfg); err != nil {
-		return nil, errors.Join(err, a.redis.Close())
-	}
-	interceptors = append(interceptors, a.tracing.serverOptions()...)
+	}, tokens, nil
+}
+
+// newGRPCServers builds two servers with the same services and
+// interceptors: one for the network, with TLS when configured, and one for
+// the gateway's in-memory connection, which never leaves the process and
+// needs none. It returns the TLS settings, nil when TLS is off.
+func (a *App) newGRPCServers(interceptors []grpc.ServerOption, service consentv1.ConsentServiceServer,
+	grpcMetrics *grpcprom.ServerMetrics, undo *closers) (*tls.Config, error) {
 	// A pool of stream workers serves calls on goroutines whose stacks have
 	// already grown, instead of a fresh goroutine per call growing its stack
 	// through the interceptor chain and go-redis (`make bench`'s profiles).
@@ -150,47 +213,61 @@ func New(cfg config.Config, logger *slog.Logger) (*App, error) {
 		reflection.Register(s)
 		return s
 	}
-	tlsConfig, err := loadTLS(cfg)
+	tlsConfig, err := loadTLS(a.cfg)
 	if err != nil {
-		return nil, errors.Join(err, a.redis.Close())
+		return nil, err
 	}
-	// Two servers with the same services and interceptors: one for the
-	// network, with TLS when configured, and one for the gateway's in-memory
-	// connection, which never leaves the process and needs none.
 	if tlsConfig != nil {
 		a.grpc = newGRPCServer(grpc.Creds(credentials.NewTLS(tlsConfig)))
 	} else {
 		a.grpc = newGRPCServer()
 	}
 	a.grpcInProcess = newGRPCServer()
+	// The stream workers run from NewServer on; Stop ends them.
+	undo.push(func() error { a.grpc.Stop(); a.grpcInProcess.Stop(); return nil })
 	grpcMetrics.InitializeMetrics(a.grpc)
+	return tlsConfig, nil
+}
 
+// newGateway builds the HTTP server: the REST gateway, health, metrics and
+// the demo site.
+func (a *App) newGateway(metrics *prometheus.Registry, tlsConfig *tls.Config, undo *closers) error {
 	// The gateway reaches the gRPC server over an in-memory connection: every
 	// REST call passes the same interceptors as a gRPC call, without a TCP hop.
 	a.inProcess = bufconn.Listen(1 << 20)
+	undo.push(a.inProcess.Close)
+	var err error
 	a.gatewayConn, err = grpc.NewClient("passthrough:///consentd-in-process",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return a.inProcess.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, errors.Join(err, a.redis.Close())
+		return err
 	}
-	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, Logger: logger, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite})
+	undo.push(a.gatewayConn.Close)
+	cfg := a.cfg
+	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, Logger: a.logger, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite})
 	if err != nil {
-		return nil, errors.Join(err, a.redis.Close())
+		return err
 	}
-	a.http = &http.Server{Handler: handler, TLSConfig: tlsConfig, ErrorLog: httpErrorLog(logger),
+	a.http = &http.Server{Handler: handler, TLSConfig: tlsConfig, ErrorLog: httpErrorLog(a.logger),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	return nil
+}
 
-	if a.grpcListener, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, errors.Join(fmt.Errorf("--grpc-addr: %w", err), a.redis.Close())
+// listen binds the ports. It comes last, so that a mistake found by an
+// earlier step is reported before a port is taken.
+func (a *App) listen(undo *closers) error {
+	var err error
+	if a.grpcListener, err = net.Listen("tcp", a.cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
 	}
-	if a.httpListener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, errors.Join(fmt.Errorf("--http-addr: %w", err), a.grpcListener.Close(), a.redis.Close())
+	undo.push(a.grpcListener.Close)
+	if a.httpListener, err = net.Listen("tcp", a.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
 	}
-	if a.debug, err = newDebugServer(cfg.DebugAddr, logger); err != nil {
-		return nil, errors.Join(err, a.grpcListener.Close(), a.httpListener.Close(), a.redis.Close())
-	}
-	return a, nil
+	undo.push(a.httpListener.Close)
+	a.debug, err = newDebugServer(a.cfg.DebugAddr, a.logger)
+	return err
 }
 
 // GRPCAddr is the address the gRPC server listens on.
