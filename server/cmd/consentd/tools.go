@@ -56,8 +56,17 @@ func (f *scopeFlags) scope() store.ScanScope {
 	return store.ScanScope{All: true}
 }
 
-// openStore is the store of cfg, and a function closing its client.
-func openStore(cfg config.Config, stderr io.Writer, name string) (*store.Store, func(), bool) {
+// openStore is the store of cfg, and a function closing its client; ok
+// false when the tool cannot run: flagErr (from reading the flags and
+// settings) or the store failed, and stderr says why.
+func openStore(name string, cfg config.Config, flagErr error, stderr io.Writer) (s *store.Store, closeStore func(), ok bool) {
+	if flagErr != nil {
+		// -h has printed the usage already, which is all it asks for.
+		if !errors.Is(flagErr, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "consentd %s: %v\n", name, flagErr)
+		}
+		return nil, nil, false
+	}
 	s, client, err := app.OpenStore(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "consentd %s: %v\n", name, err)
@@ -106,13 +115,7 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 			err = errors.New("--resume continues a --partition or --all run, not --subject")
 		}
 	}
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "consentd verify:", err)
-		}
-		return exitTrouble
-	}
-	s, closeStore, ok := openStore(cfg, stderr, "verify")
+	s, closeStore, ok := openStore("verify", cfg, err, stderr)
 	if !ok {
 		return exitTrouble
 	}
@@ -188,13 +191,7 @@ func rekey(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err == nil && rate < 0 {
 		err = fmt.Errorf("--rate %v: must be 0 (no bound) or more", rate)
 	}
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "consentd rekey:", err)
-		}
-		return exitTrouble
-	}
-	s, closeStore, ok := openStore(cfg, stderr, "rekey")
+	s, closeStore, ok := openStore("rekey", cfg, err, stderr)
 	if !ok {
 		return exitTrouble
 	}
