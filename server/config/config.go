@@ -278,22 +278,10 @@ func (c Config) validate() error {
 	if c.DrainDelay < 0 || c.DrainDelay >= c.ShutdownTimeout {
 		errs = append(errs, fmt.Errorf("--drain-delay (CONSENTD_DRAIN_DELAY): must be 0 or more and shorter than --shutdown-timeout (%s), got %s", c.ShutdownTimeout, c.DrainDelay))
 	}
-	for _, d := range []struct {
-		name     string
-		value    time.Duration
-		zeroOK   bool
-		smallest time.Duration
-	}{
-		{"feed-poll-interval", c.FeedPollInterval, false, time.Millisecond},
-		{"feed-monitor-interval", c.FeedMonitorInterval, false, 10 * time.Millisecond},
-	} {
-		if d.zeroOK && d.value == 0 {
-			continue
-		}
-		if d.value < d.smallest {
-			errs = append(errs, fmt.Errorf("--%s (%s): must be at least %s, got %s", d.name, envName(d.name), d.smallest, d.value))
-		}
-	}
+	errs = append(errs, tooShort(
+		minDuration{"feed-poll-interval", c.FeedPollInterval, false, time.Millisecond},
+		minDuration{"feed-monitor-interval", c.FeedMonitorInterval, false, 10 * time.Millisecond},
+	)...)
 	return errors.Join(errs...)
 }
 
@@ -359,16 +347,26 @@ func (c Config) validateStore() error {
 	default:
 		errs = append(errs, fmt.Errorf("--redis-mode (CONSENTD_REDIS_MODE): %q is not standalone, cluster or sentinel", c.RedisMode))
 	}
-	for _, d := range []struct {
-		name     string
-		value    time.Duration
-		zeroOK   bool
-		smallest time.Duration
-	}{
-		{"visitor-retention", c.VisitorRetention, false, time.Hour},
-		{"history-retention", c.HistoryRetention, true, time.Hour},
-		{"feed-retention", c.FeedRetention, false, time.Hour},
-	} {
+	errs = append(errs, tooShort(
+		minDuration{"visitor-retention", c.VisitorRetention, false, time.Hour},
+		minDuration{"history-retention", c.HistoryRetention, true, time.Hour},
+		minDuration{"feed-retention", c.FeedRetention, false, time.Hour},
+	)...)
+	return errors.Join(errs...)
+}
+
+// minDuration is a duration setting and the least it may be.
+type minDuration struct {
+	name     string // the flag's, without the dashes
+	value    time.Duration
+	zeroOK   bool // 0 is allowed too, as a setting's way to turn itself off
+	smallest time.Duration
+}
+
+// tooShort are the errors of the settings below their least.
+func tooShort(settings ...minDuration) []error {
+	var errs []error
+	for _, d := range settings {
 		if d.zeroOK && d.value == 0 {
 			continue
 		}
@@ -376,5 +374,5 @@ func (c Config) validateStore() error {
 			errs = append(errs, fmt.Errorf("--%s (%s): must be at least %s, got %s", d.name, envName(d.name), d.smallest, d.value))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
