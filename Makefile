@@ -14,6 +14,7 @@ export PATH  := $(TOOLS_BIN):$(PATH)
 BUF_VERSION             := v1.75.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 KUSTOMIZE_VERSION       := v5.7.1
+STATICCHECK_VERSION     := v0.8.2
 PROTOBUF_VERSION         = $(shell go list -m -f '{{.Version}}' google.golang.org/protobuf)
 GATEWAY_VERSION          = $(shell go list -m -f '{{.Version}}' github.com/grpc-ecosystem/grpc-gateway/v2)
 
@@ -27,7 +28,7 @@ help:
 	@echo "make run       start Redis (persistent, in .run/) and consentd; Ctrl-C stops both"
 	@echo "make test      install what is missing, then lint, check generated code, run all tests"
 	@echo "make generate  regenerate Go, gRPC, gateway and OpenAPI code from proto/"
-	@echo "make lint      buf lint, buf format, gofmt, go vet"
+	@echo "make lint      buf lint, buf format, gofmt, go vet, staticcheck"
 	@echo "make breaking  buf breaking against the committed baseline proto/breaking-baseline.json"
 	@echo "make build     build ./consentd"
 	@echo "make bench     benchmark consentd against a bare gRPC/gateway ceiling (~6 min; BENCH_SCALE=0.1: ~1 min), report in .bench/"
@@ -74,9 +75,16 @@ $(TOOLS)/stamps/kustomize-$(KUSTOMIZE_VERSION):
 	GOBIN=$(TOOLS_BIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	@mkdir -p $(@D) && touch $@
 
+# staticcheck is the Go linter of `make lint` (v0.8.2 is its release
+# 2026.2.2). Pinned: a release that adds checks must not fail a `make test`
+# of code nobody changed.
+$(TOOLS)/stamps/staticcheck-$(STATICCHECK_VERSION):
+	GOBIN=$(TOOLS_BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@mkdir -p $(@D) && touch $@
+
 .PHONY: tools
 tools: $(TOOLS)/stamps/buf-$(BUF_VERSION) $(TOOLS)/stamps/plugins-$(PROTOBUF_VERSION)-$(PROTOC_GEN_GO_GRPC_VERSION)-$(GATEWAY_VERSION) \
-  $(TOOLS)/stamps/kustomize-$(KUSTOMIZE_VERSION)
+  $(TOOLS)/stamps/kustomize-$(KUSTOMIZE_VERSION) $(TOOLS)/stamps/staticcheck-$(STATICCHECK_VERSION)
 
 # --- code generation and lint ------------------------------------------------
 
@@ -123,6 +131,7 @@ lint: tools
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*')); \
 	  [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }
 	go vet ./...
+	staticcheck ./...
 
 # --- build, run, test ----------------------------------------------------------
 
