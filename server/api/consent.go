@@ -8,15 +8,6 @@ import (
 	"github.com/consentd/consentd/server/domain"
 )
 
-// Metadata keys set by the REST gateway.
-const (
-	// GPCMetadataKey carries the browser's Sec-GPC header. Only the exact
-	// value "1" is a signal, as the GPC specification says.
-	GPCMetadataKey = "sec-gpc"
-	// ChannelMetadataKey says the call came through the REST gateway.
-	ChannelMetadataKey = "x-consentd-channel"
-)
-
 // GetConsent returns the effective answer for every purpose.
 func (s *Server) GetConsent(ctx context.Context, req *consentv1.GetConsentRequest) (*consentv1.GetConsentResponse, error) {
 	policy := s.policy()

@@ -14,6 +14,15 @@ import (
 	"github.com/consentd/consentd/server/store"
 )
 
+// Metadata keys set by the REST gateway.
+const (
+	// GPCMetadataKey carries the browser's Sec-GPC header. Only the exact
+	// value "1" is a signal, as the GPC specification says.
+	GPCMetadataKey = "sec-gpc"
+	// ChannelMetadataKey says the call came through the REST gateway.
+	ChannelMetadataKey = "x-consentd-channel"
+)
+
 // newWrite is the one way a handler starts a store.Write, so every event
 // carries the same facts: who called, through which channel, under which
 // policy version, at what time. The handler adds what its call changes
