@@ -23,8 +23,8 @@ func TestOperatorReadsAreRecorded(t *testing.T) {
 	if _, err := s.ExportSubject(asService(), &consentv1.ExportSubjectRequest{SubjectId: "alice", Reason: "request 12"}); err != nil {
 		t.Fatal(err)
 	}
-	event := func(t domain.EventType, reason string) store.EventInfo {
-		return store.EventInfo{Type: t, Actor: "key:backend", Source: domain.SourceAPI, PolicyVersion: "test-1", Channel: "grpc", Reason: reason}
+	event := func(typ domain.EventType, reason string) store.EventInfo {
+		return store.EventInfo{Type: typ, Actor: "key:backend", Source: domain.SourceAPI, PolicyVersion: "test-1", Channel: "grpc", Reason: reason}
 	}
 	want := []store.Write{
 		{SubjectID: "alice", Event: event(domain.EventAccess, "audit"), Now: testNow},

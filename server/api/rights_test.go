@@ -69,8 +69,8 @@ func TestEraseSubjectStopsAtAStoreError(t *testing.T) {
 func TestRestrictAndLiftWrite(t *testing.T) {
 	fs := newFakeStore()
 	s := newTestServer(t, fs)
-	event := func(t domain.EventType, reason string) store.EventInfo {
-		return store.EventInfo{Type: t, Actor: "key:backend", Source: domain.SourceAPI, PolicyVersion: "test-1", Channel: "grpc", Reason: reason}
+	event := func(typ domain.EventType, reason string) store.EventInfo {
+		return store.EventInfo{Type: typ, Actor: "key:backend", Source: domain.SourceAPI, PolicyVersion: "test-1", Channel: "grpc", Reason: reason}
 	}
 
 	restricted, err := s.RestrictProcessing(asService(), &consentv1.RestrictProcessingRequest{SubjectId: "alice", Reason: "dispute"})
