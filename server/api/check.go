@@ -2,12 +2,10 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server/domain"
-	"github.com/consentd/consentd/server/middleware"
 	"github.com/consentd/consentd/server/store"
 )
 
@@ -19,10 +17,9 @@ func (s *Server) CheckConsent(ctx context.Context, req *consentv1.CheckConsentRe
 		return nil, s.toStatus(ctx, err)
 	}
 	rec, err := s.store.GetPurposes(ctx, req.GetSubjectId(), []string{req.GetPurpose()})
-	if errors.Is(err, store.ErrUnavailable) {
-		s.failingClosed(ctx, err)
-		answer := domain.FailClosed(policy, req.GetPurpose())
-		return &consentv1.CheckConsentResponse{Allowed: answer.Allowed, Reason: reasonToProto(answer.Reason)}, nil
+	if storeUnavailable(err) {
+		r := s.failClosed(ctx, err, policy, []*consentv1.ConsentCheck{{SubjectId: req.GetSubjectId(), Purpose: req.GetPurpose()}})[0]
+		return &consentv1.CheckConsentResponse{Allowed: r.GetAllowed(), Reason: r.GetReason()}, nil
 	}
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -57,15 +54,8 @@ func (s *Server) BatchCheckConsent(ctx context.Context, req *consentv1.BatchChec
 		lookups[i] = store.Lookup{SubjectID: c.GetSubjectId(), Purposes: []string{c.GetPurpose()}}
 	}
 	records, err := s.store.GetMany(ctx, lookups)
-	if errors.Is(err, store.ErrUnavailable) {
-		s.failingClosed(ctx, err)
-		results := make([]*consentv1.ConsentCheckResult, len(checks))
-		for i, c := range checks {
-			answer := domain.FailClosed(policy, c.GetPurpose())
-			results[i] = &consentv1.ConsentCheckResult{SubjectId: c.GetSubjectId(), Purpose: c.GetPurpose(),
-				Allowed: answer.Allowed, Reason: reasonToProto(answer.Reason)}
-		}
-		return &consentv1.BatchCheckConsentResponse{Results: results}, nil
+	if storeUnavailable(err) {
+		return &consentv1.BatchCheckConsentResponse{Results: s.failClosed(ctx, err, policy, checks)}, nil
 	}
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -87,14 +77,6 @@ func (s *Server) BatchCheckConsent(ctx context.Context, req *consentv1.BatchChec
 		}
 	}
 	return &consentv1.BatchCheckConsentResponse{Results: results}, nil
-}
-
-// failingClosed logs a check answered without the store. Checks fail
-// closed rather than with UNAVAILABLE: a caller about to send an email or
-// load a tracker gets an answer it can act on at once, and the answer is
-// never more than the person allowed. Revision 0 tells it no record was read.
-func (s *Server) failingClosed(ctx context.Context, err error) {
-	s.logger.WarnContext(ctx, "store unavailable: check answered fail-closed", "request_id", middleware.RequestID(ctx), "error", err)
 }
 
 func validateCheck(policy *domain.Policy, prefix, subjectID, purpose, region string, minRevision int64) error {

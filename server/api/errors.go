@@ -9,10 +9,45 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	consentv1 "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/middleware"
 	"github.com/consentd/consentd/server/store"
 )
+
+// When the store cannot serve (store.ErrUnavailable: Redis down, too slow,
+// loading), what a call answers depends on its kind, and only on that:
+//
+//	kind of call                             answer                                   helper
+//	checks: CheckConsent, BatchCheckConsent  an answer, failing closed: the necessary  failClosed
+//	                                         purpose allowed, every other denied with
+//	                                         REASON_STORE_UNAVAILABLE, revision 0
+//	every other call: reads (GetConsent,     UNAVAILABLE "the consent store is         toStatus
+//	FilterSubjects, history, export),        unavailable; retry later"; a write
+//	writes, rights, links, the feed          refused for memory (store.ErrStorageFull)
+//	                                         UNAVAILABLE with ErrorInfo STORAGE_FULL
+//
+// Checks answer because their callers are about to act (send an email, load
+// a tracker) and a denial is always lawful to act on. FilterSubjects is not
+// a check here: failing closed would return a shortened send list that reads
+// as opt-outs. Both helpers log the store's error at warning level.
+
+// storeUnavailable reports whether err means the store cannot serve now.
+func storeUnavailable(err error) bool { return errors.Is(err, store.ErrUnavailable) }
+
+// failClosed is what checks answer when the store is unavailable (see the
+// table above): one result per check, in order. Revision 0 tells the caller
+// no record was read.
+func (s *Server) failClosed(ctx context.Context, err error, policy *domain.Policy, checks []*consentv1.ConsentCheck) []*consentv1.ConsentCheckResult {
+	s.logger.WarnContext(ctx, "store unavailable: check answered fail-closed", "request_id", middleware.RequestID(ctx), "error", err)
+	results := make([]*consentv1.ConsentCheckResult, len(checks))
+	for i, c := range checks {
+		answer := domain.FailClosed(policy, c.GetPurpose())
+		results[i] = &consentv1.ConsentCheckResult{SubjectId: c.GetSubjectId(), Purpose: c.GetPurpose(),
+			Allowed: answer.Allowed, Reason: reasonToProto(answer.Reason)}
+	}
+	return results
+}
 
 // toStatus is the one place where errors become gRPC statuses. Bad input
 // names its field; store failures say what the caller can do; anything

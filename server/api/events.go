@@ -12,7 +12,6 @@ import (
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server/auth"
 	"github.com/consentd/consentd/server/domain"
-	"github.com/consentd/consentd/server/store"
 )
 
 // ListConsentEvents pages through history newest first. The page token is
@@ -74,14 +73,9 @@ func counterpartVisible(ctx context.Context, subjectID string) bool {
 // recordAccess appends an access event (actor, reason, time) to the
 // subject's history.
 func (s *Server) recordAccess(ctx context.Context, subjectID, reason string) error {
-	_, err := s.store.Write(ctx, store.Write{
-		SubjectID: subjectID,
-		Event: store.EventInfo{
-			Type: domain.EventAccess, Actor: auth.FromContext(ctx).Actor(), Source: domain.SourceAPI,
-			PolicyVersion: s.policy().Version, Channel: channel(ctx), Reason: reason,
-		},
-		Now: s.now(),
-	})
+	w := s.newWrite(ctx, s.policy(), subjectID, domain.EventAccess, domain.SourceAPI)
+	w.Event.Reason = reason
+	_, err := s.store.Write(ctx, w)
 	if err != nil {
 		return s.toStatus(ctx, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
-	"github.com/consentd/consentd/server/auth"
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/store"
 )
@@ -51,7 +50,8 @@ func (s *Server) LinkSubjects(ctx context.Context, req *consentv1.LinkSubjectsRe
 			linkRevision = visitor.Revision
 			break
 		}
-		w := s.linkWrite(ctx, visitorID, user)
+		w := s.newWrite(ctx, policy, visitorID, domain.EventLink, domain.SourceLink)
+		w.Event.Counterpart = user
 		w.LinkTo, w.ExpectedRevision = user, &visitor.Revision
 		res, err := s.store.Write(ctx, w)
 		if err == nil {
@@ -68,7 +68,8 @@ func (s *Server) LinkSubjects(ctx context.Context, req *consentv1.LinkSubjectsRe
 			return nil, s.toStatus(ctx, err)
 		}
 		merge := domain.MergeLink(policy, visitor, rec)
-		w := s.linkWrite(ctx, user, visitorID)
+		w := s.newWrite(ctx, policy, user, domain.EventLink, domain.SourceLink)
+		w.Event.Counterpart = visitorID
 		w.Decisions, w.GPCAt, w.ExpectedRevision = merge.Decisions, merge.GPCAt, &rec.Revision
 		w.LinkedVisitor = visitorID // kept with the user, so erasing the user finds the visitor
 		w.IdempotencyKey = fmt.Sprintf("link:%s:%d", visitorID, linkRevision)
@@ -91,18 +92,6 @@ func (s *Server) LinkSubjects(ctx context.Context, req *consentv1.LinkSubjectsRe
 		if !errors.Is(err, store.ErrConflict) || attempt == linkAttempts {
 			return nil, s.toStatus(ctx, err)
 		}
-	}
-}
-
-// linkWrite is a link event on subjectID naming the other subject.
-func (s *Server) linkWrite(ctx context.Context, subjectID, counterpart string) store.Write {
-	return store.Write{
-		SubjectID: subjectID,
-		Event: store.EventInfo{
-			Type: domain.EventLink, Actor: auth.FromContext(ctx).Actor(), Source: domain.SourceLink,
-			PolicyVersion: s.policy().Version, Channel: channel(ctx), Counterpart: counterpart,
-		},
-		Now: s.now(),
 	}
 }
 

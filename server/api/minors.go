@@ -19,11 +19,11 @@ func (s *Server) MarkMinor(ctx context.Context, req *consentv1.MarkMinorRequest)
 	if err := domain.ValidateSubjectID("subject_id", req.GetSubjectId()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	minor := req.GetMinor()
-	w := s.statusWrite(ctx, req.GetSubjectId(), domain.EventMinor, "")
+	policy, minor := s.policy(), req.GetMinor()
+	w := s.newWrite(ctx, policy, req.GetSubjectId(), domain.EventMinor, domain.SourceAPI)
 	w.Minor = &minor
 	w.Event.Minor = &minor
-	consent, err := s.writeStatus(ctx, w)
+	consent, err := s.writeConsent(ctx, policy, w, "")
 	if err != nil {
 		return nil, err
 	}
@@ -39,6 +39,7 @@ func (s *Server) ConfirmGuardianConsent(ctx context.Context, req *consentv1.Conf
 	); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
+	policy := s.policy()
 	rec, err := s.store.Get(ctx, req.GetSubjectId())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -46,7 +47,7 @@ func (s *Server) ConfirmGuardianConsent(ctx context.Context, req *consentv1.Conf
 	if !rec.Minor() {
 		return nil, s.toStatus(ctx, &preconditionError{field: "subject_id", reason: "the subject is not marked as a minor (MarkMinor first)"})
 	}
-	w := s.statusWrite(ctx, req.GetSubjectId(), domain.EventGuardian, "")
+	w := s.newWrite(ctx, policy, req.GetSubjectId(), domain.EventGuardian, domain.SourceAPI)
 	w.GuardianConfirmed = true
 	w.Event.Guardian = req.GetGuardian()
 	// The confirmation covers the decisions just read, and the store records
@@ -54,7 +55,7 @@ func (s *Server) ConfirmGuardianConsent(ctx context.Context, req *consentv1.Conf
 	// confirmation. If they changed in between, the caller must look again
 	// (Aborted).
 	w.ExpectedRevision = &rec.Revision
-	consent, err := s.writeStatus(ctx, w)
+	consent, err := s.writeConsent(ctx, policy, w, "")
 	if err != nil {
 		return nil, err
 	}

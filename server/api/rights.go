@@ -31,7 +31,9 @@ func (s *Server) ExportSubject(ctx context.Context, req *consentv1.ExportSubject
 	// A subject with nothing stored gets no record of the export: a mistyped
 	// id must not create a record about nobody.
 	if own.Revision > 0 {
-		if _, err := s.store.Write(ctx, s.statusWrite(ctx, req.GetSubjectId(), domain.EventExport, req.GetReason())); err != nil {
+		w := s.newWrite(ctx, policy, req.GetSubjectId(), domain.EventExport, domain.SourceAPI)
+		w.Event.Reason = req.GetReason()
+		if _, err := s.store.Write(ctx, w); err != nil {
 			return nil, s.toStatus(ctx, err)
 		}
 	}
@@ -158,30 +160,9 @@ func (s *Server) setRestriction(ctx context.Context, subjectID, reason string, r
 	if !restricted {
 		eventType = domain.EventLift
 	}
-	w := s.statusWrite(ctx, subjectID, eventType, reason)
+	policy := s.policy()
+	w := s.newWrite(ctx, policy, subjectID, eventType, domain.SourceAPI)
+	w.Event.Reason = reason
 	w.Restrict = &restricted
-	return s.writeStatus(ctx, w)
-}
-
-// statusWrite is a write of no decisions, recorded as an event of
-// eventType by the caller. A linked visitor's status is its user's.
-func (s *Server) statusWrite(ctx context.Context, subjectID string, eventType domain.EventType, reason string) store.Write {
-	return store.Write{
-		SubjectID:  subjectID,
-		FollowLink: eventType != domain.EventExport, // an export is of the subject's own data
-		Event: store.EventInfo{
-			Type: eventType, Actor: auth.FromContext(ctx).Actor(), Source: domain.SourceAPI,
-			PolicyVersion: s.policy().Version, Channel: channel(ctx), Reason: reason,
-		},
-		Now: s.now(),
-	}
-}
-
-// writeStatus applies a status write and answers with the consent after it.
-func (s *Server) writeStatus(ctx context.Context, w store.Write) (*consentv1.Consent, error) {
-	res, err := s.store.Write(ctx, w)
-	if err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
-	return consentToProto(s.policy(), w.SubjectID, res.Record, "", w.Now), nil
+	return s.writeConsent(ctx, policy, w, "")
 }

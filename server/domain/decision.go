@@ -84,3 +84,25 @@ type Answer struct {
 	Allowed bool
 	Reason  Reason
 }
+
+// NewDecision builds the stored decision for a choice made now:
+// PolicyVersion = purpose version, ExpiresAt = now + purpose lifetime (zero
+// when lifetime is 0), DecidedAt truncated to the second.
+//
+// Both times are UTC and counted from the truncated DecidedAt, so that
+// ExpiresAt-DecidedAt is exactly the lifetime and both survive a round trip
+// through a store that keeps whole seconds.
+func NewDecision(pu Purpose, granted bool, source Source, regionCode string, now time.Time) Decision {
+	at := now.UTC().Truncate(time.Second)
+	d := Decision{
+		Granted:       granted,
+		DecidedAt:     at,
+		Source:        source,
+		PolicyVersion: pu.Version,
+		Region:        regionCode,
+	}
+	if pu.Lifetime > 0 {
+		d.ExpiresAt = at.Add(pu.Lifetime)
+	}
+	return d
+}

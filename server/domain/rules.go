@@ -114,28 +114,6 @@ func regionDefault(m Mechanism, gpcApplies bool) Answer {
 	return Answer{Allowed: false, Reason: ReasonDefault}
 }
 
-// NewDecision builds the stored decision for a choice made now:
-// PolicyVersion = purpose version, ExpiresAt = now + purpose lifetime (zero
-// when lifetime is 0), DecidedAt truncated to the second.
-//
-// Both times are UTC and counted from the truncated DecidedAt, so that
-// ExpiresAt-DecidedAt is exactly the lifetime and both survive a round trip
-// through a store that keeps whole seconds.
-func NewDecision(pu Purpose, granted bool, source Source, regionCode string, now time.Time) Decision {
-	at := now.UTC().Truncate(time.Second)
-	d := Decision{
-		Granted:       granted,
-		DecidedAt:     at,
-		Source:        source,
-		PolicyVersion: pu.Version,
-		Region:        regionCode,
-	}
-	if pu.Lifetime > 0 {
-		d.ExpiresAt = at.Add(pu.Lifetime)
-	}
-	return d
-}
-
 // FailClosed is the answer when the subject's record cannot be read (the
 // store is down or too slow): the necessary purpose is allowed, every other
 // purpose denied with ReasonStoreUnavailable. Denying is always lawful;

@@ -165,100 +165,10 @@ func TestEffective(t *testing.T) {
 	}
 }
 
-// A Policy built as a literal has no indexes; its lookups must still give
-// the answers a parsed one gives, since tests elsewhere build policies so.
-func TestEffectiveOnLiteralPolicy(t *testing.T) {
-	parsed := mustParse(t, rulesPolicy)
-	literal := &Policy{
-		Version:       parsed.Version,
-		DefaultRegion: parsed.DefaultRegion,
-		Purposes:      parsed.Purposes,
-		Regions:       parsed.Regions,
-	}
-	recs := []Record{{}, {GPCSeenAt: gpcSeenAt}, withGPC(record("ads", decided(true, beforeGPC)))}
-	for _, code := range []string{"", "DE", "US-CA", "US-NY", "JP", "BR"} {
-		for _, id := range append(parsed.PurposeIDs(), "nope") {
-			for i, rec := range recs {
-				want := Effective(parsed, id, rec, code, now)
-				if got := Effective(literal, id, rec, code, now); got != want {
-					t.Errorf("literal policy: Effective(%q, rec %d, %q) = %+v, want %+v", id, i, code, got, want)
-				}
-			}
-		}
-	}
-	if got, want := literal.PurposeIDs(), parsed.PurposeIDs(); !slices.Equal(got, want) {
-		t.Errorf("literal PurposeIDs = %v, want %v", got, want)
-	}
-	if got, want := literal.NonNecessaryPurposeIDs(), parsed.NonNecessaryPurposeIDs(); !slices.Equal(got, want) {
-		t.Errorf("literal NonNecessaryPurposeIDs = %v, want %v", got, want)
-	}
-}
-
 func TestEffectiveRegionWithoutMechanismIsOptIn(t *testing.T) {
-	p := &Policy{Purposes: []Purpose{{ID: "ads", Version: 1}}} // no regions at all
+	p := newPolicy("1", "", []Purpose{{ID: "ads", Version: 1}}, nil) // no regions at all
 	if got, want := Effective(p, "ads", Record{}, "US-CA", now), (Answer{Allowed: false, Reason: ReasonDefault}); got != want {
 		t.Errorf("Effective without regions = %+v, want %+v", got, want)
-	}
-}
-
-func TestNewDecision(t *testing.T) {
-	berlin := time.FixedZone("CET", 3600)
-	madeAt := time.Date(2026, 6, 1, 14, 0, 0, 999_999_999, berlin) // 13:00:00.999999999 UTC
-	second := time.Date(2026, 6, 1, 13, 0, 0, 0, time.UTC)
-	cases := []struct {
-		name     string
-		purpose  Purpose
-		granted  bool
-		want     Decision
-		wantLeft time.Duration // ExpiresAt - DecidedAt
-	}{
-		{
-			name:    "a grant with a 390-day lifetime expires 390 days after the truncated decision time",
-			purpose: Purpose{ID: "ads", Version: 3, Lifetime: 390 * 24 * time.Hour},
-			granted: true,
-			want: Decision{Granted: true, DecidedAt: second, ExpiresAt: second.Add(390 * 24 * time.Hour),
-				Source: SourceBanner, PolicyVersion: 3, Region: "DE"},
-		},
-		{
-			name:    "a denial with a lifetime expires too",
-			purpose: Purpose{ID: "ads", Version: 1, Lifetime: time.Hour},
-			granted: false,
-			want:    Decision{Granted: false, DecidedAt: second, ExpiresAt: second.Add(time.Hour), Source: SourceBanner, PolicyVersion: 1, Region: "DE"},
-		},
-		{
-			name:    "a zero lifetime never expires",
-			purpose: Purpose{ID: "marketing.email", Version: 2},
-			granted: true,
-			want:    Decision{Granted: true, DecidedAt: second, Source: SourceBanner, PolicyVersion: 2, Region: "DE"},
-		},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got := NewDecision(tc.purpose, tc.granted, SourceBanner, "DE", madeAt)
-			if got != tc.want {
-				t.Errorf("NewDecision = %+v\nwant          %+v", got, tc.want)
-			}
-			if got.DecidedAt.Location() != time.UTC {
-				t.Errorf("DecidedAt in %v, want UTC", got.DecidedAt.Location())
-			}
-			if !got.ExpiresAt.IsZero() && got.ExpiresAt.Sub(got.DecidedAt) != tc.purpose.Lifetime {
-				t.Errorf("ExpiresAt - DecidedAt = %v, want the lifetime %v", got.ExpiresAt.Sub(got.DecidedAt), tc.purpose.Lifetime)
-			}
-		})
-	}
-}
-
-// A decision made now answers explicitly until exactly its lifetime has passed.
-func TestNewDecisionExpiresAfterLifetime(t *testing.T) {
-	p := mustParse(t, rulesPolicy)
-	ads, _ := p.Purpose("ads")
-	d := NewDecision(ads, true, SourceAPI, "DE", now)
-	rec := record("ads", d)
-	if got := Effective(p, "ads", rec, "DE", now.Add(30*24*time.Hour-time.Second)); got != (Answer{Allowed: true, Reason: ReasonExplicit}) {
-		t.Errorf("one second before the lifetime ends: %+v", got)
-	}
-	if got := Effective(p, "ads", rec, "DE", now.Add(30*24*time.Hour)); got != (Answer{Allowed: false, Reason: ReasonExpired}) {
-		t.Errorf("when the lifetime ends: %+v", got)
 	}
 }
 

@@ -63,7 +63,7 @@ func ValidateRegionCode(field, code string) error {
 	if code == "" || regionCodePattern.MatchString(code) {
 		return nil
 	}
-	return &FieldError{Field: field, Reason: "must be an ISO 3166 code like \"DE\" or \"US-CA\" (upper case), got " + echo(code)}
+	return &FieldError{Field: field, Reason: "must be an ISO 3166 code like \"DE\" or \"US-CA\" (upper case), got " + Quote(code, maxEcho)}
 }
 
 // ValidateDecisions checks an update: at least one entry, at most
@@ -80,7 +80,7 @@ func ValidateDecisions(p *Policy, field string, decisions map[string]bool, maxPu
 		return &FieldError{Field: field, Reason: fmt.Sprintf("at most %d purposes, got %d", maxPurposes, len(decisions))}
 	}
 	for _, id := range slices.Sorted(maps.Keys(decisions)) {
-		entry := field + "[" + echo(id) + "]"
+		entry := field + "[" + Quote(id, maxEcho) + "]"
 		pu, ok := p.Purpose(id)
 		if !ok {
 			return &FieldError{Field: entry, Reason: "unknown purpose"}
@@ -98,15 +98,17 @@ func ValidatePurpose(p *Policy, field, id string) error {
 		return &FieldError{Field: field, Reason: "required"}
 	}
 	if _, ok := p.Purpose(id); !ok {
-		return &FieldError{Field: field, Reason: "unknown purpose " + echo(id)}
+		return &FieldError{Field: field, Reason: "unknown purpose " + Quote(id, maxEcho)}
 	}
 	return nil
 }
 
-// echo quotes input for an error message, cut to maxEcho characters.
-func echo(s string) string {
-	if utf8.RuneCountInString(s) <= maxEcho {
+// Quote shows input in an error message: quoted, and cut to limit
+// characters (runes) with "..." after the closing quote when longer, so that
+// the message stays readable and never carries a whole pasted text.
+func Quote(s string, limit int) string {
+	if utf8.RuneCountInString(s) <= limit {
 		return strconv.Quote(s)
 	}
-	return strconv.Quote(string([]rune(s)[:maxEcho])) + "..."
+	return strconv.Quote(string([]rune(s)[:limit])) + "..."
 }

@@ -169,3 +169,22 @@ func TestValidatePurpose(t *testing.T) {
 		})
 	}
 }
+
+func TestQuote(t *testing.T) {
+	cases := []struct {
+		in    string
+		limit int
+		want  string
+	}{
+		{"", 16, `""`},
+		{"exactly-16-chars", 16, `"exactly-16-chars"`},
+		{"seventeen-chars!!", 16, `"seventeen-chars!"...`},
+		{"ääääää", 4, `"ääää"...`}, // runes, not bytes
+		{"a\nb", 16, `"a\nb"`},
+	}
+	for _, tc := range cases {
+		if got := Quote(tc.in, tc.limit); got != tc.want {
+			t.Errorf("Quote(%q, %d) = %s, want %s", tc.in, tc.limit, got, tc.want)
+		}
+	}
+}
