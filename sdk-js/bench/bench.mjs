@@ -128,11 +128,11 @@ function instrument() {
     get: () => sdk,
     set(value) {
       sdk = value;
-      const consent = value && value.consent;
+      const consent = value?.consent;
       if (!consent || typeof consent.get !== 'function') return;
       const report = (s) => send({
         name: 'state', t: performance.now(), subjectId: s.subjectId, revision: s.revision,
-        analytics: !!(s.purposes.analytics && s.purposes.analytics.allowed), has: consent.has('analytics'),
+        analytics: !!s.purposes.analytics?.allowed, has: consent.has('analytics'),
         confirmed: s.confirmed, pending: s.pending, needsPrompt: s.needsPrompt.length,
       });
       report(consent.get());

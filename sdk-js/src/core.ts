@@ -135,6 +135,7 @@ export function createConsent(options: ConsentOptions): Consent {
         if (!inPolicyNecessary(id) && purposes[id]?.reason != "necessary") out[id] = { allowed: false, reason: "explicit" };
       }
     }
+    // biome-ignore lint/style/noNonNullAssertion: the loop runs only when q is set
     for (const id in q?.d) out[id] = { allowed: q!.d[id], reason: "explicit" };
     return out;
   }
@@ -190,6 +191,7 @@ export function createConsent(options: ConsentOptions): Consent {
     return (policyRequest ||= request("GET", "/v1/policy", undefined, undefined, policy && load<{ e: string }>(memory, POLICY_KEY)?.e).then(
       (r) => {
         if (r) save(memory, POLICY_KEY, { e: r.etag, p: (policy = r.policy as Policy) });
+        // biome-ignore lint/style/noNonNullAssertion: set now, or cached before (only a cached policy's ETag gets a 304)
         return policy!;
       },
       (err) => {
@@ -299,7 +301,7 @@ export function createConsent(options: ConsentOptions): Consent {
       (id) => consentPath(id) + (region ? "?region=" + encodeURIComponent(region) : ""),
       undefined,
       (subject) => (conditional && !state.gpc && subject == state.subjectId ? `"${answerTag(state)}"` : undefined),
-    ).then((r) => r && r.consent);
+    ).then((r) => r?.consent);
   }
 
   /** Takes the answer to the revalidation: null (304) confirms the cached state. */
@@ -319,6 +321,7 @@ export function createConsent(options: ConsentOptions): Consent {
         () => answer, // not recorded this time; the next sync tries again
       );
     }
+    // biome-ignore lint/style/noNonNullAssertion: checked above, and the GPC write keeps it or replaces it with its answer
     accept(answer!);
   }
 

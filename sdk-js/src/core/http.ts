@@ -34,6 +34,7 @@ interface Auth {
  * request: null when the service answers 304 (unchanged). The answer's ETag
  * is returned as `etag`.
  */
+// biome-ignore lint/suspicious/noExplicitAny: the answer's shape depends on the path; callers read what their path returns
 export type Request = (method: string, path: string, body?: unknown, token?: string, tag?: string | null) => Promise<any>;
 
 /**
@@ -42,6 +43,7 @@ export type Request = (method: string, path: string, body?: unknown, token?: str
  * choices are gone and the banner asks again). tag(subject) may make the
  * request conditional.
  */
+// biome-ignore lint/suspicious/noExplicitAny: as for Request
 export type Call = (method: string, path: (subject: string) => string, body?: unknown, tag?: (subject: string) => string | undefined) => Promise<any>;
 
 /**

@@ -112,7 +112,7 @@ test("choices made while offline are merged into one request, the latest winning
 
   svc.down = false;
   await consent.sync();
-  const writes = svc.callsTo("PATCH", "/consent").filter((c) => !svc.down);
+  const writes = svc.callsTo("PATCH", "/consent").filter(() => !svc.down);
   assert.deepEqual(writes.at(-1).body.decisions, { analytics: true, ads: false });
   assert.equal(svc.subjects.get("v_visitor1").revision, 1);
   assert.equal(consent.has("analytics"), true);

@@ -76,7 +76,7 @@ test("consentd unreachable: the cached grant stays withheld (fail closed), denia
 test("a request consentd does not answer ends after the timeout, and counts as unreachable", async () => {
   const page = fakeBrowser();
   let aborted = 0;
-  const hang = (url, init) => new Promise((_, reject) => {
+  const hang = (_url, init) => new Promise((_, reject) => {
     init.signal.addEventListener("abort", () => {
       aborted++;
       reject(init.signal.reason);
