@@ -12,6 +12,14 @@
 // before any gated code runs, and consentd being unreachable withholds
 // grants rather than guessing (fail closed). A choice made on this page
 // counts at once.
+//
+// The parts are in core/: the cookie (codec and I/O), storage, http (requests
+// and the subject token's lifecycle), the queued choice's record, and the
+// options. The instance's state, and what changes it (deriving the state,
+// sending the queue with its backoff, sync), stays in createConsent: every
+// closure variable a module boundary has to carry costs bundle bytes, and
+// the core's budget had 7 B to spare (a factory per part measured +50 to
+// +230 B gzipped).
 
 import { answerTag, decodeCookie, encodeCookie, needsPrompt, readCookie, writeCookie } from "./core/cookie.js";
 import { consentPath, createHttp, retryable, type ServiceConsent } from "./core/http.js";
