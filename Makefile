@@ -192,12 +192,13 @@ test-cluster: redis-server
 test-resilience: redis-server
 	go test $(GO_TEST_FLAGS) -v -timeout 30m -run 'TestResilience' ./server/app/
 
-# The SDK: build, type check, unit tests, size budget, the public types as a
+# The SDK: lint (biome), build, type check, unit tests, size budget, the public types as a
 # user's tsc sees them (the packed package under bundler, nodenext and node10
 # resolution), then the browser tests in Debian's headless Chromium against a
 # real consentd and Redis.
 .PHONY: test-sdk
 test-sdk: redis-server chromium sdk-deps build
+	cd sdk-js && npm run --silent lint
 	cd sdk-js && npm run build && npm run typecheck && npm run test:unit && npm run test:size && npm run test:types
 	cd sdk-js && CONSENTD_BIN=$(CURDIR)/consentd npm run test:browser
 

@@ -53,7 +53,7 @@ export function enforce(consent: Consent, options: EnforceOptions = {}): () => v
       if (el.tagName == "SCRIPT") {
         if (allowed && (el as HTMLScriptElement).type == "text/plain") {
           activateScript(el as HTMLScriptElement);
-          purposes.forEach((p) => ran.add(p));
+          for (const p of purposes) ran.add(p);
         }
       } else if (src != null && allowed != loaded.has(el)) {
         // Without src an iframe's document goes away (the browser navigates

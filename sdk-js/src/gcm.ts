@@ -74,7 +74,7 @@ function gtag(): Gtag {
   // Google's tag reads the Arguments object the official snippet pushes,
   // not an array: hence `function` and `arguments`.
   return (w.gtag ||= function () {
-    // eslint-disable-next-line prefer-rest-params
+    // biome-ignore lint/complexity/noArguments: the tag reads an Arguments object (see above)
     (w.dataLayer ||= []).push(arguments);
   });
 }

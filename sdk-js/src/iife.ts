@@ -20,7 +20,7 @@ import { mountUI } from "./ui.js";
 // Only set while this script runs for the first time: read it at once.
 const script = document.currentScript as HTMLScriptElement | null;
 const data = script ? script.dataset : ({} as DOMStringMap);
-const src = script && script.src;
+const src = script?.src;
 
 let cookies: Record<string, string[]> = {};
 try {

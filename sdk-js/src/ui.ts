@@ -127,9 +127,9 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
   const closeButton = () => el("button", "consentd-x", "×", { type: "button", "aria-label": t.close, "data-consent-action": "close" });
   // Policy texts in the page's language, then English, then any.
   const localised = (node: HTMLElement, map: Record<string, string> | undefined, fallback: string) => {
-    map = map || {};
-    const key = [tag, primary, "en"].find((k) => map![k]) || Object.keys(map)[0];
-    node.textContent = (key && map[key]) || fallback;
+    const texts = map || {};
+    const key = [tag, primary, "en"].find((k) => texts[k]) || Object.keys(texts)[0];
+    node.textContent = (key && texts[key]) || fallback;
     if (key && key.split("-")[0] != lang) node.lang = key;
     return node;
   };
@@ -208,7 +208,9 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     const asked = policy.purposes.filter((p) => !p.necessary && state.needsPrompt.includes(p.id));
     bannerPurposes.hidden = !asked.length;
     bannerPurposes.replaceChildren(t.purposes);
-    asked.forEach((p, i) => bannerPurposes.append(i ? ", " : "", localised(el("span", ""), p.titles, p.id)));
+    asked.forEach((p, i) => {
+      bannerPurposes.append(i ? ", " : "", localised(el("span", ""), p.titles, p.id));
+    });
     // The banner goes away under the keyboard user's focus: hand it to the reopen button.
     const refocus = !ask && banner.contains(doc.activeElement);
     banner.hidden = !ask;
@@ -217,7 +219,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     // per browser (once per page where storage is blocked).
     if (state.gpcHonoured && !ask && !noted) {
       noted = true;
-      let seen;
+      let seen: string | null | undefined;
       try {
         seen = localStorage.getItem(GPC_SHOWN);
         localStorage.setItem(GPC_SHOWN, "1");
@@ -280,7 +282,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     const target = e.target as Element;
     // While the modal is open, every click is in it (a label's click reaches its switch too).
     if (dialog.open) touched.add(target);
-    const b = target.closest && target.closest("[data-consent-action],[data-consent-open]");
+    const b = target.closest?.("[data-consent-action],[data-consent-open]");
     if (!b) return;
     const action = b.getAttribute("data-consent-action");
     if (action == null) {
@@ -298,6 +300,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     let any = false;
     list.querySelectorAll<HTMLInputElement>("input:not(:disabled)").forEach((i) => {
       if (!i.checked || touched.has(i)) {
+        // biome-ignore lint/style/noNonNullAssertion: every switch in the list is made with its purpose
         decisions[i.getAttribute("data-consent-purpose")!] = i.checked;
         any = true;
       }

@@ -21,7 +21,7 @@ import (
 // HTTP cache.
 //
 // The consent's ETag is the answer in the SDK cookie's compact form (see
-// encodeCookie in sdk-js/src/cookie.ts, whose value is "1|<subject id>|"
+// encodeCookie in sdk-js/src/core/cookie.ts, whose value is "1|<subject id>|"
 // followed by exactly this), so the SDK can revalidate straight from its
 // cookie:
 //
@@ -45,7 +45,7 @@ import (
 // own time for the shipped policy.
 
 // reasonLetters are the SDK cookie's reason codes (REASONS and CODES in
-// sdk-js/src/cookie.ts), lower case.
+// sdk-js/src/core/cookie.ts), lower case.
 var reasonLetters = map[consentv1.Reason]byte{
 	consentv1.Reason_REASON_EXPLICIT:          'e',
 	consentv1.Reason_REASON_DEFAULT:           'd',

@@ -26,11 +26,12 @@ function dataLayer(page) {
     e && typeof e === 'object' && typeof e.length === 'number' ? Array.from(e) : e)));
 }
 
-describe('banner', () => {
-  let env;
-  before(async () => { env = await startEnv(); });
-  after(async () => { await env?.stopAll(); });
+// One consentd and Redis for the whole file; each test has its own browser.
+let env;
+before(async () => { env = await startEnv(); });
+after(async () => { await env?.stopAll(); });
 
+describe('banner: a first visit and its choice', () => {
   test('first visit shows the banner and runs nothing consent-gated', async (t) => {
     const { page, close } = await openBrowser(env);
     t.after(close);
@@ -165,6 +166,9 @@ describe('banner', () => {
     await waitFor(() => page.evaluate(() => window.laterStill === true), { what: 'a script added after consent to run' });
   });
 
+});
+
+describe('banner: the choice on later pages', () => {
   test('choices survive a reload: no banner, denials from the cookie at once, grants once consentd confirms them', async (t) => {
     const { page, close } = await openBrowser(env);
     t.after(close);

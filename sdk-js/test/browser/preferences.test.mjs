@@ -16,7 +16,7 @@ const notice = '.consentd [role="status"]';
 function synced(page) {
   return waitFor(() => page.evaluate(() => {
     const c = window.consentd?.consent;
-    return c && c.policy() && c.get().confirmed;
+    return c?.policy() && c.get().confirmed;
   }), { what: 'the policy and the consent from the service' });
 }
 

@@ -23,6 +23,7 @@ import { mountUI, type UI, type UIOptions } from "@consentd/sdk/ui";
 type IsAny<T> = 0 extends 1 & T ? true : false;
 // true when A and B are the same type (any equals only any).
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+// biome-ignore lint/correctness/noUnusedVariables: T is the assertion: check<X>() compiles only when X is true
 function check<T extends true>(): void {}
 
 // Nothing public is `any`.

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createConsent, encodeCookie } from "../../dist/core.js";
-import { fakeBrowser, fakeConsentd } from "./fake.mjs";
+import { fakeBrowser, fakeConsentd, until } from "./fake.mjs";
 
 const endpoint = "https://consent.example";
 
@@ -189,7 +189,7 @@ test("a slow read cannot undo a newer write", async () => {
   const consent = createConsent({ endpoint, fetch: slow });
   await consent.set({ analytics: true });
   const syncing = consent.sync();
-  await new Promise((r) => setTimeout(r, 10));
+  await until(() => releaseRead); // the read is out
   await consent.set({ ads: true });
   releaseRead();
   await syncing;
@@ -221,7 +221,7 @@ test("the policy's arrival is a change even when the state is the same (the UI r
   const seen = [];
   consent.on("change", () => seen.push(consent.policy() ? "with policy" : "without policy"));
   const syncing = consent.sync();
-  while (!releasePolicy) await new Promise((r) => setTimeout(r, 1));
+  await until(() => releasePolicy);
   releasePolicy();
   await syncing;
   assert.deepEqual(seen, ["with policy"]);

@@ -44,8 +44,13 @@ function page(allowed, unconfirmed = new Set()) {
     get: () => ({
       purposes: Object.fromEntries(["functional", "analytics", "ads"].map((p) => [p, { allowed: allowed.has(p) || unconfirmed.has(p), reason: "explicit" }])),
     }),
-    on: (_e, fn) => (listeners.add(fn), () => listeners.delete(fn)),
-    change: () => listeners.forEach((fn) => fn({})),
+    on: (_e, fn) => {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    },
+    change: () => {
+      for (const fn of listeners) fn({});
+    },
     listeners,
   };
   const set = (line) => (root.cookie = line);

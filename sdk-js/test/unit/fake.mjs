@@ -212,6 +212,23 @@ export async function until(check, ms = 2000) {
   }
 }
 
+/**
+ * Waits until check() is truthy by turning the event loop (setImmediate),
+ * never by a timer: for tests that mock setTimeout and move time
+ * themselves. Fails after turns turns.
+ */
+export async function settled(check, turns = 10_000) {
+  for (let i = 0; !check(); i++) {
+    if (i >= turns) throw new Error("never happened: " + check);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** What is under way (requests answered at once by fakeConsentd) runs out: n turns of the event loop. */
+export async function idle(n = 100) {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
+
 /** A token that looks like a consentd subject token (a JWT) for subject. */
 export function jwtFor(subject) {
   const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");

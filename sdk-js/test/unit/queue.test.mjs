@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createConsent } from "../../dist/core.js";
-import { fakeBrowser, fakeConsentd, jwtFor, until } from "./fake.mjs";
+import { fakeBrowser, fakeConsentd, idle, jwtFor, settled, until } from "./fake.mjs";
 
 const endpoint = "https://consent.example";
 
@@ -33,13 +33,22 @@ test("service unreachable: the choice is obeyed, kept in localStorage and marked
   assert.equal(svc.callsTo("PATCH", "/consent").length, 1, "tried once");
 });
 
-test("it is retried with backoff, with the same idempotency key, until acknowledged; then cleared and the service's answer taken", async () => {
-  const { page, svc, consent } = await offlinePage();
+test("it is retried with backoff, with the same idempotency key, until acknowledged; then cleared and the service's answer taken", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { page, svc, consent } = await offlinePage(); // backoff 20 ms, then 40 ms
   await consent.set({ analytics: true }, "banner");
   const key = page.stored("consentd.queue").k;
-  await until(() => svc.callsTo("PATCH", "/consent").length >= 3);
+  const patches = () => svc.callsTo("PATCH", "/consent").length;
+  for (const [n, delay] of [[2, 20], [3, 40], [4, 40]]) {
+    t.mock.timers.tick(delay - 1);
+    await idle();
+    assert.equal(patches(), n - 1, `try ${n} not before ${delay} ms`);
+    t.mock.timers.tick(1);
+    await settled(() => patches() == n);
+  }
   svc.down = false;
-  await until(() => !consent.get().pending);
+  t.mock.timers.tick(40);
+  await settled(() => !consent.get().pending);
 
   const tries = svc.callsTo("PATCH", "/consent");
   assert.ok(tries.every((c) => c.body.idempotency_key === key));
@@ -49,7 +58,8 @@ test("it is retried with backoff, with the same idempotency key, until acknowled
   assert.equal(consent.has("analytics"), true);
 });
 
-test("5xx and 429 answers are retried like a network error", async () => {
+test("5xx and 429 answers are retried like a network error", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
   for (const status of [503, 500, 429]) {
     const { svc, consent } = await offlinePage();
     svc.down = false;
@@ -57,7 +67,8 @@ test("5xx and 429 answers are retried like a network error", async () => {
     const state = await consent.set({ analytics: true });
     assert.equal(state.pending, true, String(status));
     svc.status = 0;
-    await until(() => !consent.get().pending);
+    t.mock.timers.tick(20);
+    await settled(() => !consent.get().pending);
     assert.equal(consent.get().revision, 1);
   }
 });
@@ -112,7 +123,7 @@ test("choices made while offline are merged into one request, the latest winning
 
   svc.down = false;
   await consent.sync();
-  const writes = svc.callsTo("PATCH", "/consent").filter((c) => !svc.down);
+  const writes = svc.callsTo("PATCH", "/consent").filter(() => !svc.down);
   assert.deepEqual(writes.at(-1).body.decisions, { analytics: true, ads: false });
   assert.equal(svc.subjects.get("v_visitor1").revision, 1);
   assert.equal(consent.has("analytics"), true);
@@ -153,7 +164,8 @@ test("sync() while the service is down rejects, and keeps the cached state", asy
   assert.deepEqual(consent.get(), before);
 });
 
-test("without localStorage (blocked) the queue lives in memory for the page", async () => {
+test("without localStorage (blocked) the queue lives in memory for the page", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
   const { svc, consent } = await offlinePage({ retryDelays: [20] });
   localStorage.setItem = () => {
     throw new Error("SecurityError");
@@ -161,7 +173,8 @@ test("without localStorage (blocked) the queue lives in memory for the page", as
   await consent.set({ analytics: true });
   assert.equal(consent.get().pending, true);
   svc.down = false;
-  await until(() => !consent.get().pending);
+  t.mock.timers.tick(20);
+  await settled(() => !consent.get().pending);
   assert.equal(svc.subjects.get("v_visitor1").decisions.analytics, true);
 });
 

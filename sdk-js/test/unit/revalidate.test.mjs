@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createConsent } from "../../dist/core.js";
-import { answerTag, fakeBrowser, fakeConsentd, until } from "./fake.mjs";
+import { answerTag, fakeBrowser, fakeConsentd, settled, until } from "./fake.mjs";
 
 const endpoint = "https://consent.example";
 
@@ -61,22 +61,24 @@ test("a withdrawal made elsewhere wins: the revalidation's answer denies before 
   assert.match(page.cookie(), /\|2\|.*analytics:e/);
 });
 
-test("consentd unreachable: the cached grant stays withheld (fail closed), denials hold, and a retry confirms it once it answers", async () => {
-  const { svc, next } = await returningVisitor();
+test("consentd unreachable: the cached grant stays withheld (fail closed), denials hold, and a retry confirms it once it answers", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { svc, next } = await returningVisitor(); // backoff 20 ms, then 40 ms
   svc.down = true;
   const consent = next();
   await assert.rejects(consent.sync());
   assert.equal(consent.has("analytics"), false, "withheld");
   assert.equal(consent.get().needsPrompt.length, 0, "no banner: the person has decided");
   svc.down = false;
-  await until(() => consent.has("analytics"));
+  t.mock.timers.tick(20);
+  await settled(() => consent.has("analytics"));
   assert.equal(consent.get().confirmed, true);
 });
 
 test("a request consentd does not answer ends after the timeout, and counts as unreachable", async () => {
   const page = fakeBrowser();
   let aborted = 0;
-  const hang = (url, init) => new Promise((_, reject) => {
+  const hang = (_url, init) => new Promise((_, reject) => {
     init.signal.addEventListener("abort", () => {
       aborted++;
       reject(init.signal.reason);
@@ -116,7 +118,8 @@ test("the policy is cached with its ETag: the next page has it before any networ
   assert.equal(consent.policy()?.version, "test-1", "kept on 304");
 });
 
-test("offline with a cached policy: reject all and withdraw are queued and delivered once", async () => {
+test("offline with a cached policy: reject all and withdraw are queued and delivered once", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
   const { svc, next } = await returningVisitor();
   svc.down = true;
   const consent = next();
@@ -124,12 +127,14 @@ test("offline with a cached policy: reject all and withdraw are queued and deliv
   assert.equal(consent.get().pending, true);
   assert.equal(consent.has("analytics"), false);
   svc.down = false;
-  await until(() => !consent.get().pending);
+  t.mock.timers.tick(20);
+  await settled(() => !consent.get().pending);
   assert.equal(svc.subjects.get("v_visitor1").decisions.analytics, false);
   assert.equal(svc.callsTo("PATCH", "/consent").filter((c) => c.body.decisions?.analytics === false).length >= 1, true);
 });
 
-test("a first visit with consentd unreachable: everything denied, reject all queued (as a withdrawal) and delivered once a visitor can be created", async () => {
+test("a first visit with consentd unreachable: everything denied, reject all queued (as a withdrawal) and delivered once a visitor can be created", async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
   const page = fakeBrowser();
   const svc = fakeConsentd();
   svc.down = true;
@@ -140,7 +145,8 @@ test("a first visit with consentd unreachable: everything denied, reject all que
   await consent.rejectAll("banner");
   assert.equal(page.stored("consentd.queue").w, true);
   svc.down = false;
-  await until(() => !consent.get().pending && consent.policy());
+  t.mock.timers.tick(40); // the sync and the rejection both failed: the second step
+  await settled(() => !consent.get().pending && consent.policy());
   assert.equal(svc.visitors, 1);
   assert.equal(svc.callsTo("POST", "/consent:withdraw").filter((c) => !c.headers.Authorization?.includes("undefined")).length >= 1, true);
   assert.equal(svc.subjects.get("v_visitor1").revision, 1, "applied once");

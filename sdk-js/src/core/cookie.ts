@@ -1,8 +1,10 @@
-// The first-party cookie's value: the visitor's last answer in a compact
-// form the page reads synchronously, and that consentd's ETag repeats (see
-// answerTag). Pure functions, no DOM: core.ts reads and writes the cookie.
+// The first-party cookie: the visitor's last answer in a compact form the
+// page reads synchronously, and that consentd's ETag repeats (see
+// answerTag). The codec is pure; readCookie and writeCookie are the only
+// functions here that touch document.cookie.
 
-import type { ConsentState, PurposeState, Reason } from "./types.js";
+import type { ConsentOptions } from "./options.js";
+import type { ConsentState, PurposeState, Reason } from "../types.js";
 
 // One letter per reason in the cookie, the letter of REASONS' reason at the
 // same index: upper case allowed, lower case denied.
@@ -58,4 +60,20 @@ export function needsPrompt(purposes: Record<string, PurposeState>, askFor: (id:
     const { allowed, reason } = purposes[id];
     return askFor(id) && (reason == "expired" || reason == "policy_changed" || (reason == "default" && !allowed));
   });
+}
+
+/** The value of the cookie called name; "" when there is none. */
+export function readCookie(name: string): string {
+  for (const part of document.cookie.split("; ")) {
+    if (part.startsWith(name + "=")) return part.slice(name.length + 1);
+  }
+  return "";
+}
+
+/** Writes the cookie called name: the whole site, first-party, Secure on https. */
+export function writeCookie(name: string, value: string, options: Pick<ConsentOptions, "cookieDays" | "cookieDomain">): void {
+  let cookie = `${name}=${value}; Path=/; Max-Age=${((options.cookieDays ?? 390) * 86400) | 0}; SameSite=Lax`;
+  if (options.cookieDomain) cookie += "; Domain=" + options.cookieDomain;
+  if (location.protocol == "https:") cookie += "; Secure";
+  document.cookie = cookie;
 }

@@ -1,22 +1,18 @@
 // The UI alone in a real headless Chromium, against a fake core (the
 // Consent interface of src/types.ts), on a page with a strict CSP: banner,
 // preference center, keyboard path, languages, GPC notice, floating button,
-// axe-core.
-// Skips when no Chromium is installed.
+// axe-core. No consentd: a small server serves the page, src/ui.ts bundled
+// on the fly, and axe. Screenshots go to test-results/ (or $ARTIFACTS).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { readFileSync, existsSync, mkdirSync } from "node:fs";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
-import { tmpdir } from "node:os";
+import { readFileSync, mkdirSync } from "node:fs";
 import { build } from "esbuild";
 import { chromium } from "playwright-core";
+import { axePath, chromiumFlags, chromiumPath, resultsDir, sdkDir } from "./harness.mjs";
 
-const require = createRequire(import.meta.url);
-const root = fileURLToPath(new URL("../..", import.meta.url));
-const exe = [process.env.CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => p && existsSync(p));
-const artifacts = process.env.ARTIFACTS || tmpdir() + "/consentd-ui"; // screenshots
+const root = sdkDir + "/";
+const artifacts = process.env.ARTIFACTS || resultsDir;
 
 const POLICY = {
   version: "1",
@@ -108,13 +104,12 @@ const HTML = (lang) => `<!doctype html><html lang="${lang}"><head><meta charset=
 let server, browser, base;
 
 before(async () => {
-  if (!exe) return;
   const ui = (await build({ entryPoints: [root + "src/ui.ts"], bundle: true, format: "iife", globalName: "ConsentdUI", write: false, minify: true })).outputFiles[0].text;
   const css = (await build({ entryPoints: [root + "src/ui.css"], bundle: true, write: false, minify: true })).outputFiles[0].text;
   const files = {
     "/ui.js": ["text/javascript", ui],
     "/page.js": ["text/javascript", PAGE_JS],
-    "/axe.js": ["text/javascript", readFileSync(require.resolve("axe-core/axe.min.js"), "utf8")],
+    "/axe.js": ["text/javascript", readFileSync(axePath, "utf8")],
     "/consentd.css": ["text/css", css],
   };
   server = createServer((req, res) => {
@@ -128,7 +123,7 @@ before(async () => {
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   base = `http://127.0.0.1:${server.address().port}/`;
-  browser = await chromium.launch({ executablePath: exe });
+  browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: chromiumFlags });
 });
 
 after(async () => {
@@ -163,12 +158,7 @@ async function strictCSPClean(page) {
   assert.deepEqual(page.errors, []);
 }
 
-// make test installs Chromium; without it these tests fail rather than skip,
-// so a missing browser can never pass for a tested UI.
-if (!exe) throw new Error("ui.test.mjs needs Chromium at /usr/bin/chromium: run make test, which installs it");
-const skip = false;
-
-test("banner: accept and reject with equal weight, no CSP violation, accessible", { skip }, async () => {
+test("banner: accept and reject with equal weight, no CSP violation, accessible", async () => {
   const page = await open("html=en");
   const banner = page.locator("[data-consent-banner]");
   assert.ok(await banner.isVisible());
@@ -199,7 +189,7 @@ test("banner: accept and reject with equal weight, no CSP violation, accessible"
 /** Where the focus is: in the preference center, or (a native modal lets it) out in the browser's own UI; never on the page. */
 const focusInDialog = (page) => page.evaluate(() => document.querySelector("[data-consent-preferences]").contains(document.activeElement) || !document.hasFocus());
 
-test("keyboard: a native modal; the focus moves in, never reaches the page, Esc closes, the focus returns", { skip }, async () => {
+test("keyboard: a native modal; the focus moves in, never reaches the page, Esc closes, the focus returns", async () => {
   const page = await open("prompt=0&granted=analytics");
   const fab = page.locator("[data-consent-open].consentd-fab");
   assert.ok(await page.locator("[data-consent-banner]").isHidden());
@@ -255,7 +245,7 @@ test("keyboard: a native modal; the focus moves in, never reaches the page, Esc 
   await page.close();
 });
 
-test("preference center: what the site asks about, switches from the cached answer, save records only what the person did", { skip }, async () => {
+test("preference center: what the site asks about, switches from the cached answer, save records only what the person did", async () => {
   const page = await open("granted=analytics");
   await page.click('[data-consent-banner] [data-consent-action="customise"]');
   const dialog = page.locator("[data-consent-preferences]");
@@ -284,7 +274,7 @@ test("preference center: what the site asks about, switches from the cached answ
   await page.close();
 });
 
-test("save: a switch on by default records nothing, an untouched switch that is off a denial, nothing to record just closes", { skip }, async () => {
+test("save: a switch on by default records nothing, an untouched switch that is off a denial, nothing to record just closes", async () => {
   // An opt-out region: analytics and ads allowed by default, nothing asked.
   let page = await open("prompt=0&defaults=analytics,ads,functional");
   const dialog = page.locator("[data-consent-preferences]");
@@ -312,7 +302,7 @@ test("save: a switch on by default records nothing, an untouched switch that is 
   await page.close();
 });
 
-test("linked to an account: the preference center says the choices are saved with it", { skip }, async () => {
+test("linked to an account: the preference center says the choices are saved with it", async () => {
   let page = await open("prompt=0&linked&lang=de");
   await page.evaluate(() => ui.open());
   const line = page.locator("[data-consent-preferences] p", { hasText: "Konto" });
@@ -325,7 +315,7 @@ test("linked to an account: the preference center says the choices are saved wit
   await page.close();
 });
 
-test("German page, GPC honoured, mobile bottom sheet", { skip }, async () => {
+test("German page, GPC honoured, mobile bottom sheet", async () => {
   const page = await open("html=de-DE&gpc=1", { width: 375, height: 700 });
   const banner = page.locator("[data-consent-banner]");
   assert.equal(await banner.locator("h2").textContent(), "Ihre Datenschutz-Einstellungen");
@@ -349,7 +339,7 @@ test("German page, GPC honoured, mobile bottom sheet", { skip }, async () => {
   await page.close();
 });
 
-test("GPC honoured without a banner: a status notice, not modal, once per browser", { skip }, async () => {
+test("GPC honoured without a banner: a status notice, not modal, once per browser", async () => {
   const page = await open("prompt=0&gpc=1&lang=fr");
   const note = page.locator('.consentd [role="status"]');
   assert.ok(await note.isVisible(), "shown without opening anything");
@@ -372,7 +362,7 @@ test("GPC honoured without a banner: a status notice, not modal, once per browse
   await page.close();
 });
 
-test("GPC notice where storage is blocked: once per page", { skip }, async () => {
+test("GPC notice where storage is blocked: once per page", async () => {
   const page = await browser.newPage();
   await page.addInitScript(() => Object.defineProperty(window, "localStorage", { get() { throw new DOMException("blocked", "SecurityError"); } }));
   for (let i = 0; i < 2; i++) {
@@ -401,7 +391,7 @@ function uncovered(page, selector) {
   }, selector);
 }
 
-test("floating button: never over the page's last content; bottom right on request; none with button false", { skip }, async () => {
+test("floating button: never over the page's last content; bottom right on request; none with button false", async () => {
   const viewport = { width: 375, height: 500 };
   let page = await open("prompt=0&long", viewport);
   const fab = page.locator(".consentd-fab");
@@ -424,7 +414,7 @@ test("floating button: never over the page's last content; bottom right on reque
   await page.close();
 });
 
-test("French texts; unknown languages fall back to English", { skip }, async () => {
+test("French texts; unknown languages fall back to English", async () => {
   let page = await open("lang=fr");
   assert.equal(await page.locator('[data-consent-banner] [data-consent-action="reject-all"]').textContent(), "Tout refuser");
   // The policy has no French: English purpose titles, marked as English.
@@ -436,7 +426,7 @@ test("French texts; unknown languages fall back to English", { skip }, async () 
   await page.close();
 });
 
-test("no policy yet: nothing until the core's change after sync; open() waits too", { skip }, async () => {
+test("no policy yet: nothing until the core's change after sync; open() waits too", async () => {
   const page = await open("nopolicy=1");
   assert.ok(await page.locator("[data-consent-banner]").isHidden());
   await page.evaluate(() => ui.open());
@@ -447,7 +437,7 @@ test("no policy yet: nothing until the core's change after sync; open() waits to
   await page.close();
 });
 
-test("destroy removes everything it added and its listeners", { skip }, async () => {
+test("destroy removes everything it added and its listeners", async () => {
   const page = await open("link");
   const before = await page.evaluate(() => document.querySelectorAll('link[href="/consentd.css"], link[href$="/consentd.css"]').length);
   assert.equal(before, 1);
