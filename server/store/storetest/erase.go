@@ -10,60 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/store"
-	"github.com/redis/go-redis/v9"
 )
-
-// keyID is the id part of a subject's key names under hmacKey (keys.go).
-func keyID(hmacKey []byte, subjectID string) string {
-	mac := hmac.New(sha256.New, hmacKey)
-	mac.Write([]byte(subjectID))
-	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
-}
-
-// dumpAll is every key name and value under prefix as text, to search for
-// what must not be there.
-func dumpAll(t testing.TB, client redis.UniversalClient, prefix string) string {
-	t.Helper()
-	var b strings.Builder
-	for _, key := range scanKeys(t, client, prefix+":*") {
-		b.WriteString(key + "\n")
-		switch client.Type(ctx(t), key).Val() {
-		case "string":
-			b.WriteString(client.Get(ctx(t), key).Val())
-		case "hash":
-			fmt.Fprint(&b, client.HGetAll(ctx(t), key).Val())
-		case "list":
-			fmt.Fprint(&b, client.LRange(ctx(t), key, 0, -1).Val())
-		case "set":
-			fmt.Fprint(&b, client.SMembers(ctx(t), key).Val())
-		case "stream":
-			fmt.Fprint(&b, client.XRange(ctx(t), key, "-", "+").Val())
-		default:
-			t.Fatalf("dumpAll: key %s of an unexpected type", key)
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// feedFor is the events of the subject's change-feed entries (opening the
-// sealed subject ids), oldest first.
-func feedFor(t testing.TB, client redis.UniversalClient, prefix, subjectID string) []string {
-	t.Helper()
-	var out []string
-	for _, key := range scanKeys(t, client, prefix+":*:feed") {
-		for _, e := range client.XRange(ctx(t), key, "-", "+").Val() {
-			sealed, _ := e.Values["sub"].(string)
-			if sub, err := Sealer.Open(sealed); err == nil && string(sub) == subjectID {
-				ev, _ := e.Values["ev"].(string)
-				out = append(out, ev)
-			}
-		}
-	}
-	return out
-}
 
 func testErase(t *testing.T, client redis.UniversalClient) {
 	t.Parallel()
@@ -151,4 +102,55 @@ func testEraseNamesLinkedVisitors(t *testing.T, client redis.UniversalClient) {
 	if err != nil || !reflect.DeepEqual(res.LinkedVisitors, []string{visitorA, visitorB}) {
 		t.Fatalf("erasing the user = %+v, %v; want both visitors named", res, err)
 	}
+}
+
+// keyID is the id part of a subject's key names under hmacKey (as the
+// store's keys.go derives it).
+func keyID(hmacKey []byte, subjectID string) string {
+	mac := hmac.New(sha256.New, hmacKey)
+	mac.Write([]byte(subjectID))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
+}
+
+// dumpAll is every key name and value under prefix as text, to search for
+// what must not be there.
+func dumpAll(t testing.TB, client redis.UniversalClient, prefix string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, key := range scanKeys(t, client, prefix+":*") {
+		b.WriteString(key + "\n")
+		switch client.Type(ctx(t), key).Val() {
+		case "string":
+			b.WriteString(client.Get(ctx(t), key).Val())
+		case "hash":
+			fmt.Fprint(&b, client.HGetAll(ctx(t), key).Val())
+		case "list":
+			fmt.Fprint(&b, client.LRange(ctx(t), key, 0, -1).Val())
+		case "set":
+			fmt.Fprint(&b, client.SMembers(ctx(t), key).Val())
+		case "stream":
+			fmt.Fprint(&b, client.XRange(ctx(t), key, "-", "+").Val())
+		default:
+			t.Fatalf("dumpAll: key %s of an unexpected type", key)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// feedFor is the events of the subject's change-feed entries (opening the
+// sealed subject ids), oldest first.
+func feedFor(t testing.TB, client redis.UniversalClient, prefix, subjectID string) []string {
+	t.Helper()
+	var out []string
+	for _, key := range scanKeys(t, client, prefix+":*:feed") {
+		for _, e := range client.XRange(ctx(t), key, "-", "+").Val() {
+			sealed, _ := e.Values["sub"].(string)
+			if sub, err := Sealer.Open(sealed); err == nil && string(sub) == subjectID {
+				ev, _ := e.Values["ev"].(string)
+				out = append(out, ev)
+			}
+		}
+	}
+	return out
 }

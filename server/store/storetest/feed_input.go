@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/store"
-	"github.com/redis/go-redis/v9"
 )
 
 func testFeedBadInput(t *testing.T, client redis.UniversalClient) {

@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/consentd/consentd/server/store"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/server/store"
 )
 
 func testIdempotentRetry(t *testing.T, client redis.UniversalClient) {

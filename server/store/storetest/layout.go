@@ -5,8 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/consentd/consentd/server/store"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/server/store"
 )
 
 func testKeyNames(t *testing.T, client redis.UniversalClient) {

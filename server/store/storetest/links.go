@@ -4,24 +4,11 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/store"
-	"github.com/redis/go-redis/v9"
 )
-
-// Visitor ids have the form the service mints; retention treats them apart.
-const (
-	visitorA = "v_AAAAAAAAAAAAAAAAAAAAAA"
-	visitorB = "v_BBBBBBBBBBBBBBBBBBBBBB"
-)
-
-// link links visitor to user the way the API does: the visitor's state
-// points at the user and both get a link event.
-func link(t testing.TB, s *store.Store, visitor, user string) {
-	t.Helper()
-	write(t, s, store.Write{SubjectID: visitor, LinkTo: user, Event: store.EventInfo{Type: domain.EventLink, Actor: "key:app", Source: domain.SourceLink, Counterpart: user}})
-	write(t, s, store.Write{SubjectID: user, Event: store.EventInfo{Type: domain.EventLink, Actor: "key:app", Source: domain.SourceLink, Counterpart: visitor}})
-}
 
 func testLinkedVisitor(t *testing.T, client redis.UniversalClient) {
 	t.Parallel()
@@ -59,4 +46,18 @@ func testLinkedVisitor(t *testing.T, client redis.UniversalClient) {
 	if res := write(t, s, store.Write{SubjectID: visitorA, Decisions: decisions(t0, "functional", true)}); res.Record.Linked || res.Record.Revision != own.Revision+1 {
 		t.Fatalf("a write without FollowLink = %+v, want it applied to the visitor", res.Record)
 	}
+}
+
+// Visitor ids have the form the service mints; retention treats them apart.
+const (
+	visitorA = "v_AAAAAAAAAAAAAAAAAAAAAA"
+	visitorB = "v_BBBBBBBBBBBBBBBBBBBBBB"
+)
+
+// link links visitor to user the way the API does: the visitor's state
+// points at the user and both get a link event.
+func link(t testing.TB, s *store.Store, visitor, user string) {
+	t.Helper()
+	write(t, s, store.Write{SubjectID: visitor, LinkTo: user, Event: store.EventInfo{Type: domain.EventLink, Actor: "key:app", Source: domain.SourceLink, Counterpart: user}})
+	write(t, s, store.Write{SubjectID: user, Event: store.EventInfo{Type: domain.EventLink, Actor: "key:app", Source: domain.SourceLink, Counterpart: visitor}})
 }

@@ -4,9 +4,10 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/store"
-	"github.com/redis/go-redis/v9"
 )
 
 func testNewSubjectReadsNothing(t *testing.T, client redis.UniversalClient) {

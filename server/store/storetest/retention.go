@@ -5,20 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/consentd/consentd/server/internal/eventually"
 	"github.com/consentd/consentd/server/store"
-	"github.com/redis/go-redis/v9"
 )
-
-func newRetentionStore(t testing.TB, client redis.UniversalClient, prefix string, visitors, history time.Duration) *store.Store {
-	t.Helper()
-	s, err := store.New(client, store.Options{Prefix: prefix, HMACKey: HMACKey, Sealer: Sealer, Partitions: 16,
-		VisitorRetention: visitors, HistoryRetention: history})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 func testRetentionTTL(t *testing.T, client redis.UniversalClient) {
 	t.Parallel()
@@ -107,4 +98,14 @@ func testIdempotencyRecordsPruned(t *testing.T, client redis.UniversalClient) {
 		write(t, s, store.Write{SubjectID: "alice", IdempotencyKey: fmt.Sprint("req-", i), Decisions: decisions(t0, "ads", i%2 == 0)})
 		return client.HLen(ctx(t), idem).Val() <= 33
 	})
+}
+
+func newRetentionStore(t testing.TB, client redis.UniversalClient, prefix string, visitors, history time.Duration) *store.Store {
+	t.Helper()
+	s, err := store.New(client, store.Options{Prefix: prefix, HMACKey: HMACKey, Sealer: Sealer, Partitions: 16,
+		VisitorRetention: visitors, HistoryRetention: history})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -5,9 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/store"
-	"github.com/redis/go-redis/v9"
 )
 
 func testGuardianConfirmationRevision(t *testing.T, client redis.UniversalClient) {
