@@ -25,3 +25,7 @@ func TestFeedConformanceCluster(t *testing.T) {
 func TestConformanceSentinel(t *testing.T) {
 	storetest.Run(t, redistest.StartSentinel(t).Client(t))
 }
+
+func TestFeedConformanceSentinel(t *testing.T) {
+	storetest.RunFeed(t, redistest.StartSentinel(t).Client(t))
+}
