@@ -107,7 +107,7 @@ var consumerName = regexp.MustCompile(`^[a-z0-9._-]{1,64}$`)
 
 func validateConsumer(name string) error {
 	if !consumerName.MatchString(name) {
-		return &domain.FieldError{Field: "consumer", Reason: fmt.Sprintf("must be 1-64 characters of a-z 0-9 . _ -, got %q", cut(name, 16))}
+		return &ConsumerNameError{Reason: fmt.Sprintf("must be 1-64 characters of a-z 0-9 . _ -, got %q", cut(name, 16))}
 	}
 	return nil
 }
@@ -143,14 +143,14 @@ func (s *Store) WatchFeed(ctx context.Context, q FeedQuery) (*FeedReader, error)
 		r.batch = DefaultFeedBatch
 	}
 	if r.batch < 1 || r.batch > MaxFeedBatch {
-		return nil, &domain.FieldError{Field: "batch_size", Reason: fmt.Sprintf("must be 0 (default %d) to %d, got %d", DefaultFeedBatch, MaxFeedBatch, q.BatchSize)}
+		return nil, &BatchSizeError{Size: q.BatchSize, Reason: fmt.Sprintf("must be 0 (default %d) to %d, got %d", DefaultFeedBatch, MaxFeedBatch, q.BatchSize)}
 	}
 	if len(q.Purposes) > MaxFeedPurposes {
-		return nil, &domain.FieldError{Field: "purposes", Reason: fmt.Sprintf("at most %d, got %d", MaxFeedPurposes, len(q.Purposes))}
+		return nil, &FeedPurposesError{Index: -1, Reason: fmt.Sprintf("at most %d, got %d", MaxFeedPurposes, len(q.Purposes))}
 	}
 	for i, p := range q.Purposes {
 		if checkPurposeID(p) != nil {
-			return nil, &domain.FieldError{Field: fmt.Sprintf("purposes[%d]", i), Reason: "must be a purpose id (not empty, not starting with '_')"}
+			return nil, &FeedPurposesError{Index: i, Reason: "must be a purpose id (not empty, not starting with '_')"}
 		}
 		if r.purposes == nil {
 			r.purposes = make(map[string]bool, len(q.Purposes))
@@ -661,7 +661,7 @@ func (s *Store) cursorCheck(body []byte) []byte {
 
 func (s *Store) decodeCursor(cursor string) ([]streamID, error) {
 	bad := func(why string) error {
-		return &domain.FieldError{Field: "cursor", Reason: why + ": pass a cursor from a response of this feed, or none"}
+		return &InvalidCursorError{Reason: why}
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err != nil || len(raw) < 5 {
@@ -724,13 +724,13 @@ func (s *Store) AcknowledgeChanges(ctx context.Context, consumer string, ids []s
 		return 0, err
 	}
 	if len(ids) == 0 || len(ids) > MaxAckIDs {
-		return 0, &domain.FieldError{Field: "change_ids", Reason: fmt.Sprintf("give 1 to %d change ids, got %d", MaxAckIDs, len(ids))}
+		return 0, &AckIDsError{Index: -1, Reason: fmt.Sprintf("give 1 to %d change ids, got %d", MaxAckIDs, len(ids))}
 	}
 	byPartition := map[int][]string{}
 	for i, id := range ids {
 		partition, sid, ok := s.parseChangeID(id)
 		if !ok {
-			return 0, &domain.FieldError{Field: fmt.Sprintf("change_ids[%d]", i),
+			return 0, &AckIDsError{Index: i,
 				Reason: fmt.Sprintf("must be the id of a change, <partition>-<ms>-<seq> with a partition below %d, got %q", s.opts.Partitions, cut(id, 40))}
 		}
 		byPartition[partition] = append(byPartition[partition], sid)
