@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // VerifyChain checks a subject's whole stored history and state: each
@@ -78,36 +76,10 @@ func (s *Store) History(ctx context.Context, subjectID string) (History, error) 
 	return h, nil
 }
 
-// chainScript reads a subject's state hash, history list and data key at one
-// instant, under the first known HMAC key's names that hold any (one slot).
-//
-// KEYS the state hash under each known HMAC key, the active first, then the
-// history list under each
-// ARGV[1] the partition's key prefix, to name the data key (see
-// readForWriteScript)
-// Returns {state (HGETALL), history (LRANGE), wrapped data key or ""}.
-var chainScript = redis.NewScript(`
-local k = #KEYS / 2
-for i = 1, k do
-  if redis.call('EXISTS', KEYS[i], KEYS[i + k]) > 0 then
-    local handle = redis.call('HGET', KEYS[i], '_dk')
-    local wrapped = ''
-    if handle then wrapped = redis.call('GET', ARGV[1] .. ':k:' .. handle) or '' end
-    return {redis.call('HGETALL', KEYS[i]), redis.call('LRANGE', KEYS[i + k], 0, -1), wrapped}
-  end
-end
-return {{}, {}, ''}
-`)
-
 // readChain reads the subject's history, its state and its data key (nil
 // when it has none).
 func (s *Store) readChain(ctx context.Context, subjectID string) (entries []string, state map[string]string, dk *dataKey, err error) {
-	known := s.knownKeysFor(subjectID)
-	names := make([]string, 2*len(known))
-	for i, k := range known {
-		names[i], names[i+len(known)] = k.state, k.history
-	}
-	reply, err := s.runScript(ctx, chainScript, names, known[0].base).Slice()
+	reply, err := s.runScript(ctx, readHistoryScript, readHistoryArgs{known: s.knownKeysFor(subjectID)}.call()).Slice()
 	if err != nil {
 		return nil, nil, nil, wrapErr("read history", err)
 	}

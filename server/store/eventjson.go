@@ -93,3 +93,19 @@ func (s *Store) eventParts(w Write) (head string, personal []byte, err error) {
 	}
 	return string(b[:len(b)-1]), personal, nil
 }
+
+// completeEvent is the stored event: the plain part head (eventParts), then
+// what depends on the stored state: the revision, the personal part sealed
+// with the data key ("" for none), the decisions before (nil when none was
+// decided), and last the hash over all of it and the previous event's hash
+// prev. Lua stores it as it is.
+func (s *Store) completeEvent(subjectID, head, rev, sealed string, old []byte, prev string) string {
+	content := head + `,"rev":` + rev
+	if sealed != "" {
+		content += `,"x":"` + sealed + `"`
+	}
+	if old != nil {
+		content += `,"o":"` + string(old) + `"`
+	}
+	return content + `,"h":"` + s.eventHash(subjectID, content, prev) + `"}`
+}

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/keys"
 )
@@ -118,59 +116,16 @@ func (s *Store) keyedHashMatches(subjectID, entry, prev string) bool {
 	return s.eventHashMatches(subjectID, entry[:n-hashSuffixLen], prev, entry[n-42:n-2])
 }
 
-// eventsScript reads one page of history in one round trip. Every write
-// appends exactly one event and raises the revision by one, so the element at
-// index i holds revision firstRev+i, and a page is one LRANGE.
-//
-// KEYS the history list under each known HMAC key, the active first (just
-// one when no previous key is known), then the state hash under each: the
-// subject's history is in the first list that is not empty (it lives under
-// exactly one; see "Rotating the HMAC key" in store.go). Looking inside the
-// script keeps that atomic.
-// ARGV[1] before: only events with revision < before; <= 0 for the newest
-// ARGV[2] limit (> 0)
-// ARGV[3] the partition's key prefix, to name the data key (see
-// readForWriteScript)
-// Returns {firstRev, {events oldest first}, data key handle, wrapped data
-// key}; {0, {}, "", ""} when there is no history.
-var eventsScript = redis.NewScript(`
-local list, state, n = nil, nil, 0
-local k = #KEYS / 2
-for i = 1, k do
-  n = redis.call('LLEN', KEYS[i])
-  if n > 0 then
-    list, state = KEYS[i], KEYS[i + k]
-    break
-  end
-end
-if not list then return {0, {}, '', ''} end
-local handle = redis.call('HGET', state, '_dk') or ''
-local wrapped = ''
-if handle ~= '' then wrapped = redis.call('GET', ARGV[3] .. ':k:' .. handle) or '' end
-local first = cjson.decode(redis.call('LINDEX', list, 0)).rev
-local stop = n - 1
-local before = tonumber(ARGV[1])
-if before > 0 and before - first - 1 < stop then stop = before - first - 1 end
-if stop < 0 then return {first, {}, handle, wrapped} end
-local start = stop - tonumber(ARGV[2]) + 1
-if start < 0 then start = 0 end
-return {first, redis.call('LRANGE', list, start, stop), handle, wrapped}
-`)
-
 // Events returns up to limit events newest first, only those with Revision <
 // before (before <= 0: from the newest).
 func (s *Store) Events(ctx context.Context, subjectID string, before int64, limit int) ([]Event, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	known := s.knownKeysFor(subjectID)
-	names := make([]string, 2*len(known))
-	for i, k := range known {
-		names[i], names[i+len(known)] = k.history, k.state
-	}
 	// One event more than asked, when there is one: the oldest event's
 	// previous hash is the hash of the event before it.
-	reply, err := s.runScript(ctx, eventsScript, names, before, limit+1, known[0].base).Slice()
+	reply, err := s.runScript(ctx, readHistoryPageScript,
+		readHistoryPageArgs{known: s.knownKeysFor(subjectID), before: before, limit: limit + 1}.call()).Slice()
 	if err != nil {
 		return nil, wrapErr("events", err)
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 
@@ -65,34 +66,6 @@ func (s *Store) AcknowledgeChanges(ctx context.Context, consumer string, ids []s
 	return n, nil
 }
 
-// createGroupScript creates a consumer's group on one partition stream (and
-// the stream if missing), with Redis' count of entries read set so that its
-// lag is right from the start: without it Redis estimates, and could not
-// tell later how many entries trimming took from a consumer that never read.
-//
-// KEYS[1] the partition's feed stream
-// ARGV[1] consumer (group) name
-// ARGV[2] "$": changes from now on; "0": also the entries kept now
-// Returns 1 when created, 0 when the group existed already.
-var createGroupScript = redis.NewScript(`
-local added, length = 0, 0
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  local info = redis.call('XINFO', 'STREAM', KEYS[1])
-  for i = 1, #info, 2 do
-    if info[i] == 'entries-added' then added = info[i + 1] end
-    if info[i] == 'length' then length = info[i + 1] end
-  end
-end
-local read = added
-if ARGV[2] == '0' then read = added - length end
-local res = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], ARGV[2], 'MKSTREAM', 'ENTRIESREAD', read)
-if type(res) == 'table' and res.err then
-  if string.find(res.err, 'BUSYGROUP', 1, true) then return 0 end
-  return redis.error_reply(res.err)
-end
-return 1
-`)
-
 // CreateConsumer registers a durable consumer: changes from now on, or from
 // the oldest kept with fromOldest. Creating an existing consumer changes
 // nothing.
@@ -105,10 +78,16 @@ func (s *Store) CreateConsumer(ctx context.Context, name string, fromOldest bool
 		start = "0"
 	}
 	// Groups first, then the name: a listed consumer has its groups.
-	if _, err := s.evalEach(ctx, createGroupScript, s.opts.Partitions, func(i int) ([]string, []any) {
-		return []string{s.feedKey(i)}, []any{name, start}
-	}); err != nil {
+	cmds, err := s.evalEach(ctx, createGroupScript, s.opts.Partitions, func(i int) scriptCall {
+		return createGroupArgs{feed: s.feedKey(i), consumer: name, start: start}.call()
+	})
+	if err != nil {
 		return wrapErr("create feed consumer", err)
+	}
+	for _, cmd := range cmds {
+		if n, _ := cmd.Int64(); n != groupCreated && n != groupExisted {
+			return errors.New("store: create feed consumer: unexpected script reply")
+		}
 	}
 	return wrapErr("create feed consumer", s.client.SAdd(ctx, s.consumersKey(), name).Err())
 }

@@ -10,10 +10,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// collectTrimmedScript finds, for one consumer on one partition, the entries
-// retention trimmed before the consumer acknowledged them, adds their number
-// to the consumer's count in the partition's trimmed hash, and forgets them
-// so they are counted once:
+// collectTrimmed counts, for each consumer on every partition (one
+// collect_trimmed.lua each, in one pipeline), the entries retention trimmed
+// before the consumer acknowledged them, adds their number to the consumer's
+// count in the partition's trimmed hash, and forgets them so they are
+// counted once:
 //
 //   - pending entries older than the first entry kept: trimming removes a
 //     prefix of the stream, so their data is gone. They are acknowledged.
@@ -28,66 +29,9 @@ import (
 //     the scan limit of entries after the position it is not counted either
 //     (a consumer that far behind shows in its unacknowledged count).
 //
-// KEYS[1] the partition's feed stream, KEYS[2] the partition's trimmed hash
-// ARGV[1] consumer (group) name, ARGV[2] scan limit
-// Returns the number newly counted; -1 when the group does not exist.
-var collectTrimmedScript = redis.NewScript(`
-local function fields(flat)
-  local m = {}
-  for i = 1, #flat, 2 do m[flat[i]] = flat[i + 1] end
-  return m
-end
-local function before(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
-
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local group
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  g = fields(g)
-  if g['name'] == ARGV[1] then
-    group = g
-    break
-  end
-end
-if not group then return -1 end
-local stream = fields(redis.call('XINFO', 'STREAM', KEYS[1]))
-local first = stream['first-entry'] and stream['first-entry'][1]
-local limit = tonumber(ARGV[2])
-local trimmed = 0
-
-local upto = '+'
-if first then upto = '(' .. first end
-local gone = redis.call('XPENDING', KEYS[1], ARGV[1], '-', upto, limit)
-if #gone > 0 then
-  local ids = {}
-  for i, p in ipairs(gone) do ids[i] = p[1] end
-  trimmed = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-end
-
-local lag, last = group['lag'], group['last-delivered-id']
-if lag and lag > 0 then
-  local kept
-  if not first or before(last, first) then
-    kept = stream['length']
-  else
-    local rest = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', limit + 1)
-    if #rest <= limit then kept = #rest end
-  end
-  if kept and lag > kept then
-    trimmed = trimmed + lag - kept
-    redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], last, 'ENTRIESREAD', stream['entries-added'] - kept)
-  end
-end
-if trimmed > 0 then redis.call('HINCRBY', KEYS[2], ARGV[1], trimmed) end
-return trimmed
-`)
-
-// collectTrimmed runs collectTrimmedScript for the consumers on every
-// partition, in one pipeline. A consumer that is not registered is
+// The scripts' replies are not needed: the counts stay in Redis, and a
+// partition without the consumer's group (a create or delete cut short) has
+// nothing to count. A consumer that is not registered is
 // ErrConsumerNotFound.
 func (s *Store) collectTrimmed(ctx context.Context, consumers []string) error {
 	var members *redis.BoolSliceCmd
@@ -103,8 +47,8 @@ func (s *Store) collectTrimmed(ctx context.Context, consumers []string) error {
 		}
 	}
 	P := s.opts.Partitions
-	_, err := s.evalEach(ctx, collectTrimmedScript, len(consumers)*P, func(i int) ([]string, []any) {
-		return []string{s.feedKey(i % P), s.trimmedKey(i % P)}, []any{consumers[i/P], LagScanLimit}
+	_, err := s.evalEach(ctx, collectTrimmedScript, len(consumers)*P, func(i int) scriptCall {
+		return collectTrimmedArgs{feed: s.feedKey(i % P), trimmed: s.trimmedKey(i % P), consumer: consumers[i/P], limit: LagScanLimit}.call()
 	})
 	return wrapErr("feed consumer: count trimmed entries", err)
 }

@@ -28,7 +28,7 @@ type FeedReader struct {
 
 // WatchFeed checks q and returns a reader positioned where q says. For a
 // consumer it first counts what retention trimmed before the consumer
-// acknowledged it (see collectTrimmedScript), so the redelivery that follows
+// acknowledged it (see collectTrimmed), so the redelivery that follows
 // sees only entries that still exist or were deleted by an erasure.
 func (s *Store) WatchFeed(ctx context.Context, q FeedQuery) (*FeedReader, error) {
 	r := &FeedReader{s: s, consumer: q.Consumer, batch: q.BatchSize}

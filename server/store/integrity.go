@@ -34,7 +34,7 @@ import (
 // Their next write tags the state and chains on from their last event.
 
 // Internal fields of the state hash kept for erasure and integrity (see
-// record.go for the others).
+// statecodec.go for the others).
 const (
 	fieldDataKey = "_dk"  // the handle of the subject's data key (datakey.go)
 	fieldTag     = "_tag" // the state's MAC

@@ -10,27 +10,6 @@ import (
 	"github.com/consentd/consentd/server/keys"
 )
 
-// stateScript reads a subject's state hash while a previous HMAC key is
-// known: from the first of its names that exists (its data lives under
-// exactly one), atomically, so a write moving the data between names cannot
-// make the read miss it. Without previous keys the reads are plain HGETALL
-// and HMGET instead.
-//
-// KEYS the subject's state hash under each known HMAC key, the active first
-// ARGV the fields to read (HMGET); none: all of them (HGETALL)
-// Returns what HMGET or HGETALL returns.
-var stateScript = redis.NewScript(`
-local key = KEYS[1]
-for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    key = KEYS[i]
-    break
-  end
-end
-if #ARGV == 0 then return redis.call('HGETALL', key) end
-return redis.call('HMGET', key, unpack(ARGV))
-`)
-
 // rotating reports whether a previous HMAC key is known, i.e. whether reads
 // must look under more than one name.
 func (s *Store) rotating() bool { return len(s.opts.PreviousHMACKeys) > 0 }
@@ -48,7 +27,7 @@ func (s *Store) stateNames(subjectID string) []string {
 
 // Get returns the subject's stored record; for a visitor linked to a user,
 // the user's record (Record.Linked). One HGETALL (while rotating the HMAC
-// key, one stateScript), and one more to follow a link.
+// key, one read_state.lua), and one more to follow a link.
 func (s *Store) Get(ctx context.Context, subjectID string) (domain.Record, error) {
 	rec, err := s.GetOwn(ctx, subjectID)
 	if err != nil || rec.LinkedTo == "" {
@@ -68,7 +47,7 @@ func (s *Store) GetOwn(ctx context.Context, subjectID string) (domain.Record, er
 		}
 		return decodeRecord(fields, s.opts.Sealer)
 	}
-	reply, err := s.runScript(ctx, stateScript, s.stateNames(subjectID)).Result()
+	reply, err := s.runScript(ctx, readStateScript, readStateArgs{names: s.stateNames(subjectID)}.call()).Result()
 	if err != nil {
 		return domain.Record{}, wrapErr("get", err)
 	}
@@ -81,7 +60,7 @@ func (s *Store) GetOwn(ctx context.Context, subjectID string) (domain.Record, er
 
 // GetPurposes returns the subject's record with only the purposes asked for
 // (and the revision and statuses): one HMGET, what a check needs (while
-// rotating the HMAC key, one stateScript), and one more for a linked visitor.
+// rotating the HMAC key, one read_state.lua), and one more for a linked visitor.
 func (s *Store) GetPurposes(ctx context.Context, subjectID string, purposes []string) (domain.Record, error) {
 	rec, err := s.getPurposesOwn(ctx, subjectID, purposes)
 	if err != nil || rec.LinkedTo == "" {
@@ -101,7 +80,7 @@ func (s *Store) getPurposesOwn(ctx context.Context, subjectID string, purposes [
 	if !s.rotating() {
 		values, err = s.readHMGet(ctx, s.stateKey(subjectID), fields)
 	} else {
-		values, err = s.runScript(ctx, stateScript, s.stateNames(subjectID), stringsToAny(fields)...).Slice()
+		values, err = s.runScript(ctx, readStateScript, readStateArgs{names: s.stateNames(subjectID), fields: fields}.call()).Slice()
 	}
 	if err != nil {
 		return domain.Record{}, wrapErr("get purposes", err)
@@ -149,7 +128,7 @@ type Lookup struct {
 }
 
 // GetMany reads several subjects in one round trip: a pipeline of HMGETs (a
-// cluster client splits it by node), or of stateScripts while rotating the
+// cluster client splits it by node), or of read_state.lua runs while rotating the
 // HMAC key. Linked visitors cost a second round trip for their users. Result
 // i answers lookups[i].
 func (s *Store) GetMany(ctx context.Context, lookups []Lookup) ([]domain.Record, error) {
@@ -227,29 +206,11 @@ func (s *Store) hmgetMany(ctx context.Context, lookups []Lookup, fields [][]stri
 	return values, nil
 }
 
-// scriptMany pipelines one stateScript per lookup. A pipelined EVALSHA
-// cannot fall back to EVAL by itself (see runScript), so when Redis lacks the
-// script (after a restart, on a new node) the pipeline is sent again with
-// EVAL, which also caches it: rare, and only while rotating.
+// scriptMany pipelines one read_state.lua per lookup (only while rotating).
 func (s *Store) scriptMany(ctx context.Context, lookups []Lookup, fields [][]string) ([][]any, error) {
-	run := func(eval func(redis.Pipeliner, []string, ...any) *redis.Cmd) ([]*redis.Cmd, error) {
-		cmds := make([]*redis.Cmd, len(lookups))
-		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, l := range lookups {
-				cmds[i] = eval(p, s.stateNames(l.SubjectID), stringsToAny(fields[i])...)
-			}
-			return nil
-		})
-		return cmds, err
-	}
-	cmds, err := run(func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
-		return stateScript.EvalSha(ctx, p, keys, args...)
+	cmds, err := s.evalEach(ctx, readStateScript, len(lookups), func(i int) scriptCall {
+		return readStateArgs{names: s.stateNames(lookups[i].SubjectID), fields: fields[i]}.call()
 	})
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		cmds, err = run(func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
-			return stateScript.Eval(ctx, p, keys, args...)
-		})
-	}
 	if err != nil {
 		return nil, err
 	}

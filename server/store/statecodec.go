@@ -16,7 +16,7 @@ import (
 //
 //	<purpose>  g|<decided unix s>|<expires unix s, 0: never>|<source letter>|<policy version>|<region>|<revision>
 //	           ("d" instead of "g" when denied), e.g. g|1750000000|1784000000|b|2|DE|7;
-//	           <revision> is the write's that stored it, appended by writeScript.
+//	           <revision> is the write's that stored it, appended by the write.
 //	           Values stored before it was recorded end after the region and
 //	           read with revision 0.
 //	_rev       revision: raised by one on every write
@@ -91,9 +91,9 @@ func parseUnix(v string) (time.Time, error) {
 	return timeOrZero(unix), err
 }
 
-// encodeDecision is a decision as a Write passes it to writeScript: the
-// first six parts. The script appends the write's revision; d.Revision is
-// not written (a decision copied from another record gets the new write's).
+// encodeDecision is a stored decision's first six parts. The write appends
+// its own revision (see nextState) once it knows it; d.Revision is not
+// written (a decision copied from another record gets the new write's).
 func encodeDecision(d domain.Decision) (string, error) {
 	letter, ok := sourceLetters[d.Source]
 	if !ok {

@@ -172,7 +172,7 @@ func (s *Store) VerifySubject(ctx context.Context, subjectID string, opts Verify
 		return VerifyReport{}, err
 	}
 	handle := ""
-	if view.found > 0 {
+	if view.found != subjectNone {
 		k := known[view.found-1]
 		if view.others > 0 {
 			v.find(Finding{Kind: FindingMisplaced, Key: k.state, Detail: "the subject's data is under the names of two HMAC keys; reads use the first"})
@@ -256,7 +256,7 @@ func (v *verifier) checkKey(ctx context.Context, key string) error {
 	case 's', 'h':
 		state, history := pk.base+":s:"+pk.rest, pk.base+":h:"+pk.rest
 		view, err := s.readSubject(ctx, []string{state, history}, pk.base)
-		if err != nil || view.found == 0 {
+		if err != nil || view.found == subjectNone {
 			return err // gone since the scan saw it: erased, or expired
 		}
 		if pk.kind == 'h' && len(view.state) > 0 {
@@ -381,22 +381,6 @@ func (v *verifier) checkSubject(state, history, subject string, view subjectView
 	}
 }
 
-// dataKeyOrphanScript reports whether a data key exists while no state
-// names it, at one instant: a legitimate erasure or expiry takes both at
-// once, a write makes both at once, a rotation moves the state between the
-// names given.
-//
-// KEYS[1] the data key, then the subject's state hash under each known HMAC
-// key; ARGV[1] the data key's handle.
-// Returns 1 when the data key exists and no state has it in _dk.
-var dataKeyOrphanScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 2, #KEYS do
-  if redis.call('HGET', KEYS[i], '_dk') == ARGV[1] then return 0 end
-end
-return 1
-`)
-
 // checkDataKey checks a data key a scan found: its record opens, names a
 // subject of this partition, and that subject's state names it.
 func (v *verifier) checkDataKey(ctx context.Context, pk parsedKey, key string) error {
@@ -417,41 +401,20 @@ func (v *verifier) checkDataKey(ctx context.Context, pk parsedKey, key string) e
 		v.find(Finding{Kind: FindingMisplaced, Key: key, Detail: "the data key record names a subject of another partition"})
 		return nil
 	}
-	names := []string{key}
-	for _, k := range s.knownKeysFor(dk.subject) {
-		names = append(names, k.state)
+	known := s.knownKeysFor(dk.subject)
+	states := make([]string, len(known))
+	for i, k := range known {
+		states[i] = k.state
 	}
-	orphan, err := s.runScript(ctx, dataKeyOrphanScript, names, pk.rest).Int()
+	orphan, err := s.runScript(ctx, dataKeyOrphanScript, dataKeyOrphanArgs{dataKey: key, handle: pk.rest, states: states}.call()).Int()
 	if err != nil {
 		return wrapErr("verify", err)
 	}
-	if orphan == 1 {
+	if orphan == dataKeyOrphan {
 		v.find(Finding{Kind: FindingMissing, Key: key, Detail: "a data key whose subject has no state naming it: the state was deleted (an erasure deletes both)"})
 	}
 	return nil
 }
-
-// readSubjectScript reads a subject's state, history and data key at one
-// instant, under the first of the given names that hold any.
-//
-// KEYS pairs of state hash, history list; ARGV[1] the partition's key
-// prefix, to name the data key (see readForWriteScript).
-// Returns {pair (1, 2, ...; 0: none holds data), state (HGETALL), history
-// (LRANGE), wrapped data key or "", how many further pairs hold data}.
-var readSubjectScript = redis.NewScript(`
-local found, others = 0, 0
-for i = 1, #KEYS, 2 do
-  if redis.call('EXISTS', KEYS[i], KEYS[i + 1]) > 0 then
-    if found == 0 then found = (i + 1) / 2 else others = others + 1 end
-  end
-end
-if found == 0 then return {0, {}, {}, '', 0} end
-local state = KEYS[2 * found - 1]
-local handle = redis.call('HGET', state, '_dk')
-local wrapped = ''
-if handle then wrapped = redis.call('GET', ARGV[1] .. ':k:' .. handle) or '' end
-return {found, redis.call('HGETALL', state), redis.call('LRANGE', KEYS[2 * found], 0, -1), wrapped, others}
-`)
 
 // subjectView is what readSubjectScript read.
 type subjectView struct {
@@ -463,7 +426,7 @@ type subjectView struct {
 }
 
 func (s *Store) readSubject(ctx context.Context, pairs []string, base string) (subjectView, error) {
-	reply, err := s.runScript(ctx, readSubjectScript, pairs, base).Slice()
+	reply, err := s.runScript(ctx, readSubjectScript, readSubjectArgs{pairs: pairs, base: base}.call()).Slice()
 	if err != nil {
 		return subjectView{}, wrapErr("verify", err)
 	}
