@@ -298,7 +298,7 @@ func TestVerifyCannotSeeARollbackTheFeedNoLongerHolds(t *testing.T) {
 }
 
 // Untampered data verifies with no finding, in every shape consentd leaves
-// it: subjects written now, subjects of the earlier layouts (sha1 chains,
+// it: subjects written now, subjects written before keyed MACs (sha1 chains,
 // no tag, no data key, feed entries with their ids sealed with the
 // operator's key), subjects under a previous HMAC key during a rotation,
 // erased subjects, and a history expired under a history retention.
@@ -311,7 +311,7 @@ func TestVerifyFindsNothingInUntamperedData(t *testing.T) {
 	}
 	writes(t, before, "moved-later", 2)
 
-	// A subject of the earlier layouts: its history rewritten as the sha1
+	// A subject written before keyed MACs: its history rewritten as the sha1
 	// code wrote it, its state without tag or data key, its feed entries as
 	// they were.
 	writes(t, before, "legacy", 2)
@@ -319,8 +319,8 @@ func TestVerifyFindsNothingInUntamperedData(t *testing.T) {
 	handle := client.HGet(ctx, legacyState, "_dk").Val()
 	client.HDel(ctx, legacyState, "_dk", "_tag")
 	client.Del(ctx, legacyState[:strings.Index(legacyState, "}:")+2]+"k:"+handle)
-	e1 := hashed(`{"t":"update","at":1750000000000,"a":"visitor","s":"b","c":"rest","n":{"ads":"g"},"rev":1,"old":{}`, "")
-	e2 := hashed(`{"t":"update","at":1750000001000,"a":"key:app","s":"a","c":"grpc","n":{"ads":"d"},"rev":2,"old":{"ads":"g"}`, e1[len(e1)-42:len(e1)-2])
+	e1 := hashed(`{"at":1750000000000,"a":"visitor","s":"b","c":"r","n":{"ads":"g"},"rev":1`, "")
+	e2 := hashed(`{"at":1750000001000,"a":"key:app","s":"a","c":"g","n":{"ads":"d"},"rev":2,"o":"g"`, e1[len(e1)-42:len(e1)-2])
 	client.Del(ctx, legacyHistory)
 	client.RPush(ctx, legacyHistory, e1, e2)
 	feed := before.PartitionOf("legacy")
