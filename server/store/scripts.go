@@ -125,7 +125,7 @@ type writeArgs struct {
 	dataKey       string       // the data key's name
 	expected      string       // "<revision>|<data key handle>" as read
 	event         string       // the complete history event
-	minID         string       // feed MINID; "0": no trim; "": no feed entry
+	minID         any          // feed MINID: 0 no trim, "" no feed entry, else unix ms (an int: 0 boxes without allocating)
 	rev           string       // the new revision
 	handle        string       // the data key's handle
 	sealedSubject string       // the subject id sealed with the data key

@@ -191,7 +191,7 @@ type writePlan struct {
 	known      []subjectKeys
 	idemField  string // "" for none
 	fp         string // the request's fingerprint, with an idempotency key
-	minID      string // write.lua's feed MINID
+	minID      any    // write.lua's feed MINID (writeArgs.minID)
 	stateTTL   time.Duration
 	historyTTL time.Duration
 }
@@ -273,11 +273,11 @@ func (s *Store) planWrite(w Write) (writePlan, error) {
 	if w.IdempotencyKey != "" {
 		p.fp, p.idemField = fingerprint(w), idempotencyField(w.IdempotencyKey)
 	}
-	p.minID = "0" // a feed entry, no trimming
+	p.minID = 0 // a feed entry, no trimming
 	if !w.Event.Type.InFeed() {
 		p.minID = ""
 	} else if feedWrites.Add(1)%feedTrimEvery == 0 {
-		p.minID = strconv.FormatInt(max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0), 10)
+		p.minID = max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
 	}
 	p.stateTTL, p.historyTTL = s.retention(w.SubjectID)
 	return p, nil
@@ -400,7 +400,9 @@ type stateChange struct {
 // nextState computes the state hash the write leaves (at revision rev, with
 // the data key handle).
 func (s *Store) nextState(w Write, plan writePlan, read readForWrite, current int64, rev, handle string) stateChange {
-	c := stateChange{state: maps.Clone(read.state)}
+	// Room for the revision, the purposes and the few internal fields a
+	// write sets, so that set grows once.
+	c := stateChange{state: maps.Clone(read.state), set: make([]any, 0, 2*(len(plan.purposes)+8))}
 	// A write tags the state it leaves, so a state changed without the keys
 	// would be laundered by the next write: the write records that it found
 	// one instead (it still applies: an opt-out must never be refused for
