@@ -9,6 +9,14 @@
 // and keeps all keys of a subject in one cluster slot, so the same code runs
 // on a single Redis and on Redis Cluster.
 //
+// Where things are: this file holds Store, New and Options. A check (the
+// consent API's hot path) is GetPurposes or GetMany in reads.go: one HMGET,
+// or one pipeline of them, decoded by statecodec.go. A write is write.go
+// and writestate.go; the stored event eventcodec.go; history pages and the
+// verified chain history.go; erasure erase.go; the change feed feed*.go;
+// integrity MACs integrity.go; key names keys.go; every Lua script is in
+// lua/, run through scripts.go.
+//
 // Give the store a client without automatic retries (MaxRetries: -1): a
 // write script retried after a lost reply could apply twice. Callers retry
 // safely with an idempotency key.
