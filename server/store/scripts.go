@@ -118,14 +118,14 @@ func (a readForWriteArgs) call() scriptCall {
 	return scriptCall{keys, []any{a.idemField, a.known[0].base}}
 }
 
-// writeArgs: write.lua. The field comments name the ARGV they fill.
+// writeArgs: write.lua. The fields from expected on are its ARGV, in order.
 type writeArgs struct {
 	to            subjectKeys  // the active HMAC key's names
 	from          *subjectKeys // the names holding the data if a previous key's; nil: to's
 	dataKey       string       // the data key's name
 	expected      string       // "<revision>|<data key handle>" as read
 	event         string       // the complete history event
-	minID         any          // feed MINID: 0 no trim, "" no feed entry, else unix ms (an int: 0 boxes without allocating)
+	minID         any          // feed MINID: 0 no trim, "" no feed entry, else unix ms (any: a 0 boxes without allocating)
 	rev           string       // the new revision
 	handle        string       // the data key's handle
 	sealedSubject string       // the subject id sealed with the data key

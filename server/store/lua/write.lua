@@ -16,13 +16,17 @@
 --          data key)
 -- ARGV[2]  the history event, stored as given (the feed entry's "ev")
 -- ARGV[3]  feed MINID (unix ms): older feed entries may be trimmed; "0" adds
---          the feed entry without trimming; "" adds no feed entry
+--          the feed entry without trimming; "" adds no feed entry (access and
+--          export events change nothing downstream)
 -- ARGV[4]  the new revision, the feed entry's "rev"
 -- ARGV[5]  the data key's handle, the feed entry's "d"
 -- ARGV[6]  the subject id sealed with the data key, the feed entry's "sub"
 -- ARGV[7]  the previous event's hash, the feed entry's "p"
 -- ARGV[8]  state hash and data key TTL in ms; "0": none, and none to remove
--- ARGV[9]  history list TTL in ms; "0" removes any TTL
+--          (whether a subject is a visitor, whose record expires, depends on
+--          its id alone, so a user's never had one)
+-- ARGV[9]  history list TTL in ms; "0" removes any TTL (one set while a
+--          history retention was configured)
 -- ARGV[10] a new wrapped data key to store; "" keeps the stored one
 -- ARGV[11] the idempotency key's field, "" for none
 -- ARGV[12] the request's fingerprint
