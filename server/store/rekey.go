@@ -136,6 +136,8 @@ func (s *Store) rekeySubject(ctx context.Context, pk parsedKey, key string, repo
 	switch {
 	case exists == rekeyAbsent:
 		return nil // erased, expired or moved since the scan saw it
+	case exists != rekeyPresent:
+		return errors.New("store: rekey: unexpected script reply")
 	case handle == "":
 		report.WithoutDataKey++
 		return nil
@@ -173,8 +175,10 @@ func (s *Store) rekeySubject(ctx context.Context, pk parsedKey, key string, repo
 		report.Moved++
 	case rekeyGone:
 		report.AlreadyActive++
-	default:
+	case rekeyBoth:
 		return fmt.Errorf("%w: the subject has data under both the active and a previous HMAC key's names; nothing moved (see consentd verify)", errRekey)
+	default:
+		return errors.New("store: rekey: unexpected script reply")
 	}
 	return nil
 }

@@ -177,10 +177,14 @@ func (v *verifier) checkDataKey(ctx context.Context, pk parsedKey, key string) e
 	if err != nil {
 		return wrapErr("verify", err)
 	}
-	if orphan == dataKeyOrphan {
+	switch orphan {
+	case dataKeyHeld:
+		return nil
+	case dataKeyOrphan:
 		v.find(Finding{Kind: FindingMissing, Key: key, Detail: "a data key whose subject has no state naming it: the state was deleted (an erasure deletes both)"})
+		return nil
 	}
-	return nil
+	return errors.New("store: verify: unexpected script reply")
 }
 
 // subjectView is what readSubjectScript read.
