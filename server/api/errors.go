@@ -54,6 +54,9 @@ func (s *Server) failClosed(ctx context.Context, err error, policy *domain.Polic
 // unexpected is logged with the request id and answered "internal error",
 // never with its cause.
 func (s *Server) toStatus(ctx context.Context, err error) error {
+	if fe := storeInputField(err); fe != nil {
+		err = fe
+	}
 	var (
 		fieldErr    *domain.FieldError
 		minRevErr   *minRevisionError
@@ -94,6 +97,38 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	}
 	s.logger.ErrorContext(ctx, "internal error", "request_id", middleware.RequestID(ctx), "error", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// storeInputField names the request field that a store input error came
+// from; nil for any other error. The store's errors know nothing of the API's
+// field names: this is the one place that does.
+func storeInputField(err error) *domain.FieldError {
+	var (
+		batchErr    *store.BatchSizeError
+		purposesErr *store.FeedPurposesError
+		consumerErr *store.ConsumerNameError
+		cursorErr   *store.InvalidCursorError
+		ackErr      *store.AckIDsError
+	)
+	indexed := func(field string, index int) string {
+		if index < 0 {
+			return field
+		}
+		return fmt.Sprintf("%s[%d]", field, index)
+	}
+	switch {
+	case errors.As(err, &batchErr):
+		return &domain.FieldError{Field: "batch_size", Reason: batchErr.Reason}
+	case errors.As(err, &purposesErr):
+		return &domain.FieldError{Field: indexed("purposes", purposesErr.Index), Reason: purposesErr.Reason}
+	case errors.As(err, &consumerErr):
+		return &domain.FieldError{Field: "consumer", Reason: consumerErr.Reason}
+	case errors.As(err, &cursorErr):
+		return &domain.FieldError{Field: "cursor", Reason: cursorErr.Reason + ": pass a cursor from a response of this feed, or none"}
+	case errors.As(err, &ackErr):
+		return &domain.FieldError{Field: indexed("change_ids", ackErr.Index), Reason: ackErr.Reason}
+	}
+	return nil
 }
 
 // ErrorDomain is the domain of the ErrorInfo details consentd sends.

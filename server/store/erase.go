@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/consentd/consentd/server/domain"
 )
 
@@ -33,52 +31,6 @@ type EraseResult struct {
 	// deleted.
 	FeedEntriesDeleted int
 }
-
-// eraseScript deletes a subject's state hash, history list, idempotency
-// hash and data key under every known HMAC key's names, and, if anything was
-// there, adds an "erase" notice to the change feed (so downstream systems
-// delete what they hold) and an anonymous tombstone (time, actor, reason; no
-// subject id, no key name) to the partition's tombstone list. One slot, so
-// atomic on a cluster too. Deleting the data key is the erasure of
-// everything sealed with it, wherever a copy is (see datakey.go).
-//
-// KEYS[1] the partition's change feed, KEYS[2] its tombstone list, then per
-// known HMAC key: state hash, history list, idempotency hash.
-// ARGV[1] the subject id sealed with the operator's key, the notice's "sub"
-// ARGV[2] the notice's event JSON
-// ARGV[3] the tombstone JSON
-// ARGV[4] feed MINID (unix ms), as in writeScript
-// ARGV[5] the partition's key prefix, to name the data key (see
-// readForWriteScript)
-//
-// Returns {0} if nothing was stored; otherwise {1, notice id, {link events},
-// data key handle, wrapped data key}: the history's link events (from
-// before users' data keys kept their linked visitors) and the data key's
-// record as it was, "" for none: the caller reads the linked visitors from
-// them.
-var eraseScript = redis.NewScript(`
-local existed = false
-local links, handle, wrapped = {}, '', ''
-for i = 3, #KEYS, 3 do
-  if redis.call('EXISTS', KEYS[i], KEYS[i + 1]) > 0 then
-    existed = true
-    handle = redis.call('HGET', KEYS[i], '_dk') or ''
-    for _, e in ipairs(redis.call('LRANGE', KEYS[i + 1], 0, -1)) do
-      if string.find(e, '"t":"link"', 1, true) then links[#links + 1] = e end
-    end
-  end
-  redis.call('DEL', KEYS[i], KEYS[i + 1], KEYS[i + 2])
-end
-if not existed then return {0} end
-if handle ~= '' then
-  local key = ARGV[5] .. ':k:' .. handle
-  wrapped = redis.call('GET', key) or ''
-  redis.call('DEL', key)
-end
-local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[4], '*', 'd', handle, 'sub', ARGV[1], 'rev', 0, 'p', '', 'ev', ARGV[2])
-redis.call('RPUSH', KEYS[2], ARGV[3])
-return {1, id, links, handle, wrapped}
-`)
 
 // tombstone is an erased subject's only trace: when, by whom and why.
 type tombstone struct {
@@ -109,30 +61,26 @@ func (s *Store) Erase(ctx context.Context, e Erasure) (EraseResult, error) {
 		e.Now = time.Now()
 	}
 	known := s.knownKeysFor(e.SubjectID)
-	keys := []string{known[0].feed, known[0].tombstones()}
-	for _, k := range known {
-		keys = append(keys, k.state, k.history, k.idempotency)
-	}
 	event, err := json.Marshal(eventHead{Type: domain.EventErase, At: e.Now.UnixMilli(), Actor: e.Actor, Source: sourceLetters[domain.SourceAPI],
 		Channel: e.Channel, New: map[string]string{}})
 	if err != nil {
 		return EraseResult{}, err
 	}
-	content := string(event[:len(event)-1]) + `,"rev":0`
-	notice := content + `,"h":"` + s.eventHash(e.SubjectID, content, "") + `"}`
+	notice := s.completeEvent(e.SubjectID, string(event[:len(event)-1]), "0", "", nil, "")
 	stone, err := json.Marshal(tombstone{At: e.Now.UnixMilli(), Actor: e.Actor, Reason: e.Reason, Channel: e.Channel})
 	if err != nil {
 		return EraseResult{}, err
 	}
 	minID := max(e.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
-	reply, err := s.runScript(ctx, eraseScript, keys, s.opts.Sealer.Seal([]byte(e.SubjectID)), notice, stone, minID, known[0].base).Slice()
+	reply, err := s.runScript(ctx, eraseScript, eraseArgs{known: known,
+		sealedSubject: s.opts.Sealer.Seal([]byte(e.SubjectID)), notice: notice, tombstone: string(stone), minID: minID}.call()).Slice()
 	if err != nil {
 		return EraseResult{}, wrapErr("erase", err)
 	}
-	if code, _ := reply[0].(int64); code == 0 {
+	if code, _ := reply[0].(int64); code == eraseNothing {
 		return EraseResult{}, nil
 	}
-	if len(reply) != 5 {
+	if code, _ := reply[0].(int64); code != eraseErased || len(reply) != 5 {
 		return EraseResult{}, errors.New("store: erase: unexpected script reply")
 	}
 	res := EraseResult{Erased: true}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/consentd/consentd/server/domain"
 	"github.com/consentd/consentd/server/internal/eventually"
 	"github.com/consentd/consentd/server/internal/redistest"
@@ -35,75 +37,96 @@ func TestErasureLeavesNothingThatOpens(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	const (
-		user      = "jane.roe@example.com"
-		visitor   = "v_AAAAAAAAAAAAAAAAAAAAAA"
-		client1   = "ua=Firefox/140 Jane-Roe-Laptop"
-		guardian  = "Greta Guardian"
-		reason    = "complaint by Jane Roe about mail"
-		keptUser  = "kept.person@example.com"
-		keptFacts = "ua=Safari/18 kept"
-	)
+	writeErasedAndKept(t, s)
+	// The data keys as they were: with them, what the erased left behind
+	// opens; the point is that after the erasure they are nowhere.
+	erasedKeys, wrappedKeys := erasedDataKeys(t, client, prefix)
+
+	res, err := s.Erase(ctx, store.Erasure{SubjectID: erasedUser, Actor: "key:privacy", Reason: "ticket 4711", Channel: "rest"})
+	if err != nil || !res.Erased || len(res.LinkedVisitors) != 1 || res.LinkedVisitors[0] != erasedVisitor {
+		t.Fatalf("Erase(user) = %+v, %v; want erased with its visitor", res, err)
+	}
+	if res, err := s.Erase(ctx, store.Erasure{SubjectID: erasedVisitor, Actor: "key:privacy", Channel: "rest"}); err != nil || !res.Erased {
+		t.Fatalf("Erase(visitor) = %+v, %v", res, err)
+	}
+
+	all := everyCopy(t, srv, client)
+	checkNothingOfTheErasedOpens(t, all, erasedKeys, wrappedKeys)
+	checkOperatorSealedOnlyInNotices(t, all)
+	notices := 0
+	for _, e := range client.XRange(ctx, prefix+":{p0}:feed", "-", "+").Val() {
+		if sub, err := storetest.Sealer.Open(e.Values["sub"].(string)); err == nil && (string(sub) == erasedUser || string(sub) == erasedVisitor) {
+			notices++
+		}
+	}
+	if notices != 2 {
+		t.Errorf("%d erase notices, want 2 (the user's and its visitor's)", notices)
+	}
+}
+
+// The people of TestErasureLeavesNothingThatOpens: a user, its linked
+// visitor and what they disclosed, erased; and a subject kept.
+const (
+	erasedUser     = "jane.roe@example.com"
+	erasedVisitor  = "v_AAAAAAAAAAAAAAAAAAAAAA"
+	erasedClient   = "ua=Firefox/140 Jane-Roe-Laptop"
+	erasedGuardian = "Greta Guardian"
+	erasedReason   = "complaint by Jane Roe about mail"
+	keptUser       = "kept.person@example.com"
+	keptFacts      = "ua=Safari/18 kept"
+)
+
+// writeErasedAndKept writes everything personal an event can hold (client
+// facts, a link both ways, a reason, a guardian, an idempotency record) for
+// the user and visitor to erase, and a write of the kept subject among them.
+func writeErasedAndKept(t *testing.T, s *store.Store) {
+	t.Helper()
 	now := time.Unix(1_750_000_000, 0)
-	ev := func(typ domain.EventType, src domain.Source) store.EventInfo {
-		return store.EventInfo{Type: typ, Actor: "key:app", Source: src, PolicyVersion: "1", Channel: "rest"}
+	ev := func(typ domain.EventType, src domain.Source, personal func(*store.EventInfo)) store.EventInfo {
+		e := store.EventInfo{Type: typ, Actor: "key:app", Source: src, PolicyVersion: "1", Channel: "rest"}
+		if personal != nil {
+			personal(&e)
+		}
+		return e
 	}
 	grant := func(p string, granted bool) map[string]domain.Decision {
 		return map[string]domain.Decision{p: {Granted: granted, DecidedAt: now, Source: domain.SourceBanner, PolicyVersion: 1, Region: "DE"}}
 	}
 	minor := true
 	writes := []store.Write{
-		{SubjectID: visitor, Decisions: grant("ads", true), Region: "DE", Event: func() store.EventInfo {
-			e := ev(domain.EventUpdate, domain.SourceBanner)
-			e.Client = client1
-			return e
-		}()},
-		{SubjectID: keptUser, Decisions: grant("ads", true), Event: func() store.EventInfo {
-			e := ev(domain.EventUpdate, domain.SourceBanner)
-			e.Client = keptFacts
-			return e
-		}()},
-		{SubjectID: visitor, LinkTo: user, Event: func() store.EventInfo {
-			e := ev(domain.EventLink, domain.SourceLink)
-			e.Counterpart = user
-			return e
-		}()},
-		{SubjectID: user, LinkedVisitor: visitor, Decisions: grant("ads", true), Event: func() store.EventInfo {
-			e := ev(domain.EventLink, domain.SourceLink)
-			e.Counterpart = visitor
-			return e
-		}()},
-		{SubjectID: user, Restrict: &minor, Event: func() store.EventInfo {
-			e := ev(domain.EventRestrict, domain.SourceAPI)
-			e.Reason = reason
-			return e
-		}()},
-		{SubjectID: user, Minor: &minor, Event: func() store.EventInfo {
-			e := ev(domain.EventMinor, domain.SourceAPI)
-			e.Minor = &minor
-			return e
-		}()},
-		{SubjectID: user, GuardianConfirmed: true, Event: func() store.EventInfo {
-			e := ev(domain.EventGuardian, domain.SourceAPI)
-			e.Guardian = guardian
-			return e
-		}()},
-		{SubjectID: user, Decisions: grant("ads", false), IdempotencyKey: "withdraw-1", Event: ev(domain.EventWithdraw, domain.SourceAPI)},
+		{SubjectID: erasedVisitor, Decisions: grant("ads", true), Region: "DE",
+			Event: ev(domain.EventUpdate, domain.SourceBanner, func(e *store.EventInfo) { e.Client = erasedClient })},
+		{SubjectID: keptUser, Decisions: grant("ads", true),
+			Event: ev(domain.EventUpdate, domain.SourceBanner, func(e *store.EventInfo) { e.Client = keptFacts })},
+		{SubjectID: erasedVisitor, LinkTo: erasedUser,
+			Event: ev(domain.EventLink, domain.SourceLink, func(e *store.EventInfo) { e.Counterpart = erasedUser })},
+		{SubjectID: erasedUser, LinkedVisitor: erasedVisitor, Decisions: grant("ads", true),
+			Event: ev(domain.EventLink, domain.SourceLink, func(e *store.EventInfo) { e.Counterpart = erasedVisitor })},
+		{SubjectID: erasedUser, Restrict: &minor,
+			Event: ev(domain.EventRestrict, domain.SourceAPI, func(e *store.EventInfo) { e.Reason = erasedReason })},
+		{SubjectID: erasedUser, Minor: &minor,
+			Event: ev(domain.EventMinor, domain.SourceAPI, func(e *store.EventInfo) { e.Minor = &minor })},
+		{SubjectID: erasedUser, GuardianConfirmed: true,
+			Event: ev(domain.EventGuardian, domain.SourceAPI, func(e *store.EventInfo) { e.Guardian = erasedGuardian })},
+		{SubjectID: erasedUser, Decisions: grant("ads", false), IdempotencyKey: "withdraw-1", Event: ev(domain.EventWithdraw, domain.SourceAPI, nil)},
 	}
 	for i, w := range writes {
 		w.Now = now.Add(time.Duration(i) * time.Second)
-		if _, err := s.Write(ctx, w); err != nil {
+		if _, err := s.Write(t.Context(), w); err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
 	}
-	// The data keys as they were: with them, what the erased left behind
-	// opens; the point is that after the erasure they are nowhere.
-	erasedKeys := map[string][]byte{} // handle -> key
-	var wrappedKeys []string
-	for _, name := range client.Keys(ctx, prefix+":*:k:*").Val() {
+}
+
+// erasedDataKeys opens the stored data key records and returns the erased
+// subjects' keys by handle, and their wrapped records.
+func erasedDataKeys(t *testing.T, client *redis.Client, prefix string) (keys map[string][]byte, wrapped []string) {
+	t.Helper()
+	keys = map[string][]byte{}
+	for _, name := range client.Keys(t.Context(), prefix+":*:k:*").Val() {
 		handle := name[strings.LastIndex(name, ":")+1:]
-		wrapped := client.Get(ctx, name).Val()
-		plain, err := storetest.Sealer.Open(wrapped)
+		w := client.Get(t.Context(), name).Val()
+		plain, err := storetest.Sealer.Open(w)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,25 +137,23 @@ func TestErasureLeavesNothingThatOpens(t *testing.T) {
 		if err := json.Unmarshal(plain[len(handle)+1:], &rec); err != nil {
 			t.Fatal(err)
 		}
-		if rec.S == user || rec.S == visitor {
-			erasedKeys[handle] = rec.K
-			wrappedKeys = append(wrappedKeys, wrapped)
+		if rec.S == erasedUser || rec.S == erasedVisitor {
+			keys[handle] = rec.K
+			wrapped = append(wrapped, w)
 		}
 	}
-	if len(erasedKeys) != 2 {
-		t.Fatalf("%d data keys for the user and its visitor, want 2", len(erasedKeys))
+	if len(keys) != 2 {
+		t.Fatalf("%d data keys for the user and its visitor, want 2", len(keys))
 	}
+	return keys, wrapped
+}
 
-	res, err := s.Erase(ctx, store.Erasure{SubjectID: user, Actor: "key:privacy", Reason: "ticket 4711", Channel: "rest"})
-	if err != nil || !res.Erased || len(res.LinkedVisitors) != 1 || res.LinkedVisitors[0] != visitor {
-		t.Fatalf("Erase(user) = %+v, %v; want erased with its visitor", res, err)
-	}
-	if res, err := s.Erase(ctx, store.Erasure{SubjectID: visitor, Actor: "key:privacy", Channel: "rest"}); err != nil || !res.Erased {
-		t.Fatalf("Erase(visitor) = %+v, %v", res, err)
-	}
-
-	// Every copy: a DUMP of every key, and the append-only file rewritten,
-	// uncompressed, so that what they hold can be searched.
+// everyCopy is every copy Redis keeps, concatenated: a DUMP of every key,
+// and the append-only file rewritten, uncompressed, so that what they hold
+// can be searched.
+func everyCopy(t *testing.T, srv *redistest.Server, client *redis.Client) string {
+	t.Helper()
+	ctx := t.Context()
 	if err := client.ConfigSet(ctx, "rdbcompression", "no").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -158,20 +179,23 @@ func TestErasureLeavesNothingThatOpens(t *testing.T) {
 		}
 		copies.Write(b)
 	}
-	all := copies.String()
+	return copies.String()
+}
 
-	// What the kept subject wrote is there (the copies are real), and
-	// nothing of the erased in the clear.
+// checkNothingOfTheErasedOpens: what the kept subject wrote is in the copies
+// (they are real), nothing of the erased is in the clear, and the erased
+// data keys are in no copy, while values sealed with them are (the stream
+// node still holds the XDEL'd feed entries).
+func checkNothingOfTheErasedOpens(t *testing.T, all string, erasedKeys map[string][]byte, wrappedKeys []string) {
+	t.Helper()
 	if n := strings.Count(all, "*"); n == 0 {
 		t.Fatal("no sealed values in the copies: they are not what the test thinks")
 	}
-	for _, plain := range []string{user, visitor, "Jane", "Roe", "Greta", "Firefox", "complaint"} {
+	for _, plain := range []string{erasedUser, erasedVisitor, "Jane", "Roe", "Greta", "Firefox", "complaint"} {
 		if strings.Contains(all, plain) {
 			t.Errorf("the copies hold %q in the clear", plain)
 		}
 	}
-	// The stream node still holds the erased's XDEL'd feed entries, sealed
-	// with their data keys; the keys themselves are in no copy.
 	for handle := range erasedKeys {
 		if strings.Contains(all, ":k:"+handle) {
 			t.Errorf("the erased data key %s is still stored", handle)
@@ -194,7 +218,12 @@ func TestErasureLeavesNothingThatOpens(t *testing.T) {
 	if openable == 0 {
 		t.Error("no value sealed with the erased data keys is left in the stream: the test no longer shows what shredding protects")
 	}
-	// What the operator's key opens is only the erase notices' subject ids.
+}
+
+// checkOperatorSealedOnlyInNotices: what the operator's key opens in the
+// copies is only the erase notices' subject ids (and the kept subject's).
+func checkOperatorSealedOnlyInNotices(t *testing.T, all string) {
+	t.Helper()
 	opSealed := regexp.MustCompile(`storetest\.[A-Za-z0-9_-]{20,}`)
 	for _, v := range opSealed.FindAllString(all, -1) {
 		plain, err := storetest.Sealer.Open(v)
@@ -202,7 +231,7 @@ func TestErasureLeavesNothingThatOpens(t *testing.T) {
 			continue
 		}
 		switch p := string(plain); {
-		case p == user || p == visitor:
+		case p == erasedUser || p == erasedVisitor:
 			// the erase notices: their whole content is the id
 			if !strings.Contains(all, `"t":"erase"`) {
 				t.Errorf("%q opens outside an erase notice", p)
@@ -212,15 +241,6 @@ func TestErasureLeavesNothingThatOpens(t *testing.T) {
 		default:
 			t.Errorf("a value in the copies opens to %q", p)
 		}
-	}
-	notices := 0
-	for _, e := range client.XRange(ctx, prefix+":{p0}:feed", "-", "+").Val() {
-		if sub, err := storetest.Sealer.Open(e.Values["sub"].(string)); err == nil && (string(sub) == user || string(sub) == visitor) {
-			notices++
-		}
-	}
-	if notices != 2 {
-		t.Errorf("%d erase notices, want 2 (the user's and its visitor's)", notices)
 	}
 }
 

@@ -95,3 +95,59 @@ func isRedirect(err error) bool {
 	_, ask := redis.IsAskError(err)
 	return moved || ask
 }
+
+// Bad input to the change feed. The store names what is wrong in its own
+// terms; the API maps each type to the request field it came from (api's
+// toStatus), so these errors hold no API field names. Reason says what is
+// wrong for a person to read.
+
+// BatchSizeError: FeedQuery.BatchSize is outside 0 to MaxFeedBatch.
+type BatchSizeError struct {
+	Size   int
+	Reason string
+}
+
+func (e *BatchSizeError) Error() string { return "store: feed batch size: " + e.Reason }
+
+// FeedPurposesError: FeedQuery.Purposes is too long (Index -1) or its
+// element Index is not a purpose id.
+type FeedPurposesError struct {
+	Index  int
+	Reason string
+}
+
+func (e *FeedPurposesError) Error() string {
+	if e.Index < 0 {
+		return "store: feed purposes: " + e.Reason
+	}
+	return fmt.Sprintf("store: feed purpose %d: %s", e.Index, e.Reason)
+}
+
+// ConsumerNameError: a feed consumer's name is not 1-64 of a-z 0-9 . _ -.
+type ConsumerNameError struct {
+	Reason string
+}
+
+func (e *ConsumerNameError) Error() string { return "store: feed consumer name: " + e.Reason }
+
+// InvalidCursorError: a feed cursor that this feed did not hand out (damaged,
+// of another installation, or for another number of partitions).
+type InvalidCursorError struct {
+	Reason string
+}
+
+func (e *InvalidCursorError) Error() string { return "store: feed cursor: " + e.Reason }
+
+// AckIDsError: the change ids to acknowledge are too few or too many (Index
+// -1), or the one at Index is not a change id of this feed.
+type AckIDsError struct {
+	Index  int
+	Reason string
+}
+
+func (e *AckIDsError) Error() string {
+	if e.Index < 0 {
+		return "store: change ids: " + e.Reason
+	}
+	return fmt.Sprintf("store: change id %d: %s", e.Index, e.Reason)
+}

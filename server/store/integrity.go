@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/sha1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -34,7 +35,7 @@ import (
 // Their next write tags the state and chains on from their last event.
 
 // Internal fields of the state hash kept for erasure and integrity (see
-// record.go for the others).
+// statecodec.go for the others).
 const (
 	fieldDataKey = "_dk"  // the handle of the subject's data key (datakey.go)
 	fieldTag     = "_tag" // the state's MAC
@@ -44,7 +45,7 @@ const (
 )
 
 // eventHashHex is the length of an event's hash: 40 hex digits (160 bits),
-// the length of the earlier layouts' sha1.
+// the length of the sha1 of events written before keyed MACs.
 const eventHashHex = 40
 
 // eventHash is an event's "h": the MAC of the subject id, the event's content
@@ -125,4 +126,26 @@ func stateTagParts(subjectID string, state map[string]string) [][]byte {
 		parts = append(parts, []byte(name), []byte(state[name]))
 	}
 	return parts
+}
+
+// legacyHashMatches reports whether a stored event's hash is the unkeyed
+// sha1 of events written before keyed MACs: over its content followed by
+// ,"prev":"<prev>"}, prev being the previous event's hash.
+func legacyHashMatches(entry, prev string) bool {
+	n := len(entry)
+	if n < hashSuffixLen+2 || entry[n-hashSuffixLen:n-42] != `,"h":"` || entry[n-2:] != `"}` {
+		return false
+	}
+	sum := sha1.Sum([]byte(entry[:n-hashSuffixLen] + `,"prev":"` + prev + `"}`))
+	return hex.EncodeToString(sum[:]) == entry[n-42:n-2]
+}
+
+// keyedHashMatches reports whether a stored event's hash is its keyed MAC
+// (eventHash).
+func (s *Store) keyedHashMatches(subjectID, entry, prev string) bool {
+	n := len(entry)
+	if n < hashSuffixLen+2 || entry[n-hashSuffixLen:n-42] != `,"h":"` || entry[n-2:] != `"}` {
+		return false
+	}
+	return s.eventHashMatches(subjectID, entry[:n-hashSuffixLen], prev, entry[n-42:n-2])
 }

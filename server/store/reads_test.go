@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/consentd/consentd/server/internal/eventually"
 	"github.com/consentd/consentd/server/internal/redistest"
 	"github.com/consentd/consentd/server/store"
 	"github.com/consentd/consentd/server/store/storetest"
@@ -38,7 +39,7 @@ func TestConcurrentChecksShareRoundTripsAndEachGetsItsOwnAnswer(t *testing.T) {
 	t.Cleanup(func() { _ = stall.Close() })
 	stalled := make(chan error, 1)
 	go func() { stalled <- stall.Do(t.Context(), "debug", "sleep", "0.3").Err() }()
-	time.Sleep(50 * time.Millisecond)
+	waitUntilStalled(t, srv.Addr())
 
 	var wg sync.WaitGroup
 	for i := range subjects {
@@ -93,7 +94,7 @@ func TestConcurrentChecksBehindAStalledRedisFailWithinTheSharedReadTimeout(t *te
 	t.Cleanup(func() { _ = stall.Close() })
 	stalled := make(chan error, 1)
 	go func() { stalled <- stall.Do(context.Background(), "debug", "sleep", "3").Err() }()
-	time.Sleep(50 * time.Millisecond)
+	waitUntilStalled(t, srv.Addr())
 
 	caller, cancel := context.WithTimeout(context.Background(), 10*timeout)
 	defer cancel()
@@ -115,4 +116,16 @@ func TestConcurrentChecksBehindAStalledRedisFailWithinTheSharedReadTimeout(t *te
 	if err := <-stalled; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waitUntilStalled returns once Redis at addr is busy with a DEBUG SLEEP: a
+// PING on a connection of its own goes unanswered for 20 ms (Redis answers
+// one in well under that while idle).
+func waitUntilStalled(t *testing.T, addr string) {
+	t.Helper()
+	probe := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 20 * time.Millisecond})
+	t.Cleanup(func() { _ = probe.Close() })
+	eventually.True(t, "Redis to stall in DEBUG SLEEP", func() bool {
+		return probe.Ping(context.Background()).Err() != nil
+	})
 }

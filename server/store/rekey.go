@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Rekeying, what `consentd rekey` runs: it moves every subject still under
@@ -15,14 +13,14 @@ import (
 // subject's next write (see "Rotating the HMAC key" in store.go).
 //
 // A move is what a write does first when it finds the subject under a
-// previous key (writeScript): one script RENAMEs the state hash, the
+// previous key (write.lua): one script RENAMEs the state hash, the
 // history list and the idempotency hash to the active names, so readers,
 // which look under every known name at one instant, see the subject in one
 // place before and after. It moves nothing when the active names already
 // hold data (a write moved it since, or something is wrong: reported as an
 // error), so running it twice, or alongside writes, is harmless; a write
 // that read the subject under the old names before the move finds the
-// revision gone from them and computes itself again (writeScript's check).
+// revision gone from them and computes itself again (write.lua's check).
 //
 // The subject id that names the active names comes from the subject's data
 // key record (datakey.go), as the key names are one-way. A subject written
@@ -54,35 +52,6 @@ type RekeyReport struct {
 	WithoutDataKey int // written before data keys: no subject id to name them by
 	Errors         int // could not be moved (see OnError)
 }
-
-// rekeyReadScript reads a state's data key at one instant.
-//
-// KEYS[1] the state hash; ARGV[1] the partition's key prefix.
-// Returns {exists (0 or 1), data key handle or "", wrapped data key or ""}.
-var rekeyReadScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', ''} end
-local handle = redis.call('HGET', KEYS[1], '_dk') or ''
-local wrapped = ''
-if handle ~= '' then wrapped = redis.call('GET', ARGV[1] .. ':k:' .. handle) or '' end
-return {1, handle, wrapped}
-`)
-
-// rekeyMoveScript moves one subject from a previous HMAC key's names to the
-// active key's.
-//
-// KEYS[1..3] state hash, history list, idempotency hash under the previous
-// key; KEYS[4..6] the same under the active key. One slot.
-// Returns 1 when moved, 0 when there was nothing under the previous names
-// (moved or erased since it was read), -1 when the active names already
-// hold a state or history (nothing moved).
-var rekeyMoveScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('EXISTS', KEYS[4], KEYS[5]) > 0 then return -1 end
-redis.call('RENAME', KEYS[1], KEYS[4])
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[5]) end
-if redis.call('EXISTS', KEYS[3]) == 1 and redis.call('EXISTS', KEYS[6]) == 0 then redis.call('RENAME', KEYS[3], KEYS[6]) end
-return 1
-`)
 
 // errRekey marks a subject rekey could not move (not a Redis error: the
 // run goes on).
@@ -154,7 +123,7 @@ func (s *Store) Rekey(ctx context.Context, sc ScanScope, cursor string, opts Rek
 // rekeySubject moves the subject whose state a scan found at key, if it is
 // under a previous HMAC key's names.
 func (s *Store) rekeySubject(ctx context.Context, pk parsedKey, key string, report *RekeyReport) error {
-	reply, err := s.runScript(ctx, rekeyReadScript, []string{key}, pk.base).Slice()
+	reply, err := s.runScript(ctx, rekeyReadScript, rekeyReadArgs{state: key, base: pk.base}.call()).Slice()
 	if err != nil {
 		return wrapErr("rekey", err)
 	}
@@ -165,8 +134,10 @@ func (s *Store) rekeySubject(ctx context.Context, pk parsedKey, key string, repo
 	handle, _ := reply[1].(string)
 	wrapped, _ := reply[2].(string)
 	switch {
-	case exists == 0:
+	case exists == rekeyAbsent:
 		return nil // erased, expired or moved since the scan saw it
+	case exists != rekeyPresent:
+		return errors.New("store: rekey: unexpected script reply")
 	case handle == "":
 		report.WithoutDataKey++
 		return nil
@@ -195,18 +166,19 @@ func (s *Store) rekeySubject(ctx context.Context, pk parsedKey, key string, repo
 		return fmt.Errorf("%w: the state is not under its subject's name for any known HMAC key (see consentd verify)", errRekey)
 	}
 	old, active := known[from], known[0]
-	moved, err := s.runScript(ctx, rekeyMoveScript,
-		[]string{old.state, old.history, old.idempotency, active.state, active.history, active.idempotency}).Int()
+	moved, err := s.runScript(ctx, rekeyMoveScript, rekeyMoveArgs{from: old, to: active}.call()).Int()
 	if err != nil {
 		return wrapErr("rekey", err)
 	}
 	switch moved {
-	case 1:
+	case rekeyMoved:
 		report.Moved++
-	case 0:
+	case rekeyGone:
 		report.AlreadyActive++
-	default:
+	case rekeyBoth:
 		return fmt.Errorf("%w: the subject has data under both the active and a previous HMAC key's names; nothing moved (see consentd verify)", errRekey)
+	default:
+		return errors.New("store: rekey: unexpected script reply")
 	}
 	return nil
 }

@@ -9,6 +9,14 @@
 // and keeps all keys of a subject in one cluster slot, so the same code runs
 // on a single Redis and on Redis Cluster.
 //
+// Where things are: this file holds Store, New and Options. A check (the
+// consent API's hot path) is GetPurposes or GetMany in reads.go: one HMGET,
+// or one pipeline of them, decoded by statecodec.go. A write is write.go
+// and writestate.go; the stored event eventcodec.go; history pages and the
+// verified chain history.go; erasure erase.go; the change feed feed*.go;
+// integrity MACs integrity.go; key names keys.go; every Lua script is in
+// lua/, run through scripts.go.
+//
 // Give the store a client without automatic retries (MaxRetries: -1): a
 // write script retried after a lost reply could apply twice. Callers retry
 // safely with an idempotency key.
@@ -261,14 +269,6 @@ func (s *Store) Ping(ctx context.Context) error {
 	return wrapErr("ping", err)
 }
 
-// writeProbe is a script that declares it may write (a shebang without the
-// no-writes flag) and writes nothing. Redis 7 refuses such a script before
-// running it exactly when it would refuse a write for memory (maxmemory
-// reached under noeviction), so running it asks "would a write be refused
-// for memory now?" without writing. It names no key: on a cluster it runs on
-// whichever master it is sent to.
-var writeProbe = redis.NewScript("#!lua\nreturn 1")
-
 // StorageFull reports whether Redis refuses writes for memory now (on a
 // cluster: any master), without writing anything. Reads still work then.
 // An error means it could not tell (Redis unreachable; a replica, which
@@ -276,7 +276,7 @@ var writeProbe = redis.NewScript("#!lua\nreturn 1")
 // answers at all.
 func (s *Store) StorageFull(ctx context.Context) (bool, error) {
 	probe := func(ctx context.Context, c redis.Scripter) (bool, error) {
-		err := writeProbe.Run(ctx, c, nil).Err()
+		err := writeProbeScript.Run(ctx, c, nil).Err()
 		if redis.IsOOMError(err) {
 			return true, nil
 		}
@@ -298,12 +298,4 @@ func (s *Store) StorageFull(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	return false, err
-}
-
-// runScript runs a script by EVALSHA and, when Redis does not have it cached
-// (first use, after a restart or SCRIPT FLUSH, or on a new cluster node),
-// by EVAL, which also caches it. Scripts are only ever run this way, one call
-// at a time: EVALSHA inside a pipeline would not fall back to EVAL.
-func (s *Store) runScript(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
-	return script.Run(ctx, s.client, keys, args...)
 }

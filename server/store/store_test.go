@@ -366,28 +366,22 @@ func TestMemoryUsage(t *testing.T) {
 }
 
 // hashed completes an event's content (its JSON up to where "h" goes) with
-// its hash: over the content followed by the previous event's hash, or, in
-// the first layout (which stores "prev"), over the content as stored.
+// the unkeyed hash of events written before keyed MACs: the sha1 of the
+// content followed by the previous event's hash.
 func hashed(content, prev string) string {
-	body := content + `,"prev":"` + prev + `"}`
-	if strings.Contains(content, `,"prev":"`) {
-		body = content + "}"
-	}
-	sum := sha1.Sum([]byte(body))
+	sum := sha1.Sum([]byte(content + `,"prev":"` + prev + `"}`))
 	return content + `,"h":"` + hex.EncodeToString(sum[:]) + `"}`
 }
 
-// Histories written in the earlier layouts (the first stored "prev" in each
-// event, hashed as stored; both spelled out the type and channel and kept the
-// decisions before as an object "old") still verify and read, new events
-// chain onto them, and editing them is still caught.
-func TestHistoriesOfTheEarlierLayoutsStillVerify(t *testing.T) {
+// Histories written before keyed MACs (unkeyed sha1 hashes) still verify
+// and read, new events chain onto them, and editing them is still caught.
+func TestUnkeyedHistoriesStillVerify(t *testing.T) {
 	client := redistest.Start(t).Client(t)
 	s, prefix := storetest.NewStore(t, client)
-	const subject = "old-layouts"
+	const subject = "unkeyed"
 	ctx := t.Context()
 	// Two writes give the state its revision 2; their events are replaced by
-	// the same changes as the earlier layouts wrote them.
+	// the same changes as written before keyed MACs.
 	first := update(subject, true)
 	first.Decisions["ads"] = first.Decisions["analytics"]
 	for _, w := range []store.Write{first, update(subject, false)} {
@@ -399,14 +393,14 @@ func TestHistoriesOfTheEarlierLayoutsStillVerify(t *testing.T) {
 	for _, k := range client.Keys(ctx, prefix+":*:h:*").Val() {
 		history = k
 	}
-	e1 := hashed(`{"t":"update","at":1750000000000,"a":"visitor","s":"b","pv":"2025-06-01","r":"DE","c":"rest",`+
-		`"n":{"ads":"g","analytics":"g"},"rev":1,"old":{},"prev":""`, "")
+	e1 := hashed(`{"at":1750000000000,"a":"visitor","s":"b","pv":"2025-06-01","r":"DE","c":"r",`+
+		`"n":{"ads":"g","analytics":"g"},"rev":1`, "")
 	h1 := e1[len(e1)-42 : len(e1)-2]
-	e2 := hashed(`{"t":"update","at":1750000001000,"a":"key:app","s":"a","c":"grpc","n":{"analytics":"d"},"rev":2,"old":{"analytics":"g"}`, h1)
+	e2 := hashed(`{"at":1750000001000,"a":"key:app","s":"a","c":"g","n":{"analytics":"d"},"rev":2,"o":"g"`, h1)
 	h2 := e2[len(e2)-42 : len(e2)-2]
 	client.Del(ctx, history)
 	client.RPush(ctx, history, e1, e2)
-	// The state as the earlier versions left it: no integrity tag, no data
+	// The state as versions before keyed MACs left it: no integrity tag, no data
 	// key.
 	for _, k := range client.Keys(ctx, prefix+":*:s:*").Val() {
 		client.HDel(ctx, k, "_tag", "_dk")
@@ -422,7 +416,7 @@ func TestHistoriesOfTheEarlierLayoutsStillVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	if h, err := s.History(ctx, subject); err != nil || h.Chain != nil || h.Checked != 3 {
-		t.Fatalf("History of all three layouts: %d checked, chain %v, %v", h.Checked, h.Chain, err)
+		t.Fatalf("History of unkeyed and keyed events: %d checked, chain %v, %v", h.Checked, h.Chain, err)
 	}
 	// The new event is in the current layout: no type for an update, the
 	// channel a letter, the decisions before by position ("analytics" was
@@ -455,13 +449,13 @@ func TestHistoriesOfTheEarlierLayoutsStillVerify(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	// A page that starts on an event of the earlier layout takes the
-	// previous hash from it.
+	// A page that starts on an unkeyed event takes the previous hash from
+	// it.
 	if page, err := s.Events(ctx, subject, 3, 1); err != nil || len(page) != 1 || page[0].PrevHash != h1 || page[0].Hash != h2 {
 		t.Errorf("Events before 3, limit 1 = %+v, %v", page, err)
 	}
 
-	// Edits of events of either earlier layout break the chain.
+	// Edits of unkeyed events break the chain.
 	for i, e := range []string{e1, e2} {
 		client.LSet(ctx, history, int64(i), strings.Replace(e, `"analytics":"`, `"analytics":"x`, 1))
 		var chainErr *store.ChainError

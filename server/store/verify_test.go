@@ -91,19 +91,55 @@ func feedEntries(t *testing.T, c *redis.Client, prefix string) (feed string, ent
 	return feed, entries
 }
 
+// TestVerifyFindsTampering: every way of changing Redis without the
+// operator's keys below is found by a verification of everything, of the
+// kind it is, and (but for a copy over another subject's names) by a
+// verification of the subject alone; no finding names the subject.
 func TestVerifyFindsTampering(t *testing.T) {
 	client := redistest.Start(t).Client(t)
-	const subject, other = "alice", "bob"
+	for _, tc := range slices.Concat(historyEdits(), stateEdits(), rollbacks(), deletions(), forgeries()) {
+		t.Run(tc.name, func(t *testing.T) {
+			s, prefix := storetest.NewStore(t, client)
+			if all, one, _ := verified(t, s, tampered, false); len(all)+len(one) != 0 {
+				t.Fatalf("findings before tampering: %v %v", all, one)
+			}
+			tc.tamper(t, s, client, prefix)
+			all, one, report := verified(t, s, tampered, false)
+			if !slices.Contains(kinds(all), tc.want) {
+				t.Errorf("Verify found %v, want a finding of kind %s", all, tc.want)
+			}
+			if report.Findings[tc.want] == 0 || report.FindingsTotal() != len(all) {
+				t.Errorf("report %+v, want it to count the %d findings reported", report, len(all))
+			}
+			if tc.want != store.FindingMisplaced && !slices.Contains(kinds(one), tc.want) {
+				t.Errorf("VerifySubject found %v, want a finding of kind %s", one, tc.want)
+			}
+			for _, f := range append(all, one...) {
+				if strings.Contains(f.String(), tampered) {
+					t.Errorf("a finding names the subject: %s", f)
+				}
+			}
+		})
+	}
+}
 
-	for _, tc := range []struct {
-		name string
-		// tamper writes through s and changes Redis with c; the subject
-		// verified alone is alice.
-		tamper func(t *testing.T, s *store.Store, c *redis.Client, prefix string)
-		want   store.FindingKind
-	}{
+// The subject tampered with, and the one whose names a copy takes.
+const tampered, bystander = "alice", "bob"
+
+// tampering is one way of changing Redis: tamper writes through s and
+// changes Redis with c, and a verification must find it as want.
+type tampering struct {
+	name   string
+	tamper func(t *testing.T, s *store.Store, c *redis.Client, prefix string)
+	want   store.FindingKind
+}
+
+// historyEdits: the history edited: an event changed (its unkeyed chain
+// recomputed), removed, or the oldest dropped.
+func historyEdits() []tampering {
+	return []tampering{
 		{"a. an event edited, with the old unkeyed sha1 chain recomputed over it and after it", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 4)
+			writes(t, s, tampered, 4)
 			history := keyOf(t, c, prefix, ":h:")
 			events := c.LRange(t.Context(), history, 0, -1).Val()
 			prev := events[0][len(events[0])-42 : len(events[0])-2]
@@ -117,9 +153,8 @@ func TestVerifyFindsTampering(t *testing.T) {
 				c.LSet(t.Context(), history, int64(i), events[i])
 			}
 		}, store.FindingHistory},
-
 		{"b. an event deleted from the middle and the later ones renumbered", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 5)
+			writes(t, s, tampered, 5)
 			history := keyOf(t, c, prefix, ":h:")
 			events := c.LRange(t.Context(), history, 0, -1).Val()
 			c.LRem(t.Context(), history, 1, events[2])
@@ -127,14 +162,19 @@ func TestVerifyFindsTampering(t *testing.T) {
 				c.LSet(t.Context(), history, int64(i-1), strings.Replace(events[i], fmt.Sprintf(`"rev":%d`, i+1), fmt.Sprintf(`"rev":%d`, i), 1))
 			}
 		}, store.FindingHistory},
-
 		{"c. the oldest events dropped (LTRIM)", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 5)
+			writes(t, s, tampered, 5)
 			c.LTrim(t.Context(), keyOf(t, c, prefix, ":h:"), 2, -1)
 		}, store.FindingHistory},
+	}
+}
 
+// stateEdits: the state changed without the keys, alone or with the history
+// to match.
+func stateEdits() []tampering {
+	return []tampering{
 		{"d. a denial in the state flipped to a grant", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 2)
+			writes(t, s, tampered, 2)
 			state := keyOf(t, c, prefix, ":s:")
 			denial := c.HGet(t.Context(), state, "ads").Val()
 			if !strings.HasPrefix(denial, "d|") {
@@ -142,12 +182,11 @@ func TestVerifyFindsTampering(t *testing.T) {
 			}
 			c.HSet(t.Context(), state, "ads", "g|"+denial[2:])
 		}, store.FindingState},
-
 		{"e. the last event removed, the revision lowered and the old decision restored", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 1)
+			writes(t, s, tampered, 1)
 			state := keyOf(t, c, prefix, ":s:")
 			before := c.HGet(t.Context(), state, "ads").Val()
-			w := update(subject, false)
+			w := update(tampered, false)
 			w.Decisions = map[string]domain.Decision{"ads": {Granted: false, DecidedAt: time.Unix(1_750_000_000, 0), Source: domain.SourceAPI}}
 			if _, err := s.Write(t.Context(), w); err != nil {
 				t.Fatal(err)
@@ -155,12 +194,11 @@ func TestVerifyFindsTampering(t *testing.T) {
 			c.RPop(t.Context(), keyOf(t, c, prefix, ":h:"))
 			c.HSet(t.Context(), state, "_rev", "1", "ads", before)
 		}, store.FindingState},
-
 		{"e. the same with the tag copied before the last write: state and history agree, the feed holds the removed revision", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 1)
+			writes(t, s, tampered, 1)
 			state := keyOf(t, c, prefix, ":s:")
 			copied := c.HGetAll(t.Context(), state).Val()
-			w := update(subject, false)
+			w := update(tampered, false)
 			w.Decisions = map[string]domain.Decision{"ads": {Granted: false, DecidedAt: time.Unix(1_750_000_000, 0), Source: domain.SourceAPI}}
 			if _, err := s.Write(t.Context(), w); err != nil {
 				t.Fatal(err)
@@ -168,59 +206,71 @@ func TestVerifyFindsTampering(t *testing.T) {
 			c.RPop(t.Context(), keyOf(t, c, prefix, ":h:"))
 			c.HSet(t.Context(), state, "_rev", copied["_rev"], "ads", copied["ads"], "_tag", copied["_tag"])
 		}, store.FindingRollback},
+	}
+}
 
+// rollbacks: state and history put back together while the feed holds what
+// came after.
+func rollbacks() []tampering {
+	return []tampering{
 		{"f. state and history rolled back together to an earlier copy while the feed holds the later entries", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 2)
+			writes(t, s, tampered, 2)
 			state, history := keyOf(t, c, prefix, ":s:"), keyOf(t, c, prefix, ":h:")
 			savedState, savedHistory := c.Dump(t.Context(), state).Val(), c.Dump(t.Context(), history).Val()
-			writes(t, s, subject, 2)
+			writes(t, s, tampered, 2)
 			c.RestoreReplace(t.Context(), state, 0, savedState)
 			c.RestoreReplace(t.Context(), history, 0, savedHistory)
 		}, store.FindingRollback},
-
 		{"f. the same, then written again: the feed's event for a revision is not the history's", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 2)
+			writes(t, s, tampered, 2)
 			state, history := keyOf(t, c, prefix, ":s:"), keyOf(t, c, prefix, ":h:")
 			savedState, savedHistory := c.Dump(t.Context(), state).Val(), c.Dump(t.Context(), history).Val()
-			writes(t, s, subject, 1)
+			writes(t, s, tampered, 1)
 			c.RestoreReplace(t.Context(), state, 0, savedState)
 			c.RestoreReplace(t.Context(), history, 0, savedHistory)
-			w := update(subject, false) // a denial where the removed revision 3 granted
+			w := update(tampered, false) // a denial where the removed revision 3 granted
 			w.Decisions = map[string]domain.Decision{"ads": {Granted: false, DecidedAt: time.Unix(1_750_000_000, 0), Source: domain.SourceAPI}}
 			if _, err := s.Write(t.Context(), w); err != nil {
 				t.Fatal(err)
 			}
 		}, store.FindingRollback},
+	}
+}
 
+// deletions: a part of a subject deleted while the others remain.
+func deletions() []tampering {
+	return []tampering{
 		{"g. the state deleted while its history and feed entries remain", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 2)
+			writes(t, s, tampered, 2)
 			c.Del(t.Context(), keyOf(t, c, prefix, ":s:"))
 		}, store.FindingMissing},
-
 		{"g. the state and history deleted while the data key and feed entries remain", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 2)
+			writes(t, s, tampered, 2)
 			c.Del(t.Context(), keyOf(t, c, prefix, ":s:"), keyOf(t, c, prefix, ":h:"))
 		}, store.FindingMissing},
-
 		{"g. the data key deleted while the state remains", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 2)
+			writes(t, s, tampered, 2)
 			c.Del(t.Context(), keyOf(t, c, prefix, ":k:"))
 		}, store.FindingMissing},
-
 		{"g. the history deleted while histories are kept as long as states", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 2)
+			writes(t, s, tampered, 2)
 			c.Del(t.Context(), keyOf(t, c, prefix, ":h:"))
 		}, store.FindingMissing},
+	}
+}
 
+// forgeries: feed entries made up or changed, and a subject copied over
+// another's names.
+func forgeries() []tampering {
+	return []tampering{
 		{"h. a feed entry made up", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 1)
+			writes(t, s, tampered, 1)
 			feed, entries := feedEntries(t, c, prefix)
 			c.XAdd(t.Context(), &redis.XAddArgs{Stream: feed, Values: []string{"d", entries[0].Values["d"].(string), "sub", "*bm9wZQ",
 				"rev", "2", "p", "", "ev", `{"at":1,"s":"a","n":{"ads":"g"},"rev":2,"h":"0000000000000000000000000000000000000000"}`}})
 		}, store.FindingForged},
-
 		{"h. a feed entry copied with its event changed", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
-			writes(t, s, subject, 1)
+			writes(t, s, tampered, 1)
 			feed, entries := feedEntries(t, c, prefix)
 			values := []string{}
 			for _, f := range []string{"d", "sub", "rev", "p", "ev"} {
@@ -232,44 +282,20 @@ func TestVerifyFindsTampering(t *testing.T) {
 			}
 			c.XAdd(t.Context(), &redis.XAddArgs{Stream: feed, Values: values})
 		}, store.FindingForged},
-
 		{"h. a subject's state and history copied over another subject's names", func(t *testing.T, s *store.Store, c *redis.Client, prefix string) {
 			// Two subjects of one partition, so the copy stays in its slot.
 			victim := ""
 			for i := 0; victim == ""; i++ {
-				if id := fmt.Sprintf("%s-%d", other, i); s.PartitionOf(id) == s.PartitionOf(subject) {
+				if id := fmt.Sprintf("%s-%d", bystander, i); s.PartitionOf(id) == s.PartitionOf(tampered) {
 					victim = id
 				}
 			}
-			writes(t, s, subject, 1)
+			writes(t, s, tampered, 1)
 			writes(t, s, victim, 2)
-			aliceState, aliceHistory := nameOf(prefix, storetest.HMACKey, subject, "s"), nameOf(prefix, storetest.HMACKey, subject, "h")
+			aliceState, aliceHistory := nameOf(prefix, storetest.HMACKey, tampered, "s"), nameOf(prefix, storetest.HMACKey, tampered, "h")
 			c.Copy(t.Context(), aliceState, nameOf(prefix, storetest.HMACKey, victim, "s"), 0, true)
 			c.Copy(t.Context(), aliceHistory, nameOf(prefix, storetest.HMACKey, victim, "h"), 0, true)
 		}, store.FindingMisplaced},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s, prefix := storetest.NewStore(t, client)
-			if all, one, _ := verified(t, s, subject, false); len(all)+len(one) != 0 {
-				t.Fatalf("findings before tampering: %v %v", all, one)
-			}
-			tc.tamper(t, s, client, prefix)
-			all, one, report := verified(t, s, subject, false)
-			if !slices.Contains(kinds(all), tc.want) {
-				t.Errorf("Verify found %v, want a finding of kind %s", all, tc.want)
-			}
-			if report.Findings[tc.want] == 0 || report.FindingsTotal() != len(all) {
-				t.Errorf("report %+v, want it to count the %d findings reported", report, len(all))
-			}
-			if tc.want != store.FindingMisplaced && !slices.Contains(kinds(one), tc.want) {
-				t.Errorf("VerifySubject found %v, want a finding of kind %s", one, tc.want)
-			}
-			for _, f := range append(all, one...) {
-				if strings.Contains(f.String(), subject) {
-					t.Errorf("a finding names the subject: %s", f)
-				}
-			}
-		})
 	}
 }
 
@@ -298,7 +324,7 @@ func TestVerifyCannotSeeARollbackTheFeedNoLongerHolds(t *testing.T) {
 }
 
 // Untampered data verifies with no finding, in every shape consentd leaves
-// it: subjects written now, subjects of the earlier layouts (sha1 chains,
+// it: subjects written now, subjects written before keyed MACs (sha1 chains,
 // no tag, no data key, feed entries with their ids sealed with the
 // operator's key), subjects under a previous HMAC key during a rotation,
 // erased subjects, and a history expired under a history retention.
@@ -311,7 +337,7 @@ func TestVerifyFindsNothingInUntamperedData(t *testing.T) {
 	}
 	writes(t, before, "moved-later", 2)
 
-	// A subject of the earlier layouts: its history rewritten as the sha1
+	// A subject written before keyed MACs: its history rewritten as the sha1
 	// code wrote it, its state without tag or data key, its feed entries as
 	// they were.
 	writes(t, before, "legacy", 2)
@@ -319,8 +345,8 @@ func TestVerifyFindsNothingInUntamperedData(t *testing.T) {
 	handle := client.HGet(ctx, legacyState, "_dk").Val()
 	client.HDel(ctx, legacyState, "_dk", "_tag")
 	client.Del(ctx, legacyState[:strings.Index(legacyState, "}:")+2]+"k:"+handle)
-	e1 := hashed(`{"t":"update","at":1750000000000,"a":"visitor","s":"b","c":"rest","n":{"ads":"g"},"rev":1,"old":{}`, "")
-	e2 := hashed(`{"t":"update","at":1750000001000,"a":"key:app","s":"a","c":"grpc","n":{"ads":"d"},"rev":2,"old":{"ads":"g"}`, e1[len(e1)-42:len(e1)-2])
+	e1 := hashed(`{"at":1750000000000,"a":"visitor","s":"b","c":"r","n":{"ads":"g"},"rev":1`, "")
+	e2 := hashed(`{"at":1750000001000,"a":"key:app","s":"a","c":"g","n":{"ads":"d"},"rev":2,"o":"g"`, e1[len(e1)-42:len(e1)-2])
 	client.Del(ctx, legacyHistory)
 	client.RPush(ctx, legacyHistory, e1, e2)
 	feed := before.PartitionOf("legacy")

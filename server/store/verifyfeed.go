@@ -253,7 +253,7 @@ func (fc *feedCheck) entry(m redis.XMessage) error {
 	if err != nil {
 		return err
 	}
-	if fs.view.found == 0 {
+	if fs.view.found == subjectNone {
 		// Nothing under any of its names: erased or expired (then its data
 		// key went at the same instant, and the entry waits for XDEL or its
 		// retention), or deleted.

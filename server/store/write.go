@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -123,7 +122,7 @@ func (s *Store) Write(ctx context.Context, w Write) (WriteResult, error) {
 	return res, err
 }
 
-// readForWrite is what readForWriteScript read.
+// readForWrite is what read_for_write.lua read.
 type readForWrite struct {
 	names   int               // index in knownKeysFor of the names holding the data
 	state   map[string]string // the state hash
@@ -135,11 +134,7 @@ type readForWrite struct {
 }
 
 func (s *Store) readForWrite(ctx context.Context, known []subjectKeys, idemField string) (readForWrite, error) {
-	keys := make([]string, 0, 3*len(known))
-	for _, k := range known {
-		keys = append(keys, k.state, k.history, k.idempotency)
-	}
-	reply, err := s.runScript(ctx, readForWriteScript, keys, idemField, known[0].base).Slice()
+	reply, err := s.runScript(ctx, readForWriteScript, readForWriteArgs{known: known, idemField: idemField}.call()).Slice()
 	if err != nil {
 		return readForWrite{}, wrapErr("write", err)
 	}
@@ -169,11 +164,35 @@ func (s *Store) readForWrite(ctx context.Context, known []subjectKeys, idemField
 	return r, nil
 }
 
-// idempotencyRecord is what writeScript stores per idempotency key.
+// idempotencyRecord is what write.lua stores per idempotency key.
 type idempotencyRecord struct {
 	Fingerprint string   `json:"f"`
 	State       []string `json:"s"` // the state hash right after the write, as HGETALL returns it
 	Expires     int64    `json:"x"` // unix ms, Redis' clock
+}
+
+// A write takes two scripts, each one round trip: read_for_write.lua reads
+// what the write depends on, Go computes the write whole (the new state's
+// fields, the complete history event with its hash, the feed entry, the
+// integrity tag; see integrity.go) and write.lua applies it if the subject's
+// revision is still the one read, else the write is computed again from a
+// new read. The tags and the event hash are keyed MACs made with the
+// operator's keys, which never go to Redis: that is why the write is
+// computed in Go, not in a script.
+
+// writePlan is what a write needs that does not depend on what it reads:
+// computed once, before the first attempt.
+type writePlan struct {
+	purposes   []string // of w.Decisions, sorted (the event's "o" follows this order)
+	encoded    []string // the purposes' stored values without the revision
+	head       string   // the event's plain part (see eventHead)
+	personal   []byte   // the event's personal part; nil for none
+	known      []subjectKeys
+	idemField  string // "" for none
+	fp         string // the request's fingerprint, with an idempotency key
+	minID      any    // write.lua's feed MINID (writeArgs.minID)
+	stateTTL   time.Duration
+	historyTTL time.Duration
 }
 
 // write computes and applies one write. link is the sealed user id when the
@@ -183,64 +202,17 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 	if w.Now.IsZero() {
 		w.Now = time.Now()
 	}
-	if w.SubjectID == "" {
-		return WriteResult{}, "", errors.New("store: empty subject id")
-	}
-	if w.Event.Type == "" {
-		return WriteResult{}, "", errors.New("store: event type is required")
-	}
-	purposes := make([]string, 0, len(w.Decisions))
-	for p := range w.Decisions {
-		if err := checkPurposeID(p); err != nil {
-			return WriteResult{}, "", err
-		}
-		purposes = append(purposes, p)
-	}
-	slices.Sort(purposes)
-	encoded := make([]string, len(purposes))
-	for i, p := range purposes {
-		if encoded[i], err = encodeDecision(w.Decisions[p]); err != nil {
-			return WriteResult{}, "", fmt.Errorf("%w (purpose %q)", err, p)
-		}
-	}
-	head, personal, err := s.eventParts(w)
+	plan, err := s.planWrite(w)
 	if err != nil {
 		return WriteResult{}, "", err
 	}
-	known := s.knownKeysFor(w.SubjectID)
-	fp, field := "", ""
-	if w.IdempotencyKey != "" {
-		fp, field = fingerprint(w), idempotencyField(w.IdempotencyKey)
-	}
-	var minID any = 0 // a feed entry, no trimming
-	if !w.Event.Type.InFeed() {
-		minID = ""
-	} else if feedWrites.Add(1)%feedTrimEvery == 0 {
-		minID = max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
-	}
-	stateTTL, historyTTL := s.retention(w.SubjectID)
-
 	for attempt := 1; ; attempt++ {
-		read, err := s.readForWrite(ctx, known, field)
+		read, err := s.readForWrite(ctx, plan.known, plan.idemField)
 		if err != nil {
 			return WriteResult{}, "", err
 		}
-		if read.idem != "" {
-			var rec idempotencyRecord
-			if err := json.Unmarshal([]byte(read.idem), &rec); err != nil {
-				return WriteResult{}, "", fmt.Errorf("%w: idempotency record: %v", errCorrupt, err)
-			}
-			if rec.Expires > read.now {
-				if rec.Fingerprint != fp {
-					return WriteResult{}, "", ErrIdempotencyMismatch
-				}
-				fields, err := pairsToMap(stringsToAny(rec.State))
-				if err != nil {
-					return WriteResult{}, "", err
-				}
-				r, err := decodeRecord(fields, s.opts.Sealer)
-				return WriteResult{Record: r, Replayed: true}, "", err
-			}
+		if res, replayed, err := s.replay(read, plan.fp); replayed || err != nil {
+			return res, "", err
 		}
 		if lnk := read.state[fieldLink]; w.FollowLink && lnk != "" {
 			return WriteResult{}, lnk, nil
@@ -254,167 +226,142 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 		if w.ExpectedRevision != nil && *w.ExpectedRevision != current {
 			return WriteResult{}, "", &ConflictError{Expected: *w.ExpectedRevision, Current: current}
 		}
-
-		dk, fresh, err := s.subjectDataKey(read, w.SubjectID)
+		state, applied, err := s.applyWrite(ctx, w, plan, read, current)
 		if err != nil {
 			return WriteResult{}, "", err
 		}
-		// The data key's record is stored when it is new, names a new linked
-		// visitor, or was wrapped with an encryption key no longer active
-		// (so a rotation of the encryption key reaches every subject written
-		// since).
-		wrapped := ""
-		if w.LinkedVisitor != "" && !slices.Contains(dk.visitors, w.LinkedVisitor) {
-			dk.visitors = append(dk.visitors, w.LinkedVisitor)
-			fresh = true
+		if applied {
+			rec, err := decodeRecord(state, s.opts.Sealer)
+			return WriteResult{Record: rec}, "", err
 		}
-		if !fresh && !s.opts.Sealer.SealedWithActive(read.wrapped) {
-			fresh = true
+		if err := collided(ctx, attempt); err != nil {
+			return WriteResult{}, "", err
 		}
-		if fresh {
-			if wrapped, err = dk.wrap(s.opts.Sealer); err != nil {
-				return WriteResult{}, "", err
-			}
-		}
-		rev := strconv.FormatInt(current+1, 10)
-		state := maps.Clone(read.state)
-		// A write tags the state it leaves, so a state changed without the
-		// keys would be laundered by the next write: the write records that
-		// it found one instead (it still applies: an opt-out must never be
-		// refused for it), and the mark stays, under the new tag.
-		if _, marked := state[fieldTampered]; !marked && !s.intact(w.SubjectID, state, current, read.tail) {
-			state[fieldTampered] = strconv.FormatInt(current, 10)
-		}
-		var set, del []any
-		put := func(name, value string) {
-			state[name] = value
-			set = append(set, name, value)
-		}
-		put(fieldRevision, rev)
-		old := make([]byte, len(purposes))
-		decided := false
-		for i, p := range purposes {
-			old[i] = '-'
-			if before, ok := read.state[p]; ok && before != "" {
-				old[i], decided = before[0], true
-			}
-			put(p, encoded[i]+"|"+rev)
-		}
-		if w.Region != "" {
-			put(fieldRegion, w.Region)
-		}
-		if _, seen := read.state[fieldGPC]; w.GPC && !seen {
-			put(fieldGPC, strconv.FormatInt(w.Now.Unix(), 10))
-		}
-		if w.GuardianConfirmed && current > 0 { // at revision 0 there is nothing to cover
-			put(fieldGuardianRevision, strconv.FormatInt(current, 10))
-		}
-		statusSet, statusDel := s.statusFields(w)
-		for i := 0; i < len(statusSet); i += 2 {
-			put(statusSet[i], statusSet[i+1])
-		}
-		for _, name := range statusDel {
-			if _, ok := state[name]; ok {
-				delete(state, name)
-				del = append(del, name)
-			}
-		}
-		if state[fieldDataKey] != dk.handle {
-			put(fieldDataKey, dk.handle)
-		}
-		if v, ok := state[fieldTampered]; ok && read.state[fieldTampered] != v {
-			set = append(set, fieldTampered, v)
-		}
-		put(fieldTag, s.stateTag(w.SubjectID, state))
-
-		content := head + `,"rev":` + rev
-		if personal != nil {
-			content += `,"x":"` + dk.seal(personal) + `"`
-		}
-		if decided {
-			content += `,"o":"` + string(old) + `"`
-		}
-		event := content + `,"h":"` + s.eventHash(w.SubjectID, content, read.last) + `"}`
-
-		keys := []string{known[0].feed, known[0].state, known[0].history, known[0].idempotency, dataKeyName(known[0].base, dk.handle)}
-		if read.names > 0 {
-			keys = append(keys, known[read.names].state, known[read.names].history)
-		}
-		args := make([]any, 0, 16+len(set)+len(del))
-		args = append(args, strconv.FormatInt(current, 10)+"|"+read.state[fieldDataKey], event, minID, rev, dk.handle, dk.seal([]byte(w.SubjectID)), read.last,
-			stateTTL.Milliseconds(), historyTTL.Milliseconds(), wrapped, field, fp, s.opts.IdempotencyTTL.Milliseconds(), len(set)/2)
-		args = append(args, set...)
-		args = append(args, len(del))
-		args = append(args, del...)
-		reply, err := s.runScript(ctx, writeScript, keys, args...).Slice()
-		if err != nil {
-			return WriteResult{}, "", wrapErr("write", err)
-		}
-		if code, _ := reply[0].(int64); code == -1 {
-			if attempt == maxWriteAttempts {
-				return WriteResult{}, "", fmt.Errorf("store: write: %w: the subject changed %d times while this write was computed", ErrUnavailable, attempt)
-			}
-			// A random pause, growing with the attempts, spreads writers
-			// that collided so the next read-and-write finds the subject
-			// quiet (without it, a few dozen writers on one subject keep
-			// colliding).
-			pause := time.Duration(rand.Int64N(int64(min(attempt, 20)) * int64(100*time.Microsecond)))
-			select {
-			case <-ctx.Done():
-				return WriteResult{}, "", wrapErr("write", ctx.Err())
-			case <-time.After(pause):
-			}
-			continue
-		}
-		rec, err := decodeRecord(state, s.opts.Sealer)
-		return WriteResult{Record: rec}, "", err
 	}
 }
 
-// subjectDataKey is the data key a write seals with: the subject's own, or a
-// new one (fresh: its record is to be stored) for a subject that has none
-// yet: never written, written before data keys, or whose key is gone (then
-// what was sealed with it stays unreadable, and `consentd verify` reports
-// it).
-func (s *Store) subjectDataKey(read readForWrite, subjectID string) (k dataKey, fresh bool, err error) {
-	if handle := read.state[fieldDataKey]; handle != "" && read.wrapped != "" {
-		k, err := openDataKey(s.opts.Sealer, handle, read.wrapped)
-		return k, false, err
+// planWrite checks w and computes what does not depend on the stored state.
+func (s *Store) planWrite(w Write) (writePlan, error) {
+	if w.SubjectID == "" {
+		return writePlan{}, errors.New("store: empty subject id")
 	}
-	k, err = newDataKey(subjectID)
-	return k, true, err
+	if w.Event.Type == "" {
+		return writePlan{}, errors.New("store: event type is required")
+	}
+	var p writePlan
+	p.purposes = make([]string, 0, len(w.Decisions))
+	for purpose := range w.Decisions {
+		if err := checkPurposeID(purpose); err != nil {
+			return writePlan{}, err
+		}
+		p.purposes = append(p.purposes, purpose)
+	}
+	slices.Sort(p.purposes)
+	p.encoded = make([]string, len(p.purposes))
+	for i, purpose := range p.purposes {
+		var err error
+		if p.encoded[i], err = encodeDecision(w.Decisions[purpose]); err != nil {
+			return writePlan{}, fmt.Errorf("%w (purpose %q)", err, purpose)
+		}
+	}
+	var err error
+	if p.head, p.personal, err = s.eventParts(w); err != nil {
+		return writePlan{}, err
+	}
+	p.known = s.knownKeysFor(w.SubjectID)
+	if w.IdempotencyKey != "" {
+		p.fp, p.idemField = fingerprint(w), idempotencyField(w.IdempotencyKey)
+	}
+	p.minID = 0 // a feed entry, no trimming
+	if !w.Event.Type.InFeed() {
+		p.minID = ""
+	} else if feedWrites.Add(1)%feedTrimEvery == 0 {
+		p.minID = max(w.Now.UnixMilli()-s.opts.FeedRetention.Milliseconds(), 0)
+	}
+	p.stateTTL, p.historyTTL = s.retention(w.SubjectID)
+	return p, nil
 }
 
-// statusFields are the internal fields a write sets (name, value pairs) and
-// deletes.
-func (s *Store) statusFields(w Write) (set, del []string) {
-	unix := strconv.FormatInt(w.Now.Unix(), 10)
-	if w.Restrict != nil {
-		if *w.Restrict {
-			set = append(set, fieldRestrict, unix)
-		} else {
-			del = append(del, fieldRestrict)
-		}
+// replay answers a write whose idempotency key was used (replayed): with
+// the state stored with the key, or ErrIdempotencyMismatch for another
+// request. An expired record is no answer.
+func (s *Store) replay(read readForWrite, fp string) (res WriteResult, replayed bool, err error) {
+	if read.idem == "" {
+		return WriteResult{}, false, nil
 	}
-	if w.Minor != nil {
-		if *w.Minor {
-			set = append(set, fieldMinor, unix)
-		} else {
-			del = append(del, fieldMinor, fieldGuardian, fieldGuardianRevision)
-		}
+	var rec idempotencyRecord
+	if err := json.Unmarshal([]byte(read.idem), &rec); err != nil {
+		return WriteResult{}, false, fmt.Errorf("%w: idempotency record: %v", errCorrupt, err)
 	}
-	if w.GuardianConfirmed {
-		set = append(set, fieldGuardian, unix)
+	if rec.Expires <= read.now {
+		return WriteResult{}, false, nil
 	}
-	if !w.GPCAt.IsZero() {
-		set = append(set, fieldGPC, strconv.FormatInt(w.GPCAt.Unix(), 10))
+	if rec.Fingerprint != fp {
+		return WriteResult{}, false, ErrIdempotencyMismatch
 	}
-	if w.LinkTo != "" {
-		// Sealed with the operator's key, not the data key: a check follows
-		// the link, and must not unwrap a data key to do so.
-		set = append(set, fieldLink, s.opts.Sealer.Seal([]byte(w.LinkTo)))
+	fields, err := pairsToMap(stringsToAny(rec.State))
+	if err != nil {
+		return WriteResult{}, false, err
 	}
-	return set, del
+	r, err := decodeRecord(fields, s.opts.Sealer)
+	return WriteResult{Record: r, Replayed: true}, true, err
+}
+
+// applyWrite computes the write on what was read (at revision current) and
+// runs write.lua. applied is false when the subject changed since the read;
+// state is the state hash the write leaves.
+func (s *Store) applyWrite(ctx context.Context, w Write, plan writePlan, read readForWrite, current int64) (state map[string]string, applied bool, err error) {
+	dk, wrapped, err := s.writeDataKey(w, read)
+	if err != nil {
+		return nil, false, err
+	}
+	rev := strconv.FormatInt(current+1, 10)
+	next := s.nextState(w, plan, read, current, rev, dk.handle)
+	sealed := ""
+	if plan.personal != nil {
+		sealed = dk.seal(plan.personal)
+	}
+	args := writeArgs{
+		to: plan.known[0], dataKey: dataKeyName(plan.known[0].base, dk.handle),
+		expected: strconv.FormatInt(current, 10) + "|" + read.state[fieldDataKey],
+		event:    s.completeEvent(w.SubjectID, plan.head, rev, sealed, next.old, read.last),
+		minID:    plan.minID, rev: rev, handle: dk.handle, sealedSubject: dk.seal([]byte(w.SubjectID)), prevHash: read.last,
+		stateTTL: plan.stateTTL.Milliseconds(), historyTTL: plan.historyTTL.Milliseconds(), wrapped: wrapped,
+		idemField: plan.idemField, fingerprint: plan.fp, idemTTL: s.opts.IdempotencyTTL.Milliseconds(),
+		set: next.set, del: next.del,
+	}
+	if read.names > 0 {
+		args.from = &plan.known[read.names]
+	}
+	reply, err := s.runScript(ctx, writeScript, args.call()).Slice()
+	if err != nil {
+		return nil, false, wrapErr("write", err)
+	}
+	switch code, _ := reply[0].(int64); code {
+	case writeApplied:
+		return next.state, true, nil
+	case writeStale:
+		return nil, false, nil
+	}
+	return nil, false, errors.New("store: write: unexpected script reply")
+}
+
+// collided waits before a write is computed again after the subject changed
+// under it, or gives up after maxWriteAttempts. A random pause, growing with
+// the attempts, spreads writers that collided so the next read-and-write
+// finds the subject quiet (without it, a few dozen writers on one subject
+// keep colliding).
+func collided(ctx context.Context, attempt int) error {
+	if attempt == maxWriteAttempts {
+		return fmt.Errorf("store: write: %w: the subject changed %d times while this write was computed", ErrUnavailable, attempt)
+	}
+	pause := time.Duration(rand.Int64N(int64(min(attempt, 20)) * int64(100*time.Microsecond)))
+	select {
+	case <-ctx.Done():
+		return wrapErr("write", ctx.Err())
+	case <-time.After(pause):
+		return nil
+	}
 }
 
 // retention is how long a subject's state hash and history list live after

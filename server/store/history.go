@@ -1,7 +1,19 @@
 package store
 
-// A subject's history as one chain: read whole, at one instant with its
-// state and data key, and verified (events.go reads pages of it).
+// A subject's history is a Redis List of events (eventcodec.go), one per
+// write, oldest first (a List, not a Stream: a Stream's first node alone
+// takes ~4.7 KB). Each event ends with its hash ("h"): a keyed MAC of the
+// subject id, the event without its "h" and the previous event's hash (see
+// integrity.go); "" is the previous hash of the first. The previous hash is
+// hashed, not stored: the event before holds it. Editing, deleting or
+// inserting an event breaks the chain, whoever does it without the
+// operator's keys, and VerifyChain reports it.
+//
+// Events written before keyed MACs are unauthenticated: their unkeyed hashes
+// verify as a chain, which shows an accidental edit, but not against someone
+// who recomputes it. They can only come before the first keyed event.
+//
+// The history is read in pages (Events) or whole, verified (History).
 
 import (
 	"context"
@@ -9,9 +21,127 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/consentd/consentd/server/domain"
 )
+
+// Change is one purpose's change in an event.
+type Change struct {
+	Purpose string
+	Old     *bool // nil: not decided before
+	New     bool
+}
+
+// Event is one entry of a subject's history.
+type Event struct {
+	Revision      int64
+	At            time.Time
+	Type          domain.EventType
+	Actor         string
+	Source        domain.Source
+	PolicyVersion string
+	Region        string
+	Channel       string
+	GPC           bool
+	Reason        string   // access events: why the operator read the data
+	Client        string   // the client facts recorded with the write, opened
+	Counterpart   string   // link events: the other subject, opened
+	Guardian      string   // guardian events: who confirmed, opened
+	Minor         *bool    // minor events: the new status
+	Changes       []Change // sorted by purpose
+	PrevHash      string   // Hash of the previous event; "" for the first
+	Hash          string
+	// Keyed: the hash is a keyed MAC (the current layout); false for events
+	// written before, whose hash anyone could recompute.
+	Keyed bool
+}
+
+// Events returns up to limit events newest first, only those with Revision <
+// before (before <= 0: from the newest).
+func (s *Store) Events(ctx context.Context, subjectID string, before int64, limit int) ([]Event, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	// One event more than asked, when there is one: the oldest event's
+	// previous hash is the hash of the event before it.
+	reply, err := s.runScript(ctx, readHistoryPageScript,
+		readHistoryPageArgs{known: s.knownKeysFor(subjectID), before: before, limit: limit + 1}.call()).Slice()
+	if err != nil {
+		return nil, wrapErr("events", err)
+	}
+	if len(reply) != 4 {
+		return nil, fmt.Errorf("store: events: unexpected script reply")
+	}
+	raw, ok := reply[1].([]any)
+	if !ok {
+		return nil, fmt.Errorf("store: events: unexpected script reply")
+	}
+	handle, _ := reply[2].(string)
+	wrapped, _ := reply[3].(string)
+	dk, err := s.openSubjectKey(handle, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	prev, start := "", 0 // fewer than asked: the oldest is the chain's head
+	if len(raw) == limit+1 {
+		entry, _ := raw[0].(string)
+		older, err := decodeEvent(entry, s.opts.Sealer, dk)
+		if err != nil {
+			return nil, err
+		}
+		prev, start = older.Hash, 1
+	}
+	events := make([]Event, len(raw)-start)
+	for i := start; i < len(raw); i++ {
+		entry, _ := raw[i].(string)
+		e, err := decodeEvent(entry, s.opts.Sealer, dk)
+		if err != nil {
+			return nil, err
+		}
+		e.PrevHash = prev
+		e.Keyed = s.keyedHashMatches(subjectID, entry, prev)
+		prev = e.Hash
+		events[len(raw)-1-i] = e // newest first
+	}
+	return events, nil
+}
+
+// openSubjectKey unwraps a subject's data key read along with its data; nil
+// when it has none (never written since data keys, or the key is gone).
+func (s *Store) openSubjectKey(handle, wrapped string) (*dataKey, error) {
+	if handle == "" || wrapped == "" {
+		return nil, nil
+	}
+	k, err := openDataKey(s.opts.Sealer, handle, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// OptOut reports whether the event stops some processing, which downstream
+// systems must apply within a legal deadline: a purpose denied, a GPC
+// signal, a restriction, a minor mark or an erasure.
+func (e Event) OptOut() bool {
+	switch e.Type {
+	case domain.EventRestrict, domain.EventErase:
+		return true
+	case domain.EventMinor:
+		return e.Minor != nil && *e.Minor
+	case domain.EventLift, domain.EventGuardian, domain.EventAccess, domain.EventExport:
+		return false
+	}
+	if e.GPC {
+		return true
+	}
+	for _, c := range e.Changes {
+		if !c.New {
+			return true
+		}
+	}
+	return false
+}
 
 // VerifyChain checks a subject's whole stored history and state: each
 // event's hash matches its content and links to the previous event's hash,
@@ -68,9 +198,7 @@ func (s *Store) History(ctx context.Context, subjectID string) (History, error) 
 		if err != nil {
 			return History{}, err
 		}
-		if e.PrevHash == "" { // not stored (the later layouts): the event before's
-			e.PrevHash = prev
-		}
+		e.PrevHash = prev
 		prev = e.Hash
 		h.Events[i] = e
 	}
@@ -78,36 +206,10 @@ func (s *Store) History(ctx context.Context, subjectID string) (History, error) 
 	return h, nil
 }
 
-// chainScript reads a subject's state hash, history list and data key at one
-// instant, under the first known HMAC key's names that hold any (one slot).
-//
-// KEYS the state hash under each known HMAC key, the active first, then the
-// history list under each
-// ARGV[1] the partition's key prefix, to name the data key (see
-// readForWriteScript)
-// Returns {state (HGETALL), history (LRANGE), wrapped data key or ""}.
-var chainScript = redis.NewScript(`
-local k = #KEYS / 2
-for i = 1, k do
-  if redis.call('EXISTS', KEYS[i], KEYS[i + k]) > 0 then
-    local handle = redis.call('HGET', KEYS[i], '_dk')
-    local wrapped = ''
-    if handle then wrapped = redis.call('GET', ARGV[1] .. ':k:' .. handle) or '' end
-    return {redis.call('HGETALL', KEYS[i]), redis.call('LRANGE', KEYS[i + k], 0, -1), wrapped}
-  end
-end
-return {{}, {}, ''}
-`)
-
 // readChain reads the subject's history, its state and its data key (nil
 // when it has none).
 func (s *Store) readChain(ctx context.Context, subjectID string) (entries []string, state map[string]string, dk *dataKey, err error) {
-	known := s.knownKeysFor(subjectID)
-	names := make([]string, 2*len(known))
-	for i, k := range known {
-		names[i], names[i+len(known)] = k.state, k.history
-	}
-	reply, err := s.runScript(ctx, chainScript, names, known[0].base).Slice()
+	reply, err := s.runScript(ctx, readHistoryScript, readHistoryArgs{known: s.knownKeysFor(subjectID)}.call()).Slice()
 	if err != nil {
 		return nil, nil, nil, wrapErr("read history", err)
 	}
@@ -180,9 +282,6 @@ func (s *Store) verifyHistory(subjectID string, entries []string, state map[stri
 			}
 		case keyed:
 			broken("the event's content, or its link to the event before, does not match its keyed hash (changed without the operator's keys)")
-			return
-		case se.Prev != nil && *se.Prev != prev:
-			broken("the previous-hash link does not match the event before it")
 			return
 		case legacyHashMatches(entry, prev):
 			h.Unauthenticated++
