@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/consentd/consentd/server/domain"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -13,16 +14,9 @@ var consumerName = regexp.MustCompile(`^[a-z0-9._-]{1,64}$`)
 
 func validateConsumer(name string) error {
 	if !consumerName.MatchString(name) {
-		return &ConsumerNameError{Reason: fmt.Sprintf("must be 1-64 characters of a-z 0-9 . _ -, got %q", cut(name, 16))}
+		return &ConsumerNameError{Reason: fmt.Sprintf("must be 1-64 characters of a-z 0-9 . _ -, got %s", domain.Quote(name, 16))}
 	}
 	return nil
-}
-
-func cut(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 // AcknowledgeChanges marks changes as applied by the consumer: they are not
@@ -40,7 +34,7 @@ func (s *Store) AcknowledgeChanges(ctx context.Context, consumer string, ids []s
 		partition, sid, ok := s.parseChangeID(id)
 		if !ok {
 			return 0, &AckIDsError{Index: i,
-				Reason: fmt.Sprintf("must be the id of a change, <partition>-<ms>-<seq> with a partition below %d, got %q", s.opts.Partitions, cut(id, 40))}
+				Reason: fmt.Sprintf("must be the id of a change, <partition>-<ms>-<seq> with a partition below %d, got %s", s.opts.Partitions, domain.Quote(id, 40))}
 		}
 		byPartition[partition] = append(byPartition[partition], sid)
 	}
