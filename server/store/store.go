@@ -2,12 +2,16 @@
 // decisions (a hash), its hash-chained history (a list), idempotency records,
 // and a change feed (one stream per partition).
 //
-// Every write is one Lua script: one round trip, atomic, so concurrent writers
+// A write reads the subject with one script, computes the new state, the
+// event and their MACs in Go (the MAC keys never go to Redis), and applies
+// them with a second script only if the subject's revision and data key are
+// still what it read; otherwise it starts again. Concurrent writers therefore
 // never lose an update. Reads are single commands (HGETALL, HMGET; concurrent
-// checks' HMGETs share pipelines, see Store.reads) or a pipeline of them (while a previous HMAC key is known, a small read script
-// each, see "Rotating the HMAC key"). The code takes a redis.UniversalClient
-// and keeps all keys of a subject in one cluster slot, so the same code runs
-// on a single Redis and on Redis Cluster.
+// checks' HMGETs share pipelines, see Store.reads) or a pipeline of them
+// (while a previous HMAC key is known, a small read script each, see
+// "Rotating the HMAC key"). The code takes a redis.UniversalClient and keeps
+// all keys of a subject in one cluster slot, so the same code runs on a
+// single Redis and on Redis Cluster.
 //
 // Where things are: this file holds Store, New and Options. A check (the
 // consent API's hot path) is GetPurposes or GetMany in reads.go: one HMGET,
