@@ -131,6 +131,18 @@ var endpoints = []endpoint{
 		_, err := c.DeleteFeedConsumer(ctx, &consentv1.DeleteFeedConsumerRequest{Consumer: "mailer"})
 		return err
 	}, method: "DELETE", path: "/v1/consumers/mailer", wrongScope: "watch"},
+	{name: "GetCaller", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.GetCaller(ctx, &consentv1.GetCallerRequest{})
+		return err
+	}, method: "GET", path: "/v1/caller", visitor: true},
+	{name: "GetConsentStats", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.GetConsentStats(ctx, &consentv1.GetConsentStatsRequest{})
+		return err
+	}, method: "GET", path: "/v1/stats", wrongScope: "write"},
+	{name: "RecordBannerEvent", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.RecordBannerEvent(ctx, &consentv1.RecordBannerEventRequest{Step: consentv1.BannerStep_BANNER_STEP_SHOWN})
+		return err
+	}, method: "POST", path: "/v1/banner-events", body: `{"step": "BANNER_STEP_SHOWN"}`, public: true},
 }
 
 func TestEveryRPCHasAnEndpointCaseAndAnAccessRule(t *testing.T) {

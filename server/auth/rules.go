@@ -51,4 +51,13 @@ var Rules = map[string]Rule{
 	consentv1.ConsentService_CreateFeedConsumer_FullMethodName:        {Scopes: []Scope{ScopeWatch}},
 	consentv1.ConsentService_ListFeedConsumers_FullMethodName:         {Scopes: []Scope{ScopeWatch}},
 	consentv1.ConsentService_DeleteFeedConsumer_FullMethodName:        {Scopes: []Scope{ScopeAdmin}},
+
+	// The console's calls. Any valid credentials may ask who they are. The
+	// statistics are aggregates without subject ids, for whoever reads
+	// consent or answers rights requests. The banner funnel is reported by
+	// visitors' browsers anonymously (rate limited per client, like
+	// CreateVisitor).
+	consentv1.ConsentService_GetCaller_FullMethodName:         {Scopes: AllScopes, Visitor: true},
+	consentv1.ConsentService_GetConsentStats_FullMethodName:   {Scopes: []Scope{ScopeRead, ScopeRights}},
+	consentv1.ConsentService_RecordBannerEvent_FullMethodName: {Public: true},
 }

@@ -320,6 +320,201 @@ func (EventType) EnumDescriptor() ([]byte, []int) {
 	return file_consent_v1_consent_proto_rawDescGZIP(), []int{3}
 }
 
+// CallerKind is what sort of credentials a call carried.
+type CallerKind int32
+
+const (
+	// Not set; never returned.
+	CallerKind_CALLER_KIND_UNSPECIFIED CallerKind = 0
+	// An API key.
+	CallerKind_CALLER_KIND_SERVICE CallerKind = 1
+	// A visitor's subject token.
+	CallerKind_CALLER_KIND_VISITOR CallerKind = 2
+	// Demo mode (make run): no authentication, every call allowed.
+	CallerKind_CALLER_KIND_DEMO CallerKind = 3
+)
+
+// Enum value maps for CallerKind.
+var (
+	CallerKind_name = map[int32]string{
+		0: "CALLER_KIND_UNSPECIFIED",
+		1: "CALLER_KIND_SERVICE",
+		2: "CALLER_KIND_VISITOR",
+		3: "CALLER_KIND_DEMO",
+	}
+	CallerKind_value = map[string]int32{
+		"CALLER_KIND_UNSPECIFIED": 0,
+		"CALLER_KIND_SERVICE":     1,
+		"CALLER_KIND_VISITOR":     2,
+		"CALLER_KIND_DEMO":        3,
+	}
+)
+
+func (x CallerKind) Enum() *CallerKind {
+	p := new(CallerKind)
+	*p = x
+	return p
+}
+
+func (x CallerKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallerKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_consent_v1_consent_proto_enumTypes[4].Descriptor()
+}
+
+func (CallerKind) Type() protoreflect.EnumType {
+	return &file_consent_v1_consent_proto_enumTypes[4]
+}
+
+func (x CallerKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallerKind.Descriptor instead.
+func (CallerKind) EnumDescriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{4}
+}
+
+// ConsentMethod is how a write's decisions were made.
+type ConsentMethod int32
+
+const (
+	// Not set; never returned.
+	ConsentMethod_CONSENT_METHOD_UNSPECIFIED ConsentMethod = 0
+	// The banner's "accept all".
+	ConsentMethod_CONSENT_METHOD_BANNER_ACCEPT_ALL ConsentMethod = 1
+	// The banner's "reject all".
+	ConsentMethod_CONSENT_METHOD_BANNER_REJECT_ALL ConsentMethod = 2
+	// A banner write that neither granted nor denied everything.
+	ConsentMethod_CONSENT_METHOD_BANNER_OTHER ConsentMethod = 3
+	// The preference center.
+	ConsentMethod_CONSENT_METHOD_PREFERENCE_CENTER ConsentMethod = 4
+	// A backend service through the API.
+	ConsentMethod_CONSENT_METHOD_API ConsentMethod = 5
+	// A Global Privacy Control signal.
+	ConsentMethod_CONSENT_METHOD_GPC ConsentMethod = 6
+	// A bulk import.
+	ConsentMethod_CONSENT_METHOD_IMPORT ConsentMethod = 7
+)
+
+// Enum value maps for ConsentMethod.
+var (
+	ConsentMethod_name = map[int32]string{
+		0: "CONSENT_METHOD_UNSPECIFIED",
+		1: "CONSENT_METHOD_BANNER_ACCEPT_ALL",
+		2: "CONSENT_METHOD_BANNER_REJECT_ALL",
+		3: "CONSENT_METHOD_BANNER_OTHER",
+		4: "CONSENT_METHOD_PREFERENCE_CENTER",
+		5: "CONSENT_METHOD_API",
+		6: "CONSENT_METHOD_GPC",
+		7: "CONSENT_METHOD_IMPORT",
+	}
+	ConsentMethod_value = map[string]int32{
+		"CONSENT_METHOD_UNSPECIFIED":       0,
+		"CONSENT_METHOD_BANNER_ACCEPT_ALL": 1,
+		"CONSENT_METHOD_BANNER_REJECT_ALL": 2,
+		"CONSENT_METHOD_BANNER_OTHER":      3,
+		"CONSENT_METHOD_PREFERENCE_CENTER": 4,
+		"CONSENT_METHOD_API":               5,
+		"CONSENT_METHOD_GPC":               6,
+		"CONSENT_METHOD_IMPORT":            7,
+	}
+)
+
+func (x ConsentMethod) Enum() *ConsentMethod {
+	p := new(ConsentMethod)
+	*p = x
+	return p
+}
+
+func (x ConsentMethod) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConsentMethod) Descriptor() protoreflect.EnumDescriptor {
+	return file_consent_v1_consent_proto_enumTypes[5].Descriptor()
+}
+
+func (ConsentMethod) Type() protoreflect.EnumType {
+	return &file_consent_v1_consent_proto_enumTypes[5]
+}
+
+func (x ConsentMethod) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConsentMethod.Descriptor instead.
+func (ConsentMethod) EnumDescriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{5}
+}
+
+// BannerStep is a step of the cookie banner's funnel.
+type BannerStep int32
+
+const (
+	// Not set; refused.
+	BannerStep_BANNER_STEP_UNSPECIFIED BannerStep = 0
+	// The banner was shown.
+	BannerStep_BANNER_STEP_SHOWN BannerStep = 1
+	// The visitor chose "accept all".
+	BannerStep_BANNER_STEP_ACCEPT_ALL BannerStep = 2
+	// The visitor chose "reject all".
+	BannerStep_BANNER_STEP_REJECT_ALL BannerStep = 3
+	// The visitor opened the preference center from the banner.
+	BannerStep_BANNER_STEP_CUSTOMISED BannerStep = 4
+	// The visitor closed the banner without choosing.
+	BannerStep_BANNER_STEP_CLOSED BannerStep = 5
+)
+
+// Enum value maps for BannerStep.
+var (
+	BannerStep_name = map[int32]string{
+		0: "BANNER_STEP_UNSPECIFIED",
+		1: "BANNER_STEP_SHOWN",
+		2: "BANNER_STEP_ACCEPT_ALL",
+		3: "BANNER_STEP_REJECT_ALL",
+		4: "BANNER_STEP_CUSTOMISED",
+		5: "BANNER_STEP_CLOSED",
+	}
+	BannerStep_value = map[string]int32{
+		"BANNER_STEP_UNSPECIFIED": 0,
+		"BANNER_STEP_SHOWN":       1,
+		"BANNER_STEP_ACCEPT_ALL":  2,
+		"BANNER_STEP_REJECT_ALL":  3,
+		"BANNER_STEP_CUSTOMISED":  4,
+		"BANNER_STEP_CLOSED":      5,
+	}
+)
+
+func (x BannerStep) Enum() *BannerStep {
+	p := new(BannerStep)
+	*p = x
+	return p
+}
+
+func (x BannerStep) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BannerStep) Descriptor() protoreflect.EnumDescriptor {
+	return file_consent_v1_consent_proto_enumTypes[6].Descriptor()
+}
+
+func (BannerStep) Type() protoreflect.EnumType {
+	return &file_consent_v1_consent_proto_enumTypes[6]
+}
+
+func (x BannerStep) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BannerStep.Descriptor instead.
+func (BannerStep) EnumDescriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{6}
+}
+
 // GetPolicyRequest asks for the policy in force.
 type GetPolicyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -4187,6 +4382,598 @@ func (x *FeedConsumer) GetTrimmedUnacknowledged() int64 {
 	return 0
 }
 
+// GetCallerRequest asks who the caller is.
+type GetCallerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerRequest) Reset() {
+	*x = GetCallerRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerRequest) ProtoMessage() {}
+
+func (x *GetCallerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerRequest.ProtoReflect.Descriptor instead.
+func (*GetCallerRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{60}
+}
+
+// GetCallerResponse describes the caller.
+type GetCallerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What sort of credentials the call carried.
+	Kind CallerKind `protobuf:"varint,1,opt,name=kind,proto3,enum=consent.v1.CallerKind" json:"kind,omitempty"`
+	// The API key's name (service callers).
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The API key's scopes, as in the keys file (service callers); "admin"
+	// holds every scope.
+	Scopes []string `protobuf:"bytes,3,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// The subject a visitor token is bound to (visitor callers).
+	SubjectId     string `protobuf:"bytes,4,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerResponse) Reset() {
+	*x = GetCallerResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerResponse) ProtoMessage() {}
+
+func (x *GetCallerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerResponse.ProtoReflect.Descriptor instead.
+func (*GetCallerResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *GetCallerResponse) GetKind() CallerKind {
+	if x != nil {
+		return x.Kind
+	}
+	return CallerKind_CALLER_KIND_UNSPECIFIED
+}
+
+func (x *GetCallerResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetCallerResponse) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *GetCallerResponse) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+// GetConsentStatsRequest asks for the counts of a range of UTC days.
+type GetConsentStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first day, YYYY-MM-DD (UTC); default 29 days before end_day.
+	StartDay string `protobuf:"bytes,1,opt,name=start_day,json=startDay,proto3" json:"start_day,omitempty"`
+	// The last day, inclusive, YYYY-MM-DD (UTC); default today. The range
+	// spans at most 400 days.
+	EndDay        string `protobuf:"bytes,2,opt,name=end_day,json=endDay,proto3" json:"end_day,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsentStatsRequest) Reset() {
+	*x = GetConsentStatsRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsentStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsentStatsRequest) ProtoMessage() {}
+
+func (x *GetConsentStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsentStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetConsentStatsRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *GetConsentStatsRequest) GetStartDay() string {
+	if x != nil {
+		return x.StartDay
+	}
+	return ""
+}
+
+func (x *GetConsentStatsRequest) GetEndDay() string {
+	if x != nil {
+		return x.EndDay
+	}
+	return ""
+}
+
+// GetConsentStatsResponse carries one entry per day of the range, oldest
+// first, days without counts included (with empty lists).
+type GetConsentStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The days, oldest first.
+	Days          []*DayStats `protobuf:"bytes,1,rep,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsentStatsResponse) Reset() {
+	*x = GetConsentStatsResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsentStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsentStatsResponse) ProtoMessage() {}
+
+func (x *GetConsentStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsentStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetConsentStatsResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *GetConsentStatsResponse) GetDays() []*DayStats {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
+// DayStats is one UTC day's counts.
+type DayStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The day, YYYY-MM-DD (UTC).
+	Day string `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
+	// Decisions per purpose and region.
+	Decisions []*DecisionCounts `protobuf:"bytes,2,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	// Writes per region and the way they were made.
+	Methods []*MethodCount `protobuf:"bytes,3,rep,name=methods,proto3" json:"methods,omitempty"`
+	// The banner funnel per region and step.
+	Banner        []*BannerStepCount `protobuf:"bytes,4,rep,name=banner,proto3" json:"banner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DayStats) Reset() {
+	*x = DayStats{}
+	mi := &file_consent_v1_consent_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DayStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DayStats) ProtoMessage() {}
+
+func (x *DayStats) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DayStats.ProtoReflect.Descriptor instead.
+func (*DayStats) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *DayStats) GetDay() string {
+	if x != nil {
+		return x.Day
+	}
+	return ""
+}
+
+func (x *DayStats) GetDecisions() []*DecisionCounts {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+func (x *DayStats) GetMethods() []*MethodCount {
+	if x != nil {
+		return x.Methods
+	}
+	return nil
+}
+
+func (x *DayStats) GetBanner() []*BannerStepCount {
+	if x != nil {
+		return x.Banner
+	}
+	return nil
+}
+
+// DecisionCounts counts the decisions on one purpose in one region. Each
+// decision of a write counts once, as exactly one of granted, denied or
+// withdrawn; the opt-in rate is granted / (granted + denied + withdrawn).
+type DecisionCounts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The purpose id.
+	Purpose string `protobuf:"bytes,1,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// The policy region the subject was in (its code, e.g. "DE", "US-CA").
+	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// Decisions that granted the purpose.
+	Granted int64 `protobuf:"varint,3,opt,name=granted,proto3" json:"granted,omitempty"`
+	// Decisions that denied a purpose the subject had not granted before.
+	Denied int64 `protobuf:"varint,4,opt,name=denied,proto3" json:"denied,omitempty"`
+	// Decisions that denied a purpose the subject had granted: withdrawals.
+	Withdrawn     int64 `protobuf:"varint,5,opt,name=withdrawn,proto3" json:"withdrawn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecisionCounts) Reset() {
+	*x = DecisionCounts{}
+	mi := &file_consent_v1_consent_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionCounts) ProtoMessage() {}
+
+func (x *DecisionCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionCounts.ProtoReflect.Descriptor instead.
+func (*DecisionCounts) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *DecisionCounts) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *DecisionCounts) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *DecisionCounts) GetGranted() int64 {
+	if x != nil {
+		return x.Granted
+	}
+	return 0
+}
+
+func (x *DecisionCounts) GetDenied() int64 {
+	if x != nil {
+		return x.Denied
+	}
+	return 0
+}
+
+func (x *DecisionCounts) GetWithdrawn() int64 {
+	if x != nil {
+		return x.Withdrawn
+	}
+	return 0
+}
+
+// MethodCount counts the writes made one way in one region.
+type MethodCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy region.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// How the writes were made.
+	Method ConsentMethod `protobuf:"varint,2,opt,name=method,proto3,enum=consent.v1.ConsentMethod" json:"method,omitempty"`
+	// How many writes.
+	Count         int64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MethodCount) Reset() {
+	*x = MethodCount{}
+	mi := &file_consent_v1_consent_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MethodCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MethodCount) ProtoMessage() {}
+
+func (x *MethodCount) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MethodCount.ProtoReflect.Descriptor instead.
+func (*MethodCount) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *MethodCount) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *MethodCount) GetMethod() ConsentMethod {
+	if x != nil {
+		return x.Method
+	}
+	return ConsentMethod_CONSENT_METHOD_UNSPECIFIED
+}
+
+func (x *MethodCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// BannerStepCount counts one step of the banner in one region.
+type BannerStepCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy region.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// The step.
+	Step BannerStep `protobuf:"varint,2,opt,name=step,proto3,enum=consent.v1.BannerStep" json:"step,omitempty"`
+	// How many times.
+	Count         int64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BannerStepCount) Reset() {
+	*x = BannerStepCount{}
+	mi := &file_consent_v1_consent_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BannerStepCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BannerStepCount) ProtoMessage() {}
+
+func (x *BannerStepCount) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BannerStepCount.ProtoReflect.Descriptor instead.
+func (*BannerStepCount) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *BannerStepCount) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *BannerStepCount) GetStep() BannerStep {
+	if x != nil {
+		return x.Step
+	}
+	return BannerStep_BANNER_STEP_UNSPECIFIED
+}
+
+func (x *BannerStepCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// RecordBannerEventRequest reports one step of the banner, anonymously.
+type RecordBannerEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The step; required.
+	Step BannerStep `protobuf:"varint,1,opt,name=step,proto3,enum=consent.v1.BannerStep" json:"step,omitempty"`
+	// The visitor's region code as the SDK knows it; empty or unknown to the
+	// policy counts under the policy's default region.
+	Region        string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordBannerEventRequest) Reset() {
+	*x = RecordBannerEventRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordBannerEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordBannerEventRequest) ProtoMessage() {}
+
+func (x *RecordBannerEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordBannerEventRequest.ProtoReflect.Descriptor instead.
+func (*RecordBannerEventRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *RecordBannerEventRequest) GetStep() BannerStep {
+	if x != nil {
+		return x.Step
+	}
+	return BannerStep_BANNER_STEP_UNSPECIFIED
+}
+
+func (x *RecordBannerEventRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+// RecordBannerEventResponse is empty.
+type RecordBannerEventResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordBannerEventResponse) Reset() {
+	*x = RecordBannerEventResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordBannerEventResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordBannerEventResponse) ProtoMessage() {}
+
+func (x *RecordBannerEventResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordBannerEventResponse.ProtoReflect.Descriptor instead.
+func (*RecordBannerEventResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{69}
+}
+
 var File_consent_v1_consent_proto protoreflect.FileDescriptor
 
 const file_consent_v1_consent_proto_rawDesc = "" +
@@ -4478,7 +5265,42 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x0eunacknowledged\x18\x02 \x01(\x03R\x0eunacknowledged\x126\n" +
 	"\x17unacknowledged_opt_outs\x18\x03 \x01(\x03R\x15unacknowledgedOptOuts\x12f\n" +
 	"\"oldest_unacknowledged_opt_out_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x1eoldestUnacknowledgedOptOutTime\x125\n" +
-	"\x16trimmed_unacknowledged\x18\x05 \x01(\x03R\x15trimmedUnacknowledged*n\n" +
+	"\x16trimmed_unacknowledged\x18\x05 \x01(\x03R\x15trimmedUnacknowledged\"\x12\n" +
+	"\x10GetCallerRequest\"\x8a\x01\n" +
+	"\x11GetCallerResponse\x12*\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x16.consent.v1.CallerKindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06scopes\x18\x03 \x03(\tR\x06scopes\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x04 \x01(\tR\tsubjectId\"N\n" +
+	"\x16GetConsentStatsRequest\x12\x1b\n" +
+	"\tstart_day\x18\x01 \x01(\tR\bstartDay\x12\x17\n" +
+	"\aend_day\x18\x02 \x01(\tR\x06endDay\"C\n" +
+	"\x17GetConsentStatsResponse\x12(\n" +
+	"\x04days\x18\x01 \x03(\v2\x14.consent.v1.DayStatsR\x04days\"\xbe\x01\n" +
+	"\bDayStats\x12\x10\n" +
+	"\x03day\x18\x01 \x01(\tR\x03day\x128\n" +
+	"\tdecisions\x18\x02 \x03(\v2\x1a.consent.v1.DecisionCountsR\tdecisions\x121\n" +
+	"\amethods\x18\x03 \x03(\v2\x17.consent.v1.MethodCountR\amethods\x123\n" +
+	"\x06banner\x18\x04 \x03(\v2\x1b.consent.v1.BannerStepCountR\x06banner\"\x92\x01\n" +
+	"\x0eDecisionCounts\x12\x18\n" +
+	"\apurpose\x18\x01 \x01(\tR\apurpose\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x18\n" +
+	"\agranted\x18\x03 \x01(\x03R\agranted\x12\x16\n" +
+	"\x06denied\x18\x04 \x01(\x03R\x06denied\x12\x1c\n" +
+	"\twithdrawn\x18\x05 \x01(\x03R\twithdrawn\"n\n" +
+	"\vMethodCount\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x121\n" +
+	"\x06method\x18\x02 \x01(\x0e2\x19.consent.v1.ConsentMethodR\x06method\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\"k\n" +
+	"\x0fBannerStepCount\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12*\n" +
+	"\x04step\x18\x02 \x01(\x0e2\x16.consent.v1.BannerStepR\x04step\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\"^\n" +
+	"\x18RecordBannerEventRequest\x12*\n" +
+	"\x04step\x18\x01 \x01(\x0e2\x16.consent.v1.BannerStepR\x04step\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\"\x1b\n" +
+	"\x19RecordBannerEventResponse*n\n" +
 	"\tMechanism\x12\x19\n" +
 	"\x15MECHANISM_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MECHANISM_OPT_IN\x10\x01\x12\x15\n" +
@@ -4518,7 +5340,30 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x15EVENT_TYPE_MARK_MINOR\x10\b\x12\x1f\n" +
 	"\x1bEVENT_TYPE_GUARDIAN_CONFIRM\x10\t\x12\x14\n" +
 	"\x10EVENT_TYPE_ERASE\x10\n" +
-	"2\xf1\x10\n" +
+	"*q\n" +
+	"\n" +
+	"CallerKind\x12\x1b\n" +
+	"\x17CALLER_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13CALLER_KIND_SERVICE\x10\x01\x12\x17\n" +
+	"\x13CALLER_KIND_VISITOR\x10\x02\x12\x14\n" +
+	"\x10CALLER_KIND_DEMO\x10\x03*\x8d\x02\n" +
+	"\rConsentMethod\x12\x1e\n" +
+	"\x1aCONSENT_METHOD_UNSPECIFIED\x10\x00\x12$\n" +
+	" CONSENT_METHOD_BANNER_ACCEPT_ALL\x10\x01\x12$\n" +
+	" CONSENT_METHOD_BANNER_REJECT_ALL\x10\x02\x12\x1f\n" +
+	"\x1bCONSENT_METHOD_BANNER_OTHER\x10\x03\x12$\n" +
+	" CONSENT_METHOD_PREFERENCE_CENTER\x10\x04\x12\x16\n" +
+	"\x12CONSENT_METHOD_API\x10\x05\x12\x16\n" +
+	"\x12CONSENT_METHOD_GPC\x10\x06\x12\x19\n" +
+	"\x15CONSENT_METHOD_IMPORT\x10\a*\xac\x01\n" +
+	"\n" +
+	"BannerStep\x12\x1b\n" +
+	"\x17BANNER_STEP_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11BANNER_STEP_SHOWN\x10\x01\x12\x1a\n" +
+	"\x16BANNER_STEP_ACCEPT_ALL\x10\x02\x12\x1a\n" +
+	"\x16BANNER_STEP_REJECT_ALL\x10\x03\x12\x1a\n" +
+	"\x16BANNER_STEP_CUSTOMISED\x10\x04\x12\x16\n" +
+	"\x12BANNER_STEP_CLOSED\x10\x052\xf9\x12\n" +
 	"\x0eConsentService\x12H\n" +
 	"\tGetPolicy\x12\x1c.consent.v1.GetPolicyRequest\x1a\x1d.consent.v1.GetPolicyResponse\x12K\n" +
 	"\n" +
@@ -4543,7 +5388,10 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x19AcknowledgeConsentChanges\x12,.consent.v1.AcknowledgeConsentChangesRequest\x1a-.consent.v1.AcknowledgeConsentChangesResponse\x12c\n" +
 	"\x12CreateFeedConsumer\x12%.consent.v1.CreateFeedConsumerRequest\x1a&.consent.v1.CreateFeedConsumerResponse\x12c\n" +
 	"\x12DeleteFeedConsumer\x12%.consent.v1.DeleteFeedConsumerRequest\x1a&.consent.v1.DeleteFeedConsumerResponse\x12`\n" +
-	"\x11ListFeedConsumers\x12$.consent.v1.ListFeedConsumersRequest\x1a%.consent.v1.ListFeedConsumersResponseB9Z7github.com/consentd/consentd/proto/consent/v1;consentv1b\x06proto3"
+	"\x11ListFeedConsumers\x12$.consent.v1.ListFeedConsumersRequest\x1a%.consent.v1.ListFeedConsumersResponse\x12H\n" +
+	"\tGetCaller\x12\x1c.consent.v1.GetCallerRequest\x1a\x1d.consent.v1.GetCallerResponse\x12Z\n" +
+	"\x0fGetConsentStats\x12\".consent.v1.GetConsentStatsRequest\x1a#.consent.v1.GetConsentStatsResponse\x12`\n" +
+	"\x11RecordBannerEvent\x12$.consent.v1.RecordBannerEventRequest\x1a%.consent.v1.RecordBannerEventResponseB9Z7github.com/consentd/consentd/proto/consent/v1;consentv1b\x06proto3"
 
 var (
 	file_consent_v1_consent_proto_rawDescOnce sync.Once
@@ -4557,184 +5405,211 @@ func file_consent_v1_consent_proto_rawDescGZIP() []byte {
 	return file_consent_v1_consent_proto_rawDescData
 }
 
-var file_consent_v1_consent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_consent_v1_consent_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_consent_v1_consent_proto_goTypes = []any{
 	(Mechanism)(0),                            // 0: consent.v1.Mechanism
 	(Source)(0),                               // 1: consent.v1.Source
 	(Reason)(0),                               // 2: consent.v1.Reason
 	(EventType)(0),                            // 3: consent.v1.EventType
-	(*GetPolicyRequest)(nil),                  // 4: consent.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),                 // 5: consent.v1.GetPolicyResponse
-	(*Policy)(nil),                            // 6: consent.v1.Policy
-	(*Purpose)(nil),                           // 7: consent.v1.Purpose
-	(*Region)(nil),                            // 8: consent.v1.Region
-	(*Decision)(nil),                          // 9: consent.v1.Decision
-	(*PurposeConsent)(nil),                    // 10: consent.v1.PurposeConsent
-	(*Consent)(nil),                           // 11: consent.v1.Consent
-	(*GetConsentRequest)(nil),                 // 12: consent.v1.GetConsentRequest
-	(*GetConsentResponse)(nil),                // 13: consent.v1.GetConsentResponse
-	(*UpdateConsentRequest)(nil),              // 14: consent.v1.UpdateConsentRequest
-	(*UpdateConsentResponse)(nil),             // 15: consent.v1.UpdateConsentResponse
-	(*WithdrawConsentRequest)(nil),            // 16: consent.v1.WithdrawConsentRequest
-	(*WithdrawConsentResponse)(nil),           // 17: consent.v1.WithdrawConsentResponse
-	(*CheckConsentRequest)(nil),               // 18: consent.v1.CheckConsentRequest
-	(*CheckConsentResponse)(nil),              // 19: consent.v1.CheckConsentResponse
-	(*ConsentCheck)(nil),                      // 20: consent.v1.ConsentCheck
-	(*ConsentCheckResult)(nil),                // 21: consent.v1.ConsentCheckResult
-	(*BatchCheckConsentRequest)(nil),          // 22: consent.v1.BatchCheckConsentRequest
-	(*BatchCheckConsentResponse)(nil),         // 23: consent.v1.BatchCheckConsentResponse
-	(*ListConsentEventsRequest)(nil),          // 24: consent.v1.ListConsentEventsRequest
-	(*ListConsentEventsResponse)(nil),         // 25: consent.v1.ListConsentEventsResponse
-	(*PurposeChange)(nil),                     // 26: consent.v1.PurposeChange
-	(*ConsentEvent)(nil),                      // 27: consent.v1.ConsentEvent
-	(*SubjectToken)(nil),                      // 28: consent.v1.SubjectToken
-	(*CreateVisitorRequest)(nil),              // 29: consent.v1.CreateVisitorRequest
-	(*CreateVisitorResponse)(nil),             // 30: consent.v1.CreateVisitorResponse
-	(*IssueSubjectTokenRequest)(nil),          // 31: consent.v1.IssueSubjectTokenRequest
-	(*IssueSubjectTokenResponse)(nil),         // 32: consent.v1.IssueSubjectTokenResponse
-	(*RefreshSubjectTokenRequest)(nil),        // 33: consent.v1.RefreshSubjectTokenRequest
-	(*RefreshSubjectTokenResponse)(nil),       // 34: consent.v1.RefreshSubjectTokenResponse
-	(*FilterSubjectsRequest)(nil),             // 35: consent.v1.FilterSubjectsRequest
-	(*FilterSubjectsResponse)(nil),            // 36: consent.v1.FilterSubjectsResponse
-	(*ExportSubjectRequest)(nil),              // 37: consent.v1.ExportSubjectRequest
-	(*ExportSubjectResponse)(nil),             // 38: consent.v1.ExportSubjectResponse
-	(*ChainVerification)(nil),                 // 39: consent.v1.ChainVerification
-	(*EraseSubjectRequest)(nil),               // 40: consent.v1.EraseSubjectRequest
-	(*EraseSubjectResponse)(nil),              // 41: consent.v1.EraseSubjectResponse
-	(*RestrictProcessingRequest)(nil),         // 42: consent.v1.RestrictProcessingRequest
-	(*RestrictProcessingResponse)(nil),        // 43: consent.v1.RestrictProcessingResponse
-	(*LiftRestrictionRequest)(nil),            // 44: consent.v1.LiftRestrictionRequest
-	(*LiftRestrictionResponse)(nil),           // 45: consent.v1.LiftRestrictionResponse
-	(*LinkSubjectsRequest)(nil),               // 46: consent.v1.LinkSubjectsRequest
-	(*LinkSubjectsResponse)(nil),              // 47: consent.v1.LinkSubjectsResponse
-	(*MarkMinorRequest)(nil),                  // 48: consent.v1.MarkMinorRequest
-	(*MarkMinorResponse)(nil),                 // 49: consent.v1.MarkMinorResponse
-	(*ConfirmGuardianConsentRequest)(nil),     // 50: consent.v1.ConfirmGuardianConsentRequest
-	(*ConfirmGuardianConsentResponse)(nil),    // 51: consent.v1.ConfirmGuardianConsentResponse
-	(*WatchConsentChangesRequest)(nil),        // 52: consent.v1.WatchConsentChangesRequest
-	(*WatchConsentChangesResponse)(nil),       // 53: consent.v1.WatchConsentChangesResponse
-	(*ConsentChange)(nil),                     // 54: consent.v1.ConsentChange
-	(*AcknowledgeConsentChangesRequest)(nil),  // 55: consent.v1.AcknowledgeConsentChangesRequest
-	(*AcknowledgeConsentChangesResponse)(nil), // 56: consent.v1.AcknowledgeConsentChangesResponse
-	(*CreateFeedConsumerRequest)(nil),         // 57: consent.v1.CreateFeedConsumerRequest
-	(*CreateFeedConsumerResponse)(nil),        // 58: consent.v1.CreateFeedConsumerResponse
-	(*DeleteFeedConsumerRequest)(nil),         // 59: consent.v1.DeleteFeedConsumerRequest
-	(*DeleteFeedConsumerResponse)(nil),        // 60: consent.v1.DeleteFeedConsumerResponse
-	(*ListFeedConsumersRequest)(nil),          // 61: consent.v1.ListFeedConsumersRequest
-	(*ListFeedConsumersResponse)(nil),         // 62: consent.v1.ListFeedConsumersResponse
-	(*FeedConsumer)(nil),                      // 63: consent.v1.FeedConsumer
-	nil,                                       // 64: consent.v1.Purpose.TitlesEntry
-	nil,                                       // 65: consent.v1.Purpose.DescriptionsEntry
-	nil,                                       // 66: consent.v1.UpdateConsentRequest.DecisionsEntry
-	(*timestamppb.Timestamp)(nil),             // 67: google.protobuf.Timestamp
+	(CallerKind)(0),                           // 4: consent.v1.CallerKind
+	(ConsentMethod)(0),                        // 5: consent.v1.ConsentMethod
+	(BannerStep)(0),                           // 6: consent.v1.BannerStep
+	(*GetPolicyRequest)(nil),                  // 7: consent.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),                 // 8: consent.v1.GetPolicyResponse
+	(*Policy)(nil),                            // 9: consent.v1.Policy
+	(*Purpose)(nil),                           // 10: consent.v1.Purpose
+	(*Region)(nil),                            // 11: consent.v1.Region
+	(*Decision)(nil),                          // 12: consent.v1.Decision
+	(*PurposeConsent)(nil),                    // 13: consent.v1.PurposeConsent
+	(*Consent)(nil),                           // 14: consent.v1.Consent
+	(*GetConsentRequest)(nil),                 // 15: consent.v1.GetConsentRequest
+	(*GetConsentResponse)(nil),                // 16: consent.v1.GetConsentResponse
+	(*UpdateConsentRequest)(nil),              // 17: consent.v1.UpdateConsentRequest
+	(*UpdateConsentResponse)(nil),             // 18: consent.v1.UpdateConsentResponse
+	(*WithdrawConsentRequest)(nil),            // 19: consent.v1.WithdrawConsentRequest
+	(*WithdrawConsentResponse)(nil),           // 20: consent.v1.WithdrawConsentResponse
+	(*CheckConsentRequest)(nil),               // 21: consent.v1.CheckConsentRequest
+	(*CheckConsentResponse)(nil),              // 22: consent.v1.CheckConsentResponse
+	(*ConsentCheck)(nil),                      // 23: consent.v1.ConsentCheck
+	(*ConsentCheckResult)(nil),                // 24: consent.v1.ConsentCheckResult
+	(*BatchCheckConsentRequest)(nil),          // 25: consent.v1.BatchCheckConsentRequest
+	(*BatchCheckConsentResponse)(nil),         // 26: consent.v1.BatchCheckConsentResponse
+	(*ListConsentEventsRequest)(nil),          // 27: consent.v1.ListConsentEventsRequest
+	(*ListConsentEventsResponse)(nil),         // 28: consent.v1.ListConsentEventsResponse
+	(*PurposeChange)(nil),                     // 29: consent.v1.PurposeChange
+	(*ConsentEvent)(nil),                      // 30: consent.v1.ConsentEvent
+	(*SubjectToken)(nil),                      // 31: consent.v1.SubjectToken
+	(*CreateVisitorRequest)(nil),              // 32: consent.v1.CreateVisitorRequest
+	(*CreateVisitorResponse)(nil),             // 33: consent.v1.CreateVisitorResponse
+	(*IssueSubjectTokenRequest)(nil),          // 34: consent.v1.IssueSubjectTokenRequest
+	(*IssueSubjectTokenResponse)(nil),         // 35: consent.v1.IssueSubjectTokenResponse
+	(*RefreshSubjectTokenRequest)(nil),        // 36: consent.v1.RefreshSubjectTokenRequest
+	(*RefreshSubjectTokenResponse)(nil),       // 37: consent.v1.RefreshSubjectTokenResponse
+	(*FilterSubjectsRequest)(nil),             // 38: consent.v1.FilterSubjectsRequest
+	(*FilterSubjectsResponse)(nil),            // 39: consent.v1.FilterSubjectsResponse
+	(*ExportSubjectRequest)(nil),              // 40: consent.v1.ExportSubjectRequest
+	(*ExportSubjectResponse)(nil),             // 41: consent.v1.ExportSubjectResponse
+	(*ChainVerification)(nil),                 // 42: consent.v1.ChainVerification
+	(*EraseSubjectRequest)(nil),               // 43: consent.v1.EraseSubjectRequest
+	(*EraseSubjectResponse)(nil),              // 44: consent.v1.EraseSubjectResponse
+	(*RestrictProcessingRequest)(nil),         // 45: consent.v1.RestrictProcessingRequest
+	(*RestrictProcessingResponse)(nil),        // 46: consent.v1.RestrictProcessingResponse
+	(*LiftRestrictionRequest)(nil),            // 47: consent.v1.LiftRestrictionRequest
+	(*LiftRestrictionResponse)(nil),           // 48: consent.v1.LiftRestrictionResponse
+	(*LinkSubjectsRequest)(nil),               // 49: consent.v1.LinkSubjectsRequest
+	(*LinkSubjectsResponse)(nil),              // 50: consent.v1.LinkSubjectsResponse
+	(*MarkMinorRequest)(nil),                  // 51: consent.v1.MarkMinorRequest
+	(*MarkMinorResponse)(nil),                 // 52: consent.v1.MarkMinorResponse
+	(*ConfirmGuardianConsentRequest)(nil),     // 53: consent.v1.ConfirmGuardianConsentRequest
+	(*ConfirmGuardianConsentResponse)(nil),    // 54: consent.v1.ConfirmGuardianConsentResponse
+	(*WatchConsentChangesRequest)(nil),        // 55: consent.v1.WatchConsentChangesRequest
+	(*WatchConsentChangesResponse)(nil),       // 56: consent.v1.WatchConsentChangesResponse
+	(*ConsentChange)(nil),                     // 57: consent.v1.ConsentChange
+	(*AcknowledgeConsentChangesRequest)(nil),  // 58: consent.v1.AcknowledgeConsentChangesRequest
+	(*AcknowledgeConsentChangesResponse)(nil), // 59: consent.v1.AcknowledgeConsentChangesResponse
+	(*CreateFeedConsumerRequest)(nil),         // 60: consent.v1.CreateFeedConsumerRequest
+	(*CreateFeedConsumerResponse)(nil),        // 61: consent.v1.CreateFeedConsumerResponse
+	(*DeleteFeedConsumerRequest)(nil),         // 62: consent.v1.DeleteFeedConsumerRequest
+	(*DeleteFeedConsumerResponse)(nil),        // 63: consent.v1.DeleteFeedConsumerResponse
+	(*ListFeedConsumersRequest)(nil),          // 64: consent.v1.ListFeedConsumersRequest
+	(*ListFeedConsumersResponse)(nil),         // 65: consent.v1.ListFeedConsumersResponse
+	(*FeedConsumer)(nil),                      // 66: consent.v1.FeedConsumer
+	(*GetCallerRequest)(nil),                  // 67: consent.v1.GetCallerRequest
+	(*GetCallerResponse)(nil),                 // 68: consent.v1.GetCallerResponse
+	(*GetConsentStatsRequest)(nil),            // 69: consent.v1.GetConsentStatsRequest
+	(*GetConsentStatsResponse)(nil),           // 70: consent.v1.GetConsentStatsResponse
+	(*DayStats)(nil),                          // 71: consent.v1.DayStats
+	(*DecisionCounts)(nil),                    // 72: consent.v1.DecisionCounts
+	(*MethodCount)(nil),                       // 73: consent.v1.MethodCount
+	(*BannerStepCount)(nil),                   // 74: consent.v1.BannerStepCount
+	(*RecordBannerEventRequest)(nil),          // 75: consent.v1.RecordBannerEventRequest
+	(*RecordBannerEventResponse)(nil),         // 76: consent.v1.RecordBannerEventResponse
+	nil,                                       // 77: consent.v1.Purpose.TitlesEntry
+	nil,                                       // 78: consent.v1.Purpose.DescriptionsEntry
+	nil,                                       // 79: consent.v1.UpdateConsentRequest.DecisionsEntry
+	(*timestamppb.Timestamp)(nil),             // 80: google.protobuf.Timestamp
 }
 var file_consent_v1_consent_proto_depIdxs = []int32{
-	6,  // 0: consent.v1.GetPolicyResponse.policy:type_name -> consent.v1.Policy
-	7,  // 1: consent.v1.Policy.purposes:type_name -> consent.v1.Purpose
-	8,  // 2: consent.v1.Policy.regions:type_name -> consent.v1.Region
-	64, // 3: consent.v1.Purpose.titles:type_name -> consent.v1.Purpose.TitlesEntry
-	65, // 4: consent.v1.Purpose.descriptions:type_name -> consent.v1.Purpose.DescriptionsEntry
+	9,  // 0: consent.v1.GetPolicyResponse.policy:type_name -> consent.v1.Policy
+	10, // 1: consent.v1.Policy.purposes:type_name -> consent.v1.Purpose
+	11, // 2: consent.v1.Policy.regions:type_name -> consent.v1.Region
+	77, // 3: consent.v1.Purpose.titles:type_name -> consent.v1.Purpose.TitlesEntry
+	78, // 4: consent.v1.Purpose.descriptions:type_name -> consent.v1.Purpose.DescriptionsEntry
 	0,  // 5: consent.v1.Region.mechanism:type_name -> consent.v1.Mechanism
-	67, // 6: consent.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
-	67, // 7: consent.v1.Decision.expire_time:type_name -> google.protobuf.Timestamp
+	80, // 6: consent.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
+	80, // 7: consent.v1.Decision.expire_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: consent.v1.Decision.source:type_name -> consent.v1.Source
 	2,  // 9: consent.v1.PurposeConsent.reason:type_name -> consent.v1.Reason
-	9,  // 10: consent.v1.PurposeConsent.decision:type_name -> consent.v1.Decision
-	67, // 11: consent.v1.Consent.gpc_time:type_name -> google.protobuf.Timestamp
-	10, // 12: consent.v1.Consent.purposes:type_name -> consent.v1.PurposeConsent
-	67, // 13: consent.v1.Consent.restrict_time:type_name -> google.protobuf.Timestamp
-	67, // 14: consent.v1.Consent.guardian_confirm_time:type_name -> google.protobuf.Timestamp
-	11, // 15: consent.v1.GetConsentResponse.consent:type_name -> consent.v1.Consent
-	66, // 16: consent.v1.UpdateConsentRequest.decisions:type_name -> consent.v1.UpdateConsentRequest.DecisionsEntry
+	12, // 10: consent.v1.PurposeConsent.decision:type_name -> consent.v1.Decision
+	80, // 11: consent.v1.Consent.gpc_time:type_name -> google.protobuf.Timestamp
+	13, // 12: consent.v1.Consent.purposes:type_name -> consent.v1.PurposeConsent
+	80, // 13: consent.v1.Consent.restrict_time:type_name -> google.protobuf.Timestamp
+	80, // 14: consent.v1.Consent.guardian_confirm_time:type_name -> google.protobuf.Timestamp
+	14, // 15: consent.v1.GetConsentResponse.consent:type_name -> consent.v1.Consent
+	79, // 16: consent.v1.UpdateConsentRequest.decisions:type_name -> consent.v1.UpdateConsentRequest.DecisionsEntry
 	1,  // 17: consent.v1.UpdateConsentRequest.source:type_name -> consent.v1.Source
-	11, // 18: consent.v1.UpdateConsentResponse.consent:type_name -> consent.v1.Consent
+	14, // 18: consent.v1.UpdateConsentResponse.consent:type_name -> consent.v1.Consent
 	1,  // 19: consent.v1.WithdrawConsentRequest.source:type_name -> consent.v1.Source
-	11, // 20: consent.v1.WithdrawConsentResponse.consent:type_name -> consent.v1.Consent
+	14, // 20: consent.v1.WithdrawConsentResponse.consent:type_name -> consent.v1.Consent
 	2,  // 21: consent.v1.CheckConsentResponse.reason:type_name -> consent.v1.Reason
 	2,  // 22: consent.v1.ConsentCheckResult.reason:type_name -> consent.v1.Reason
-	20, // 23: consent.v1.BatchCheckConsentRequest.checks:type_name -> consent.v1.ConsentCheck
-	21, // 24: consent.v1.BatchCheckConsentResponse.results:type_name -> consent.v1.ConsentCheckResult
-	27, // 25: consent.v1.ListConsentEventsResponse.events:type_name -> consent.v1.ConsentEvent
-	67, // 26: consent.v1.ConsentEvent.time:type_name -> google.protobuf.Timestamp
+	23, // 23: consent.v1.BatchCheckConsentRequest.checks:type_name -> consent.v1.ConsentCheck
+	24, // 24: consent.v1.BatchCheckConsentResponse.results:type_name -> consent.v1.ConsentCheckResult
+	30, // 25: consent.v1.ListConsentEventsResponse.events:type_name -> consent.v1.ConsentEvent
+	80, // 26: consent.v1.ConsentEvent.time:type_name -> google.protobuf.Timestamp
 	3,  // 27: consent.v1.ConsentEvent.type:type_name -> consent.v1.EventType
 	1,  // 28: consent.v1.ConsentEvent.source:type_name -> consent.v1.Source
-	26, // 29: consent.v1.ConsentEvent.changes:type_name -> consent.v1.PurposeChange
-	67, // 30: consent.v1.SubjectToken.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 31: consent.v1.CreateVisitorResponse.token:type_name -> consent.v1.SubjectToken
-	11, // 32: consent.v1.CreateVisitorResponse.consent:type_name -> consent.v1.Consent
-	28, // 33: consent.v1.IssueSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
-	28, // 34: consent.v1.RefreshSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
-	67, // 35: consent.v1.ExportSubjectResponse.export_time:type_name -> google.protobuf.Timestamp
-	11, // 36: consent.v1.ExportSubjectResponse.consent:type_name -> consent.v1.Consent
-	27, // 37: consent.v1.ExportSubjectResponse.events:type_name -> consent.v1.ConsentEvent
-	6,  // 38: consent.v1.ExportSubjectResponse.policy:type_name -> consent.v1.Policy
-	39, // 39: consent.v1.ExportSubjectResponse.chain:type_name -> consent.v1.ChainVerification
-	67, // 40: consent.v1.EraseSubjectResponse.erase_time:type_name -> google.protobuf.Timestamp
-	11, // 41: consent.v1.RestrictProcessingResponse.consent:type_name -> consent.v1.Consent
-	11, // 42: consent.v1.LiftRestrictionResponse.consent:type_name -> consent.v1.Consent
-	11, // 43: consent.v1.LinkSubjectsResponse.consent:type_name -> consent.v1.Consent
-	11, // 44: consent.v1.MarkMinorResponse.consent:type_name -> consent.v1.Consent
-	11, // 45: consent.v1.ConfirmGuardianConsentResponse.consent:type_name -> consent.v1.Consent
-	54, // 46: consent.v1.WatchConsentChangesResponse.changes:type_name -> consent.v1.ConsentChange
-	67, // 47: consent.v1.ConsentChange.time:type_name -> google.protobuf.Timestamp
+	29, // 29: consent.v1.ConsentEvent.changes:type_name -> consent.v1.PurposeChange
+	80, // 30: consent.v1.SubjectToken.expire_time:type_name -> google.protobuf.Timestamp
+	31, // 31: consent.v1.CreateVisitorResponse.token:type_name -> consent.v1.SubjectToken
+	14, // 32: consent.v1.CreateVisitorResponse.consent:type_name -> consent.v1.Consent
+	31, // 33: consent.v1.IssueSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
+	31, // 34: consent.v1.RefreshSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
+	80, // 35: consent.v1.ExportSubjectResponse.export_time:type_name -> google.protobuf.Timestamp
+	14, // 36: consent.v1.ExportSubjectResponse.consent:type_name -> consent.v1.Consent
+	30, // 37: consent.v1.ExportSubjectResponse.events:type_name -> consent.v1.ConsentEvent
+	9,  // 38: consent.v1.ExportSubjectResponse.policy:type_name -> consent.v1.Policy
+	42, // 39: consent.v1.ExportSubjectResponse.chain:type_name -> consent.v1.ChainVerification
+	80, // 40: consent.v1.EraseSubjectResponse.erase_time:type_name -> google.protobuf.Timestamp
+	14, // 41: consent.v1.RestrictProcessingResponse.consent:type_name -> consent.v1.Consent
+	14, // 42: consent.v1.LiftRestrictionResponse.consent:type_name -> consent.v1.Consent
+	14, // 43: consent.v1.LinkSubjectsResponse.consent:type_name -> consent.v1.Consent
+	14, // 44: consent.v1.MarkMinorResponse.consent:type_name -> consent.v1.Consent
+	14, // 45: consent.v1.ConfirmGuardianConsentResponse.consent:type_name -> consent.v1.Consent
+	57, // 46: consent.v1.WatchConsentChangesResponse.changes:type_name -> consent.v1.ConsentChange
+	80, // 47: consent.v1.ConsentChange.time:type_name -> google.protobuf.Timestamp
 	3,  // 48: consent.v1.ConsentChange.type:type_name -> consent.v1.EventType
 	1,  // 49: consent.v1.ConsentChange.source:type_name -> consent.v1.Source
-	26, // 50: consent.v1.ConsentChange.changes:type_name -> consent.v1.PurposeChange
-	63, // 51: consent.v1.CreateFeedConsumerResponse.consumer:type_name -> consent.v1.FeedConsumer
-	63, // 52: consent.v1.ListFeedConsumersResponse.consumers:type_name -> consent.v1.FeedConsumer
-	67, // 53: consent.v1.FeedConsumer.oldest_unacknowledged_opt_out_time:type_name -> google.protobuf.Timestamp
-	4,  // 54: consent.v1.ConsentService.GetPolicy:input_type -> consent.v1.GetPolicyRequest
-	12, // 55: consent.v1.ConsentService.GetConsent:input_type -> consent.v1.GetConsentRequest
-	14, // 56: consent.v1.ConsentService.UpdateConsent:input_type -> consent.v1.UpdateConsentRequest
-	16, // 57: consent.v1.ConsentService.WithdrawConsent:input_type -> consent.v1.WithdrawConsentRequest
-	18, // 58: consent.v1.ConsentService.CheckConsent:input_type -> consent.v1.CheckConsentRequest
-	22, // 59: consent.v1.ConsentService.BatchCheckConsent:input_type -> consent.v1.BatchCheckConsentRequest
-	24, // 60: consent.v1.ConsentService.ListConsentEvents:input_type -> consent.v1.ListConsentEventsRequest
-	35, // 61: consent.v1.ConsentService.FilterSubjects:input_type -> consent.v1.FilterSubjectsRequest
-	29, // 62: consent.v1.ConsentService.CreateVisitor:input_type -> consent.v1.CreateVisitorRequest
-	31, // 63: consent.v1.ConsentService.IssueSubjectToken:input_type -> consent.v1.IssueSubjectTokenRequest
-	33, // 64: consent.v1.ConsentService.RefreshSubjectToken:input_type -> consent.v1.RefreshSubjectTokenRequest
-	37, // 65: consent.v1.ConsentService.ExportSubject:input_type -> consent.v1.ExportSubjectRequest
-	40, // 66: consent.v1.ConsentService.EraseSubject:input_type -> consent.v1.EraseSubjectRequest
-	42, // 67: consent.v1.ConsentService.RestrictProcessing:input_type -> consent.v1.RestrictProcessingRequest
-	44, // 68: consent.v1.ConsentService.LiftRestriction:input_type -> consent.v1.LiftRestrictionRequest
-	46, // 69: consent.v1.ConsentService.LinkSubjects:input_type -> consent.v1.LinkSubjectsRequest
-	48, // 70: consent.v1.ConsentService.MarkMinor:input_type -> consent.v1.MarkMinorRequest
-	50, // 71: consent.v1.ConsentService.ConfirmGuardianConsent:input_type -> consent.v1.ConfirmGuardianConsentRequest
-	52, // 72: consent.v1.ConsentService.WatchConsentChanges:input_type -> consent.v1.WatchConsentChangesRequest
-	55, // 73: consent.v1.ConsentService.AcknowledgeConsentChanges:input_type -> consent.v1.AcknowledgeConsentChangesRequest
-	57, // 74: consent.v1.ConsentService.CreateFeedConsumer:input_type -> consent.v1.CreateFeedConsumerRequest
-	59, // 75: consent.v1.ConsentService.DeleteFeedConsumer:input_type -> consent.v1.DeleteFeedConsumerRequest
-	61, // 76: consent.v1.ConsentService.ListFeedConsumers:input_type -> consent.v1.ListFeedConsumersRequest
-	5,  // 77: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
-	13, // 78: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
-	15, // 79: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
-	17, // 80: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
-	19, // 81: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
-	23, // 82: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
-	25, // 83: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
-	36, // 84: consent.v1.ConsentService.FilterSubjects:output_type -> consent.v1.FilterSubjectsResponse
-	30, // 85: consent.v1.ConsentService.CreateVisitor:output_type -> consent.v1.CreateVisitorResponse
-	32, // 86: consent.v1.ConsentService.IssueSubjectToken:output_type -> consent.v1.IssueSubjectTokenResponse
-	34, // 87: consent.v1.ConsentService.RefreshSubjectToken:output_type -> consent.v1.RefreshSubjectTokenResponse
-	38, // 88: consent.v1.ConsentService.ExportSubject:output_type -> consent.v1.ExportSubjectResponse
-	41, // 89: consent.v1.ConsentService.EraseSubject:output_type -> consent.v1.EraseSubjectResponse
-	43, // 90: consent.v1.ConsentService.RestrictProcessing:output_type -> consent.v1.RestrictProcessingResponse
-	45, // 91: consent.v1.ConsentService.LiftRestriction:output_type -> consent.v1.LiftRestrictionResponse
-	47, // 92: consent.v1.ConsentService.LinkSubjects:output_type -> consent.v1.LinkSubjectsResponse
-	49, // 93: consent.v1.ConsentService.MarkMinor:output_type -> consent.v1.MarkMinorResponse
-	51, // 94: consent.v1.ConsentService.ConfirmGuardianConsent:output_type -> consent.v1.ConfirmGuardianConsentResponse
-	53, // 95: consent.v1.ConsentService.WatchConsentChanges:output_type -> consent.v1.WatchConsentChangesResponse
-	56, // 96: consent.v1.ConsentService.AcknowledgeConsentChanges:output_type -> consent.v1.AcknowledgeConsentChangesResponse
-	58, // 97: consent.v1.ConsentService.CreateFeedConsumer:output_type -> consent.v1.CreateFeedConsumerResponse
-	60, // 98: consent.v1.ConsentService.DeleteFeedConsumer:output_type -> consent.v1.DeleteFeedConsumerResponse
-	62, // 99: consent.v1.ConsentService.ListFeedConsumers:output_type -> consent.v1.ListFeedConsumersResponse
-	77, // [77:100] is the sub-list for method output_type
-	54, // [54:77] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	29, // 50: consent.v1.ConsentChange.changes:type_name -> consent.v1.PurposeChange
+	66, // 51: consent.v1.CreateFeedConsumerResponse.consumer:type_name -> consent.v1.FeedConsumer
+	66, // 52: consent.v1.ListFeedConsumersResponse.consumers:type_name -> consent.v1.FeedConsumer
+	80, // 53: consent.v1.FeedConsumer.oldest_unacknowledged_opt_out_time:type_name -> google.protobuf.Timestamp
+	4,  // 54: consent.v1.GetCallerResponse.kind:type_name -> consent.v1.CallerKind
+	71, // 55: consent.v1.GetConsentStatsResponse.days:type_name -> consent.v1.DayStats
+	72, // 56: consent.v1.DayStats.decisions:type_name -> consent.v1.DecisionCounts
+	73, // 57: consent.v1.DayStats.methods:type_name -> consent.v1.MethodCount
+	74, // 58: consent.v1.DayStats.banner:type_name -> consent.v1.BannerStepCount
+	5,  // 59: consent.v1.MethodCount.method:type_name -> consent.v1.ConsentMethod
+	6,  // 60: consent.v1.BannerStepCount.step:type_name -> consent.v1.BannerStep
+	6,  // 61: consent.v1.RecordBannerEventRequest.step:type_name -> consent.v1.BannerStep
+	7,  // 62: consent.v1.ConsentService.GetPolicy:input_type -> consent.v1.GetPolicyRequest
+	15, // 63: consent.v1.ConsentService.GetConsent:input_type -> consent.v1.GetConsentRequest
+	17, // 64: consent.v1.ConsentService.UpdateConsent:input_type -> consent.v1.UpdateConsentRequest
+	19, // 65: consent.v1.ConsentService.WithdrawConsent:input_type -> consent.v1.WithdrawConsentRequest
+	21, // 66: consent.v1.ConsentService.CheckConsent:input_type -> consent.v1.CheckConsentRequest
+	25, // 67: consent.v1.ConsentService.BatchCheckConsent:input_type -> consent.v1.BatchCheckConsentRequest
+	27, // 68: consent.v1.ConsentService.ListConsentEvents:input_type -> consent.v1.ListConsentEventsRequest
+	38, // 69: consent.v1.ConsentService.FilterSubjects:input_type -> consent.v1.FilterSubjectsRequest
+	32, // 70: consent.v1.ConsentService.CreateVisitor:input_type -> consent.v1.CreateVisitorRequest
+	34, // 71: consent.v1.ConsentService.IssueSubjectToken:input_type -> consent.v1.IssueSubjectTokenRequest
+	36, // 72: consent.v1.ConsentService.RefreshSubjectToken:input_type -> consent.v1.RefreshSubjectTokenRequest
+	40, // 73: consent.v1.ConsentService.ExportSubject:input_type -> consent.v1.ExportSubjectRequest
+	43, // 74: consent.v1.ConsentService.EraseSubject:input_type -> consent.v1.EraseSubjectRequest
+	45, // 75: consent.v1.ConsentService.RestrictProcessing:input_type -> consent.v1.RestrictProcessingRequest
+	47, // 76: consent.v1.ConsentService.LiftRestriction:input_type -> consent.v1.LiftRestrictionRequest
+	49, // 77: consent.v1.ConsentService.LinkSubjects:input_type -> consent.v1.LinkSubjectsRequest
+	51, // 78: consent.v1.ConsentService.MarkMinor:input_type -> consent.v1.MarkMinorRequest
+	53, // 79: consent.v1.ConsentService.ConfirmGuardianConsent:input_type -> consent.v1.ConfirmGuardianConsentRequest
+	55, // 80: consent.v1.ConsentService.WatchConsentChanges:input_type -> consent.v1.WatchConsentChangesRequest
+	58, // 81: consent.v1.ConsentService.AcknowledgeConsentChanges:input_type -> consent.v1.AcknowledgeConsentChangesRequest
+	60, // 82: consent.v1.ConsentService.CreateFeedConsumer:input_type -> consent.v1.CreateFeedConsumerRequest
+	62, // 83: consent.v1.ConsentService.DeleteFeedConsumer:input_type -> consent.v1.DeleteFeedConsumerRequest
+	64, // 84: consent.v1.ConsentService.ListFeedConsumers:input_type -> consent.v1.ListFeedConsumersRequest
+	67, // 85: consent.v1.ConsentService.GetCaller:input_type -> consent.v1.GetCallerRequest
+	69, // 86: consent.v1.ConsentService.GetConsentStats:input_type -> consent.v1.GetConsentStatsRequest
+	75, // 87: consent.v1.ConsentService.RecordBannerEvent:input_type -> consent.v1.RecordBannerEventRequest
+	8,  // 88: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
+	16, // 89: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
+	18, // 90: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
+	20, // 91: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
+	22, // 92: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
+	26, // 93: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
+	28, // 94: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
+	39, // 95: consent.v1.ConsentService.FilterSubjects:output_type -> consent.v1.FilterSubjectsResponse
+	33, // 96: consent.v1.ConsentService.CreateVisitor:output_type -> consent.v1.CreateVisitorResponse
+	35, // 97: consent.v1.ConsentService.IssueSubjectToken:output_type -> consent.v1.IssueSubjectTokenResponse
+	37, // 98: consent.v1.ConsentService.RefreshSubjectToken:output_type -> consent.v1.RefreshSubjectTokenResponse
+	41, // 99: consent.v1.ConsentService.ExportSubject:output_type -> consent.v1.ExportSubjectResponse
+	44, // 100: consent.v1.ConsentService.EraseSubject:output_type -> consent.v1.EraseSubjectResponse
+	46, // 101: consent.v1.ConsentService.RestrictProcessing:output_type -> consent.v1.RestrictProcessingResponse
+	48, // 102: consent.v1.ConsentService.LiftRestriction:output_type -> consent.v1.LiftRestrictionResponse
+	50, // 103: consent.v1.ConsentService.LinkSubjects:output_type -> consent.v1.LinkSubjectsResponse
+	52, // 104: consent.v1.ConsentService.MarkMinor:output_type -> consent.v1.MarkMinorResponse
+	54, // 105: consent.v1.ConsentService.ConfirmGuardianConsent:output_type -> consent.v1.ConfirmGuardianConsentResponse
+	56, // 106: consent.v1.ConsentService.WatchConsentChanges:output_type -> consent.v1.WatchConsentChangesResponse
+	59, // 107: consent.v1.ConsentService.AcknowledgeConsentChanges:output_type -> consent.v1.AcknowledgeConsentChangesResponse
+	61, // 108: consent.v1.ConsentService.CreateFeedConsumer:output_type -> consent.v1.CreateFeedConsumerResponse
+	63, // 109: consent.v1.ConsentService.DeleteFeedConsumer:output_type -> consent.v1.DeleteFeedConsumerResponse
+	65, // 110: consent.v1.ConsentService.ListFeedConsumers:output_type -> consent.v1.ListFeedConsumersResponse
+	68, // 111: consent.v1.ConsentService.GetCaller:output_type -> consent.v1.GetCallerResponse
+	70, // 112: consent.v1.ConsentService.GetConsentStats:output_type -> consent.v1.GetConsentStatsResponse
+	76, // 113: consent.v1.ConsentService.RecordBannerEvent:output_type -> consent.v1.RecordBannerEventResponse
+	88, // [88:114] is the sub-list for method output_type
+	62, // [62:88] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_consent_v1_consent_proto_init() }
@@ -4750,8 +5625,8 @@ func file_consent_v1_consent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consent_v1_consent_proto_rawDesc), len(file_consent_v1_consent_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   63,
+			NumEnums:      7,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,9 @@ const (
 	ConsentService_CreateFeedConsumer_FullMethodName        = "/consent.v1.ConsentService/CreateFeedConsumer"
 	ConsentService_DeleteFeedConsumer_FullMethodName        = "/consent.v1.ConsentService/DeleteFeedConsumer"
 	ConsentService_ListFeedConsumers_FullMethodName         = "/consent.v1.ConsentService/ListFeedConsumers"
+	ConsentService_GetCaller_FullMethodName                 = "/consent.v1.ConsentService/GetCaller"
+	ConsentService_GetConsentStats_FullMethodName           = "/consent.v1.ConsentService/GetConsentStats"
+	ConsentService_RecordBannerEvent_FullMethodName         = "/consent.v1.ConsentService/RecordBannerEvent"
 )
 
 // ConsentServiceClient is the client API for ConsentService service.
@@ -139,6 +142,19 @@ type ConsentServiceClient interface {
 	// here (and in the consentd_feed_unacked_opt_outs metrics) long before the
 	// deadline to honour an opt-out.
 	ListFeedConsumers(ctx context.Context, in *ListFeedConsumersRequest, opts ...grpc.CallOption) (*ListFeedConsumersResponse, error)
+	// GetCaller describes the credentials the call was made with: an API
+	// key's name and scopes, or the subject a visitor token is bound to. The
+	// privacy console uses it to show what a key may and may not do.
+	GetCaller(ctx context.Context, in *GetCallerRequest, opts ...grpc.CallOption) (*GetCallerResponse, error)
+	// GetConsentStats reports aggregate counts per UTC day: decisions per
+	// purpose and region, how they were made, and the banner funnel. The
+	// counts hold no subject ids; they are kept by the write path in each
+	// partition and expire after --stats-retention (default 400 days).
+	GetConsentStats(ctx context.Context, in *GetConsentStatsRequest, opts ...grpc.CallOption) (*GetConsentStatsResponse, error)
+	// RecordBannerEvent counts one step of the cookie banner (shown, accept
+	// all, reject all, customised, closed) for the funnel. It is anonymous: it
+	// takes no subject id and no credentials, and is rate limited per client.
+	RecordBannerEvent(ctx context.Context, in *RecordBannerEventRequest, opts ...grpc.CallOption) (*RecordBannerEventResponse, error)
 }
 
 type consentServiceClient struct {
@@ -388,6 +404,36 @@ func (c *consentServiceClient) ListFeedConsumers(ctx context.Context, in *ListFe
 	return out, nil
 }
 
+func (c *consentServiceClient) GetCaller(ctx context.Context, in *GetCallerRequest, opts ...grpc.CallOption) (*GetCallerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCallerResponse)
+	err := c.cc.Invoke(ctx, ConsentService_GetCaller_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) GetConsentStats(ctx context.Context, in *GetConsentStatsRequest, opts ...grpc.CallOption) (*GetConsentStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetConsentStatsResponse)
+	err := c.cc.Invoke(ctx, ConsentService_GetConsentStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) RecordBannerEvent(ctx context.Context, in *RecordBannerEventRequest, opts ...grpc.CallOption) (*RecordBannerEventResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordBannerEventResponse)
+	err := c.cc.Invoke(ctx, ConsentService_RecordBannerEvent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConsentServiceServer is the server API for ConsentService service.
 // All implementations must embed UnimplementedConsentServiceServer
 // for forward compatibility.
@@ -483,6 +529,19 @@ type ConsentServiceServer interface {
 	// here (and in the consentd_feed_unacked_opt_outs metrics) long before the
 	// deadline to honour an opt-out.
 	ListFeedConsumers(context.Context, *ListFeedConsumersRequest) (*ListFeedConsumersResponse, error)
+	// GetCaller describes the credentials the call was made with: an API
+	// key's name and scopes, or the subject a visitor token is bound to. The
+	// privacy console uses it to show what a key may and may not do.
+	GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error)
+	// GetConsentStats reports aggregate counts per UTC day: decisions per
+	// purpose and region, how they were made, and the banner funnel. The
+	// counts hold no subject ids; they are kept by the write path in each
+	// partition and expire after --stats-retention (default 400 days).
+	GetConsentStats(context.Context, *GetConsentStatsRequest) (*GetConsentStatsResponse, error)
+	// RecordBannerEvent counts one step of the cookie banner (shown, accept
+	// all, reject all, customised, closed) for the funnel. It is anonymous: it
+	// takes no subject id and no credentials, and is rate limited per client.
+	RecordBannerEvent(context.Context, *RecordBannerEventRequest) (*RecordBannerEventResponse, error)
 	mustEmbedUnimplementedConsentServiceServer()
 }
 
@@ -561,6 +620,15 @@ func (UnimplementedConsentServiceServer) DeleteFeedConsumer(context.Context, *De
 }
 func (UnimplementedConsentServiceServer) ListFeedConsumers(context.Context, *ListFeedConsumersRequest) (*ListFeedConsumersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFeedConsumers not implemented")
+}
+func (UnimplementedConsentServiceServer) GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCaller not implemented")
+}
+func (UnimplementedConsentServiceServer) GetConsentStats(context.Context, *GetConsentStatsRequest) (*GetConsentStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConsentStats not implemented")
+}
+func (UnimplementedConsentServiceServer) RecordBannerEvent(context.Context, *RecordBannerEventRequest) (*RecordBannerEventResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordBannerEvent not implemented")
 }
 func (UnimplementedConsentServiceServer) mustEmbedUnimplementedConsentServiceServer() {}
 func (UnimplementedConsentServiceServer) testEmbeddedByValue()                        {}
@@ -990,6 +1058,60 @@ func _ConsentService_ListFeedConsumers_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsentService_GetCaller_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCallerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).GetCaller(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_GetCaller_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).GetCaller(ctx, req.(*GetCallerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_GetConsentStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConsentStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).GetConsentStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_GetConsentStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).GetConsentStats(ctx, req.(*GetConsentStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_RecordBannerEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordBannerEventRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).RecordBannerEvent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_RecordBannerEvent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).RecordBannerEvent(ctx, req.(*RecordBannerEventRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConsentService_ServiceDesc is the grpc.ServiceDesc for ConsentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1084,6 +1206,18 @@ var ConsentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListFeedConsumers",
 			Handler:    _ConsentService_ListFeedConsumers_Handler,
+		},
+		{
+			MethodName: "GetCaller",
+			Handler:    _ConsentService_GetCaller_Handler,
+		},
+		{
+			MethodName: "GetConsentStats",
+			Handler:    _ConsentService_GetConsentStats_Handler,
+		},
+		{
+			MethodName: "RecordBannerEvent",
+			Handler:    _ConsentService_RecordBannerEvent_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
