@@ -49,7 +49,7 @@ type Server struct {
 	policy func() *domain.Policy // the policy in force; it can be reloaded
 	now    func() time.Time
 	logger *slog.Logger
-	feed   feedSettings // the change feed (feed.go)
+	feed   feedSettings  // the change feed (feed.go)
 	stats  StatsObserver // told what was counted (stats.go); nil: nobody
 }
 

@@ -92,8 +92,8 @@ func TestRecordBannerEvent(t *testing.T) {
 	for _, req := range []*consentv1.RecordBannerEventRequest{
 		{Step: consentv1.BannerStep_BANNER_STEP_SHOWN, Region: "DE"},
 		{Step: consentv1.BannerStep_BANNER_STEP_ACCEPT_ALL, Region: "DE-BY"}, // its country is listed
-		{Step: consentv1.BannerStep_BANNER_STEP_CLOSED, Region: "JP"},       // unknown: the default region
-		{Step: consentv1.BannerStep_BANNER_STEP_CUSTOMISED},                 // none: the default region
+		{Step: consentv1.BannerStep_BANNER_STEP_CLOSED, Region: "JP"},        // unknown: the default region
+		{Step: consentv1.BannerStep_BANNER_STEP_CUSTOMISED},                  // none: the default region
 	} {
 		if _, err := srv.RecordBannerEvent(asVisitor("v"), req); err != nil {
 			t.Fatalf("%v: %v", req, err)
