@@ -14,8 +14,13 @@
 // consentd without it, 429, the network) is dropped without a word. Counts
 // are statistics: losing one must never cost the page anything.
 
-/** A step of the banner (BANNER_STEP_ + this in the contract). */
-export type Step = "SHOWN" | "ACCEPT_ALL" | "REJECT_ALL" | "CUSTOMISED" | "CLOSED";
+/**
+ * A step of the banner: "shown", or the data-consent-action of the banner's
+ * button. Its name in the contract follows: BANNER_STEP_SHOWN,
+ * BANNER_STEP_ACCEPT_ALL, BANNER_STEP_REJECT_ALL, BANNER_STEP_CUSTOMISED,
+ * BANNER_STEP_CLOSED.
+ */
+export type Step = "shown" | "accept-all" | "reject-all" | "customise" | "close";
 
 /**
  * Returns report(step), which sends each step at most once (per call of
@@ -30,7 +35,7 @@ export function funnel(endpoint: string | false | undefined, region: string | un
     try {
       await fetch(endpoint.replace(/\/+$/, "") + "/v1/banner-events", {
         method: "POST",
-        body: JSON.stringify({ step: "BANNER_STEP_" + step, region: region || "" }),
+        body: JSON.stringify({ step: ("BANNER_STEP_" + step.replace("-", "_").replace(/e$/, "ed")).toUpperCase(), region: region || "" }),
         credentials: "omit",
         referrerPolicy: "no-referrer",
         // Sent even when the page is being left (a click on accept all that

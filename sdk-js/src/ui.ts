@@ -250,10 +250,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     const refocus = !up && banner.contains(doc.activeElement);
     banner.hidden = !up;
     if (refocus && shown(fab)) fab.focus();
-    // Shown: in the document with its styles, with the policy's texts. Once
-    // per page view: a render after a change, or the banner coming back
-    // (a withdrawal made elsewhere), is the same showing.
-    if (up && !root.hidden) report("SHOWN");
+    seen();
     // GPC honoured where no banner says so (opt-out regions): say it once
     // per browser (once per page where storage is blocked).
     if (state.gpcHonoured && !ask && !noted) {
@@ -268,6 +265,17 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
       if (!seen) note.append(el("span", "consentd-gpc", t.gpc), closeButton());
     }
     if (wantOpen) show();
+  }
+
+  // The funnel's "shown": the banner is up in the document with its styles
+  // and the policy's texts, on a page the visitor looks at (a page
+  // prerendered, or opened in a background tab, counts once it is looked
+  // at). Once per page view: a render after a change, or the banner coming
+  // back on the same page (a withdrawal made elsewhere), is the same showing.
+  function seen() {
+    if (banner.hidden || root.hidden) return;
+    if (doc.visibilityState == "visible") report("shown");
+    else doc.addEventListener("visibilitychange", seen, { once: true });
   }
 
   function show() {
@@ -332,7 +340,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     if (!root.contains(b)) return;
     if (banner.contains(b)) {
       // The funnel's steps are the banner's own buttons (not the preference center's).
-      report(({ "accept-all": "ACCEPT_ALL", "reject-all": "REJECT_ALL", customise: "CUSTOMISED", close: "CLOSED" } as Record<string, Step>)[action]);
+      report(action as Step);
       if (action == "close") {
         dismissed = true;
         return render();
@@ -399,6 +407,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     destroy() {
       doc.removeEventListener("DOMContentLoaded", ready);
       doc.removeEventListener("click", onClick, true);
+      doc.removeEventListener("visibilitychange", seen);
       if (off) off();
       dialog.close();
       root.remove();

@@ -154,6 +154,38 @@ describe('funnel: the banner reports its steps anonymously', () => {
     await assertAnonymous(page, id, from, 2);
   });
 
+  test('a page loaded out of sight (a background tab, a prerender) reports "shown" once it is looked at', async (t) => {
+    const { page, close } = await openBrowser(env);
+    t.after(close);
+    // The page starts hidden, as a tab opened in the background does.
+    await page.addInitScript(() => {
+      window.visibility = 'hidden';
+      Object.defineProperty(Document.prototype, 'visibilityState', { get: () => window.visibility, configurable: true });
+    });
+    const requests = watch(page);
+    await page.goto(proxiedShopPage({ name: 'funnel-hidden' }));
+    await page.locator(banner).waitFor({ state: 'attached' });
+    await waitFor(() => page.evaluate(() => window.consentd.consent.get().confirmed), { what: 'the confirmed state' });
+    assert.equal(await page.locator(banner).getAttribute('hidden'), null, 'the banner is up');
+    await settle(page);
+    assert.deepEqual(steps(requests), [], 'not shown while nobody looks');
+
+    await page.evaluate(() => {
+      window.visibility = 'visible';
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await waitFor(() => requests.length >= 1, { what: 'the "shown" report' });
+    // Hidden and visible again: the same showing.
+    await page.evaluate(() => {
+      for (const v of ['hidden', 'visible']) {
+        window.visibility = v;
+        document.dispatchEvent(new Event('visibilitychange'));
+      }
+    });
+    await settle(page);
+    assert.deepEqual(steps(requests), ['BANNER_STEP_SHOWN']);
+  });
+
   for (const [action, step, after] of [
     ['accept-all', 'BANNER_STEP_ACCEPT_ALL', 'banner hidden'],
     ['reject-all', 'BANNER_STEP_REJECT_ALL', 'banner hidden'],

@@ -38,7 +38,7 @@ const settle = () => new Promise((r) => setTimeout(r));
 test("a report is one anonymous POST of the step and the region to /v1/banner-events", async () => {
   fakeFetch();
   const report = funnel("https://consent.example/", "DE");
-  report("SHOWN");
+  report("shown");
   await settle();
   assert.equal(calls.length, 1);
   const { url, init } = calls[0];
@@ -55,27 +55,37 @@ test("a report is one anonymous POST of the step and the region to /v1/banner-ev
 test("each step is reported at most once per reporter (page view); other steps still go", async () => {
   fakeFetch();
   const report = funnel("https://consent.example", "US-CA");
-  for (const step of ["SHOWN", "SHOWN", "CUSTOMISED", "SHOWN", "CUSTOMISED", "ACCEPT_ALL", "ACCEPT_ALL"]) report(step);
+  for (const step of ["shown", "shown", "customise", "shown", "customise", "accept-all", "accept-all"]) report(step);
   await settle();
   assert.deepEqual(calls.map((c) => JSON.parse(c.init.body).step), ["BANNER_STEP_SHOWN", "BANNER_STEP_CUSTOMISED", "BANNER_STEP_ACCEPT_ALL"]);
   // A new reporter is a new page view (a new mountUI): it reports again.
-  funnel("https://consent.example", "US-CA")("SHOWN");
+  funnel("https://consent.example", "US-CA")("shown");
   await settle();
   assert.equal(calls.length, 4);
 });
 
+test("the steps are named as in the contract: shown and the banner's buttons' actions", async () => {
+  fakeFetch();
+  const report = funnel("https://consent.example", "DE");
+  for (const step of ["shown", "accept-all", "reject-all", "customise", "close"]) report(step);
+  await settle();
+  assert.deepEqual(calls.map((c) => JSON.parse(c.init.body).step), [
+    "BANNER_STEP_SHOWN", "BANNER_STEP_ACCEPT_ALL", "BANNER_STEP_REJECT_ALL", "BANNER_STEP_CUSTOMISED", "BANNER_STEP_CLOSED",
+  ]);
+});
+
 test("without a region the body says so with an empty one (consentd counts it under the policy's default)", async () => {
   fakeFetch();
-  funnel("https://consent.example", undefined)("CLOSED");
+  funnel("https://consent.example", undefined)("close");
   await settle();
   assert.deepEqual(JSON.parse(calls[0].init.body), { step: "BANNER_STEP_CLOSED", region: "" });
 });
 
 test("off (no endpoint, or false): nothing is sent", async () => {
   fakeFetch();
-  funnel(undefined, "DE")("SHOWN");
-  funnel(false, "DE")("SHOWN");
-  funnel("", "DE")("SHOWN");
+  funnel(undefined, "DE")("shown");
+  funnel(false, "DE")("shown");
+  funnel("", "DE")("shown");
   await settle();
   assert.equal(calls.length, 0);
 });
@@ -95,8 +105,8 @@ test("failures are silent: an error status, a rejected fetch, a fetch that throw
     ]) {
       fakeFetch(answer);
       const report = funnel("https://consent.example", "DE");
-      assert.doesNotThrow(() => report("SHOWN"));
-      assert.doesNotThrow(() => report("SHOWN"));
+      assert.doesNotThrow(() => report("shown"));
+      assert.doesNotThrow(() => report("shown"));
       await settle();
       assert.equal(calls.length, 1, "sent once, not retried");
     }
