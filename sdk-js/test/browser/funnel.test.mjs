@@ -3,12 +3,12 @@
 // and uses one of its buttons; the SDK reports each step once, anonymously
 // (POST /v1/banner-events with the step and the region, nothing else), not
 // at all when the site turns it off, and a failing endpoint costs the banner
-// nothing.
+// nothing; consentd's statistics (GET /v1/stats) count exactly what was sent.
 
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { freePort, openBrowser, shopPage, startEnv, subjectId, waitFor } from './harness.mjs';
+import { api, freePort, openBrowser, shopPage, startEnv, subjectId, waitFor } from './harness.mjs';
 
 const banner = '[data-consent-banner]';
 const prefs = '[data-consent-preferences]';
@@ -310,4 +310,55 @@ describe('funnel: a failing endpoint costs the banner nothing', () => {
       assert.deepEqual(page.problems.filter((p) => !/Failed to load resource/.test(p)), []);
     });
   }
+});
+
+describe('funnel: consentd counts what the banners sent', () => {
+  /** Today's banner counts in region (GET /v1/stats, an API key with read scope): { BANNER_STEP_…: n }. */
+  async function counted(region) {
+    const day = new Date().toISOString().slice(0, 10); // UTC, as consentd counts
+    const r = await api(env, 'GET', `/v1/stats?start_day=${day}&end_day=${day}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.days.length, 1);
+    assert.equal(r.body.days[0].day, day);
+    const out = {};
+    for (const c of r.body.days[0].banner || []) if (c.region === region) out[c.step] = Number(c.count);
+    return out;
+  }
+
+  test('three visitors in AT: every step they sent is counted once under today and AT, nothing more', async (t) => {
+    // AT: a region no other test of this file uses, so the counts are this test's alone.
+    assert.deepEqual(await counted('AT'), {}, 'nothing counted for AT before');
+    const sent = [];
+    for (const [name, actions] of [['customise-close', ['customise', 'close']], ['accept', ['accept-all']], ['reject', ['reject-all']]]) {
+      const { page, close } = await openBrowser(env);
+      t.after(close);
+      const requests = watch(page);
+      await page.goto(shopPage(env, { region: 'AT', name: `funnel-stats-${name}` }));
+      await page.locator(banner).waitFor({ state: 'visible' });
+      await subjectId(page);
+      for (const action of actions) {
+        await page.click(inBanner(action));
+        if (action === 'customise') {
+          await page.locator(prefs).waitFor({ state: 'visible' });
+          await page.keyboard.press('Escape');
+          await page.locator(prefs).waitFor({ state: 'hidden' });
+        }
+      }
+      await page.locator(banner).waitFor({ state: 'hidden' });
+      await waitFor(() => requests.length >= 1 + actions.length, { what: `${name}: its reports` });
+      await settle(page);
+      // Each answered 200 by consentd (which counts before it answers).
+      for (const r of requests) assert.equal((await r.response())?.status(), 200, `${JSON.parse(r.postData()).step} answered 200`);
+      sent.push(...steps(requests));
+    }
+    assert.deepEqual(sent, [
+      'BANNER_STEP_SHOWN', 'BANNER_STEP_CUSTOMISED', 'BANNER_STEP_CLOSED',
+      'BANNER_STEP_SHOWN', 'BANNER_STEP_ACCEPT_ALL',
+      'BANNER_STEP_SHOWN', 'BANNER_STEP_REJECT_ALL',
+    ]);
+    const want = {};
+    for (const step of sent) want[step] = (want[step] || 0) + 1;
+    // consentd answered every report after counting it: the counts are final.
+    assert.deepEqual(await counted('AT'), want, 'today\'s counts for AT are exactly the steps sent');
+  });
 });
