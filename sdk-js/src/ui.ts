@@ -118,7 +118,9 @@ let mounted = 0;
  * — now and after every change — and wires every element with
  * [data-consent-open] (and a floating "Privacy choices" button it adds) to
  * open the preference center. Where GPC was honoured without a banner to say
- * so, a notice says it, once per browser.
+ * so, a notice says it, once per browser. The banner's close button sets it
+ * aside for the page view without a choice. With options.endpoint, the
+ * banner's funnel is reported to consentd (options.funnel).
  */
 export function mountUI(consent: Consent, options: UIOptions = {}): UI {
   const doc = document;
