@@ -88,12 +88,18 @@ function App() {
   const [screen, setScreen] = useState("person");
   const [signInMsg, setSignInMsg] = useState<Msg>(null);
   const heading = useRef<HTMLHeadingElement>(null);
+  const start = (s: Session) => {
+    setSignInMsg(null);
+    setSession(s);
+    // The first screen this key may open (the policy is open to every key).
+    setScreen((SCREENS.find((x) => !screenMissing(s.grants, x.needs)) || SCREENS[SCREENS.length - 1]).id);
+  };
 
   useEffect(() => {
     const k = storedKey();
     if (!k) return;
     signIn(k)
-      .then((s) => setSession(s))
+      .then(start)
       .catch((e) => {
         storeKey(null);
         setSignInMsg({ kind: "error", text: "Signed out: " + errorText(e) });
@@ -102,7 +108,7 @@ function App() {
   }, []);
 
   if (restoring) return html`<main id="main"><p role="status">Signing in…</p></main>`;
-  if (!session) return html`<${SignIn} onSignedIn=${(s: Session) => { setSignInMsg(null); setSession(s); }} initialMsg=${signInMsg} />`;
+  if (!session) return html`<${SignIn} onSignedIn=${start} initialMsg=${signInMsg} />`;
 
   const signOut = () => {
     storeKey(null);
