@@ -202,8 +202,9 @@ test('erase: a mismatched id sends nothing; the right one erases the user and it
     }
   }
   // The erasure's reason: only in tombstone lists (<prefix>:{p<n>}:tomb),
-  // one per erased subject: the user's and its visitor's partitions.
+  // the user's and its visitor's partitions' (one list if they share one).
   const withReason = dump.filter((k) => k.bytes.includes(Buffer.from(eraseReason)));
-  assert.deepEqual(withReason.map((k) => [k.type, /^[^:]+:\{p\d+\}:tomb$/.test(k.key.toString())]), [['list', true], ['list', true]], withReason.map((k) => k.key.toString()).join());
+  assert.ok(withReason.length >= 1 && withReason.length <= 2, `${withReason.length} keys hold the erasure's reason`);
+  for (const k of withReason) assert.ok(k.type === 'list' && /^[^:]+:\{p\d+\}:tomb$/.test(k.key.toString()), `the erasure's reason is in ${k.type} ${k.key}`);
   assert.deepEqual(await problems(page), []);
 });
