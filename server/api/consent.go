@@ -56,6 +56,7 @@ func (s *Server) UpdateConsent(ctx context.Context, req *consentv1.UpdateConsent
 	}
 	w.Region, w.GPC, w.Event.Client = req.GetRegion(), req.GetGpc() || gpcHeader(ctx), clientFacts(ctx)
 	w.ExpectedRevision, w.IdempotencyKey = req.ExpectedRevision, req.GetIdempotencyKey()
+	w.Stats = writeStats(policy, w.Event.Source, w.Decisions)
 	consent, err := s.writeConsent(ctx, policy, w, req.GetRegion())
 	if err != nil {
 		return nil, err
@@ -85,6 +86,7 @@ func (s *Server) WithdrawConsent(ctx context.Context, req *consentv1.WithdrawCon
 	}
 	w.Region, w.GPC, w.Event.Client = req.GetRegion(), req.GetGpc() || gpcHeader(ctx), clientFacts(ctx)
 	w.ExpectedRevision, w.IdempotencyKey = req.ExpectedRevision, req.GetIdempotencyKey()
+	w.Stats = writeStats(policy, w.Event.Source, w.Decisions)
 	consent, err := s.writeConsent(ctx, policy, w, req.GetRegion())
 	if err != nil {
 		return nil, err

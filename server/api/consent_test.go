@@ -33,6 +33,7 @@ func TestUpdateConsentWrites(t *testing.T) {
 		Event: store.EventInfo{Type: domain.EventUpdate, Actor: "visitor", Source: domain.SourceBanner,
 			PolicyVersion: "test-1", Channel: "rest", Client: "ua=Mozilla/5.0"},
 	}}
+	wantStats(t, fs.writes, store.MethodBannerOther)
 	if !reflect.DeepEqual(fs.writes, want) {
 		t.Errorf("writes\n%+v\nwant\n%+v", fs.writes, want)
 	}
@@ -57,9 +58,23 @@ func TestWithdrawConsentWrites(t *testing.T) {
 		FollowLink: true, Now: testNow,
 		Event: store.EventInfo{Type: domain.EventWithdraw, Actor: "key:backend", Source: domain.SourceAPI, PolicyVersion: "test-1", Channel: "grpc"},
 	}}
+	wantStats(t, fs.writes, store.MethodAPI)
 	if !reflect.DeepEqual(fs.writes, want) {
 		t.Errorf("writes\n%+v\nwant\n%+v", fs.writes, want)
 	}
+}
+
+// wantStats checks that the one write counts under method, with the
+// policy's region labels, and clears its Stats (a func cannot be compared).
+func wantStats(t *testing.T, writes []store.Write, method store.Method) {
+	t.Helper()
+	if len(writes) != 1 || writes[0].Stats == nil {
+		t.Fatalf("writes %+v, want one with Stats", writes)
+	}
+	if st := writes[0].Stats; st.Method != method || st.Region("DE") != "DE" || st.Region("") != "world" {
+		t.Errorf("stats: method %s, want %s", st.Method, method)
+	}
+	writes[0].Stats = nil
 }
 
 func TestWritesNameTheBadField(t *testing.T) {

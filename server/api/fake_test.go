@@ -39,6 +39,9 @@ type fakeStore struct {
 
 	writes []store.Write // every Write asked for, in order
 	erased []string      // every subject Erase was asked for, in order
+
+	banner     []store.BannerStepCount // every banner event, Count 1 each
+	statsAsked [][2]time.Time          // every range Stats was asked for
 }
 
 var _ Store = (*fakeStore)(nil)
@@ -203,6 +206,35 @@ func (f *fakeStore) Erase(_ context.Context, e store.Erasure) (store.EraseResult
 }
 
 // writesTo returns the writes asked for subject id, in order.
+func (f *fakeStore) RecordBannerEvent(_ context.Context, region string, step store.BannerStep, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.banner = append(f.banner, store.BannerStepCount{Region: region, Step: step, Count: 1})
+	return nil
+}
+
+// Stats answers every day of the range empty, but for the banner events
+// recorded, counted on the first day.
+func (f *fakeStore) Stats(_ context.Context, first, last time.Time) ([]store.DayStats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.statsAsked = append(f.statsAsked, [2]time.Time{first, last})
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []store.DayStats
+	for d := first; !d.After(last); d = d.AddDate(0, 0, 1) {
+		out = append(out, store.DayStats{Day: d})
+	}
+	if len(out) > 0 {
+		out[0].Banner = slices.Clone(f.banner)
+	}
+	return out, nil
+}
+
 func (f *fakeStore) writesTo(id string) []store.Write {
 	f.mu.Lock()
 	defer f.mu.Unlock()

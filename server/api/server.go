@@ -36,6 +36,8 @@ type Store interface {
 	History(ctx context.Context, subjectID string) (store.History, error)
 	VerifySubject(ctx context.Context, subjectID string, opts store.VerifyOptions) (store.VerifyReport, error)
 	Erase(ctx context.Context, e store.Erasure) (store.EraseResult, error)
+	RecordBannerEvent(ctx context.Context, region string, step store.BannerStep, now time.Time) error
+	Stats(ctx context.Context, first, last time.Time) ([]store.DayStats, error)
 }
 
 // Server is the ConsentService.
@@ -47,7 +49,8 @@ type Server struct {
 	policy func() *domain.Policy // the policy in force; it can be reloaded
 	now    func() time.Time
 	logger *slog.Logger
-	feed   feedSettings // the change feed (feed.go)
+	feed   feedSettings  // the change feed (feed.go)
+	stats  StatsObserver // told what was counted (stats.go); nil: nobody
 }
 
 // Option changes a Server default.

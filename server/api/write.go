@@ -55,6 +55,7 @@ func (s *Server) writeConsent(ctx context.Context, policy *domain.Policy, w stor
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
+	s.counted(res)
 	return consentToProto(policy, w.SubjectID, res.Record, region, w.Now), nil
 }
 

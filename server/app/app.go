@@ -46,6 +46,7 @@ type App struct {
 
 	feed     *feedRuntime    // ends watch streams at shutdown; publishes consumer lag (feed.go)
 	storage  *storageMonitor // whether Redis refuses writes for memory (storage.go)
+	stats    *statsCounters  // the consent statistics' counters (metrics.go)
 	tracing  *tracing        // OpenTelemetry spans, when --otlp-endpoint is set (tracing.go)
 	draining atomic.Bool     // set on shutdown: /readyz fails while calls are still served
 	debug    *debugServer    // pprof on --debug-addr; nil when off (debug.go)
@@ -87,7 +88,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	service := api.New(a.store, a.policy.Load, api.WithLogger(logger), api.WithTokens(tokens),
-		api.WithFeed(a.store, cfg.FeedPollInterval), api.WithShutdown(a.feed.streamsDone))
+		api.WithFeed(a.store, cfg.FeedPollInterval), api.WithShutdown(a.feed.streamsDone), api.WithStatsObserver(a.stats))
 	a.health = health.NewServer()
 	if a.tracing, err = newTracing(cfg); err != nil {
 		return nil, err

@@ -60,8 +60,9 @@ func (a *App) newMetrics() (*prometheus.Registry, *grpcprom.ServerMetrics) {
 	a.storage = newStorageMonitor(a.store.StorageFull)
 	redisErrors := newRedisErrorCounter(a.storage.refused)
 	a.redis.AddHook(redisErrors)
+	a.stats = newStatsCounters()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		grpcMetrics, redisErrors, a.storage)
+		grpcMetrics, redisErrors, a.storage, a.stats)
 	a.feed = newFeedRuntime(a.store.Consumers, a.cfg.FeedMonitorInterval, a.logger)
 	metrics.MustRegister(a.feed.monitor)
 	return metrics, grpcMetrics

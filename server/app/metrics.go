@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/server/store"
 )
 
 // redisErrorCounter counts failed Redis commands and pipelines by kind, as a
@@ -91,4 +93,52 @@ func (c redisErrorCounter) count(err error) {
 			c.oom()
 		}
 	}
+}
+
+// statsCounters are the consent statistics' Prometheus counters, raised
+// once a write or banner event has been counted in Redis (api.StatsObserver).
+// Their region labels are the policy's (domain.Policy.StatsRegion) and their
+// purposes the policy's, so the number of series is bounded by the policy.
+type statsCounters struct {
+	decisions, writes, banner *prometheus.CounterVec
+}
+
+func newStatsCounters() *statsCounters {
+	return &statsCounters{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consentd_consent_decisions_total",
+			Help: "Decisions written, by purpose, policy region and outcome: granted, denied (not granted before) or withdrawn (granted before).",
+		}, []string{"purpose", "region", "outcome"}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consentd_consent_writes_total",
+			Help: "Writes of people's decisions (updates and withdrawals), by policy region and method: banner_accept_all, banner_reject_all, banner_other, preference_center, api, gpc or import.",
+		}, []string{"region", "method"}),
+		banner: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consentd_banner_events_total",
+			Help: "Banner events reported by browsers, by policy region and step: shown, accept_all, reject_all, customised or closed.",
+		}, []string{"region", "step"}),
+	}
+}
+
+func (c *statsCounters) Describe(ch chan<- *prometheus.Desc) {
+	c.decisions.Describe(ch)
+	c.writes.Describe(ch)
+	c.banner.Describe(ch)
+}
+
+func (c *statsCounters) Collect(ch chan<- prometheus.Metric) {
+	c.decisions.Collect(ch)
+	c.writes.Collect(ch)
+	c.banner.Collect(ch)
+}
+
+func (c *statsCounters) WriteCounted(counted *store.Counted) {
+	for _, d := range counted.Decisions {
+		c.decisions.WithLabelValues(d.Purpose, counted.Region, string(d.Outcome)).Inc()
+	}
+	c.writes.WithLabelValues(counted.Region, string(counted.Method)).Inc()
+}
+
+func (c *statsCounters) BannerEventCounted(region string, step store.BannerStep) {
+	c.banner.WithLabelValues(region, string(step)).Inc()
 }

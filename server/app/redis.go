@@ -279,6 +279,7 @@ func newStore(cfg config.Config, keySet keys.Set) (*store.Store, redis.Universal
 	}
 	s, err := store.New(client, store.Options{HMACKey: keySet.ActiveHMAC().Secret, PreviousHMACKeys: previousHMAC, Sealer: sealer,
 		VisitorRetention: cfg.VisitorRetention, HistoryRetention: cfg.HistoryRetention, FeedRetention: cfg.FeedRetention,
+		StatsRetention:    cfg.StatsRetention,
 		SharedReadTimeout: cfg.RedisTimeout})
 	if err != nil {
 		return nil, nil, errors.Join(err, client.Close())

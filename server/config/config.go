@@ -59,6 +59,7 @@ type Config struct {
 	VisitorRetention time.Duration // anonymous visitors' records: deleted after this long without a write
 	HistoryRetention time.Duration // a subject's history: deleted after this long without a write; 0: kept with the record
 	FeedRetention    time.Duration // change-feed entries older than this are trimmed
+	StatsRetention   time.Duration // a day's consent statistics (per partition) expire this long after their first count
 
 	// The change feed.
 	FeedPollInterval    time.Duration // how often an idle watch looks for new changes
@@ -202,6 +203,7 @@ func define(name string, getenv func(string) string, usageOut io.Writer, only ma
 		dur(&c.VisitorRetention, "visitor-retention", 396*24*time.Hour, "anonymous visitors' records (state and history) are deleted after this long without a write (default 13 months)"),
 		dur(&c.HistoryRetention, "history-retention", 0, "a subject's history is deleted after this long without a write; 0: kept as long as the record"),
 		dur(&c.FeedRetention, "feed-retention", 35*24*time.Hour, "change-feed entries older than this are trimmed, acknowledged or not (a metric counts those a consumer lost)"),
+		dur(&c.StatsRetention, "stats-retention", 400*24*time.Hour, "a day's consent statistics (aggregate counts, no subject ids) expire this long after the day's first count (default 400 days)"),
 		dur(&c.FeedPollInterval, "feed-poll-interval", 250*time.Millisecond, "how often a change-feed watch looks for new changes while idle"),
 		dur(&c.FeedMonitorInterval, "feed-monitor-interval", 30*time.Second, "how often the change-feed consumer lag metrics are refreshed"),
 	); err != nil {
@@ -360,6 +362,7 @@ func (c Config) validateStore() error {
 		minDuration{"visitor-retention", c.VisitorRetention, false, time.Hour},
 		minDuration{"history-retention", c.HistoryRetention, true, time.Hour},
 		minDuration{"feed-retention", c.FeedRetention, false, time.Hour},
+		minDuration{"stats-retention", c.StatsRetention, false, 24 * time.Hour},
 	)...)
 	return errors.Join(errs...)
 }

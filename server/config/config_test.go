@@ -19,6 +19,7 @@ func TestDefaultsNeedOnlyKeysFiles(t *testing.T) {
 		c.TokenTTL != 180*24*time.Hour || len(c.CORSOrigins) != 0 ||
 		c.RateLimitIP.Rate != 20 || c.RateLimitIP.Period != time.Second || !c.RateLimitKey.IsZero() || c.TrustedProxyHops != 0 ||
 		c.VisitorRetention != 396*24*time.Hour || c.HistoryRetention != 0 || c.FeedRetention != 35*24*time.Hour ||
+		c.StatsRetention != 400*24*time.Hour ||
 		c.FeedPollInterval != 250*time.Millisecond || c.FeedMonitorInterval != 30*time.Second ||
 		c.RedisMode != "standalone" || c.DrainDelay != 5*time.Second || c.OTLPEndpoint != "" || c.TraceSampleRatio != 0.1 {
 		t.Errorf("defaults = %+v", c)
@@ -88,6 +89,9 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		{"visitor retention too short", []string{"--keys-file=k", "--demo", "--visitor-retention=10m"}, nil, "--visitor-retention (CONSENTD_VISITOR_RETENTION): must be at least 1h0m0s"},
 		{"negative history retention", []string{"--keys-file=k", "--demo", "--history-retention=-1h"}, nil, "--history-retention (CONSENTD_HISTORY_RETENTION)"},
 		{"zero feed retention", []string{"--keys-file=k", "--demo", "--feed-retention=0s"}, nil, "--feed-retention (CONSENTD_FEED_RETENTION)"},
+		{"stats retention shorter than a day", []string{"--keys-file=k", "--demo", "--stats-retention=12h"}, nil, "--stats-retention (CONSENTD_STATS_RETENTION): must be at least 24h0m0s, got 12h0m0s"},
+		{"zero stats retention", []string{"--keys-file=k", "--demo"}, map[string]string{"CONSENTD_STATS_RETENTION": "0s"}, "--stats-retention (CONSENTD_STATS_RETENTION): must be at least"},
+		{"bad stats retention", []string{"--keys-file=k", "--demo", "--stats-retention=400d"}, nil, "stats-retention"},
 		{"zero feed poll interval", []string{"--keys-file=k", "--demo", "--feed-poll-interval=0s"}, nil, "--feed-poll-interval"},
 		{"zero feed monitor interval", []string{"--keys-file=k", "--demo"}, map[string]string{"CONSENTD_FEED_MONITOR_INTERVAL": "0s"}, "--feed-monitor-interval"},
 		{"unknown redis mode", []string{"--keys-file=k", "--demo", "--redis-mode=ring"}, nil, "--redis-mode (CONSENTD_REDIS_MODE)"},
@@ -151,5 +155,16 @@ func TestConsoleIsOnByDefaultAndCanBeTurnedOff(t *testing.T) {
 	}
 	if _, err := Load(nil, env(map[string]string{"CONSENTD_KEYS_FILE": "k", "CONSENTD_API_KEY": base["CONSENTD_API_KEY"], "CONSENTD_CONSOLE": "maybe"}), io.Discard); err == nil || !strings.Contains(err.Error(), "CONSENTD_CONSOLE") {
 		t.Errorf("CONSENTD_CONSOLE=maybe: %v", err)
+	}
+}
+
+func TestStatsRetentionFromEnvironmentOrFlag(t *testing.T) {
+	c, err := Load([]string{"--keys-file=k", "--demo"}, env(map[string]string{"CONSENTD_STATS_RETENTION": "720h"}), io.Discard)
+	if err != nil || c.StatsRetention != 720*time.Hour {
+		t.Fatalf("from the environment: %v, %v; want 720h", c.StatsRetention, err)
+	}
+	c, err = Load([]string{"--keys-file=k", "--demo", "--stats-retention=48h"}, env(map[string]string{"CONSENTD_STATS_RETENTION": "720h"}), io.Discard)
+	if err != nil || c.StatsRetention != 48*time.Hour {
+		t.Fatalf("flag over environment: %v, %v; want 48h", c.StatsRetention, err)
 	}
 }

@@ -104,6 +104,25 @@ func (p *Policy) NonNecessaryPurposeIDs() []string {
 	return slices.Clone(p.nonNecessary)
 }
 
+// StatsRegion is the region label statistics count a region code under:
+// the code itself when the policy lists it, else its country ("US" for
+// "US-XX") when the policy lists that, else the default region's id (for ""
+// and every code the policy does not list). The labels are thus bounded by
+// the policy: its codes and one region id, whatever codes callers send.
+func (p *Policy) StatsRegion(code string) string {
+	if code != "" {
+		if _, ok := p.codeIndex[code]; ok {
+			return code
+		}
+		if country, _, found := strings.Cut(code, "-"); found {
+			if _, ok := p.codeIndex[country]; ok {
+				return country
+			}
+		}
+	}
+	return p.DefaultRegion
+}
+
 // RegionFor resolves a region code: exact code match, else the country part
 // of "US-CA" ("US"), else the default region. "" -> default region.
 //

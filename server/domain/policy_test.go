@@ -137,3 +137,22 @@ func TestLoadPolicy(t *testing.T) {
 		t.Error("valid file: DE not in world")
 	}
 }
+
+func TestStatsRegionIsBoundedByThePolicy(t *testing.T) {
+	p, err := LoadPolicy("../../deploy/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for code, want := range map[string]string{
+		"DE":    "DE",            // listed
+		"US-CA": "US-CA",         // listed
+		"US-WY": "US",            // its country is listed
+		"ES-CN": "ES",            // its country is listed
+		"JP":    "rest_of_world", // unknown: the default region's id
+		"":      "rest_of_world",
+	} {
+		if got := p.StatsRegion(code); got != want {
+			t.Errorf("StatsRegion(%q) = %q, want %q", code, got, want)
+		}
+	}
+}

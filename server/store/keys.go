@@ -20,6 +20,7 @@ import (
 //	<prefix>:{p<partition>}:feed               change feed stream of a partition
 //	<prefix>:{p<partition>}:tomb               anonymous tombstones of erased subjects (list)
 //	<prefix>:{p<partition>}:trimmed            per feed consumer, entries trimmed before it acknowledged them (hash)
+//	<prefix>:{p<partition>}:stats:<YYYYMMDD>   a partition's consent statistics of one UTC day (hash; no subject ids; see stats.go)
 //	<prefix>:consumers                         names of the feed consumers (set; no hash tag: read alone)
 //
 // <id> is a keyed hash (HMAC-SHA256 with the operator's key, first 16 bytes,

@@ -135,23 +135,28 @@ type writeArgs struct {
 	wrapped       string       // a new wrapped data key; "" keeps the stored one
 	idemField     string       // "" for none
 	fingerprint   string
-	idemTTL       int64 // ms
-	set           []any // state fields to set: name, value, ...
-	del           []any // state fields to delete
+	idemTTL       int64  // ms
+	set           []any  // state fields to set: name, value, ...
+	del           []any  // state fields to delete
+	stats         string // the day's statistics hash of the partition (a key, always given)
+	statsTTL      int64  // ms, set on the statistics hash if it has none
+	statsFields   []any  // statistics fields to raise by one; none: nothing counted
 }
 
 func (a writeArgs) call() scriptCall {
-	keys := make([]string, 5, 7)
-	keys[0], keys[1], keys[2], keys[3], keys[4] = a.to.feed, a.to.state, a.to.history, a.to.idempotency, a.dataKey
+	keys := make([]string, 6, 8)
+	keys[0], keys[1], keys[2], keys[3], keys[4], keys[5] = a.to.feed, a.to.state, a.to.history, a.to.idempotency, a.dataKey, a.stats
 	if a.from != nil {
 		keys = append(keys, a.from.state, a.from.history)
 	}
-	args := make([]any, 0, 15+len(a.set)+len(a.del))
+	args := make([]any, 0, 18+len(a.set)+len(a.del)+len(a.statsFields))
 	args = append(args, a.expected, a.event, a.minID, a.rev, a.handle, a.sealedSubject, a.prevHash,
 		a.stateTTL, a.historyTTL, a.wrapped, a.idemField, a.fingerprint, a.idemTTL, len(a.set)/2)
 	args = append(args, a.set...)
 	args = append(args, len(a.del))
 	args = append(args, a.del...)
+	args = append(args, a.statsTTL, len(a.statsFields))
+	args = append(args, a.statsFields...)
 	return scriptCall{keys, args}
 }
 

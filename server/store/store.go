@@ -18,8 +18,9 @@
 // or one pipeline of them, decoded by statecodec.go. A write is write.go
 // and writestate.go; the stored event eventcodec.go; history pages and the
 // verified chain history.go; erasure erase.go; the change feed feed*.go;
-// integrity MACs integrity.go; key names keys.go; every Lua script is in
-// lua/, run through scripts.go.
+// integrity MACs integrity.go; key names keys.go; the per-day consent
+// statistics (counted by the write script, read by Stats) stats.go; every
+// Lua script is in lua/, run through scripts.go.
 //
 // Give the store a client without automatic retries (MaxRetries: -1): a
 // write script retried after a lost reply could apply twice. Callers retry
@@ -141,6 +142,9 @@ type Options struct {
 	// bounds the commands it sends, but not a wait in the queue of a
 	// pipeline.
 	SharedReadTimeout time.Duration
+	// StatsRetention: a partition's hash of one day's statistics (stats.go)
+	// expires this long after its first count; default 400 days.
+	StatsRetention time.Duration
 }
 
 // Store is consentd's Redis storage. It is safe for concurrent use.
@@ -236,6 +240,12 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	}
 	if opts.SharedReadTimeout < time.Millisecond {
 		return nil, fmt.Errorf("store: shared read timeout %v: must be positive (default %v)", opts.SharedReadTimeout, DefaultSharedReadTimeout)
+	}
+	if opts.StatsRetention == 0 {
+		opts.StatsRetention = DefaultStatsRetention
+	}
+	if opts.StatsRetention < time.Millisecond {
+		return nil, fmt.Errorf("store: stats retention %v: must be positive (default %v)", opts.StatsRetention, DefaultStatsRetention)
 	}
 	if opts.HistoryRetention < 0 {
 		return nil, fmt.Errorf("store: history retention %v: must be 0 (kept with the state) or positive", opts.HistoryRetention)

@@ -75,6 +75,10 @@ type Write struct {
 	// user's record instead (decisions made through the visitor's token
 	// after the link belong to the user).
 	FollowLink bool
+	// Stats: how the write counts in the day's statistics (stats.go),
+	// atomically with the write; nil counts nothing (writes that are not a
+	// person's decisions: links, statuses, access events).
+	Stats *WriteStats
 }
 
 // WriteResult is the outcome of a Write.
@@ -85,6 +89,9 @@ type WriteResult struct {
 	Record domain.Record
 	// Replayed: the idempotency key had been used; nothing was written.
 	Replayed bool
+	// Counted is what the write counted in the day's statistics; nil when
+	// it counted nothing (no Write.Stats, no decisions, or a replay).
+	Counted *Counted
 }
 
 // feedTrimEvery: one write in feedTrimEvery (counted across the process)
@@ -191,6 +198,7 @@ type writePlan struct {
 	idemField  string // "" for none
 	fp         string // the request's fingerprint, with an idempotency key
 	minID      any    // write.lua's feed MINID (writeArgs.minID)
+	stats      string // the day's statistics hash of the subject's partition
 	stateTTL   time.Duration
 	historyTTL time.Duration
 }
@@ -226,13 +234,13 @@ func (s *Store) write(ctx context.Context, w Write) (res WriteResult, link strin
 		if w.ExpectedRevision != nil && *w.ExpectedRevision != current {
 			return WriteResult{}, "", &ConflictError{Expected: *w.ExpectedRevision, Current: current}
 		}
-		state, applied, err := s.applyWrite(ctx, w, plan, read, current)
+		state, counted, applied, err := s.applyWrite(ctx, w, plan, read, current)
 		if err != nil {
 			return WriteResult{}, "", err
 		}
 		if applied {
 			rec, err := decodeRecord(state, s.opts.Sealer)
-			return WriteResult{Record: rec}, "", err
+			return WriteResult{Record: rec, Counted: counted}, "", err
 		}
 		if err := collided(ctx, attempt); err != nil {
 			return WriteResult{}, "", err
@@ -269,6 +277,7 @@ func (s *Store) planWrite(w Write) (writePlan, error) {
 		return writePlan{}, err
 	}
 	p.known = s.knownKeysFor(w.SubjectID)
+	p.stats = s.statsKey(s.partitionOf(w.SubjectID), statsDay(w.Now))
 	if w.IdempotencyKey != "" {
 		p.fp, p.idemField = fingerprint(w), idempotencyField(w.IdempotencyKey)
 	}
@@ -309,12 +318,14 @@ func (s *Store) replay(read readForWrite, fp string) (res WriteResult, replayed 
 
 // applyWrite computes the write on what was read (at revision current) and
 // runs write.lua. applied is false when the subject changed since the read;
-// state is the state hash the write leaves.
-func (s *Store) applyWrite(ctx context.Context, w Write, plan writePlan, read readForWrite, current int64) (state map[string]string, applied bool, err error) {
+// state is the state hash the write leaves, counted what it counted in the
+// day's statistics (in the same script).
+func (s *Store) applyWrite(ctx context.Context, w Write, plan writePlan, read readForWrite, current int64) (state map[string]string, counted *Counted, applied bool, err error) {
 	dk, wrapped, err := s.writeDataKey(w, read)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
+	statsFields, counted := countWrite(w, plan, read)
 	rev := strconv.FormatInt(current+1, 10)
 	next := s.nextState(w, plan, read, current, rev, dk.handle)
 	sealed := ""
@@ -329,21 +340,22 @@ func (s *Store) applyWrite(ctx context.Context, w Write, plan writePlan, read re
 		stateTTL: plan.stateTTL.Milliseconds(), historyTTL: plan.historyTTL.Milliseconds(), wrapped: wrapped,
 		idemField: plan.idemField, fingerprint: plan.fp, idemTTL: s.opts.IdempotencyTTL.Milliseconds(),
 		set: next.set, del: next.del,
+		stats: plan.stats, statsTTL: s.opts.StatsRetention.Milliseconds(), statsFields: statsFields,
 	}
 	if read.names > 0 {
 		args.from = &plan.known[read.names]
 	}
 	reply, err := s.runScript(ctx, writeScript, args.call()).Slice()
 	if err != nil {
-		return nil, false, wrapErr("write", err)
+		return nil, nil, false, wrapErr("write", err)
 	}
 	switch code, _ := reply[0].(int64); code {
 	case writeApplied:
-		return next.state, true, nil
+		return next.state, counted, true, nil
 	case writeStale:
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
-	return nil, false, errors.New("store: write: unexpected script reply")
+	return nil, nil, false, errors.New("store: write: unexpected script reply")
 }
 
 // collided waits before a write is computed again after the subject changed

@@ -5,7 +5,9 @@
 -- KEYS[1] the partition's change feed
 -- KEYS[2] the state hash, KEYS[3] the history list, KEYS[4] the idempotency
 --         hash, KEYS[5] the data key (all under the active HMAC key's names)
--- KEYS[6], KEYS[7] only when the subject's data is under a previous HMAC
+-- KEYS[6] the partition's statistics hash of the write's UTC day (stats.go);
+--         touched only when the write counts something
+-- KEYS[7], KEYS[8] only when the subject's data is under a previous HMAC
 --         key's names (rotation): that state hash and history list, renamed
 --         to the active names (a rename moves a hash or list whole, with its
 --         TTL). All keys share one slot.
@@ -32,7 +34,10 @@
 -- ARGV[12] the request's fingerprint
 -- ARGV[13] the idempotency record's TTL in ms
 -- ARGV[14] N, then N pairs of state fields to set (name, value); then D, then
---          the D names of state fields to delete
+--          the D names of state fields to delete; then the statistics hash's
+--          TTL in ms (set only if it has none: PEXPIRE NX, Redis 7.0+), then
+--          C, then the C statistics fields to raise by one (computed in Go;
+--          C = 0: the write counts nothing)
 --
 -- Reply {APPLIED} (0) when applied, {STALE} (-1) when the revision changed
 -- since the read (nothing written).
@@ -43,8 +48,8 @@
 -- last record, and expired fields are pruned when it grows.
 local APPLIED, STALE = 0, -1
 
-local feed, state, history, idem, datakey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local from_state, from_history = KEYS[6], KEYS[7]
+local feed, state, history, idem, datakey, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local from_state, from_history = KEYS[7], KEYS[8]
 local expected, event, minid, rev = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local handle, sealed_subject, prev_hash = ARGV[5], ARGV[6], ARGV[7]
 local state_ttl, history_ttl, wrapped = ARGV[8], ARGV[9], ARGV[10]
@@ -62,6 +67,12 @@ if n > 0 then redis.call('HSET', state, unpack(ARGV, 15, 14 + 2 * n)) end
 local at = 15 + 2 * n
 local d = tonumber(ARGV[at])
 if d > 0 then redis.call('HDEL', state, unpack(ARGV, at + 1, at + d)) end
+at = at + d + 1
+local c = tonumber(ARGV[at + 1])
+if c > 0 then
+  for i = at + 2, at + 1 + c do redis.call('HINCRBY', stats, ARGV[i], 1) end
+  redis.call('PEXPIRE', stats, ARGV[at], 'NX')
+end
 redis.call('RPUSH', history, event)
 if wrapped ~= '' then redis.call('SET', datakey, wrapped) end
 if minid == '0' then
