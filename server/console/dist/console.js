@@ -154,7 +154,7 @@ var be,ui,fc,Zt,Rs,jo,di,Io,fi,Is,Os,pc,fo=Symbol.for("pv"),zo={},Uo=[],hc=/^m(i
       <${Ml} id="plot-rate" x=${c} percent=${!0} series=${[{label:"opt-in rate",values:n.map(h=>h.rate===null?null:h.rate*100)}]} />
       <${Cl} id="table-rate" caption="Opt-in rate per day" head=${["opt-in rate"]} rows=${n.map(h=>[h.day,us(h.rate)])} />
     </section>
-    <section class="card" aria-labelledby="ch-methods-h" id="ch-methods">
+    <section class="card wide" aria-labelledby="ch-methods-h" id="ch-methods">
       <h3 id="ch-methods-h">How decisions were made</h3>
       <p class="summary" id="methods-summary">Writes per way they were made (${t.region||"all regions"}; counted per write, so the purpose filter does not apply):
         ${nn.filter(h=>i[h]>0).map((h,g)=>P`${g?", ":" "}${cs[h]} <strong>${i[h]}</strong>`)}
@@ -175,9 +175,9 @@ var be,ui,fc,Zt,Rs,jo,di,Io,fi,Is,Os,pc,fo=Symbol.for("pv"),zo={},Uo=[],hc=/^m(i
     </section>
   </div>`}function Cl({id:e,caption:t,head:n,rows:o}){return P`<div class="scroll tall" tabindex="0" role="region" aria-label=${t+" (table)"}>
     <table class="data" id=${e}>
-      <caption>${t}</caption>
+      <caption>${t}, newest first</caption>
       <thead><tr><th scope="col">Day</th>${n.map(s=>P`<th scope="col">${s}</th>`)}</tr></thead>
-      <tbody>${o.map(s=>P`<tr data-day=${s[0]}><th scope="row">${s[0]}</th>${s.slice(1).map(i=>P`<td>${i}</td>`)}</tr>`)}</tbody>
+      <tbody>${[...o].reverse().map(s=>P`<tr data-day=${s[0]}><th scope="row">${s[0]}</th>${s.slice(1).map(i=>P`<td>${i}</td>`)}</tr>`)}</tbody>
     </table>
   </div>`}function Sa(e,t,n){let o=_n(null);return Rt(()=>{let s=o.current;if(!s)return;let i=()=>Math.max(240,s.clientWidth),r=new He(e(i()),t,s),c=new ResizeObserver(()=>r.setSize({width:i(),height:220}));return c.observe(s),()=>{c.disconnect(),r.destroy()}},n),o}var Id=e=>He.tzDate(new Date(e*1e3),"Etc/UTC");function Ml({id:e,x:t,series:n,percent:o}){let s=JSON.stringify([t,n]),i=Sa(r=>({width:r,height:220,tzDate:Id,legend:{show:!0,live:!1},cursor:{show:!1},scales:{x:{time:!0},y:o?{range:[0,100]}:{range:(c,f,u)=>[0,Math.max(1,u)]}},axes:[{},{values:(c,f)=>f.map(u=>o?u+"%":String(u))}],series:[{},...n.map((c,f)=>({label:c.label,stroke:ds[f%ds.length].stroke,dash:ds[f%ds.length].dash,width:2,points:{show:t.length<40},spanGaps:!1}))]}),[t,...n.map(r=>r.values)],[s]);return P`<div class="plot" id=${e} ref=${i} aria-hidden="true"></div>`}function Hd({id:e,labels:t,values:n}){let o=JSON.stringify(n),s=Sa(i=>({width:i,height:220,legend:{show:!1},cursor:{show:!1},scales:{x:{time:!1,range:[-.5,t.length-.5]},y:{range:(r,c,f)=>[0,Math.max(1,f)]}},axes:[{values:(r,c)=>c.map(f=>Number.isInteger(f)&&t[f]||""),splits:()=>t.map((r,c)=>c)},{}],series:[{},{label:"count",fill:"#175cd3",stroke:"#175cd3",paths:He.paths.bars?.({size:[.6,80]}),points:{show:!1}}]}),[t.map((i,r)=>r),n],[o]);return P`<div class="plot" id=${e} ref=${s} aria-hidden="true"></div>`}var Ta="consentd.console.deadline",Ea=10;function xa(){try{let e=Number(localStorage.getItem(Ta));return Number.isInteger(e)&&e>=1&&e<=365?e:Ea}catch{return Ea}}function Ca({session:e}){let[t,n]=Y(xa()),[o,s]=Y(String(xa())),[i,r]=Y(null),[c,f]=Y(null),[u,h]=Y(0),g=async()=>{f({kind:"info",text:"Loading…"});try{let _=await qe(e.key,"GET","/v1/consumers");r(_.consumers||[]),h(Date.now()),f(null)}catch(_){f({kind:"error",text:Be(_)})}};return Rt(()=>{g()},[]),P`<div class="consumers">
     <form class="card filters" onSubmit=${_=>{_.preventDefault();let b=Number(o);if(!Number.isInteger(b)||b<1||b>365)return f({kind:"error",text:"The deadline is a whole number of business days from 1 to 365."});n(b);try{localStorage.setItem(Ta,String(b))}catch{}f({kind:"ok",text:`Deadline set to ${b} business days (kept in this browser).`})}} aria-label="Deadline">

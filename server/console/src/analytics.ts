@@ -113,7 +113,7 @@ function Charts({ days, filter }: { days: DayStats[]; filter: Filter }) {
       <${Plot} id="plot-rate" x=${x} percent=${true} series=${[{ label: "opt-in rate", values: rows.map((r) => (r.rate === null ? null : r.rate * 100)) }]} />
       <${DayTable} id="table-rate" caption="Opt-in rate per day" head=${["opt-in rate"]} rows=${rows.map((r) => [r.day, percent(r.rate)])} />
     </section>
-    <section class="card" aria-labelledby="ch-methods-h" id="ch-methods">
+    <section class="card wide" aria-labelledby="ch-methods-h" id="ch-methods">
       <h3 id="ch-methods-h">How decisions were made</h3>
       <p class="summary" id="methods-summary">Writes per way they were made (${filter.region || "all regions"}; counted per write, so the purpose filter does not apply):
         ${METHODS.filter((m) => methodTotals[m] > 0).map((m, i) => html`${i ? ", " : " "}${METHOD_LABELS[m]} <strong>${methodTotals[m]}</strong>`)}
@@ -140,9 +140,9 @@ function Charts({ days, filter }: { days: DayStats[]; filter: Filter }) {
 function DayTable({ id, caption, head, rows }: { id: string; caption: string; head: string[]; rows: (string | number)[][] }) {
   return html`<div class="scroll tall" tabindex="0" role="region" aria-label=${caption + " (table)"}>
     <table class="data" id=${id}>
-      <caption>${caption}</caption>
+      <caption>${caption}, newest first</caption>
       <thead><tr><th scope="col">Day</th>${head.map((h) => html`<th scope="col">${h}</th>`)}</tr></thead>
-      <tbody>${rows.map((r) => html`<tr data-day=${r[0]}><th scope="row">${r[0]}</th>${r.slice(1).map((v) => html`<td>${v}</td>`)}</tr>`)}</tbody>
+      <tbody>${[...rows].reverse().map((r) => html`<tr data-day=${r[0]}><th scope="row">${r[0]}</th>${r.slice(1).map((v) => html`<td>${v}</td>`)}</tr>`)}</tbody>
     </table>
   </div>`;
 }
