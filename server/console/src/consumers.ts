@@ -65,7 +65,7 @@ export function ConsumersScreen({ session }: { session: Session }) {
   };
 
   return html`<div class="consumers">
-    <form class="card filters" onSubmit=${saveDeadline} aria-label="Deadline">
+    <form class="card filters" onSubmit=${saveDeadline} aria-label="Deadline" novalidate>
       <div class="field">
         <label for="deadline">Deadline to honour an opt-out (business days, Monday to Friday)</label>
         <input id="deadline" type="number" min="1" max="365" step="1" inputmode="numeric" value=${input} onInput=${(e: Event) => setInput((e.target as HTMLInputElement).value)} />

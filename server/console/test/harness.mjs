@@ -172,6 +172,8 @@ export function withoutExpectedStatuses(list, statuses) {
 /** Opens the console and signs in with the key of scope. */
 export async function signIn(page, env, scope) {
   await page.goto(env.url + '/console/');
+  // Signed out first, whatever an earlier test left.
+  if (await page.evaluate(() => { const had = sessionStorage.length > 0; sessionStorage.clear(); return had; })) await page.reload();
   await page.fill('#api-key', env.keys[scope]);
   await page.click('button[type=submit]');
   await page.waitForSelector('#key-name');
