@@ -18,11 +18,13 @@ var be,ui,fc,Zt,Rs,jo,di,Io,fi,Is,Os,pc,fo=Symbol.for("pv"),zo={},Uo=[],hc=/^m(i
     ${s&&P`<${Nc} session=${e} subject=${s} consent=${f} region=${h}
         onRegion=${async E=>{g(E);try{await y(s,E)}catch(w){c({kind:"error",text:Be(w)})}}} />
       <${Rc} session=${e} subject=${s} key=${"h-"+s} />
-      <${Ic} session=${e} subject=${s} key=${"x-"+s} />
-      <${Hc} session=${e} subject=${s} consent=${f} onDone=${b} key=${"r-"+s} />
-      <${Fc} session=${e} subject=${s} consent=${f} onDone=${b} key=${"m-"+s} />
-      <${jc} session=${e} subject=${s} onDone=${b} key=${"l-"+s} />
-      <${zc} session=${e} subject=${s} onDone=${()=>u(null)} key=${"e-"+s} />`}
+      <div class="grid">
+        <${Ic} session=${e} subject=${s} key=${"x-"+s} />
+        <${Hc} session=${e} subject=${s} consent=${f} onDone=${b} key=${"r-"+s} />
+        <${Fc} session=${e} subject=${s} consent=${f} onDone=${b} key=${"m-"+s} />
+        <${jc} session=${e} subject=${s} onDone=${b} key=${"l-"+s} />
+        <${zc} session=${e} subject=${s} onDone=${()=>u(null)} key=${"e-"+s} />
+      </div>`}
   </div>`}function Nc({session:e,subject:t,consent:n,region:o,onRegion:s}){let i=e.policy,r=it(e.grants,"lookup"),c=i?.regions||[],f=c.find(u=>u.id===i?.default_region);return P`<${tt} title=${"Consent of "+t} id="consent">
     <${jt} missing=${r} />
     ${!r&&P`<div class="field">
@@ -243,8 +245,8 @@ var be,ui,fc,Zt,Rs,jo,di,Io,fi,Is,Os,pc,fo=Symbol.for("pv"),zo={},Uo=[],hc=/^m(i
       <button type="button" id="preview-open" onClick=${()=>y.current?.open()}>Open the preference center</button>
     </div>
     <p class="hint" id="preview-about">${o} is in region <strong>${_?.id}</strong> (${Xt(_?.mechanism||"","MECHANISM_")}).
-      ${u?" A first visitor sees this banner:":" No banner: nothing needs asking here (every purpose the banner asks about is allowed by default); the preference center opens from the site's Privacy choices link."}
-      This is the SDK's own UI; its buttons record nothing here.</p>
+      ${u?" A first visitor sees this banner. ":" No banner: nothing needs asking here (every purpose the banner asks about is allowed by default); the preference center opens from the site's Privacy choices link. "}
+      ${"This is the SDK's own UI; its buttons record nothing here."}</p>
     <div class="preview-box" ref=${g} id="preview-box"></div>
     <${Ge} msg=${c} id="preview-msg" />
   </section>`}var to=[{id:"person",title:"A person",needs:["lookup","history","minor"]},{id:"analytics",title:"Analytics",needs:["stats"]},{id:"consumers",title:"Feed consumers",needs:["consumers"]},{id:"policy",title:"Policy",needs:["policy"]}];function Al(e,t){let n=t.map(o=>it(e,o));return n.some(o=>o===null)?null:n.join("; ")}function Wd({onSignedIn:e,initialMsg:t}){let[n,o]=Y(""),[s,i]=Y(t),[r,c]=Y(!1);return P`<main id="main" class="signin">

@@ -128,11 +128,13 @@ export function PersonScreen({ session }: { session: Session }) {
           }
         }} />
       <${History} session=${session} subject=${subject} key=${"h-" + subject} />
-      <${Export} session=${session} subject=${subject} key=${"x-" + subject} />
-      <${Restrict} session=${session} subject=${subject} consent=${consent} onDone=${afterWrite} key=${"r-" + subject} />
-      <${Minor} session=${session} subject=${subject} consent=${consent} onDone=${afterWrite} key=${"m-" + subject} />
-      <${Link} session=${session} subject=${subject} onDone=${afterWrite} key=${"l-" + subject} />
-      <${Erase} session=${session} subject=${subject} onDone=${() => setConsent(null)} key=${"e-" + subject} />`}
+      <div class="grid">
+        <${Export} session=${session} subject=${subject} key=${"x-" + subject} />
+        <${Restrict} session=${session} subject=${subject} consent=${consent} onDone=${afterWrite} key=${"r-" + subject} />
+        <${Minor} session=${session} subject=${subject} consent=${consent} onDone=${afterWrite} key=${"m-" + subject} />
+        <${Link} session=${session} subject=${subject} onDone=${afterWrite} key=${"l-" + subject} />
+        <${Erase} session=${session} subject=${subject} onDone=${() => setConsent(null)} key=${"e-" + subject} />
+      </div>`}
   </div>`;
 }
 

@@ -87,8 +87,8 @@ function Preview({ policy }: { policy: Policy }) {
       <button type="button" id="preview-open" onClick=${() => ui.current?.open()}>Open the preference center</button>
     </div>
     <p class="hint" id="preview-about">${code} is in region <strong>${region?.id}</strong> (${short(region?.mechanism || "", "MECHANISM_")}).
-      ${banner ? " A first visitor sees this banner:" : " No banner: nothing needs asking here (every purpose the banner asks about is allowed by default); the preference center opens from the site's Privacy choices link."}
-      This is the SDK's own UI; its buttons record nothing here.</p>
+      ${banner ? " A first visitor sees this banner. " : " No banner: nothing needs asking here (every purpose the banner asks about is allowed by default); the preference center opens from the site's Privacy choices link. "}
+      ${"This is the SDK's own UI; its buttons record nothing here."}</p>
     <div class="preview-box" ref=${box} id="preview-box"></div>
     <${Message} msg=${note} id="preview-msg" />
   </section>`;
