@@ -57,6 +57,7 @@ cat <<MSG
 
 consentd is running in DEMO MODE: no credentials needed (Ctrl-C stops it and Redis):
   demo page     http://$HTTP_ADDR/demo/   (a shop article using the SDK)
+  console       http://$HTTP_ADDR/console/   (the privacy console: leave the API key empty in demo mode)
   REST API      http://$HTTP_ADDR/v1/policy
   OpenAPI       http://$HTTP_ADDR/openapi.json
   gRPC          $GRPC_ADDR   (reflection on: grpcurl -plaintext $GRPC_ADDR list)

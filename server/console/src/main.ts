@@ -38,8 +38,9 @@ function SignIn({ onSignedIn, initialMsg }: { onSignedIn: (s: Session) => void; 
   const [busy, setBusy] = useState(false);
   const submit = async (e: Event) => {
     e.preventDefault();
+    // An empty key is sent as an empty bearer: on a consentd in demo mode
+    // (make run) that counts as no credentials and signs in as the demo.
     const k = key.trim();
-    if (!k) return setMsg({ kind: "error", text: "Type an API key first." });
     setBusy(true);
     setMsg({ kind: "info", text: "Checking the key…" });
     try {
@@ -48,7 +49,8 @@ function SignIn({ onSignedIn, initialMsg }: { onSignedIn: (s: Session) => void; 
       onSignedIn(s);
     } catch (err) {
       storeKey(null);
-      setMsg({ kind: "error", text: err instanceof ApiError && err.status === 401 ? "That key was not accepted. Check it and try again; nothing was stored." : errorText(err) });
+      const refused = err instanceof ApiError && err.status === 401;
+      setMsg({ kind: "error", text: refused && !k ? "Type an API key first." : refused ? "That key was not accepted. Check it and try again; nothing was stored." : errorText(err) });
     } finally {
       setBusy(false);
     }
@@ -57,7 +59,7 @@ function SignIn({ onSignedIn, initialMsg }: { onSignedIn: (s: Session) => void; 
     <h1>consentd privacy console</h1>
     <form class="card" onSubmit=${submit} aria-labelledby="signin-h">
       <h2 id="signin-h">Sign in</h2>
-      <p>Sign in with an API key from consentd's API keys file. The key is kept in this tab only (sessionStorage) until you sign out or close the tab; it is sent with every call to this consentd's API and nowhere else.</p>
+      <p>Sign in with an API key from consentd's API keys file (on a consentd in demo mode, leave it empty). The key is kept in this tab only (sessionStorage) until you sign out or close the tab; it is sent with every call to this consentd's API and nowhere else.</p>
       <div class="field">
         <label for="api-key">API key</label>
         <input id="api-key" type="password" autocomplete="off" spellcheck="false" value=${key} onInput=${(e: Event) => setKey((e.target as HTMLInputElement).value)} />
@@ -72,7 +74,7 @@ function SignIn({ onSignedIn, initialMsg }: { onSignedIn: (s: Session) => void; 
 async function signIn(key: string): Promise<Session> {
   const caller = await call<Caller>(key, "GET", "/v1/caller");
   if (caller.kind === "CALLER_KIND_VISITOR") throw new Error("That is a visitor's subject token, not an API key: the console needs an API key.");
-  storeKey(key);
+  if (key) storeKey(key); // demo mode keeps nothing: a reload asks again
   let policy: Policy | null = null;
   try {
     policy = (await call<{ policy: Policy }>(key, "GET", "/v1/policy")).policy;

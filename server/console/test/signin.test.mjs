@@ -107,3 +107,24 @@ test('a 403 the API sends anyway is shown, and nothing changes', async () => {
     await page.click('#sign-out');
   }
 });
+
+test('an empty key: asked for one; in demo mode (an empty bearer is no credentials) it signs in as the demo, storing nothing', async () => {
+  const { page } = browser;
+  await page.goto(env.url + '/console/');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#signin-msg.msg-error');
+  assert.match(await page.textContent('#signin-msg'), /Type an API key first/);
+  assert.deepEqual(await session(page), { n: 0, key: null, cookies: '' });
+  // This consentd is not in demo mode: its answer to GetCaller is what one in demo mode gives.
+  await page.route('**/v1/caller', (route) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ kind: 'CALLER_KIND_DEMO', name: '', scopes: [], subject_id: '' }) }));
+  try {
+    await page.click('button[type=submit]');
+    await page.waitForSelector('#key-name');
+    assert.match(await page.textContent('#key-name'), /demo mode/);
+    for (const screen of Object.keys(screens)) assert.equal(await page.isEnabled(`#nav-${screen}`), true, screen);
+    assert.deepEqual(await session(page), { n: 0, key: null, cookies: '' });
+  } finally {
+    await page.unroute('**/v1/caller');
+  }
+  assert.deepEqual(withoutExpectedStatuses(await problems(page), [401]), []);
+});
