@@ -6,7 +6,7 @@
 //           data-lang="de" data-gcm="true"
 //           data-cookies='{"analytics": ["_ga", "_ga_*", "_gid"]}'
 //           data-ask="functional analytics ads" data-button="right"
-//           data-reload="false"></script>
+//           data-reload="false" data-funnel="off"></script>
 //
 // Load it early in <head>, without async or defer, before any Google tag: it
 // sets Consent Mode's defaults and starts blocking from the cookie cache
@@ -31,9 +31,10 @@ try {
 }
 
 if (data.gcm == "true") consentModeDefault();
+// By default the service that serves the script.
+const endpoint = data.endpoint || (src ? new URL(src).origin : location.origin);
 const consent = createConsent({
-  // By default the service that serves the script.
-  endpoint: data.endpoint || (src ? new URL(src).origin : location.origin),
+  endpoint,
   region: data.region,
   cookieDomain: data.cookieDomain,
   // data-ask="analytics ads marketing.email": what the banner and preference center ask about.
@@ -47,6 +48,10 @@ const ui = mountUI(consent, {
   // data-button="false": no floating button; "right": bottom right.
   button: data.button == "false" ? false : (data.button as "right") || true,
   stylesheet: data.stylesheet || (src ? new URL("consentd.css", src).href : undefined),
+  // The banner's funnel goes where the consent does; data-funnel="off" (or "false"): not reported.
+  endpoint,
+  region: data.region,
+  funnel: data.funnel != "off" && data.funnel != "false",
 });
 consent.sync().catch((err) => console.warn(err));
 

@@ -3,8 +3,11 @@
 // a strict Content-Security-Policy: DOM built with createElement and
 // textContent (policy texts are not trusted HTML), no style attributes,
 // shown and hidden with the `hidden` attribute (the preference center is a
-// native <dialog>, opened with showModal()); the look is ui.css.
+// native <dialog>, opened with showModal()); the look is ui.css. The
+// banner's funnel (shown, and the button used) is reported anonymously to
+// consentd unless the site turns it off (funnel.ts).
 
+import { funnel, type Step } from "./funnel";
 import type { Consent } from "./types";
 
 export interface UIOptions {
@@ -21,6 +24,27 @@ export interface UIOptions {
    * body keeps the page's last content from scrolling under it. Default true.
    */
   button?: boolean | "left" | "right";
+  /**
+   * consentd's base URL, as given to createConsent: where the banner's
+   * funnel is reported. Without it nothing is reported. (The script tag
+   * passes its data-endpoint.)
+   */
+  endpoint?: string;
+  /**
+   * The visitor's region code ("DE", "US-CA"), as given to createConsent,
+   * reported with the funnel. None: consentd counts it under the policy's
+   * default region.
+   */
+  region?: string;
+  /**
+   * Report the banner's funnel to consentd (POST /v1/banner-events): that the
+   * banner was shown, and which of its buttons the visitor used (accept all,
+   * reject all, customise, close), each at most once per page view (per
+   * mountUI). Anonymous: only the step and the region are sent, with no
+   * subject id, cookie or token. Fire and forget: a failure is ignored.
+   * false turns it off. Default true (with an endpoint).
+   */
+  funnel?: boolean;
 }
 
 export interface UI {
@@ -94,7 +118,9 @@ let mounted = 0;
  * — now and after every change — and wires every element with
  * [data-consent-open] (and a floating "Privacy choices" button it adds) to
  * open the preference center. Where GPC was honoured without a banner to say
- * so, a notice says it, once per browser.
+ * so, a notice says it, once per browser. The banner's close button sets it
+ * aside for the page view without a choice. With options.endpoint, the
+ * banner's funnel is reported to consentd (options.funnel).
  */
 export function mountUI(consent: Consent, options: UIOptions = {}): UI {
   const doc = document;
@@ -104,6 +130,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
   const lang = TEXTS[primary] ? primary : "en";
   const t = TEXTS[lang];
   const uid = "consentd" + ++mounted;
+  const report = funnel(options.funnel !== false && options.endpoint, options.region);
 
   const el = <K extends keyof HTMLElementTagNameMap>(
     name: K,
@@ -142,8 +169,14 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
   const banner = el("div", "consentd-banner", "", { role: "region", "aria-label": t.title, "data-consent-banner": "" });
   const bannerPurposes = el("p", "consentd-purposes");
   const gpcNotice = el("p", "consentd-gpc", t.gpc, { "data-consent-gpc-notice": "" });
+  const bannerHead = el("div", "consentd-head");
+  // The close button sets the banner aside for this page view without a
+  // choice: nothing is recorded, undecided purposes stay as the region's
+  // default has them (denied where consent is opt-in), and the next page asks
+  // again. The "Privacy choices" button takes its place.
+  bannerHead.append(el("h2", "consentd-title", t.title), closeButton());
   banner.append(
-    el("h2", "consentd-title", t.title),
+    bannerHead,
     el("p", "consentd-text", t.text),
     bannerPurposes,
     gpcNotice,
@@ -191,6 +224,8 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
 
   let wantOpen = false;
   let noted = false;
+  // The visitor closed the banner (its close button) on this page view.
+  let dismissed = false;
   // The switches the person clicked since the preference center opened.
   let touched = new WeakSet<EventTarget>();
   const shown = (e: Element) => e.getClientRects().length > 0;
@@ -199,7 +234,9 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     const state = consent.get();
     const policy = consent.policy();
     const ask = state.needsPrompt.length > 0;
-    fab.hidden = end.hidden = ask || options.button === false;
+    // The banner is up: the visitor must be asked and did not close it.
+    const up = ask && !dismissed;
+    fab.hidden = end.hidden = up || options.button === false;
     // At the end, after what the parser or the page added since.
     doc.body.append(end);
     gpcNotice.hidden = dialogGpc.hidden = !state.gpcHonoured;
@@ -212,9 +249,10 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
       bannerPurposes.append(i ? ", " : "", localised(el("span", ""), p.titles, p.id));
     });
     // The banner goes away under the keyboard user's focus: hand it to the reopen button.
-    const refocus = !ask && banner.contains(doc.activeElement);
-    banner.hidden = !ask;
+    const refocus = !up && banner.contains(doc.activeElement);
+    banner.hidden = !up;
     if (refocus && shown(fab)) fab.focus();
+    seen();
     // GPC honoured where no banner says so (opt-out regions): say it once
     // per browser (once per page where storage is blocked).
     if (state.gpcHonoured && !ask && !noted) {
@@ -229,6 +267,17 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
       if (!seen) note.append(el("span", "consentd-gpc", t.gpc), closeButton());
     }
     if (wantOpen) show();
+  }
+
+  // The funnel's "shown": the banner is up in the document with its styles
+  // and the policy's texts, on a page the visitor looks at (a page
+  // prerendered, or opened in a background tab, counts once it is looked
+  // at). Once per page view: a render after a change, or the banner coming
+  // back on the same page (a withdrawal made elsewhere), is the same showing.
+  function seen() {
+    if (banner.hidden || root.hidden) return;
+    if (doc.visibilityState == "visible") report("shown");
+    else doc.addEventListener("visibilitychange", seen, { once: true });
   }
 
   function show() {
@@ -291,6 +340,14 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
       return show();
     }
     if (!root.contains(b)) return;
+    if (banner.contains(b)) {
+      // The funnel's steps are the banner's own buttons (not the preference center's).
+      report(action as Step);
+      if (action == "close") {
+        dismissed = true;
+        return render();
+      }
+    }
     if (action == "customise") return show();
     const source = dialog.contains(b) ? "preference_center" : "banner";
     // Only what the person did is theirs: a switch they turned on is a
@@ -352,6 +409,7 @@ export function mountUI(consent: Consent, options: UIOptions = {}): UI {
     destroy() {
       doc.removeEventListener("DOMContentLoaded", ready);
       doc.removeEventListener("click", onClick, true);
+      doc.removeEventListener("visibilitychange", seen);
       if (off) off();
       dialog.close();
       root.remove();
