@@ -66,7 +66,8 @@ function Preview({ policy }: { policy: Policy }) {
     setNote(null);
     const consent = previewConsent(policy, code, (what) => setNote({ kind: "info", text: `Preview: “${what}” was clicked. Nothing was recorded.` }));
     setBanner(consent.get().needsPrompt.length > 0);
-    ui.current = mountUI(consent, { lang, container: box.current, button: false });
+    // No endpoint and funnel off: the preview reports nothing to the funnel.
+    ui.current = mountUI(consent, { lang, container: box.current, button: false, funnel: false });
     return () => ui.current?.destroy();
   }, [code, lang]);
   const region = regionOf(policy, code);
