@@ -231,10 +231,10 @@ test-sdk: redis-server chromium sdk-deps build
 # The privacy console: type check, then its browser tests in Debian's
 # headless Chromium against a real consentd (with the committed bundle
 # embedded) and Redis, with an API key of each scope. The tests reuse the
-# SDK's browser harness (sdk-deps). Screenshots land in
-# server/console/test-results/.
+# SDK's browser harness (sdk-deps), and the analytics test's visitors load
+# the built SDK (sdk). Screenshots land in server/console/test-results/.
 .PHONY: test-console
-test-console: redis-server chromium console-deps sdk-deps check-console build
+test-console: redis-server chromium console-deps sdk check-console build
 	cd server/console && npm run --silent typecheck
 	cd server/console && CONSENTD_BIN=$(CURDIR)/consentd npm run --silent test:browser
 

@@ -10,7 +10,8 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -48,10 +49,44 @@ function child(cmd, args, opts) {
 }
 
 /**
- * Starts Redis and consentd. env.keys[scope] is an API key holding only
- * that scope; env.url the HTTP origin; env.stopAll() in after().
+ * A shop page with the SDK's script tag (sdk-js/dist: make sdk), on an
+ * origin of its own, as a site would have it: env.shopUrl(region).
  */
-export async function startEnv() {
+async function startSite(env) {
+  const port = await freePort();
+  const origin = `http://127.0.0.1:${port}`;
+  const dist = join(repoDir, 'sdk-js/dist');
+  if (!existsSync(join(dist, 'consentd.iife.js'))) throw new Error('sdk-js/dist/consentd.iife.js is missing: run make sdk first');
+  const server = createServer((req, res) => {
+    const url = new URL(req.url, origin);
+    const file = { '/sdk/consentd.iife.js': 'consentd.iife.js', '/sdk/consentd.css': 'consentd.css' }[url.pathname];
+    if (file) {
+      res.writeHead(200, { 'Content-Type': file.endsWith('.js') ? 'text/javascript' : 'text/css', 'Cache-Control': 'no-store' });
+      return res.end(readFileSync(join(dist, file)));
+    }
+    if (url.pathname === '/shop.html') {
+      const region = url.searchParams.get('region') || 'DE';
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
+      return res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>
+<script src="/sdk/consentd.iife.js" data-endpoint="${env.url}" data-region="${region}" data-lang="en"></script></head>
+<body><main><h1>Shop</h1><p><button type="button" data-consent-open>Privacy choices</button></p></main></body></html>`);
+    }
+    res.writeHead(url.pathname === '/favicon.ico' ? 204 : 404);
+    res.end();
+  });
+  await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  env.siteOrigin = origin;
+  env.shopUrl = (region) => `${origin}/shop.html?region=${region}`;
+  return () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); });
+}
+
+/**
+ * Starts Redis and consentd. env.keys[scope] is an API key holding only
+ * that scope; env.url the HTTP origin; env.stopAll() in after(). With
+ * site, also a shop page with the SDK on another origin (env.shopUrl),
+ * which consentd lets call it (--cors-origins).
+ */
+export async function startEnv({ site = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'consentd-console-'));
   const stops = [];
   const env = {
@@ -88,10 +123,12 @@ export async function startEnv() {
     const httpPort = await freePort();
     const grpcPort = await freePort();
     env.url = `http://127.0.0.1:${httpPort}`;
+    if (site) stops.push(await startSite(env));
     const consentd = child(bin, [
       '--redis-url', `redis://127.0.0.1:${redisPort}/0`,
       '--grpc-addr', `127.0.0.1:${grpcPort}`, '--http-addr', `127.0.0.1:${httpPort}`,
       '--keys-file', keysFile, '--api-keys-file', apiKeysFile,
+      ...(env.siteOrigin ? ['--cors-origins', env.siteOrigin] : []),
       '--rate-limit-ip', '0', '--log-format', 'text', '--shutdown-timeout', '1s', '--drain-delay', '0s',
     ], {});
     stops.push(() => consentd.stop());
@@ -119,35 +156,35 @@ export async function api(env, scope, method, path, body, headers = {}) {
 }
 
 /**
- * A fresh browser with one page. page.problems collects console errors,
- * page errors and CSP violations (securitypolicyviolation events, recorded
- * by an init script that runs before the console's own).
+ * One browser per test file, with one page in a fresh context.
+ * page.problems collects console errors, page errors and CSP violations
+ * (securitypolicyviolation events, reported by an init script that runs
+ * before the console's own). newPage() opens another fresh context (a new
+ * visitor: no cookies, no storage) in the same browser.
  */
-export async function openBrowser(env, { width = 1280, height = 900 } = {}) {
-  const userDataDir = mkdtempSync(join(env.dir, 'chromium-'));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath, headless: true, args: chromiumFlags, viewport: { width, height }, acceptDownloads: true,
-  });
-  context.setDefaultTimeout(10_000);
-  let page;
-  // A violation must not be lost with its document: report each at once.
-  await context.exposeBinding('__cspViolation', (_src, v) => page.problems.push('CSP: ' + v));
-  await context.addInitScript(() => {
-    window.__csp = [];
-    document.addEventListener('securitypolicyviolation', (e) => {
-      const v = `${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`;
-      window.__csp.push(v);
-      window.__cspViolation?.(v);
+export async function openBrowser(_env, { width = 1280, height = 900 } = {}) {
+  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: chromiumFlags });
+  async function newPage() {
+    const context = await browser.newContext({ viewport: { width, height }, acceptDownloads: true });
+    context.setDefaultTimeout(10_000);
+    const page = await context.newPage();
+    page.problems = [];
+    // A violation must not be lost with its document: each is reported at once.
+    await context.exposeBinding('__cspViolation', (_src, v) => page.problems.push('CSP: ' + v));
+    await context.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', (e) => {
+        window.__cspViolation?.(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`);
+      });
     });
-  });
-  page = context.pages()[0] || await context.newPage();
-  page.problems = [];
-  page.on('console', (m) => {
-    if (process.env.DEBUG_BROWSER) console.log(`[browser ${m.type()}] ${m.text()}`);
-    if (m.type() === 'error') page.problems.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => page.problems.push(`page error: ${e.message}`));
-  return { context, page, close: () => context.close() };
+    page.on('console', (m) => {
+      if (process.env.DEBUG_BROWSER) console.log(`[browser ${m.type()}] ${m.text()}`);
+      if (m.type() === 'error') page.problems.push(`console: ${m.text()} (${m.location().url})`);
+    });
+    page.on('pageerror', (e) => page.problems.push(`page error: ${e.message}`));
+    return page;
+  }
+  const page = await newPage();
+  return { page, newPage, close: () => browser.close() };
 }
 
 /**
