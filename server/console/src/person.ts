@@ -4,7 +4,7 @@
 // link a visitor. Reads and writes that need a reason ask for it; the API
 // records it.
 
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { call, query, seg } from "./api";
 import { Field, html, Message, type Msg, Needs, REASONS, Section, errorText, short } from "./common";
 import { formatTime } from "./dates";
@@ -65,6 +65,10 @@ export function PersonScreen({ session }: { session: Session }) {
   const [lookupMsg, setLookupMsg] = useState<Msg>(null);
   const [consent, setConsent] = useState<Consent | null>(null);
   const [region, setRegion] = useState("");
+  // Counts this screen's writes: a history on screen shows their events.
+  const [writes, setWrites] = useState(0);
+  // Bumped by an erasure: what the screen showed of the person is dropped.
+  const [erasures, setErasures] = useState(0);
 
   const loadConsent = async (id: string, code: string) => {
     const r = await call<{ consent: Consent }>(session.key, "GET", `/v1/subjects/${seg(id)}/consent${query({ region: code })}`);
@@ -98,6 +102,7 @@ export function PersonScreen({ session }: { session: Session }) {
   /** After a write: the consent it returned, then (if readable) again in the chosen region. */
   const afterWrite = async (c: Consent | undefined) => {
     if (c) setConsent(c);
+    setWrites((n) => n + 1);
     if (!missing(g, "lookup")) {
       try {
         await loadConsent(subject, region);
@@ -127,13 +132,16 @@ export function PersonScreen({ session }: { session: Session }) {
             setLookupMsg({ kind: "error", text: errorText(err) });
           }
         }} />
-      <${History} session=${session} subject=${subject} key=${"h-" + subject} />
+      <${History} session=${session} subject=${subject} writes=${writes} key=${`h-${subject}-${erasures}`} />
       <div class="grid">
-        <${Export} session=${session} subject=${subject} key=${"x-" + subject} />
+        <${Export} session=${session} subject=${subject} key=${`x-${subject}-${erasures}`} />
         <${Restrict} session=${session} subject=${subject} consent=${consent} onDone=${afterWrite} key=${"r-" + subject} />
         <${Minor} session=${session} subject=${subject} consent=${consent} onDone=${afterWrite} key=${"m-" + subject} />
         <${Link} session=${session} subject=${subject} onDone=${afterWrite} key=${"l-" + subject} />
-        <${Erase} session=${session} subject=${subject} onDone=${() => setConsent(null)} key=${"e-" + subject} />
+        <${Erase} session=${session} subject=${subject} onDone=${() => {
+          setConsent(null);
+          setErasures((n) => n + 1);
+        }} key=${"e-" + subject} />
       </div>`}
   </div>`;
 }
@@ -192,7 +200,7 @@ function Reason({ id, value, onInput, disabled }: { id: string; value: string; o
   return html`<${Field} id=${id} label="Reason (recorded by the API; e.g. a ticket number, not the person's identity)" value=${value} onInput=${onInput} disabled=${disabled} />`;
 }
 
-function History({ session, subject }: { session: Session; subject: string }) {
+function History({ session, subject, writes }: { session: Session; subject: string; writes: number }) {
   const m = missing(session.grants, "history");
   const [reason, setReason] = useState("");
   const [events, setEvents] = useState<ConsentEvent[] | null>(null);
@@ -221,6 +229,12 @@ function History({ session, subject }: { session: Session; subject: string }) {
       setMsg({ kind: "error", text: errorText(err) });
     }
   };
+  // After an action on this screen, a history showing its newest page is
+  // read again (with the same reason, recorded like any read), so the
+  // action's event shows at the top.
+  useEffect(() => {
+    if (writes > 0 && events && tokens.length === 1 && !reasonProblem(reason)) load("", [""]);
+  }, [writes]);
   return html`<${Section} title="History" id="history">
     <${Needs} missing=${m} />
     <${Reason} id="history-reason" value=${reason} onInput=${setReason} disabled=${!!m} />
@@ -267,6 +281,8 @@ function Export({ session, subject }: { session: Session; subject: string }) {
   const [verdict, setVerdict] = useState<ExportDoc["chain"] | null>(null);
   const [url, setUrl] = useState("");
   const file = `consentd-export-${subject.replace(/[^A-Za-z0-9._-]/g, "_")}.json`;
+  // The document is personal data: its blob goes when the section does (sign-out, another subject, an erasure).
+  useEffect(() => () => url && URL.revokeObjectURL(url), [url]);
   const run = async () => {
     const problem = reasonProblem(reason);
     if (problem) return setMsg({ kind: "error", text: "Not exported: " + problem + "." });
@@ -275,7 +291,6 @@ function Export({ session, subject }: { session: Session; subject: string }) {
       const path = `/v1/subjects/${seg(subject)}:export${query({ reason })}`;
       const doc = await call<ExportDoc>(session.key, "GET", path);
       setVerdict(doc.chain);
-      if (url) URL.revokeObjectURL(url);
       const blobUrl = URL.createObjectURL(new Blob([JSON.stringify(doc, null, 2) + "\n"], { type: "application/json" }));
       setUrl(blobUrl);
       setMsg({ kind: "ok", text: `Exported ${doc.events.length} events (the export itself is recorded in the history). The download has started; the link below downloads it again.` });

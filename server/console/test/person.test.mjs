@@ -128,6 +128,9 @@ test('restrict and lift, with the reason recorded', async () => {
   await waitFor(async () => /Restricted: recorded as revision \d+/.test(await page.textContent('#restrict-msg')), { what: 'restricted' });
   let c = await consentOf(user);
   assert.ok(c.restrict_time);
+  // The history on screen (its newest page) shows the action's event at the top.
+  await waitFor(async () => /restrict/.test(await page.textContent('#timeline > li:first-child .event-head')), { what: 'the restriction in the timeline' });
+  assert.match(await page.textContent('#timeline > li:first-child'), new RegExp(`Reason\\s*${restrictReason}`));
   await waitFor(async () => (await answers(page)).analytics === 'denied restricted', { what: 'the table to show the restriction' });
   assert.match(await page.textContent('#consent-facts'), /restricted/);
   await page.click('#lift-btn');
@@ -135,7 +138,9 @@ test('restrict and lift, with the reason recorded', async () => {
   c = await consentOf(user);
   assert.equal(c.restrict_time, undefined);
   assert.equal(apiAnswers(c).analytics, 'allowed explicit');
-  const events = (await api(env, 'rights', 'GET', `/v1/subjects/${encodeURIComponent(user)}/events?reason=check&page_size=3`)).body.events;
+  await waitFor(async () => /lift restriction/.test(await page.textContent('#timeline > li:first-child .event-head')), { what: 'the lift in the timeline' });
+  // Newest first, the timeline's own reads (access events) aside.
+  const events = (await api(env, 'rights', 'GET', `/v1/subjects/${encodeURIComponent(user)}/events?reason=check&page_size=6`)).body.events.filter((e) => e.type !== 'EVENT_TYPE_ACCESS');
   assert.deepEqual(events.slice(0, 2).map((e) => [e.type, e.reason]), [['EVENT_TYPE_LIFT_RESTRICTION', restrictReason], ['EVENT_TYPE_RESTRICT', restrictReason]]);
   assert.deepEqual(await problems(page), []);
 });
@@ -146,11 +151,15 @@ test('mark a minor and record a guardian\'s confirmation', async () => {
   await waitFor(async () => /Marked a minor/.test(await page.textContent('#minor-msg')), { what: 'marked' });
   assert.equal((await consentOf(user)).minor, true);
   await waitFor(async () => (await answers(page)).analytics === 'denied awaiting guardian', { what: 'awaiting guardian' });
+  await waitFor(async () => /mark minor/.test(await page.textContent('#timeline > li:first-child .event-head')), { what: 'the mark in the timeline' });
+  assert.match(await page.textContent('#timeline > li:first-child'), /Minor\s*marked/);
   await page.fill('#guardian', guardian);
   await page.click('#guardian-btn');
   await waitFor(async () => /Guardian's confirmation recorded/.test(await page.textContent('#minor-msg')), { what: 'confirmed' });
   const c = await consentOf(user);
   assert.ok(c.guardian_confirm_time);
+  await waitFor(async () => /guardian confirm/.test(await page.textContent('#timeline > li:first-child .event-head')), { what: 'the confirmation in the timeline' });
+  assert.match(await page.textContent('#timeline > li:first-child'), new RegExp(`Guardian\\s*${guardian}`));
   assert.equal(apiAnswers(c).analytics, 'allowed explicit');
   assert.deepEqual(await problems(page), []);
 });
@@ -161,6 +170,8 @@ test('link a visitor', async () => {
   await page.click('#link-btn');
   await waitFor(async () => new RegExp(`Linked ${visitor} to ${user}`).test(await page.textContent('#link-msg')), { what: 'linked' });
   assert.equal((await consentOf(visitor)).linked, true);
+  await waitFor(async () => /link/.test(await page.textContent('#timeline > li:first-child .event-head')), { what: 'the link in the timeline' });
+  assert.match(await page.textContent('#timeline > li:first-child'), new RegExp(`Linked\\s*${visitor}`));
   // The visitor denied analytics: the more restrictive decision won in the user's record.
   assert.equal(apiAnswers(await consentOf(user)).analytics, 'denied explicit');
   assert.deepEqual(await problems(page), []);
@@ -180,6 +191,8 @@ test('erase: a mismatched id sends nothing; the right one erases the user and it
   await page.click('#erase-btn');
   await waitFor(async () => /Erased user-p1@example at .*1 linked visitor with it/.test(await page.textContent('#erase-msg')), { what: 'erased' });
   await screenshot(page, 'person-erased-1280.png');
+  assert.equal(await page.$('#timeline'), null, 'the erased history is no longer on screen');
+  assert.equal(await page.$('#answers'), null, 'nor the erased consent');
   assert.equal((await consentOf(user)).revision, '0');
   assert.equal((await consentOf(visitor)).revision, '0');
   assert.equal((await api(env, 'rights', 'GET', `/v1/subjects/${encodeURIComponent(user)}/events?reason=check`)).body.events.length, 0);
