@@ -119,7 +119,7 @@ export function PersonScreen({ session }: { session: Session }) {
         <${Field} id="subject-id" label="Subject id (a user id, or a visitor id v_…)" value=${idInput} onInput=${setIdInput} />
         <button type="submit" class="primary" id="lookup-btn">Look up</button>
       </div>
-      <${Needs} missing=${missing(g, "lookup")} />
+      ${missing(g, "lookup") && html`<p class="hint">This key cannot read consent (${missing(g, "lookup")}): looking up chooses the subject for the actions below.</p>`}
       <${Message} msg=${lookupMsg} id="lookup-msg" />
     </form>
     ${subject &&
