@@ -161,20 +161,39 @@ func countWrite(w Write, plan writePlan, read readForWrite) (fields []any, c *Co
 			o = OutcomeWithdrawn
 		}
 		c.Decisions[i] = CountedDecision{Purpose: p, Outcome: o}
-		fields = append(fields, "d|"+p+"|"+region+"|"+outcomeLetters[o])
+		fields = append(fields, DecisionField(p, region, o))
 	}
-	if letter, ok := methodLetters[w.Stats.Method]; ok {
-		fields = append(fields, "m|"+region+"|"+letter)
+	if _, ok := methodLetters[w.Stats.Method]; ok {
+		fields = append(fields, MethodField(region, w.Stats.Method))
 	}
 	return fields, c
 }
+
+// DecisionField, MethodField and BannerField name the fields of a day's
+// statistics hash (the layout above); exported for `make bench`, which
+// measures the memory of a day with every field touched.
+func DecisionField(purpose, region string, o Outcome) string {
+	return "d|" + purpose + "|" + region + "|" + outcomeLetters[o]
+}
+
+// MethodField: see DecisionField.
+func MethodField(region string, m Method) string { return "m|" + region + "|" + methodLetters[m] }
+
+// BannerField: see DecisionField.
+func BannerField(region string, step BannerStep) string {
+	return "b|" + region + "|" + stepLetters[step]
+}
+
+// Methods, BannerSteps and Outcomes list every value, in the API's order.
+func Methods() []Method         { return slices.Clone(methodOrder) }
+func BannerSteps() []BannerStep { return slices.Clone(stepOrder) }
+func Outcomes() []Outcome       { return []Outcome{OutcomeGranted, OutcomeDenied, OutcomeWithdrawn} }
 
 // RecordBannerEvent counts one banner event at now in region (a label the
 // caller resolved, see WriteStats.Region), in a partition chosen at random:
 // nothing about the visitor is known or stored.
 func (s *Store) RecordBannerEvent(ctx context.Context, region string, step BannerStep, now time.Time) error {
-	letter, ok := stepLetters[step]
-	if !ok {
+	if _, ok := stepLetters[step]; !ok {
 		return fmt.Errorf("store: unknown banner step %q", step)
 	}
 	if strings.Contains(region, "|") {
@@ -182,7 +201,7 @@ func (s *Store) RecordBannerEvent(ctx context.Context, region string, step Banne
 	}
 	key := s.statsKey(rand.IntN(s.opts.Partitions), statsDay(now))
 	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HIncrBy(ctx, key, "b|"+region+"|"+letter, 1)
+		p.HIncrBy(ctx, key, BannerField(region, step), 1)
 		p.Do(ctx, "PEXPIRE", key, s.opts.StatsRetention.Milliseconds(), "NX")
 		return nil
 	})

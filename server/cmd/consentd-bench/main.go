@@ -10,7 +10,8 @@
 //
 // BENCH_SCALE (or -scale) multiplies every duration and count: 0.1 is a
 // quick look of about a minute, 1 the full run of five to six. -phases runs
-// only some phases (memory, checks, hget, profiles, open, batches, updates).
+// only some phases (memory, stats, checks, hget, profiles, open, batches,
+// updates).
 package main
 
 import (
@@ -55,7 +56,7 @@ func main() {
 }
 
 // phaseNames are the phases -phases can pick, in the order they run.
-var phaseNames = []string{"memory", "checks", "hget", "profiles", "open", "batches", "updates"}
+var phaseNames = []string{"memory", "stats", "checks", "hget", "profiles", "open", "batches", "updates"}
 
 // plan is what the run does; every duration and count follows -scale.
 type plan struct {
@@ -191,6 +192,7 @@ func run(ctx context.Context, p plan) (err error) {
 		fn       func(context.Context) error
 	}{
 		{"memory", "memory per subject and per event", b.memory},
+		{"stats", "memory of the consent statistics per day", b.statsMemory},
 		{"", "writing the subjects the reads ask about", b.seed},
 		{"checks", "check throughput, closed loop (consentd and ceiling, interleaved)", b.checks},
 		{"hget", "redis-benchmark HGET", b.hget},

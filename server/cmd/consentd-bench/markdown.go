@@ -92,6 +92,7 @@ func (r *report) markdown() string {
 	}
 	fmt.Fprintf(&b, "consentd's peak RSS (VmHWM from /proc/<pid>/status after all load): **%.1f MiB** (%.1f MiB at the end); the ceiling's: %.1f MiB.\n",
 		r.RSS.ConsentdPeakMB, r.RSS.ConsentdNowMB, r.RSS.CeilingPeakMB)
+	r.statsMemoryMarkdown(&b)
 
 	if len(r.Profiles) > 0 {
 		b.WriteString("\n## Profiles\n\n")

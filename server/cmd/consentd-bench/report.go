@@ -16,22 +16,23 @@ import (
 // its aim, with the machine, the command and the profiles' top functions.
 
 type report struct {
-	Started      time.Time         `json:"started"`
-	Seconds      float64           `json:"seconds"`
-	Command      string            `json:"command"`
-	Machine      machine           `json:"machine"`
-	Plan         plan              `json:"plan"`
-	Aims         []aim             `json:"aims"`
-	Checks       []loadFigure      `json:"checks_closed_loop"`
-	OpenLoop     []loadFigure      `json:"checks_open_loop"`
-	HGET         *redisBenchResult `json:"redis_benchmark_hget"`
-	Batch        *seqFigure        `json:"batch_check"`
-	Filter       *seqFigure        `json:"filter_subjects"`
-	Updates      []updateFigure    `json:"updates"`
-	Memory       memoryFigure      `json:"memory"`
-	RSS          rssFigure         `json:"rss"`
-	Profiles     []profileFigure   `json:"profiles"`
-	PhaseSeconds []phaseTime       `json:"phase_seconds"`
+	Started      time.Time          `json:"started"`
+	Seconds      float64            `json:"seconds"`
+	Command      string             `json:"command"`
+	Machine      machine            `json:"machine"`
+	Plan         plan               `json:"plan"`
+	Aims         []aim              `json:"aims"`
+	Checks       []loadFigure       `json:"checks_closed_loop"`
+	OpenLoop     []loadFigure       `json:"checks_open_loop"`
+	HGET         *redisBenchResult  `json:"redis_benchmark_hget"`
+	Batch        *seqFigure         `json:"batch_check"`
+	Filter       *seqFigure         `json:"filter_subjects"`
+	Updates      []updateFigure     `json:"updates"`
+	Memory       memoryFigure       `json:"memory"`
+	StatsMemory  *statsMemoryFigure `json:"stats_memory,omitempty"`
+	RSS          rssFigure          `json:"rss"`
+	Profiles     []profileFigure    `json:"profiles"`
+	PhaseSeconds []phaseTime        `json:"phase_seconds"`
 }
 
 type machine struct {

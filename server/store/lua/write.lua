@@ -35,9 +35,11 @@
 -- ARGV[13] the idempotency record's TTL in ms
 -- ARGV[14] N, then N pairs of state fields to set (name, value); then D, then
 --          the D names of state fields to delete; then the statistics hash's
---          TTL in ms (set only if it has none: PEXPIRE NX, Redis 7.0+), then
---          C, then the C statistics fields to raise by one (computed in Go;
---          C = 0: the write counts nothing)
+--          TTL in ms (set only if it has none: PEXPIRE NX, Redis 7.0+, when
+--          the first field is new), then C, then the C statistics fields to
+--          raise by one (computed in Go; C = 0: the write counts nothing).
+--          The statistics are raised before anything else is written, so an
+--          increment that fails fails the whole write.
 --
 -- Reply {APPLIED} (0) when applied, {STALE} (-1) when the revision changed
 -- since the read (nothing written).
@@ -57,22 +59,28 @@ local idem_field, fingerprint, idem_ttl = ARGV[11], ARGV[12], tonumber(ARGV[13])
 
 local seen = redis.call('HMGET', from_state or state, '_rev', '_dk')
 if (seen[1] or '0') .. '|' .. (seen[2] or '') ~= expected then return {STALE} end
+
+local n = tonumber(ARGV[14])
+local at = 15 + 2 * n
+local d = tonumber(ARGV[at])
+-- The statistics first: an increment that fails (a field that is not a
+-- number, a key that is not a hash) fails the write before it wrote anything.
+local st = at + d + 1
+local c = tonumber(ARGV[st + 1])
+if c > 0 then
+  -- A new hash's first field is new too (HINCRBY answers 1): only then can
+  -- the hash lack its expiry, so only then is it set.
+  if redis.call('HINCRBY', stats, ARGV[st + 2], 1) == 1 then redis.call('PEXPIRE', stats, ARGV[st], 'NX') end
+  for i = st + 3, st + 1 + c do redis.call('HINCRBY', stats, ARGV[i], 1) end
+end
+
 if from_state then
   redis.call('RENAME', from_state, state)
   if redis.call('EXISTS', from_history) == 1 then redis.call('RENAME', from_history, history) end
 end
 
-local n = tonumber(ARGV[14])
 if n > 0 then redis.call('HSET', state, unpack(ARGV, 15, 14 + 2 * n)) end
-local at = 15 + 2 * n
-local d = tonumber(ARGV[at])
 if d > 0 then redis.call('HDEL', state, unpack(ARGV, at + 1, at + d)) end
-at = at + d + 1
-local c = tonumber(ARGV[at + 1])
-if c > 0 then
-  for i = at + 2, at + 1 + c do redis.call('HINCRBY', stats, ARGV[i], 1) end
-  redis.call('PEXPIRE', stats, ARGV[at], 'NX')
-end
 redis.call('RPUSH', history, event)
 if wrapped ~= '' then redis.call('SET', datakey, wrapped) end
 if minid == '0' then

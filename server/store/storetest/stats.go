@@ -237,3 +237,28 @@ func midnightOf(t time.Time) time.Time {
 	y, m, d := t.UTC().Date()
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
+
+func testStatsFailedIncrementFailsTheWholeWrite(t *testing.T, client redis.UniversalClient) {
+	t.Parallel()
+	s, prefix := NewStore(t, client)
+	write(t, s, store.Write{SubjectID: "alice", Region: "DE", Decisions: decisions(t0, "ads", true), Stats: statsOf(store.MethodAPI)})
+	before := get(t, s, "alice")
+	// A field the next write raises holds no number (nothing consentd
+	// writes; an operator's mistake): the write fails, and writes nothing.
+	keys := scanKeys(t, client, prefix+":*:stats:*")
+	if len(keys) != 1 {
+		t.Fatalf("statistics keys %q, want one", keys)
+	}
+	if err := client.HSet(ctx(t), keys[0], store.DecisionField("ads", "DE", store.OutcomeWithdrawn), "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Write(ctx(t), store.Write{SubjectID: "alice", Event: apiEvent(), Now: t0,
+		Decisions: decisions(t0, "ads", false), Stats: statsOf(store.MethodAPI)})
+	if err == nil {
+		t.Fatal("a write whose count cannot be raised: no error")
+	}
+	assertUnchanged(t, s, "alice", before, 1)
+	if got := client.HGet(ctx(t), keys[0], store.MethodField("DE", store.MethodAPI)).Val(); got != "1" {
+		t.Errorf("the method's count is %q after the failed write, want 1", got)
+	}
+}

@@ -78,6 +78,7 @@ func Run(t *testing.T, client redis.UniversalClient) {
 	t.Run("stats: links, statuses, access events and erasure count nothing", func(t *testing.T) { testStatsOnlyDecisionsCount(t, client) })
 	t.Run("stats: the day's hash is in the subject's slot, expires within the retention and holds no subject id", func(t *testing.T) { testStatsKeysExpireAndHoldNoSubject(t, client) })
 	t.Run("stats: every day of a range is read, banner events included, and bad ranges are refused", func(t *testing.T) { testStatsDaysAndBannerEvents(t, client) })
+	t.Run("stats: a count that cannot be raised fails the write, which writes nothing", func(t *testing.T) { testStatsFailedIncrementFailsTheWholeWrite(t, client) })
 
 	t.Run("HMAC key rotation: data stays readable and moves to the active key on the next write", func(t *testing.T) { testRotation(t, client) })
 	t.Run("HMAC key rotation under traffic loses no write and keeps each subject in one place", func(t *testing.T) { testRotationUnderTraffic(t, client) })
