@@ -20,6 +20,15 @@ mkdir -p "$RUN_DIR/redis"
   done
 )
 
+# A demo API key for the privacy console (admin: every screen works), made
+# once; the keys file holds only its SHA-256, as in production.
+if [ ! -s "$RUN_DIR/console-key" ]; then
+  (umask 077; printf 'demo_%s' "$(head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')" >"$RUN_DIR/console-key")
+  printf 'keys:\n  - name: console-demo\n    hash: sha256:%s\n    scopes: [admin]\n' \
+    "$(sha256sum <"$RUN_DIR/console-key" | cut -d' ' -f1)" >"$RUN_DIR/api-keys.yaml"
+fi
+CONSOLE_KEY=$(cat "$RUN_DIR/console-key")
+
 # appendfsync always: no acknowledged write is lost if the machine crashes.
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$PWD/$RUN_DIR/redis" \
   --appendonly yes --appendfsync always --save "" --daemonize no \
@@ -44,7 +53,7 @@ done
 # the README works with plain curl. Calls that do send credentials are still
 # checked. Never use --demo in production.
 ./consentd --demo --demo-site sdk-js --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --keys-file "$RUN_DIR/keys.yaml" \
-  --http-addr "$HTTP_ADDR" --grpc-addr "$GRPC_ADDR" --log-format text --drain-delay 0s &
+  --api-keys-file "$RUN_DIR/api-keys.yaml" --http-addr "$HTTP_ADDR" --grpc-addr "$GRPC_ADDR" --log-format text --drain-delay 0s &
 consentd_pid=$!
 
 for _ in $(seq 50); do
@@ -55,9 +64,9 @@ done
 
 cat <<MSG
 
-consentd is running in DEMO MODE: no credentials needed (Ctrl-C stops it and Redis):
+consentd is running in DEMO MODE: calls without credentials are allowed (Ctrl-C stops it and Redis):
   demo page     http://$HTTP_ADDR/demo/   (a shop article using the SDK)
-  console       http://$HTTP_ADDR/console/   (the privacy console: leave the API key empty in demo mode)
+  console       http://$HTTP_ADDR/console/   (sign in with the demo API key $CONSOLE_KEY)
   REST API      http://$HTTP_ADDR/v1/policy
   OpenAPI       http://$HTTP_ADDR/openapi.json
   gRPC          $GRPC_ADDR   (reflection on: grpcurl -plaintext $GRPC_ADDR list)

@@ -122,6 +122,7 @@ func (s *Server) EraseSubject(ctx context.Context, req *consentv1.EraseSubjectRe
 				return nil, s.toStatus(ctx, err)
 			}
 			resp.LinkedSubjectsErased++
+			resp.LinkedSubjectIds = append(resp.LinkedSubjectIds, visitor)
 		}
 	}
 	return resp, nil

@@ -28,8 +28,8 @@ func TestEraseSubjectCascadesToLinkedVisitors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !resp.GetErased() || resp.GetLinkedSubjectsErased() != 1 {
-		t.Errorf("EraseSubject = %v, want erased with 1 linked subject", resp)
+	if !resp.GetErased() || resp.GetLinkedSubjectsErased() != 1 || !slices.Equal(resp.GetLinkedSubjectIds(), []string{stillLinked}) {
+		t.Errorf("EraseSubject = %v, want erased with 1 linked subject, %s", resp, stillLinked)
 	}
 	if want := []string{"alice", stillLinked}; !slices.Equal(fs.erased, want) {
 		t.Errorf("erased %v, want %v", fs.erased, want)

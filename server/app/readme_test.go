@@ -173,6 +173,10 @@ func makeRunConfig(t *testing.T, root, redisAddr string, extraArgs ...string) co
 	if err := os.WriteFile(filepath.Join(runDir, "keys.yaml"), []byte(testKeys), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// run.sh makes an API keys file with the console's demo key.
+	if err := os.WriteFile(filepath.Join(runDir, "api-keys.yaml"), []byte(testAPIKeysFile()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_, port, _ := strings.Cut(redisAddr, ":")
 	// The shell expands the arguments as run.sh does, with its variables set.
 	cmd := exec.Command("bash", "-c", `printf '%s\0' `+string(m[1]))

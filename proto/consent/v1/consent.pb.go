@@ -3096,8 +3096,11 @@ type EraseSubjectResponse struct {
 	EraseTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=erase_time,json=eraseTime,proto3" json:"erase_time,omitempty"`
 	// How many linked visitors were erased with the subject.
 	LinkedSubjectsErased int32 `protobuf:"varint,3,opt,name=linked_subjects_erased,json=linkedSubjectsErased,proto3" json:"linked_subjects_erased,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The linked visitors erased with the subject, so the operator can tell
+	// the person what went.
+	LinkedSubjectIds []string `protobuf:"bytes,4,rep,name=linked_subject_ids,json=linkedSubjectIds,proto3" json:"linked_subject_ids,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *EraseSubjectResponse) Reset() {
@@ -3149,6 +3152,13 @@ func (x *EraseSubjectResponse) GetLinkedSubjectsErased() int32 {
 		return x.LinkedSubjectsErased
 	}
 	return 0
+}
+
+func (x *EraseSubjectResponse) GetLinkedSubjectIds() []string {
+	if x != nil {
+		return x.LinkedSubjectIds
+	}
+	return nil
 }
 
 // RestrictProcessingRequest names the subject to restrict.
@@ -5181,12 +5191,13 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x13EraseSubjectRequest\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x9f\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xcd\x01\n" +
 	"\x14EraseSubjectResponse\x12\x16\n" +
 	"\x06erased\x18\x01 \x01(\bR\x06erased\x129\n" +
 	"\n" +
 	"erase_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\teraseTime\x124\n" +
-	"\x16linked_subjects_erased\x18\x03 \x01(\x05R\x14linkedSubjectsErased\"R\n" +
+	"\x16linked_subjects_erased\x18\x03 \x01(\x05R\x14linkedSubjectsErased\x12,\n" +
+	"\x12linked_subject_ids\x18\x04 \x03(\tR\x10linkedSubjectIds\"R\n" +
 	"\x19RestrictProcessingRequest\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x16\n" +
