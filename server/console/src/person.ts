@@ -411,12 +411,19 @@ function Erase({ session, subject, onDone }: { session: Session; subject: string
     const problem = reasonProblem(reason);
     if (problem) return setMsg({ kind: "error", text: "Nothing sent: " + problem + "." });
     try {
-      const r = await call<{ erased: boolean; erase_time: string; linked_subjects_erased: number }>(session.key, "POST", `/v1/subjects/${seg(subject)}:erase`, { reason });
+      const r = await call<{ erased: boolean; erase_time: string; linked_subjects_erased: number; linked_subject_ids?: string[] }>(
+        session.key,
+        "POST",
+        `/v1/subjects/${seg(subject)}:erase`,
+        { reason },
+      );
+      const n = r.linked_subjects_erased;
+      const ids = r.linked_subject_ids || [];
       setMsg(
         r.erased
           ? {
               kind: "ok",
-              text: `Erased ${subject} at ${formatTime(r.erase_time)}: its state, history, idempotency records and data key, and ${r.linked_subjects_erased} linked visitor${r.linked_subjects_erased === 1 ? "" : "s"} with it. An anonymous tombstone keeps the time, your key's name and the reason.`,
+              text: `Erased ${subject} at ${formatTime(r.erase_time)}: its state, history, idempotency records and data key, and ${n} linked visitor${n === 1 ? "" : "s"} with it${ids.length ? ": " + ids.join(", ") : ""}. An anonymous tombstone keeps the time, your key's name and the reason.`,
             }
           : { kind: "info", text: `Nothing was stored about ${subject} (erased before, or never written): nothing to erase.` },
       );

@@ -189,7 +189,7 @@ test('erase: a mismatched id sends nothing; the right one erases the user and it
 
   await page.fill('#erase-confirm', user);
   await page.click('#erase-btn');
-  await waitFor(async () => /Erased user-p1@example at .*1 linked visitor with it/.test(await page.textContent('#erase-msg')), { what: 'erased' });
+  await waitFor(async () => new RegExp(`Erased user-p1@example at .*1 linked visitor with it: ${visitor}\\.`).test(await page.textContent('#erase-msg')), { what: 'erased, naming the visitor' });
   await screenshot(page, 'person-erased-1280.png');
   assert.equal(await page.$('#timeline'), null, 'the erased history is no longer on screen');
   assert.equal(await page.$('#answers'), null, 'nor the erased consent');
