@@ -33,6 +33,7 @@ help:
 	@echo "make build     build ./consentd"
 	@echo "make bench     benchmark consentd against a bare gRPC/gateway ceiling (~6 min; BENCH_SCALE=0.1: ~1 min), report in .bench/"
 	@echo "make sdk       build the browser SDK into sdk-js/dist"
+	@echo "make console   build the privacy console into server/console/dist (committed: consentd embeds it)"
 	@echo "make bench-sdk the SDK's cost to a page in headless Chromium at 4x CPU throttling (~2 min), report in .bench/sdk/"
 
 # --- set-up ------------------------------------------------------------------
@@ -56,6 +57,15 @@ sdk-js/node_modules/.package-lock.json: sdk-js/package-lock.json
 
 .PHONY: sdk-deps
 sdk-deps: sdk-js/node_modules/.package-lock.json
+
+# The console's packages (preact, htm, uPlot; esbuild, TypeScript,
+# playwright-core, axe-core for its build and tests), likewise.
+server/console/node_modules/.package-lock.json: server/console/package-lock.json
+	cd server/console && npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: console-deps
+console-deps: server/console/node_modules/.package-lock.json
 
 # One stamp per tool version: bumping a version reinstalls that tool only.
 $(TOOLS)/stamps/buf-$(BUF_VERSION):
@@ -143,6 +153,22 @@ build:
 sdk: sdk-deps
 	cd sdk-js && npm run build
 
+# The privacy console (/console/): its bundle is committed under
+# server/console/dist, so a plain `go build` embeds it; rebuild and commit it
+# after changing server/console/src or the SDK's ui.ts/ui.css it bundles.
+.PHONY: console
+console: console-deps
+	cd server/console && npm run build
+
+# Like check-generated: a fresh build into a scratch folder must equal the
+# committed dist (esbuild's output is deterministic).
+.PHONY: check-console
+check-console: console-deps
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	(cd server/console && node build.mjs "$$tmp") && diff -r server/console/dist "$$tmp" || \
+	  { echo "server/console/dist is not current: run 'make console' and commit the result"; exit 1; }
+	@echo "console bundle is current"
+
 .PHONY: run
 run: redis-server build sdk
 	@deploy/local/run.sh
@@ -171,7 +197,7 @@ bench-sdk: redis-server chromium sdk-deps build
 	cd sdk-js && CONSENTD_BIN=$(CURDIR)/consentd BENCH_SDK_RUNS=$(BENCH_SDK_RUNS) npm run --silent bench
 
 .PHONY: test
-test: redis-server tools lint check-generated breaking fuzz test-go test-sdk test-openapi
+test: redis-server tools lint check-generated check-console breaking fuzz test-go test-sdk test-openapi test-console
 
 .PHONY: test-go
 test-go: redis-server $(TOOLS)/stamps/kustomize-$(KUSTOMIZE_VERSION)
@@ -201,6 +227,16 @@ test-sdk: redis-server chromium sdk-deps build
 	cd sdk-js && npm run --silent lint
 	cd sdk-js && npm run build && npm run typecheck && npm run test:unit && npm run test:size && npm run test:types
 	cd sdk-js && CONSENTD_BIN=$(CURDIR)/consentd npm run test:browser
+
+# The privacy console: type check, then its browser tests in Debian's
+# headless Chromium against a real consentd (with the committed bundle
+# embedded) and Redis, with an API key of each scope. The tests reuse the
+# SDK's browser harness (sdk-deps), and the analytics test's visitors load
+# the built SDK (sdk). Screenshots land in server/console/test-results/.
+.PHONY: test-console
+test-console: redis-server chromium console-deps sdk check-console build
+	cd server/console && npm run --silent typecheck
+	cd server/console && CONSENTD_BIN=$(CURDIR)/consentd npm run --silent test:browser
 
 # The API contract as a client generator sees it, against a real consentd and
 # Redis (sdk-js/test/openapi): the served /openapi.json and /openapi.v3.json

@@ -161,7 +161,7 @@ func (a *App) newGateway(metrics *prometheus.Registry, tlsConfig *tls.Config, un
 	}
 	undo.push(a.gatewayConn.Close)
 	cfg := a.cfg
-	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, Logger: a.logger, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite})
+	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, Logger: a.logger, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite, Console: cfg.Console})
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,7 @@ type Config struct {
 	APIKey           string // from CONSENTD_API_KEY only (never a flag: flags show in ps): one key with every scope
 	Demo             bool   // no authentication: make run's demo; never in production
 	DemoSite         string // demo mode: the sdk-js folder whose demo/ and dist/ are served at /demo/ and /sdk/
+	Console          bool   // serve the privacy console at /console/ (on by default)
 	TokenTTL         time.Duration
 	CORSOrigins      []string        // site origins whose pages may call the REST API
 	RateLimitIP      ratelimit.Limit // per client IP: browsers and public calls; zero: unlimited
@@ -184,6 +185,14 @@ func define(name string, getenv func(string) string, usageOut io.Writer, only ma
 	c.Demo = demoDefault
 	if only == nil || only["demo"] {
 		fs.BoolVar(&c.Demo, "demo", demoDefault, "demo mode: calls without credentials are allowed (make run only, never in production) (env CONSENTD_DEMO)")
+	}
+	consoleDefault, err := strconv.ParseBool(orDefault(getenv("CONSENTD_CONSOLE"), "true"))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("CONSENTD_CONSOLE: %q is not true or false", getenv("CONSENTD_CONSOLE"))
+	}
+	c.Console = consoleDefault
+	if only == nil || only["console"] {
+		fs.BoolVar(&c.Console, "console", consoleDefault, "serve the privacy console at /console/ (it needs an API key to do anything); --console=false turns it off (env CONSENTD_CONSOLE)")
 	}
 	str(&t.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := errors.Join(

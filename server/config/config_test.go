@@ -129,6 +129,35 @@ func TestFlagsListsEverySettingWithItsVariable(t *testing.T) {
 	}
 }
 
+func TestConsoleIsOnByDefaultAndCanBeTurnedOff(t *testing.T) {
+	base := map[string]string{"CONSENTD_KEYS_FILE": "k", "CONSENTD_API_KEY": "0123456789abcdef0123456789abcdef"}
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{nil, nil, true},
+		{[]string{"--console=false"}, nil, false},
+		{nil, map[string]string{"CONSENTD_CONSOLE": "false"}, false},
+		{[]string{"--console"}, map[string]string{"CONSENTD_CONSOLE": "false"}, true}, // the flag wins
+	} {
+		e := map[string]string{}
+		for k, v := range base {
+			e[k] = v
+		}
+		for k, v := range tc.env {
+			e[k] = v
+		}
+		c, err := Load(tc.args, env(e), io.Discard)
+		if err != nil || c.Console != tc.want {
+			t.Errorf("%v %v: console=%v, %v; want %v", tc.args, tc.env, c.Console, err, tc.want)
+		}
+	}
+	if _, err := Load(nil, env(map[string]string{"CONSENTD_KEYS_FILE": "k", "CONSENTD_API_KEY": base["CONSENTD_API_KEY"], "CONSENTD_CONSOLE": "maybe"}), io.Discard); err == nil || !strings.Contains(err.Error(), "CONSENTD_CONSOLE") {
+		t.Errorf("CONSENTD_CONSOLE=maybe: %v", err)
+	}
+}
+
 func TestStatsRetentionFromEnvironmentOrFlag(t *testing.T) {
 	c, err := Load([]string{"--keys-file=k", "--demo"}, env(map[string]string{"CONSENTD_STATS_RETENTION": "720h"}), io.Discard)
 	if err != nil || c.StatsRetention != 720*time.Hour {

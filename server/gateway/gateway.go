@@ -27,6 +27,7 @@ import (
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server/api"
+	"github.com/consentd/consentd/server/console"
 	"github.com/consentd/consentd/server/middleware"
 )
 
@@ -62,6 +63,8 @@ type Options struct {
 	// CORSOrigins are the site origins whose pages may call the REST API.
 	// Other origins get no CORS headers, so browsers keep them out.
 	CORSOrigins []string
+	// Console serves the privacy console at /console/ (server/console).
+	Console bool
 }
 
 var setQueryParser sync.Once
@@ -143,6 +146,10 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(gpcWellKnown))
 	})
+	if opts.Console {
+		mux.Handle("GET "+console.Prefix, console.Handler())
+		mux.Handle("GET "+strings.TrimSuffix(console.Prefix, "/"), console.Handler())
+	}
 	if opts.DemoSite != "" {
 		mux.Handle("GET /demo/", http.StripPrefix("/demo/", http.FileServer(http.Dir(filepath.Join(opts.DemoSite, "demo")))))
 		mux.Handle("GET /sdk/", http.StripPrefix("/sdk/", http.FileServer(http.Dir(filepath.Join(opts.DemoSite, "dist")))))
