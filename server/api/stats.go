@@ -37,31 +37,28 @@ const DefaultStatsDays = 30
 // writeStats is how an update or withdrawal counts: under the method its
 // source and decisions make, in the region the policy puts the subject in.
 func writeStats(policy *domain.Policy, source domain.Source, decisions map[string]domain.Decision) *store.WriteStats {
-	return &store.WriteStats{Method: writeMethod(policy, source, decisions), Region: policy.StatsRegion}
+	return &store.WriteStats{Method: writeMethod(source, decisions), Region: policy.StatsRegion}
 }
 
-// writeMethod: a banner write that grants every non-necessary purpose of
-// the policy is "accept all", one that denies every one "reject all", any
-// other banner write "other"; the other sources are methods of their own,
+// writeMethod: a banner write that grants every purpose it decides is
+// "accept all", one that denies every one "reject all", any other banner
+// write "other". "Every purpose it decides", not every purpose of the
+// policy: the banner asks about the purposes its region prompts for, and its
+// buttons decide exactly those. The other sources are methods of their own,
 // the API's (and unspecified, and anything else) "api".
-func writeMethod(policy *domain.Policy, source domain.Source, decisions map[string]domain.Decision) store.Method {
+func writeMethod(source domain.Source, decisions map[string]domain.Decision) store.Method {
 	switch source {
 	case domain.SourceBanner:
-		all := policy.NonNecessaryPurposeIDs()
-		granted, denied := 0, 0
-		for _, id := range all {
-			if d, ok := decisions[id]; ok {
-				if d.Granted {
-					granted++
-				} else {
-					denied++
-				}
+		granted := 0
+		for _, d := range decisions {
+			if d.Granted {
+				granted++
 			}
 		}
 		switch {
-		case len(all) > 0 && granted == len(all):
+		case len(decisions) > 0 && granted == len(decisions):
 			return store.MethodBannerAcceptAll
-		case len(all) > 0 && denied == len(all):
+		case len(decisions) > 0 && granted == 0:
 			return store.MethodBannerRejectAll
 		}
 		return store.MethodBannerOther

@@ -151,7 +151,7 @@ func TestWritesCountUnderTheirMethodAndRegion(t *testing.T) {
 		{domain.SourceBanner, all(true), store.MethodBannerAcceptAll},
 		{domain.SourceBanner, all(false), store.MethodBannerRejectAll},
 		{domain.SourceBanner, mixed, store.MethodBannerOther},
-		{domain.SourceBanner, some, store.MethodBannerOther}, // not every purpose
+		{domain.SourceBanner, some, store.MethodBannerAcceptAll}, // every purpose the banner asked about
 		{domain.SourcePreferenceCenter, all(true), store.MethodPreferenceCenter},
 		{domain.SourceAPI, all(true), store.MethodAPI},
 		{"", some, store.MethodAPI},

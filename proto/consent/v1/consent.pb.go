@@ -383,11 +383,13 @@ type ConsentMethod int32
 const (
 	// Not set; never returned.
 	ConsentMethod_CONSENT_METHOD_UNSPECIFIED ConsentMethod = 0
-	// The banner's "accept all".
+	// The banner's "accept all": a banner write granting every purpose it
+	// decides (the purposes the banner asked about).
 	ConsentMethod_CONSENT_METHOD_BANNER_ACCEPT_ALL ConsentMethod = 1
-	// The banner's "reject all".
+	// The banner's "reject all": a banner write denying every purpose it
+	// decides.
 	ConsentMethod_CONSENT_METHOD_BANNER_REJECT_ALL ConsentMethod = 2
-	// A banner write that neither granted nor denied everything.
+	// A banner write that granted some purposes and denied others.
 	ConsentMethod_CONSENT_METHOD_BANNER_OTHER ConsentMethod = 3
 	// The preference center.
 	ConsentMethod_CONSENT_METHOD_PREFERENCE_CENTER ConsentMethod = 4
