@@ -35,8 +35,9 @@ func TestConsentStatsCountScriptedWritesOverREST(t *testing.T) {
 	// the preference center.
 	rest("PATCH", "/v1/subjects/alice/consent", `{"decisions": `+everything+`, "source": "SOURCE_BANNER", "region": "DE"}`)
 	rest("POST", "/v1/subjects/alice/consent:withdraw", `{"purposes": ["ads"], "source": "SOURCE_PREFERENCE_CENTER"}`)
-	// bob, in a region the policy does not list, denies ads on the banner,
-	// retried with the same idempotency key: counted once.
+	// bob, in a region the policy does not list, denies ads on the banner
+	// (everything that write decides: a reject all), retried with the same
+	// idempotency key: counted once.
 	for range 2 {
 		rest("PATCH", "/v1/subjects/bob/consent", `{"decisions": {"ads": false}, "source": "SOURCE_BANNER", "region": "JP", "idempotency_key": "k1"}`)
 	}
@@ -89,7 +90,7 @@ func TestConsentStatsCountScriptedWritesOverREST(t *testing.T) {
 		{Region: "DE", Method: consentv1.ConsentMethod_CONSENT_METHOD_BANNER_ACCEPT_ALL, Count: 1},
 		{Region: "DE", Method: consentv1.ConsentMethod_CONSENT_METHOD_PREFERENCE_CENTER, Count: 1},
 		{Region: "US", Method: consentv1.ConsentMethod_CONSENT_METHOD_API, Count: 1},
-		{Region: "rest_of_world", Method: consentv1.ConsentMethod_CONSENT_METHOD_BANNER_OTHER, Count: 1},
+		{Region: "rest_of_world", Method: consentv1.ConsentMethod_CONSENT_METHOD_BANNER_REJECT_ALL, Count: 1},
 	}
 	day.Banner = []*consentv1.BannerStepCount{
 		{Region: "DE", Step: consentv1.BannerStep_BANNER_STEP_SHOWN, Count: 2},
@@ -114,7 +115,7 @@ func TestConsentStatsCountScriptedWritesOverREST(t *testing.T) {
 		`consentd_consent_decisions_total{outcome="granted",purpose="analytics",region="US"} 1`,
 		`consentd_consent_writes_total{method="banner_accept_all",region="DE"} 1`,
 		`consentd_consent_writes_total{method="preference_center",region="DE"} 1`,
-		`consentd_consent_writes_total{method="banner_other",region="rest_of_world"} 1`,
+		`consentd_consent_writes_total{method="banner_reject_all",region="rest_of_world"} 1`,
 		`consentd_consent_writes_total{method="api",region="US"} 1`,
 		`consentd_banner_events_total{region="DE",step="shown"} 2`,
 		`consentd_banner_events_total{region="rest_of_world",step="closed"} 1`,
