@@ -245,8 +245,11 @@ func slowCalls(t *testing.T, srv *consentd, web *http.Client) []slowCall {
 	own := tokenFor(t, "slow-1", time.Now(), time.Hour)
 	return []slowCall{
 		{"gRPC UpdateConsent", func(c context.Context) outcome {
+			// One number per call: Add then Load could read another
+			// worker's number, and reuse its key for other decisions.
+			i := n.Add(1)
 			_, err := srv.grpc.UpdateConsent(c, &consentv1.UpdateConsentRequest{SubjectId: "slow-1",
-				Decisions: map[string]bool{"ads": n.Add(1)%2 == 0}, IdempotencyKey: fmt.Sprintf("slow-%d", n.Load())})
+				Decisions: map[string]bool{"ads": i%2 == 0}, IdempotencyKey: fmt.Sprintf("slow-%d", i)})
 			return grpcOutcome(err)
 		}, readOrWrite},
 		{"gRPC GetConsent", func(c context.Context) outcome {
@@ -277,8 +280,9 @@ func slowCalls(t *testing.T, srv *consentd, web *http.Client) []slowCall {
 			return checkOutcome(r.GetResults()[0].GetAllowed(), r.GetResults()[0].GetReason(), r.GetResults()[0].GetRevision())
 		}, check},
 		{"REST PATCH consent", func(c context.Context) outcome {
+			i := n.Add(1)
 			return restOutcome(restCallContext(c, web, srv, "PATCH", "/v1/subjects/slow-2/consent",
-				fmt.Sprintf(`{"decisions": {"analytics": %v}, "idempotency_key": "slow-rest-%d"}`, n.Add(1)%2 == 0, n.Load())))
+				fmt.Sprintf(`{"decisions": {"analytics": %v}, "idempotency_key": "slow-rest-%d"}`, i%2 == 0, i)))
 		}, readOrWrite},
 		{"REST check", func(c context.Context) outcome {
 			return restOutcome(restCallContext(c, web, srv, "GET", "/v1/subjects/slow-2/purposes/analytics:check", ""))
