@@ -50,7 +50,8 @@ const (
 
 func (b *bench) statsMemory(ctx context.Context) error {
 	// One write through consentd, to find the key and fields it counts
-	// into: the fill below must be the same layout.
+	// into: the fill below must be the same layout. A banner write granting
+	// all it decides counts as accept all.
 	if _, err := b.consentdGRPC.client(0).UpdateConsent(ctx, &consentv1.UpdateConsentRequest{SubjectId: "stats-layout-check",
 		Decisions: map[string]bool{"analytics": true}, Region: "DE", Source: consentv1.Source_SOURCE_BANNER}); err != nil {
 		return fmt.Errorf("UpdateConsent: %w", err)
@@ -59,7 +60,7 @@ func (b *bench) statsMemory(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	want := []string{store.DecisionField("analytics", "DE", store.OutcomeGranted), store.MethodField("DE", store.MethodBannerOther)}
+	want := []string{store.DecisionField("analytics", "DE", store.OutcomeGranted), store.MethodField("DE", store.MethodBannerAcceptAll)}
 	fig := statsMemoryFigure{Partitions: statsPartitions, Purposes: len(statsPurposes), Regions: len(statsRegions), RetentionDays: statsRetentionDays}
 	prefix := ""
 	for _, k := range keys {
