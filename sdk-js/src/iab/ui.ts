@@ -623,10 +623,18 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     const source = dialog.contains(b) ? "preference_center" : "banner";
     const inDialog = dialog.open;
     close(); // first, so focus is back before the change hides the banner
-    const vendorsCleared = controller.clearVendors().catch((err) => console.warn(err));
-    if (action == "accept-all") vendorsCleared.then(() => consent.acceptAll(source)).catch((err) => console.warn(err));
-    if (action == "reject-all") vendorsCleared.then(() => consent.rejectAll(source)).catch((err) => console.warn(err));
-    if (action == "save" && inDialog) save();
+    if (action == "save") {
+      if (inDialog) save();
+      return;
+    }
+    // All or nothing: per-partner choices go too (every partner follows the purposes again).
+    const all = action == "accept-all";
+    if (!all && action != "reject-all") return;
+    controller
+      .clearVendors()
+      .catch((err) => console.warn(err))
+      .then(() => (all ? consent.acceptAll(source) : consent.rejectAll(source)))
+      .catch((err) => console.warn(err));
   }
 
   let link: HTMLLinkElement | null = null;
