@@ -348,7 +348,10 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
       if (s.purposes.every((p) => left.has(p)) && s.specialFeatures.every((f) => leftF.has(f))) {
         for (const p of s.purposes) left.delete(p);
         for (const f of s.specialFeatures) leftF.delete(f);
-        items.push(explained(s));
+        // A stack's disclosure names the purposes and special features it groups.
+        const d = explained(s);
+        d.append(list("consentd-desc consentd-facts", [...s.purposes.map((p) => named("purposes", p).name), ...s.specialFeatures.map((f) => named("specialFeatures", f).name)]));
+        items.push(d);
       }
     }
     for (const p of left) items.push(explained(named("purposes", p)));
@@ -373,6 +376,7 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
   }
 
   function view(which: "purposes" | "vendors") {
+    if (paneP.hidden == (which == "purposes")) dialog.scrollTop = 0;
     paneP.hidden = which != "purposes";
     paneV.hidden = which != "vendors";
     tabP.setAttribute("aria-pressed", String(which == "purposes"));
