@@ -59,6 +59,12 @@ function tcfPage(env, { lang = 'en', region = 'DE' } = {}) {
   });
 }
 
+/** The text as rendered (playwright's innerText: what is visible, laid out), not the DOM's textContent. */
+function shown(locator) {
+  // biome-ignore lint/performance/useDomNodeTextContent: playwright's API, and the visible text is the point
+  return locator.innerText();
+}
+
 async function audit(page, selector) {
   const result = await page.evaluate(async (include) => window.axe.run({ include: [include] }, { resultTypes: ['violations'] }), selector);
   for (const v of result.violations) {
@@ -137,7 +143,7 @@ describe('TCF layer', () => {
     for (const [name, viewport] of [['1280', desktop], ['375', phone]]) {
       const { page, close } = await openFirstLayer(env, { viewport });
       t.after(close);
-      const text = await page.locator(banner).innerText();
+      const text = await shown(page.locator(banner));
       // The number of partners: the policy's 5 vendors, not the vendor list's 6.
       assert.match(text, /We and our 5 partners store and access information on your device/);
       assert.match(text, /See our 5 partners/);
@@ -157,7 +163,7 @@ describe('TCF layer', () => {
         return { w: Math.round(r.width), h: Math.round(r.height), font: s.font, color: s.color, bg: s.backgroundColor };
       });
       assert.deepEqual(await look('accept-all'), await look('reject-all'), 'accept all and reject all look the same');
-      assert.equal(await page.locator(`${banner} [data-consent-action="customise"]`).innerText(), 'Manage options');
+      assert.equal(await shown(page.locator(`${banner} [data-consent-action="customise"]`)), 'Manage options');
       // A stack's purposes and a purpose's description are a disclosure away.
       await page.locator(`${banner} summary`, { hasText: 'Personalised advertising' }).click();
       await noInlineStyle(page);
@@ -194,7 +200,7 @@ describe('TCF layer', () => {
     await page.click(`${banner} [data-consent-action="customise"]`);
     await page.locator(prefs).waitFor({ state: 'visible' });
     const sw = (sel) => page.locator(`${prefs} input${sel}`);
-    const text = await page.locator(`${prefs} [data-tcf-pane="purposes"]`).innerText();
+    const text = await shown(page.locator(`${prefs} [data-tcf-pane="purposes"]`));
     // Each consentd purpose with its TCF purposes (names), legitimate interests, special features; special purposes and features for information.
     for (const p of ['Personalised advertising', 'Use limited data to select advertising', 'Create profiles for personalised advertising',
       'Use profiles to select personalised advertising', 'Measure advertising performance', 'Analytics', 'Measure content performance',
@@ -204,7 +210,7 @@ describe('TCF layer', () => {
     }
     // Descriptions and illustrations from the vendor list, behind their disclosures.
     await page.locator(`${prefs} summary`, { hasText: 'Measure advertising performance' }).first().click();
-    assert.ok((await page.locator(`${prefs} [data-tcf-pane="purposes"]`).innerText()).includes('A shop learns how many people bought after seeing its ad.'));
+    assert.ok((await shown(page.locator(`${prefs} [data-tcf-pane="purposes"]`))).includes('A shop learns how many people bought after seeing its ad.'));
     // Nothing decided yet: no consent, no objection.
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().isChecked(), false);
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="object"]').isChecked(), false);
@@ -289,12 +295,12 @@ describe('TCF layer', () => {
     t.after(close);
     await page.click(`${banner} [data-consent-action="vendors"]`);
     await page.locator(`${prefs} [data-tcf-pane="vendors"]`).waitFor({ state: 'visible' });
-    assert.equal(await page.locator(`${prefs} [data-tcf-view="vendors"]`).innerText(), 'Partners (5)');
+    assert.equal(await shown(page.locator(`${prefs} [data-tcf-view="vendors"]`)), 'Partners (5)');
     const names = await page.locator(`${prefs} .consentd-vname`).allInnerTexts();
     assert.deepEqual(names, ['Alpha Ads GmbH', 'Beta Measurement Ltd', 'Delta Interest Analytics', 'Epsilon Geo BV', 'Gamma Consent-only SAS']);
     const alpha = page.locator(`${prefs} [data-tcf-vendor-item="1"]`);
     await alpha.locator('summary').click();
-    const text = await alpha.innerText();
+    const text = await shown(alpha);
     for (const s of [
       'Purposes (consent)', 'Store and/or access information on a device (kept 395 days)', 'Create profiles for personalised advertising (kept 180 days)',
       'Purposes (legitimate interest)', 'Measure advertising performance (kept 395 days)',
@@ -311,7 +317,7 @@ describe('TCF layer', () => {
     assert.deepEqual(kinds.sort(), ['1:consent', '1:object', '2:consent', '2:object', '3:consent', '4:object', '5:consent']);
     const delta = page.locator(`${prefs} [data-tcf-vendor-item="4"]`);
     await delta.locator('summary').click();
-    assert.match(await delta.innerText(), /No cookies/);
+    assert.match(await shown(delta), /No cookies/);
     await clean(page);
   });
 
