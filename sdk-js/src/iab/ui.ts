@@ -1,0 +1,690 @@
+// The TCF layer of the preference center: the banner and preference center
+// shown instead of the default ones (ui.ts) in the policy's TCF regions, with
+// what the IAB's TCF v2.2 policies ask of a consent UI.
+//
+// First layer (the banner): the number of partners (vendors) and a way to
+// their list, the purposes (grouped by the vendor list's stacks where one
+// fits) and special features, that some partners rely on legitimate interest
+// and that the person may object to it, that choices apply to this site and
+// can be changed at any time (the "Privacy choices" button), and "Accept
+// all", "Reject all" (same element, class and size) and "Manage options".
+//
+// Second layer (a native modal <dialog>): per consentd purpose of the
+// policy's iab.tcf.purposes, a consent switch (its TCF purposes and special
+// features with their vendor-list names, descriptions and illustrations) and,
+// where it carries legitimate interests, an objection switch; special
+// purposes and features for information; and the partners: each with its
+// privacy policy, purposes by legal basis, retention, device storage and data
+// categories, a consent switch and (for legitimate interests) an objection
+// switch.
+//
+// Purpose, objection and special-feature choices are consentd decisions
+// (consent.set on the mapped purpose): an objection to a purpose's legitimate
+// interests is a denial of that purpose, which also withdraws its consent;
+// consentd keeps one decision per purpose, so lifting an objection means
+// granting the purpose. Per-partner choices go to the signals part
+// (controller.setVendors). Same rules as ui.ts: DOM from createElement and
+// textContent (vendor-list texts are not trusted HTML), no style attributes
+// (a strict CSP works), shown and hidden with `hidden`; the look is
+// iab/ui.css over ui.css's classes and variables.
+
+import type { Consent, ConsentState } from "../types";
+import type { TCFController, TCFPurposeMapping } from "./types";
+
+export interface TCFUIOptions {
+  /** Language of the texts; default the page's <html lang>, then the browser's. English when unknown. */
+  lang?: string;
+  /** URL of the stylesheet (the IAB entry's, which includes consentd.css): added unless the page has it. */
+  stylesheet?: string;
+  /** Where the UI is inserted (as the first child). Default document.body. */
+  container?: HTMLElement;
+  /** The floating "Privacy choices" button: bottom left (true, "left"), bottom right ("right") or none (false). Default true. */
+  button?: boolean | "left" | "right";
+}
+
+export interface TCFUI {
+  /** Opens the preference center on its purposes (default) or on its list of partners. */
+  open(view?: "purposes" | "vendors"): void;
+  /** Closes the preference center. */
+  close(): void;
+  /** Removes everything the UI added, and its listeners. */
+  destroy(): void;
+}
+
+// The vendor list as the UI reads it: the GVL v3 JSON's field names (the
+// GVL class of @iabtechlabtcf/core has the same ones).
+interface Named {
+  id: number;
+  name: string;
+  description?: string;
+  illustrations?: string[];
+}
+interface Stack extends Named {
+  purposes: number[];
+  specialFeatures: number[];
+}
+interface Vendor {
+  id: number;
+  name: string;
+  purposes?: number[];
+  legIntPurposes?: number[];
+  flexiblePurposes?: number[];
+  specialPurposes?: number[];
+  features?: number[];
+  specialFeatures?: number[];
+  cookieMaxAgeSeconds?: number | null;
+  usesCookies?: boolean;
+  cookieRefresh?: boolean;
+  usesNonCookieAccess?: boolean;
+  dataRetention?: { stdRetention?: number; purposes?: Record<string, number>; specialPurposes?: Record<string, number> };
+  urls?: { langId: string; privacy?: string; legIntClaim?: string }[];
+  dataDeclaration?: number[];
+  deletedDate?: string;
+}
+interface VendorList {
+  purposes: Record<string, Named>;
+  specialPurposes?: Record<string, Named>;
+  features?: Record<string, Named>;
+  specialFeatures?: Record<string, Named>;
+  stacks?: Record<string, Stack>;
+  dataCategories?: Record<string, Named>;
+  vendors: Record<string, Vendor>;
+}
+
+const en = {
+  title: "We value your privacy",
+  // {n}: the number of partners.
+  intro:
+    "We and our {n} partners store and access information on your device, such as cookies, and process personal data, such as unique identifiers and browsing data, for the purposes below. Your choices apply to this site only.",
+  uses: "We and our partners process data to:",
+  withConsent: "With your consent, our partners may also:",
+  li: "Some partners do not ask for your consent but process your data on the basis of their legitimate interest. You have the right to object to this under Manage options.",
+  change: "You can change your choices or withdraw your consent at any time with the Privacy choices button at the bottom of the page.",
+  accept: "Accept all",
+  reject: "Reject all",
+  manage: "Manage options",
+  partners: "See our {n} partners",
+  prefs: "Privacy preferences",
+  tabPurposes: "Purposes",
+  tabVendors: "Partners ({n})",
+  prefsIntro:
+    "Choose what you allow. Objecting to a purpose's legitimate interest refuses that purpose; to lift an objection, give your consent. You can change this at any time.",
+  consentTo: "With your consent:",
+  object: "Object to legitimate interest",
+  objectFor: "Object to the legitimate interest of {name}",
+  consentFor: "Consent for {name}",
+  sf: "Special features",
+  sfIntro: "Used only with your consent to the purpose they belong to:",
+  sfWith: "with {name}",
+  info: "Used without a choice",
+  infoIntro: "Our partners may process data for these special purposes (for example security), and use these features, without asking.",
+  specialPurposes: "Special purposes",
+  features: "Features",
+  vendorsIntro: "Our partners, what they process your data for and on which legal basis. A partner's consent follows your purposes unless you choose for it here.",
+  privacy: "Privacy policy",
+  liClaim: "Legitimate interest at stake",
+  consentPurposes: "Purposes (consent)",
+  liPurposes: "Purposes (legitimate interest)",
+  sfShort: "Special features",
+  retention: "{name} (kept {d} days)",
+  storage: "Device storage",
+  cookies: "Cookies, kept up to {d} days",
+  cookiesSeconds: "Cookies, kept up to {d} seconds",
+  refresh: " (renewed on each visit)",
+  noCookies: "No cookies",
+  nonCookie: "Also other ways of storing and accessing information on your device",
+  noNonCookie: "No other ways of storing or accessing information on your device",
+  categories: "Data categories",
+  details: "Details",
+  save: "Save choices",
+  close: "Close",
+  always: "Always active",
+  open: "Privacy choices",
+};
+
+const TEXTS: Record<string, typeof en> = {
+  en,
+  de: {
+    title: "Ihre Privatsphäre ist uns wichtig",
+    intro:
+      "Wir und unsere {n} Partner speichern Informationen auf Ihrem Gerät und greifen darauf zu, etwa Cookies, und verarbeiten personenbezogene Daten, etwa eindeutige Kennungen und Browsing-Daten, für die unten genannten Zwecke. Ihre Auswahl gilt nur für diese Website.",
+    uses: "Wir und unsere Partner verarbeiten Daten, um:",
+    withConsent: "Mit Ihrer Einwilligung können unsere Partner außerdem:",
+    li: "Einige Partner fragen nicht nach Ihrer Einwilligung, sondern verarbeiten Ihre Daten auf Grundlage ihres berechtigten Interesses. Sie haben das Recht, dem unter Optionen verwalten zu widersprechen.",
+    change: "Sie können Ihre Auswahl jederzeit ändern oder Ihre Einwilligung widerrufen, mit der Schaltfläche Datenschutz-Einstellungen unten auf der Seite.",
+    accept: "Alle akzeptieren",
+    reject: "Alle ablehnen",
+    manage: "Optionen verwalten",
+    partners: "Unsere {n} Partner ansehen",
+    prefs: "Datenschutz-Präferenzen",
+    tabPurposes: "Zwecke",
+    tabVendors: "Partner ({n})",
+    prefsIntro:
+      "Wählen Sie, was Sie erlauben. Ein Widerspruch gegen das berechtigte Interesse eines Zwecks lehnt diesen Zweck ab; um ihn aufzuheben, willigen Sie ein. Sie können das jederzeit ändern.",
+    consentTo: "Mit Ihrer Einwilligung:",
+    object: "Dem berechtigten Interesse widersprechen",
+    objectFor: "Dem berechtigten Interesse von {name} widersprechen",
+    consentFor: "Einwilligung für {name}",
+    sf: "Besondere Merkmale",
+    sfIntro: "Nur mit Ihrer Einwilligung in den Zweck, zu dem sie gehören:",
+    sfWith: "mit {name}",
+    info: "Ohne Wahlmöglichkeit genutzt",
+    infoIntro: "Unsere Partner dürfen Daten für diese besonderen Zwecke (etwa die Sicherheit) verarbeiten und diese Funktionen nutzen, ohne zu fragen.",
+    specialPurposes: "Besondere Zwecke",
+    features: "Funktionen",
+    vendorsIntro: "Unsere Partner, wofür sie Ihre Daten verarbeiten und auf welcher Rechtsgrundlage. Die Einwilligung eines Partners folgt Ihren Zwecken, solange Sie hier nichts anderes wählen.",
+    privacy: "Datenschutzerklärung",
+    liClaim: "Berechtigtes Interesse",
+    consentPurposes: "Zwecke (Einwilligung)",
+    liPurposes: "Zwecke (berechtigtes Interesse)",
+    sfShort: "Besondere Merkmale",
+    retention: "{name} (gespeichert {d} Tage)",
+    storage: "Speicherung auf dem Gerät",
+    cookies: "Cookies, gespeichert bis zu {d} Tage",
+    cookiesSeconds: "Cookies, gespeichert bis zu {d} Sekunden",
+    refresh: " (bei jedem Besuch erneuert)",
+    noCookies: "Keine Cookies",
+    nonCookie: "Auch andere Arten, Informationen auf Ihrem Gerät zu speichern und abzurufen",
+    noNonCookie: "Keine anderen Arten, Informationen auf Ihrem Gerät zu speichern oder abzurufen",
+    categories: "Datenkategorien",
+    details: "Details",
+    save: "Auswahl speichern",
+    close: "Schließen",
+    always: "Immer aktiv",
+    open: "Datenschutz-Einstellungen",
+  },
+};
+
+let mounted = 0;
+
+const fill = (s: string, v: Record<string, string | number>) => s.replace(/\{(\w+)\}/g, (_, k) => String(v[k]));
+const uniq = (a: number[]) => Array.from(new Set(a)).sort((x, y) => x - y);
+
+/**
+ * Shows the TCF banner while the visitor must be asked (state.needsPrompt
+ * non-empty), and wires every [data-consent-open] element (and a floating
+ * "Privacy choices" button it adds) to the TCF preference center.
+ */
+export function mountTCF(consent: Consent, controller: TCFController, options: TCFUIOptions = {}): TCFUI {
+  const doc = document;
+  const tag = (options.lang || doc.documentElement.lang || navigator.language || "en").toLowerCase();
+  const primary = tag.split("-")[0];
+  const lang = TEXTS[primary] ? primary : "en";
+  const t = TEXTS[lang];
+  const uid = "consentd-tcf" + ++mounted;
+  const tcf = controller.policy().tcf;
+  const mappings: TCFPurposeMapping[] = tcf ? tcf.purposes : [];
+
+  const el = <K extends keyof HTMLElementTagNameMap>(
+    name: K,
+    cls: string,
+    text?: string,
+    attrs?: Record<string, string>,
+  ): HTMLElementTagNameMap[K] => {
+    const e = doc.createElement(name);
+    if (cls) e.className = cls;
+    if (text) e.textContent = text;
+    for (const k in attrs) e.setAttribute(k, attrs[k]);
+    return e;
+  };
+  const actions = (names: [string, string, string?][]) => {
+    const box = el("div", "consentd-actions");
+    for (const [action, text, alt] of names)
+      box.append(el("button", "consentd-btn" + (alt || ""), text, { type: "button", "data-consent-action": action }));
+    return box;
+  };
+  const closeButton = () => el("button", "consentd-x", "×", { type: "button", "aria-label": t.close, "data-consent-action": "close" });
+  const localised = (node: HTMLElement, map: Record<string, string> | undefined, fallback: string) => {
+    const texts = map || {};
+    const key = [tag, primary, "en"].find((k) => texts[k]) || Object.keys(texts)[0];
+    node.textContent = (key && texts[key]) || fallback;
+    if (key && key.split("-")[0] != lang) node.lang = key;
+    return node;
+  };
+  const list = (cls: string, items: (string | Node)[]) => {
+    const ul = el("ul", cls);
+    for (const i of items) {
+      const li = el("li", "");
+      li.append(i);
+      ul.append(li);
+    }
+    return ul;
+  };
+  // The vendor list's texts are English unless the signals part loaded a translation.
+  let gvl: VendorList | null = null;
+  let loaded = false;
+  const named = (kind: "purposes" | "specialPurposes" | "features" | "specialFeatures", id: number): Named =>
+    gvl?.[kind]?.[id] || { id, name: (kind == "purposes" ? "Purpose " : kind == "specialFeatures" ? "Special feature " : kind == "features" ? "Feature " : "Special purpose ") + id };
+  // A purpose (or feature) with its description and illustrations, behind a disclosure.
+  const explained = (item: Named, label = item.name) => {
+    const d = el("details", "consentd-more");
+    d.append(el("summary", "", label));
+    if (item.description) d.append(el("p", "consentd-desc", item.description));
+    if (item.illustrations?.length) d.append(list("consentd-desc consentd-examples", item.illustrations));
+    return d;
+  };
+  const vendors = (): Vendor[] => {
+    if (!gvl) return [];
+    const all = Object.values(gvl.vendors).filter((v) => !v.deletedDate);
+    const only = tcf?.vendors?.length ? new Set(tcf.vendors) : null;
+    return all.filter((v) => !only || only.has(v.id)).sort((a, b) => a.name.localeCompare(b.name));
+  };
+  const count = () => (gvl ? vendors().length : tcf?.vendors?.length || 0);
+  // The TCF purposes the site asks for, and its special features.
+  const tcfPurposes = uniq(mappings.flatMap((m) => [...m.consent, ...m.legitimate_interest]));
+  const tcfFeatures = uniq(mappings.flatMap((m) => m.special_features));
+  const mappedTo = (p: number) => mappings.find((m) => m.consent.includes(p))?.purpose;
+
+  const root = el("div", "consentd consentd-tcf");
+  root.lang = lang;
+  root.hidden = true;
+
+  // First layer.
+  const banner = el("div", "consentd-banner consentd-tcf-banner", "", { role: "region", "aria-label": t.title, "data-consent-banner": "" });
+  const intro = el("p", "consentd-text");
+  const uses = el("div", "consentd-tcf-uses");
+  const partners = el("button", "consentd-link", "", { type: "button", "data-consent-action": "vendors" });
+  const liText = el("p", "consentd-text", t.li, { "data-tcf-li": "" });
+  banner.append(
+    el("h2", "consentd-title", t.title),
+    intro,
+    uses,
+    liText,
+    el("p", "consentd-text", t.change),
+    partners,
+    actions([
+      ["accept-all", t.accept],
+      ["reject-all", t.reject],
+      ["customise", t.manage, " consentd-btn-alt"],
+    ]),
+  );
+
+  // Second layer.
+  const dialog = el("dialog", "consentd-dialog consentd-tcf-dialog", "", {
+    "aria-labelledby": uid + "-title",
+    closedby: "any",
+    "data-consent-preferences": "",
+  });
+  const head = el("div", "consentd-head");
+  head.append(el("h2", "consentd-title", t.prefs, { id: uid + "-title" }), closeButton());
+  const tabs = el("div", "consentd-tabs");
+  const tabP = el("button", "consentd-tab", t.tabPurposes, { type: "button", "data-tcf-view": "purposes", "aria-controls": uid + "-p" });
+  const tabV = el("button", "consentd-tab", "", { type: "button", "data-tcf-view": "vendors", "aria-controls": uid + "-v" });
+  tabs.append(tabP, tabV);
+  const paneP = el("div", "consentd-pane", "", { id: uid + "-p", "data-tcf-pane": "purposes" });
+  const paneV = el("div", "consentd-pane", "", { id: uid + "-v", "data-tcf-pane": "vendors" });
+  dialog.append(
+    head,
+    tabs,
+    paneP,
+    paneV,
+    actions([
+      ["accept-all", t.accept],
+      ["reject-all", t.reject],
+      ["save", t.save, " consentd-btn-alt"],
+    ]),
+  );
+
+  const fab = el("button", "consentd-fab" + (options.button == "right" ? " consentd-right" : ""), t.open, { type: "button", "data-consent-open": "" });
+  const end = el("div", "consentd-end");
+  banner.hidden = fab.hidden = end.hidden = true;
+  root.append(banner, fab, dialog);
+
+  let wantOpen: "purposes" | "vendors" | null = null;
+  let touched = new WeakSet<EventTarget>();
+  let state: ConsentState = consent.get();
+  const shown = (e: Element) => e.getClientRects().length > 0;
+
+  function renderBanner() {
+    intro.textContent = fill(t.intro, { n: count() });
+    partners.textContent = fill(t.partners, { n: count() });
+    // Stacks where one groups only purposes the site asks for (largest first, no overlap), then the rest by name.
+    const left = new Set(tcfPurposes);
+    const leftF = new Set(tcfFeatures);
+    const items: Node[] = [];
+    const stacks = Object.values(gvl?.stacks || {}).sort((a, b) => b.purposes.length + b.specialFeatures.length - a.purposes.length - a.specialFeatures.length);
+    for (const s of stacks) {
+      if (s.purposes.length + s.specialFeatures.length < 2) continue;
+      if (s.purposes.every((p) => left.has(p)) && s.specialFeatures.every((f) => leftF.has(f))) {
+        for (const p of s.purposes) left.delete(p);
+        for (const f of s.specialFeatures) leftF.delete(f);
+        items.push(explained(s));
+      }
+    }
+    for (const p of left) items.push(explained(named("purposes", p)));
+    uses.replaceChildren(el("p", "consentd-text", t.uses), list("consentd-tcf-items", items));
+    const sf = Array.from(leftF, (f) => explained(named("specialFeatures", f)));
+    if (sf.length) uses.append(el("p", "consentd-text", t.withConsent), list("consentd-tcf-items", sf));
+    liText.hidden = !vendors().some((v) => v.legIntPurposes?.length) && !mappings.some((m) => m.legitimate_interest.length);
+  }
+
+  function render() {
+    state = consent.get();
+    const up = state.needsPrompt.length > 0;
+    fab.hidden = end.hidden = up || options.button === false;
+    doc.body.append(end);
+    // The first layer needs the policy (what is asked) and the vendor list (its names, the number of partners).
+    if (!consent.policy() || !loaded) return;
+    if (up && banner.hidden) renderBanner();
+    const refocus = !up && banner.contains(doc.activeElement);
+    banner.hidden = !up;
+    if (refocus && shown(fab)) fab.focus();
+    if (wantOpen) show(wantOpen);
+  }
+
+  function view(which: "purposes" | "vendors") {
+    paneP.hidden = which != "purposes";
+    paneV.hidden = which != "vendors";
+    tabP.setAttribute("aria-pressed", String(which == "purposes"));
+    tabV.setAttribute("aria-pressed", String(which == "vendors"));
+  }
+
+  // A switch with its label in a row; kind "consent" or "object".
+  function switchRow(id: string, label: string | HTMLElement, attrs: Record<string, string>, checked: boolean) {
+    const row = el("div", "consentd-row");
+    const l = typeof label == "string" ? el("label", "consentd-name", label) : label;
+    l.setAttribute("for", id);
+    const input = el("input", "consentd-switch", "", { type: "checkbox", role: "switch", id, ...attrs });
+    input.checked = checked;
+    row.append(l, input);
+    return { row, input };
+  }
+
+  const granted = (p: string) => {
+    const s = state.purposes[p];
+    return !!s && (s.allowed || s.reason == "awaiting_guardian");
+  };
+
+  function purposesPane() {
+    const policy = consent.policy();
+    paneP.replaceChildren(el("p", "consentd-text", t.prefsIntro));
+    const ul = el("ul", "consentd-list");
+    const asked = consent.asked();
+    const mapped = new Set(mappings.map((m) => m.purpose));
+    const ordered = (policy?.purposes || []).filter((p) => p.necessary || asked.includes(p.id) || mapped.has(p.id));
+    for (const p of ordered) {
+      const id = uid + "-" + p.id;
+      const m = mappings.find((x) => x.purpose == p.id);
+      const item = el("li", "consentd-purpose");
+      const label = localised(el("label", "consentd-name"), p.titles, p.id);
+      const { row, input } = switchRow(id, label, { "data-consent-purpose": p.id, "data-tcf-kind": "consent", "aria-describedby": id + "-d" }, p.necessary || granted(p.id));
+      input.disabled = p.necessary;
+      if (p.necessary) {
+        input.before(el("span", "consentd-always", t.always, { id: id + "-a" }));
+        input.setAttribute("aria-describedby", id + "-a " + id + "-d");
+      }
+      item.append(row, localised(el("p", "consentd-desc", "", { id: id + "-d" }), p.descriptions, ""));
+      if (m?.consent.length) {
+        item.append(el("p", "consentd-sub", t.consentTo), list("consentd-tcf-items", m.consent.map((n) => explained(named("purposes", n)))));
+      }
+      if (m?.legitimate_interest.length) {
+        const box = el("div", "consentd-li");
+        const o = switchRow(id + "-o", t.object, { "data-consent-purpose": p.id, "data-tcf-kind": "object", "aria-describedby": id + "-ol" }, consent.choice(p.id) === false);
+        box.append(o.row, list("consentd-tcf-items", m.legitimate_interest.map((n) => explained(named("purposes", n)))));
+        box.lastElementChild?.setAttribute("id", id + "-ol");
+        item.append(box);
+      }
+      ul.append(item);
+    }
+    paneP.append(ul);
+
+    // Special features: opted in with their purpose's consent (one decision, two switches).
+    const sfs = mappings.flatMap((m) => m.special_features.map((f) => [f, m.purpose] as const));
+    if (sfs.length) {
+      const sul = el("ul", "consentd-list");
+      for (const [f, p] of sfs) {
+        const id = `${uid}-sf${f}`;
+        const feature = named("specialFeatures", f);
+        const title = policy?.purposes.find((x) => x.id == p);
+        const label = el("label", "consentd-name", feature.name);
+        const item = el("li", "consentd-purpose");
+        const { row } = switchRow(id, label, { "data-consent-purpose": p, "data-tcf-kind": "consent", "data-tcf-special-feature": String(f), "aria-describedby": id + "-d" }, granted(p));
+        const d = el("p", "consentd-desc", fill(t.sfWith, { name: localised(el("span", ""), title?.titles, p).textContent || p }), { id: id + "-d" });
+        if (feature.description) d.append(": " + feature.description);
+        item.append(row, d);
+        sul.append(item);
+      }
+      paneP.append(el("h3", "consentd-h3", t.sf), el("p", "consentd-desc", t.sfIntro), sul);
+    }
+
+    // Special purposes and features: information only (the vendors' union).
+    const vs = vendors();
+    const sp = uniq(vs.flatMap((v) => v.specialPurposes || []));
+    const fe = uniq(vs.flatMap((v) => v.features || []));
+    if (sp.length || fe.length) {
+      paneP.append(el("h3", "consentd-h3", t.info), el("p", "consentd-desc", t.infoIntro));
+      if (sp.length) paneP.append(el("p", "consentd-sub", t.specialPurposes), list("consentd-tcf-items", sp.map((n) => explained(named("specialPurposes", n)))));
+      if (fe.length) paneP.append(el("p", "consentd-sub", t.features), list("consentd-tcf-items", fe.map((n) => explained(named("features", n)))));
+    }
+  }
+
+  // A vendor's consent follows the purposes unless the person chose for it:
+  // consent to any TCF purpose it declares (for consent or flexibly) whose
+  // consentd purpose is on in the switches.
+  function followsPurposes(v: Vendor) {
+    return uniq([...(v.purposes || []), ...(v.flexiblePurposes || [])]).some((p) => {
+      const m = mappedTo(p);
+      return !!m && !!dialog.querySelector<HTMLInputElement>(`[data-tcf-pane="purposes"] input[data-tcf-kind="consent"][data-consent-purpose="${m}"]:checked`);
+    });
+  }
+
+  function vendorsPane() {
+    const chosen = controller.vendorConsents();
+    const objected = controller.vendorObjections();
+    const ul = el("ul", "consentd-list");
+    for (const v of vendors()) {
+      const id = `${uid}-v${v.id}`;
+      const item = el("li", "consentd-purpose consentd-vendor", "", { "data-tcf-vendor-item": String(v.id) });
+      item.append(el("h3", "consentd-h3 consentd-vname", v.name, { id: id + "-n" }));
+      if (v.purposes?.length || v.specialFeatures?.length) {
+        const s = switchRow(id, fill(t.consentFor, { name: v.name }), { "data-tcf-vendor": String(v.id), "data-tcf-kind": "consent" }, chosen[v.id] ?? followsPurposes(v));
+        item.append(s.row);
+      }
+      if (v.legIntPurposes?.length) {
+        const s = switchRow(id + "-o", el("label", "consentd-name", fill(t.objectFor, { name: v.name })), { "data-tcf-vendor": String(v.id), "data-tcf-kind": "object" }, !!objected[v.id]);
+        item.append(s.row);
+      }
+      item.append(vendorDetails(v));
+      ul.append(item);
+    }
+    paneV.replaceChildren(el("p", "consentd-text", t.vendorsIntro), ul);
+  }
+
+  function vendorDetails(v: Vendor) {
+    const d = el("details", "consentd-more");
+    d.append(el("summary", "", t.details));
+    const urls = v.urls || [];
+    const url = urls.find((u) => u.langId.toLowerCase() == tag) || urls.find((u) => u.langId.toLowerCase().split("-")[0] == primary) || urls.find((u) => u.langId == "en") || urls[0];
+    const links = el("p", "consentd-desc consentd-links");
+    const link = (href: string, text: string) => el("a", "", text, { href, target: "_blank", rel: "noopener noreferrer" });
+    if (url?.privacy) links.append(link(url.privacy, t.privacy));
+    if (url?.legIntClaim) links.append(link(url.legIntClaim, t.liClaim));
+    if (links.childNodes.length) d.append(links);
+    const r = v.dataRetention || {};
+    const kept = (name: string, days: number | undefined) => (days != null ? fill(t.retention, { name, d: days }) : name);
+    const section = (title: string, items: string[]) => {
+      if (items.length) d.append(el("p", "consentd-sub", title), list("consentd-desc consentd-facts", items));
+    };
+    const li = v.legIntPurposes || [];
+    section(t.consentPurposes, (v.purposes || []).map((p) => kept(named("purposes", p).name, r.purposes?.[p] ?? r.stdRetention)));
+    section(t.liPurposes, li.map((p) => kept(named("purposes", p).name, r.purposes?.[p] ?? r.stdRetention)));
+    section(t.specialPurposes, (v.specialPurposes || []).map((p) => kept(named("specialPurposes", p).name, r.specialPurposes?.[p] ?? r.stdRetention)));
+    section(t.features, (v.features || []).map((f) => named("features", f).name));
+    section(t.sfShort, (v.specialFeatures || []).map((f) => named("specialFeatures", f).name));
+    const age = v.cookieMaxAgeSeconds;
+    const cookie =
+      v.usesCookies && age != null
+        ? fill(age < 86400 ? t.cookiesSeconds : t.cookies, { d: age < 86400 ? age : Math.round(age / 86400) }) + (v.cookieRefresh ? t.refresh : "")
+        : v.usesCookies
+          ? fill(t.cookies, { d: "?" })
+          : t.noCookies;
+    section(t.storage, [cookie, v.usesNonCookieAccess ? t.nonCookie : t.noNonCookie]);
+    section(t.categories, (v.dataDeclaration || []).map((c) => gvl?.dataCategories?.[c]?.name || String(c)));
+    return d;
+  }
+
+  function show(which: "purposes" | "vendors" = "purposes") {
+    wantOpen = which;
+    if (!consent.policy() || !loaded || root.hidden) return;
+    wantOpen = null;
+    if (dialog.open) return view(which);
+    state = consent.get();
+    touched = new WeakSet();
+    tabV.textContent = fill(t.tabVendors, { n: count() });
+    purposesPane();
+    vendorsPane();
+    view(which);
+    dialog.showModal();
+  }
+
+  function close() {
+    wantOpen = null;
+    dialog.close();
+  }
+
+  // One decision per consentd purpose, shown by more than one switch: keep them in step.
+  function onChange(e: Event) {
+    const input = e.target as HTMLInputElement;
+    if (!dialog.contains(input)) return;
+    touched.add(input);
+    const p = input.getAttribute("data-consent-purpose");
+    if (p) {
+      const kind = input.getAttribute("data-tcf-kind");
+      const all = dialog.querySelectorAll<HTMLInputElement>(`input[data-consent-purpose="${p}"]`);
+      all.forEach((i) => {
+        if (i == input) return;
+        if (i.getAttribute("data-tcf-kind") == kind) i.checked = input.checked;
+        else if (input.checked) i.checked = false; // consent lifts the objection; an objection refuses consent
+        // Withdrawing a consent given before is a denial: an objection too.
+        else if (kind == "consent" && consent.choice(p) === true) i.checked = true;
+        touched.add(i);
+      });
+      // Partners without a choice of their own follow the purposes.
+      paneV.querySelectorAll<HTMLInputElement>('input[data-tcf-kind="consent"]').forEach((i) => {
+        if (touched.has(i) || controller.vendorConsents()[Number(i.getAttribute("data-tcf-vendor"))] != null) return;
+        const v = vendors().find((x) => String(x.id) == i.getAttribute("data-tcf-vendor"));
+        if (v) i.checked = followsPurposes(v);
+      });
+    }
+  }
+
+  function save() {
+    const decisions: Record<string, boolean> = {};
+    let any = false;
+    const purposes = new Set<string>();
+    dialog.querySelectorAll<HTMLInputElement>("input[data-consent-purpose]:not(:disabled)").forEach((i) => {
+      purposes.add(i.getAttribute("data-consent-purpose") as string);
+    });
+    for (const p of purposes) {
+      const inputs = Array.from(dialog.querySelectorAll<HTMLInputElement>(`input[data-consent-purpose="${p}"]`));
+      const on = inputs.filter((i) => i.getAttribute("data-tcf-kind") == "consent");
+      const objection = inputs.find((i) => i.getAttribute("data-tcf-kind") == "object");
+      const wasTouched = inputs.some((i) => touched.has(i));
+      // As in ui.ts: a switch turned on is a grant, one left on by default records nothing, one off is a denial;
+      // where the purpose carries legitimate interests, off without an objection records nothing (the interest stays).
+      if (on.some((i) => i.checked)) {
+        if (wasTouched) decisions[p] = any = true;
+      } else if (!objection || objection.checked) {
+        decisions[p] = false;
+        any = true;
+      }
+    }
+    const consents: Record<number, boolean> = {};
+    const objections: Record<number, boolean> = {};
+    let vendorsChosen = false;
+    paneV.querySelectorAll<HTMLInputElement>("input[data-tcf-vendor]").forEach((i) => {
+      if (!touched.has(i)) return;
+      const v = Number(i.getAttribute("data-tcf-vendor"));
+      (i.getAttribute("data-tcf-kind") == "object" ? objections : consents)[v] = i.checked;
+      vendorsChosen = true;
+    });
+    const done = any ? consent.set(decisions, "preference_center") : Promise.resolve(state);
+    const after = () => (vendorsChosen ? controller.setVendors(consents, objections) : undefined);
+    done.then(after, after).catch((err) => console.warn(err));
+  }
+
+  function onClick(e: MouseEvent) {
+    const target = e.target as Element;
+    const b = target.closest?.("[data-consent-action],[data-consent-open],[data-tcf-view]");
+    if (!b) return;
+    if (b.hasAttribute("data-tcf-view")) {
+      if (dialog.contains(b)) view(b.getAttribute("data-tcf-view") as "purposes" | "vendors");
+      return;
+    }
+    const action = b.getAttribute("data-consent-action");
+    if (action == null) {
+      e.preventDefault();
+      return show();
+    }
+    if (!root.contains(b)) return;
+    if (action == "customise") return show();
+    if (action == "vendors") return show("vendors");
+    if (action == "close") return close();
+    const source = dialog.contains(b) ? "preference_center" : "banner";
+    const inDialog = dialog.open;
+    close(); // first, so focus is back before the change hides the banner
+    const vendorsCleared = controller.clearVendors().catch((err) => console.warn(err));
+    if (action == "accept-all") vendorsCleared.then(() => consent.acceptAll(source)).catch((err) => console.warn(err));
+    if (action == "reject-all") vendorsCleared.then(() => consent.rejectAll(source)).catch((err) => console.warn(err));
+    if (action == "save" && inDialog) save();
+  }
+
+  let link: HTMLLinkElement | null = null;
+  let off: (() => void) | null = null;
+  const href = options.stylesheet;
+  if (href) {
+    const url = new URL(href, doc.baseURI).href;
+    const links = Array.from(doc.querySelectorAll<HTMLLinkElement>('link[rel~="stylesheet"]'));
+    if (!links.some((l) => l.href == url)) {
+      link = el("link", "", "", { rel: "stylesheet", href: url });
+      link.onload = link.onerror = () => {
+        root.hidden = false;
+        if (off) render();
+      };
+      doc.head.append(link);
+    }
+  }
+  if (!link) root.hidden = false;
+
+  controller
+    .vendorList()
+    .then(
+      (list) => {
+        gvl = list as VendorList;
+      },
+      (err) => console.warn("consentd: the vendor list did not load", err),
+    )
+    .then(() => {
+      loaded = true;
+      if (off) render();
+    });
+
+  function start() {
+    const container = options.container || doc.body;
+    container.insertBefore(root, container.firstChild);
+    doc.addEventListener("click", onClick, true);
+    dialog.addEventListener("change", onChange);
+    off = consent.on("change", render);
+    render();
+  }
+  const ready = () => {
+    doc.removeEventListener("DOMContentLoaded", ready);
+    off ? render() : start();
+  };
+  if (options.container || doc.body) start();
+  doc.addEventListener("DOMContentLoaded", ready);
+
+  return {
+    open: show,
+    close,
+    destroy() {
+      doc.removeEventListener("DOMContentLoaded", ready);
+      doc.removeEventListener("click", onClick, true);
+      if (off) off();
+      dialog.close();
+      root.remove();
+      end.remove();
+      if (link) link.remove();
+    },
+  };
+}
