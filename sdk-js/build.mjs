@@ -68,6 +68,8 @@ for (const [file, module] of [
 }
 
 await build({ ...common, entryPoints: ["src/ui.css"], outfile: "dist/consentd.css", loader: { ".css": "css" } });
+// The IAB script tag's stylesheet: consentd.css and the TCF layer's rules (its @import).
+await build({ ...common, entryPoints: ["src/iab/ui.css"], outfile: "dist/consentd-iab.css", loader: { ".css": "css" } });
 
 // The core must stay headless: whoever imports it pays for no UI. Its
 // parts are core.ts, the modules under src/core/ and the shared types.
@@ -133,7 +135,7 @@ program.emit(undefined, (file, text) => {
 });
 
 copyFileSync(join(root, "..", "LICENSE"), join(dist, "LICENSE"));
-console.log("built " + [...Object.keys(esm.metafile.outputs), ...iifes.flatMap((b) => Object.keys(b.metafile.outputs)), "dist/consentd.css"].map((f) => relative("dist", f)).join(", "));
+console.log("built " + [...Object.keys(esm.metafile.outputs), ...iifes.flatMap((b) => Object.keys(b.metafile.outputs)), "dist/consentd.css", "dist/consentd-iab.css"].map((f) => relative("dist", f)).join(", "));
 
 function format(diags) {
   return ts.formatDiagnosticsWithColorAndContext(diags, { getCanonicalFileName: (f) => f, getCurrentDirectory: () => root, getNewLine: () => "\n" });

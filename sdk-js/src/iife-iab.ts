@@ -14,6 +14,10 @@ import { createConsent } from "./core.js";
 import { enforce } from "./enforce.js";
 import { consentMode, consentModeDefault } from "./gcm.js";
 import { attachIAB } from "./iab.js";
+import { scopeOf } from "./iab/rules.js";
+import type { IABPolicy } from "./iab/types.js";
+import { mountTCF } from "./iab/ui.js";
+import type { Policy } from "./types.js";
 import { mountUI } from "./ui.js";
 
 // Only set while this script runs for the first time: read it at once.
@@ -41,18 +45,41 @@ const consent = createConsent({
 enforce(consent, { cookies, reload: data.reload != "false" });
 if (data.gcm == "true") consentMode(consent);
 const iab = attachIAB(consent, { endpoint, region: data.region, lang: data.lang });
-// TCF UI INTEGRATION POINT: in TCF regions the preference center's TCF
-// layer (src/iab/ui.ts, mountTCF(consent, iab, options)) replaces mountUI
-// here, once that module exists. Until then the default banner and
-// preference center are mounted everywhere.
-const ui = mountUI(consent, {
-  lang: data.lang,
-  button: data.button == "false" ? false : (data.button as "right") || true,
-  stylesheet: data.stylesheet || (src ? new URL("consentd.css", src).href : undefined),
-  endpoint,
-  region: data.region,
-  funnel: data.funnel != "off" && data.funnel != "false",
-});
+const stylesheet = data.stylesheet || (src ? new URL("consentd-iab.css", src).href : undefined);
+const button = data.button == "false" ? false : (data.button as "right") || true;
+let ui: unknown = null;
+// The UI needs the policy to know the region's kind: in the policy's TCF
+// regions the preference center's TCF layer (src/iab/ui.ts), elsewhere the
+// default banner and preference center. Mounted once the policy is known
+// (at once when it is cached).
+function mount(): boolean {
+  const policy = consent.policy() as (Policy & { iab?: IABPolicy }) | null;
+  if (!policy) return false;
+  ui =
+    policy.iab?.tcf && scopeOf(policy, policy.iab, data.region).tcf
+      ? mountTCF(consent, iab, { lang: data.lang, button, stylesheet })
+      : mountUI(consent, {
+          lang: data.lang,
+          button,
+          stylesheet,
+          // The banner's funnel goes where the consent does; data-funnel="off" (or "false"): not reported.
+          endpoint,
+          region: data.region,
+          funnel: data.funnel != "off" && data.funnel != "false",
+        });
+  return true;
+}
+if (!mount()) {
+  const off = consent.on("change", () => {
+    if (mount()) off();
+  });
+}
 consent.sync().catch((err) => console.warn(err));
 
-(window as unknown as { consentd: unknown }).consentd = { consent, ui, iab };
+(window as unknown as { consentd: unknown }).consentd = {
+  consent,
+  iab,
+  get ui() {
+    return ui;
+  },
+};
