@@ -61,7 +61,10 @@ export interface Choices {
   objections: Record<number, boolean>;
 }
 
-/** The TCF model of the choices (the GVL must be ready; its language is the consent language). */
+/**
+ * The TCF model of the choices. gvl: the vendor list (ready; its language is
+ * the consent language), or its JSON.
+ */
 export function tcModel(gvl: GVL, iab: IABPolicy, c: Choices): TCModel {
   // biome-ignore lint/style/noNonNullAssertion: only called for policies with a tcf section
   const tcf = iab.tcf!;
@@ -79,7 +82,7 @@ export function tcModel(gvl: GVL, iab: IABPolicy, c: Choices): TCModel {
     }
     if (choice !== false) m.purposeLegitimateInterests.set(p.legitimate_interest || []);
   }
-  for (const v of Object.values(gvl.vendors)) {
+  for (const v of Object.values(m.gvl.vendors)) {
     // Every vendor of the (narrowed) list is disclosed by the TCF layer.
     m.vendorsDisclosed.set(v.id);
     if (c.vendors[v.id] ?? [...v.purposes, ...(v.flexiblePurposes || [])].some((p) => m.purposeConsents.has(p))) m.vendorConsents.set(v.id);
