@@ -153,6 +153,7 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
         waited = true;
         update(consent.get());
       }, options.timeout || 3000);
+      (waiting as { unref?: () => void }).unref?.(); // lets a Node process (tests, SSR) exit
       return;
     }
     // biome-ignore lint/style/noNonNullAssertion: set by start()
