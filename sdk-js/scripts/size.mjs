@@ -15,6 +15,10 @@ const sets = {
   "core + enforce + gcm": ["dist/core.js", "dist/enforce.js", "dist/gcm.js"],
   "core + ui + css": ["dist/core.js", "dist/ui.js", "dist/consentd.css"],
   "iife + css": ["dist/consentd.iife.js", "dist/consentd.css"],
+  // The IAB entry (@consentd/sdk/iab) is mostly the IAB's own libraries.
+  iab: ["dist/iab.js"],
+  "iab iife + css": ["dist/consentd-iab.iife.js", "dist/consentd-iab.css"],
+  "iab stub": ["dist/consentd-iab-stub.js"],
 };
 
 const files = [...new Set(Object.values(sets).flat())];

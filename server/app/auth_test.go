@@ -31,6 +31,11 @@ type endpoint struct {
 	public     bool   // needs no credentials
 	wrongScope string // an API key that lacks what it needs; "" if every key may call
 	visitor    bool   // a subject token for alice may call it
+	// When set, what a call let through answers instead of OK: a call whose
+	// success needs set-up the matrix does not make (the test server's
+	// policy has no iab section for RecordAdSignals).
+	allowed     codes.Code
+	allowedHTTP int
 }
 
 var endpoints = []endpoint{
@@ -139,6 +144,11 @@ var endpoints = []endpoint{
 		_, err := c.GetConsentStats(ctx, &consentv1.GetConsentStatsRequest{})
 		return err
 	}, method: "GET", path: "/v1/stats", wrongScope: "write"},
+	{name: "RecordAdSignals", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
+		_, err := c.RecordAdSignals(ctx, &consentv1.RecordAdSignalsRequest{SubjectId: "alice", Region: "DE", Revision: 1, TcString: "CQ"})
+		return err
+	}, method: "POST", path: "/v1/subjects/alice/consent:signals", body: `{"region": "DE", "revision": 1, "tc_string": "CQ"}`, wrongScope: "read", visitor: true,
+		allowed: codes.FailedPrecondition, allowedHTTP: 412},
 	{name: "RecordBannerEvent", call: func(ctx context.Context, c consentv1.ConsentServiceClient) error {
 		_, err := c.RecordBannerEvent(ctx, &consentv1.RecordBannerEventRequest{Step: consentv1.BannerStep_BANNER_STEP_SHOWN})
 		return err
@@ -228,8 +238,12 @@ func TestWhoMayCallWhat(t *testing.T) {
 		code codes.Code
 		http int
 	}
-	ok, unauthenticated, forbidden := want{codes.OK, 200}, want{codes.Unauthenticated, 401}, want{codes.PermissionDenied, 403}
+	unauthenticated, forbidden := want{codes.Unauthenticated, 401}, want{codes.PermissionDenied, 403}
 	for _, e := range endpoints {
+		ok := want{codes.OK, 200}
+		if e.allowed != codes.OK {
+			ok = want{e.allowed, e.allowedHTTP}
+		}
 		cases := map[string]want{
 			"no credentials":           unauthenticated,
 			"unknown API key":          unauthenticated,

@@ -60,4 +60,7 @@ var Rules = map[string]Rule{
 	consentv1.ConsentService_GetCaller_FullMethodName:         {Scopes: AllScopes, Visitor: true},
 	consentv1.ConsentService_GetConsentStats_FullMethodName:   {Scopes: []Scope{ScopeRead, ScopeRights}},
 	consentv1.ConsentService_RecordBannerEvent_FullMethodName: {Public: true},
+	// The IAB strings a visitor's browser built from its decisions are a
+	// write of the subject's record, like UpdateConsent.
+	consentv1.ConsentService_RecordAdSignals_FullMethodName: {Scopes: []Scope{ScopeWrite}, Visitor: true},
 }

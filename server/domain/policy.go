@@ -44,6 +44,7 @@ type Policy struct {
 	DefaultRegion string    // region ID used when a code is unknown or absent
 	Purposes      []Purpose // in file order (the order UIs show them)
 	Regions       []Region
+	IAB           *IAB // the optional iab section; nil: no IAB signals
 
 	purposeIndex map[string]int // purpose ID -> index in Purposes
 	regionIndex  map[string]int // region ID -> index in Regions

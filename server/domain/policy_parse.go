@@ -115,7 +115,9 @@ func parsePolicy(data []byte, file string) (*Policy, error) {
 	if len(ps.errs) > 0 {
 		return nil, ps.err()
 	}
-	return newPolicy(p.Version, p.DefaultRegion, p.Purposes, p.Regions), nil
+	np := newPolicy(p.Version, p.DefaultRegion, p.Purposes, p.Regions)
+	np.IAB = p.IAB
+	return np, nil
 }
 
 // document returns the single top-level node of data, or nil after
@@ -166,7 +168,7 @@ func (ps *policyParser) yamlError(err error) {
 }
 
 func (ps *policyParser) policy(root *yaml.Node) *Policy {
-	fields := ps.mapping(root, "", "version", "default_region", "purposes", "regions")
+	fields := ps.mapping(root, "", "version", "default_region", "purposes", "regions", "iab")
 	if fields == nil {
 		return nil
 	}
@@ -195,6 +197,9 @@ func (ps *policyParser) policy(root *yaml.Node) *Policy {
 				ps.errorf(n.Line, "default_region", "no region with id %s", Quote(v, maxPolicyEcho))
 			}
 		}
+	}
+	if n := fields["iab"]; n != nil {
+		p.IAB = ps.iab(n, p.Purposes, regionLines)
 	}
 	return p
 }

@@ -126,10 +126,10 @@ var policyErrorCases = []struct {
 	{"only a document marker", "---\n", "line 1: the policy file is empty"},
 	{"not YAML", "version: [1\ndefault_region: world\n", "line 1: not valid YAML: did not find expected ',' or ']'"},
 	{"a tab for indentation", "version: 1\npurposes:\n\t- a\n", "line 3: not valid YAML: found character that cannot start any token"},
-	{"a list instead of a mapping", "- version\n- purposes\n", "line 1: policy: must be a mapping with keys version, default_region, purposes, regions, got a list"},
-	{"a scalar instead of a mapping", "hello\n", `line 1: policy: must be a mapping with keys version, default_region, purposes, regions, got the string "hello"`},
+	{"a list instead of a mapping", "- version\n- purposes\n", "line 1: policy: must be a mapping with keys version, default_region, purposes, regions, iab, got a list"},
+	{"a scalar instead of a mapping", "hello\n", `line 1: policy: must be a mapping with keys version, default_region, purposes, regions, iab, got the string "hello"`},
 	{"two documents", base() + "---\nversion: 2\n", "line 8: the policy file must hold one YAML document, found another"},
-	{"an unknown top-level field", edit(2, "default_region: world\ncolour: blue"), `line 3: colour: unknown field (allowed: version, default_region, purposes, regions)`},
+	{"an unknown top-level field", edit(2, "default_region: world\ncolour: blue"), `line 3: colour: unknown field (allowed: version, default_region, purposes, regions, iab)`},
 	{"a duplicate top-level field", edit(2, "default_region: world\ndefault_region: world"), "line 3: default_region: duplicate field (first at line 2)"},
 
 	// version.

@@ -261,6 +261,8 @@ const (
 	EventType_EVENT_TYPE_GUARDIAN_CONFIRM EventType = 9
 	// The subject was erased. Only in the change feed: the history is gone.
 	EventType_EVENT_TYPE_ERASE EventType = 10
+	// IAB strings were recorded (RecordAdSignals). Not in the change feed.
+	EventType_EVENT_TYPE_SIGNALS EventType = 11
 )
 
 // Enum value maps for EventType.
@@ -277,6 +279,7 @@ var (
 		8:  "EVENT_TYPE_MARK_MINOR",
 		9:  "EVENT_TYPE_GUARDIAN_CONFIRM",
 		10: "EVENT_TYPE_ERASE",
+		11: "EVENT_TYPE_SIGNALS",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":      0,
@@ -290,6 +293,7 @@ var (
 		"EVENT_TYPE_MARK_MINOR":       8,
 		"EVENT_TYPE_GUARDIAN_CONFIRM": 9,
 		"EVENT_TYPE_ERASE":            10,
+		"EVENT_TYPE_SIGNALS":          11,
 	}
 )
 
@@ -610,7 +614,10 @@ type Policy struct {
 	// The purposes, in the order a banner shows them.
 	Purposes []*Purpose `protobuf:"bytes,3,rep,name=purposes,proto3" json:"purposes,omitempty"`
 	// The regions and how each asks for consent.
-	Regions       []*Region `protobuf:"bytes,4,rep,name=regions,proto3" json:"regions,omitempty"`
+	Regions []*Region `protobuf:"bytes,4,rep,name=regions,proto3" json:"regions,omitempty"`
+	// How choices become the IAB's ad-tech signals (TCF v2.2 TC strings and
+	// GPP strings); unset when the policy has no iab section.
+	Iab           *IABPolicy `protobuf:"bytes,5,opt,name=iab,proto3" json:"iab,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -673,6 +680,555 @@ func (x *Policy) GetRegions() []*Region {
 	return nil
 }
 
+func (x *Policy) GetIab() *IABPolicy {
+	if x != nil {
+		return x.Iab
+	}
+	return nil
+}
+
+// IABPolicy is the policy's iab section: which regions get the IAB's
+// ad-tech signals and how consentd purposes map onto them.
+type IABPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The CMP id the operator registered with IAB Europe (1-4095): in every TC
+	// string and GPP header.
+	CmpId int32 `protobuf:"varint,1,opt,name=cmp_id,json=cmpId,proto3" json:"cmp_id,omitempty"`
+	// The operator's CMP version (1-4095).
+	CmpVersion int32 `protobuf:"varint,2,opt,name=cmp_version,json=cmpVersion,proto3" json:"cmp_version,omitempty"`
+	// TCF v2.2; unset when no region gets a TC string.
+	Tcf *TCFPolicy `protobuf:"bytes,3,opt,name=tcf,proto3" json:"tcf,omitempty"`
+	// GPP US sections; unset when no region gets a GPP string.
+	Gpp           *GPPPolicy `protobuf:"bytes,4,opt,name=gpp,proto3" json:"gpp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IABPolicy) Reset() {
+	*x = IABPolicy{}
+	mi := &file_consent_v1_consent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IABPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IABPolicy) ProtoMessage() {}
+
+func (x *IABPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IABPolicy.ProtoReflect.Descriptor instead.
+func (*IABPolicy) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *IABPolicy) GetCmpId() int32 {
+	if x != nil {
+		return x.CmpId
+	}
+	return 0
+}
+
+func (x *IABPolicy) GetCmpVersion() int32 {
+	if x != nil {
+		return x.CmpVersion
+	}
+	return 0
+}
+
+func (x *IABPolicy) GetTcf() *TCFPolicy {
+	if x != nil {
+		return x.Tcf
+	}
+	return nil
+}
+
+func (x *IABPolicy) GetGpp() *GPPPolicy {
+	if x != nil {
+		return x.Gpp
+	}
+	return nil
+}
+
+// TCFPolicy is the TCF v2.2 part of the iab section.
+type TCFPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Region ids (Region.id) whose codes get a TC string (gdprApplies).
+	Regions []string `protobuf:"bytes,1,rep,name=regions,proto3" json:"regions,omitempty"`
+	// ISO 3166-1 alpha-2 country of the publisher (TC string publisherCC).
+	PublisherCountry string `protobuf:"bytes,2,opt,name=publisher_country,json=publisherCountry,proto3" json:"publisher_country,omitempty"`
+	// The TC string's PurposeOneTreatment flag.
+	PurposeOneTreatment bool `protobuf:"varint,3,opt,name=purpose_one_treatment,json=purposeOneTreatment,proto3" json:"purpose_one_treatment,omitempty"`
+	// The Global Vendor List vendor ids the site works with; empty means every
+	// vendor of the vendor list.
+	Vendors []int32 `protobuf:"varint,4,rep,packed,name=vendors,proto3" json:"vendors,omitempty"`
+	// The mapping of consentd purposes to TCF purposes, in policy order.
+	Purposes []*TCFPurposeMapping `protobuf:"bytes,5,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	// Where the vendor list is served, narrowed to vendors (relative to this
+	// server): "/v1/iab/vendor-list.json".
+	VendorListUrl string `protobuf:"bytes,6,opt,name=vendor_list_url,json=vendorListUrl,proto3" json:"vendor_list_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TCFPolicy) Reset() {
+	*x = TCFPolicy{}
+	mi := &file_consent_v1_consent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TCFPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TCFPolicy) ProtoMessage() {}
+
+func (x *TCFPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TCFPolicy.ProtoReflect.Descriptor instead.
+func (*TCFPolicy) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TCFPolicy) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *TCFPolicy) GetPublisherCountry() string {
+	if x != nil {
+		return x.PublisherCountry
+	}
+	return ""
+}
+
+func (x *TCFPolicy) GetPurposeOneTreatment() bool {
+	if x != nil {
+		return x.PurposeOneTreatment
+	}
+	return false
+}
+
+func (x *TCFPolicy) GetVendors() []int32 {
+	if x != nil {
+		return x.Vendors
+	}
+	return nil
+}
+
+func (x *TCFPolicy) GetPurposes() []*TCFPurposeMapping {
+	if x != nil {
+		return x.Purposes
+	}
+	return nil
+}
+
+func (x *TCFPolicy) GetVendorListUrl() string {
+	if x != nil {
+		return x.VendorListUrl
+	}
+	return ""
+}
+
+// TCFPurposeMapping says what a grant or denial of one consentd purpose
+// means in TCF.
+type TCFPurposeMapping struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consentd purpose id (Purpose.id).
+	Purpose string `protobuf:"bytes,1,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// TCF purposes (1-11) whose consent bit is set only when the purpose is
+	// granted.
+	Consent []int32 `protobuf:"varint,2,rep,packed,name=consent,proto3" json:"consent,omitempty"`
+	// TCF purposes (2, 7-11) signalled as legitimate interest (transparency
+	// established) until the purpose is denied: a denial is the objection.
+	LegitimateInterest []int32 `protobuf:"varint,3,rep,packed,name=legitimate_interest,json=legitimateInterest,proto3" json:"legitimate_interest,omitempty"`
+	// TCF special features (1-2) opted in only when the purpose is granted.
+	SpecialFeatures []int32 `protobuf:"varint,4,rep,packed,name=special_features,json=specialFeatures,proto3" json:"special_features,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TCFPurposeMapping) Reset() {
+	*x = TCFPurposeMapping{}
+	mi := &file_consent_v1_consent_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TCFPurposeMapping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TCFPurposeMapping) ProtoMessage() {}
+
+func (x *TCFPurposeMapping) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TCFPurposeMapping.ProtoReflect.Descriptor instead.
+func (*TCFPurposeMapping) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TCFPurposeMapping) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *TCFPurposeMapping) GetConsent() []int32 {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+func (x *TCFPurposeMapping) GetLegitimateInterest() []int32 {
+	if x != nil {
+		return x.LegitimateInterest
+	}
+	return nil
+}
+
+func (x *TCFPurposeMapping) GetSpecialFeatures() []int32 {
+	if x != nil {
+		return x.SpecialFeatures
+	}
+	return nil
+}
+
+// GPPPolicy is the GPP part of the iab section: the US national section
+// (usnat) and the state sections listed.
+type GPPPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Region ids (Region.id) whose codes get a GPP string.
+	Regions []string `protobuf:"bytes,1,rep,name=regions,proto3" json:"regions,omitempty"`
+	// The consentd purpose whose denial (explicit, or by GPC) is the opt-out of
+	// sale, sharing and targeted advertising.
+	Purpose string `protobuf:"bytes,2,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// GPP state sections ("usca", "usva", "usco", "usut", "usct") used instead
+	// of usnat for their state's code (US-CA...).
+	StateSections []string `protobuf:"bytes,3,rep,name=state_sections,json=stateSections,proto3" json:"state_sections,omitempty"`
+	// The notice fields of the US sections.
+	Notices *GPPNotices `protobuf:"bytes,4,opt,name=notices,proto3" json:"notices,omitempty"`
+	// The MSPA fields of the US sections.
+	Mspa          *GPPMSPA `protobuf:"bytes,5,opt,name=mspa,proto3" json:"mspa,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GPPPolicy) Reset() {
+	*x = GPPPolicy{}
+	mi := &file_consent_v1_consent_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GPPPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GPPPolicy) ProtoMessage() {}
+
+func (x *GPPPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GPPPolicy.ProtoReflect.Descriptor instead.
+func (*GPPPolicy) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GPPPolicy) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *GPPPolicy) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *GPPPolicy) GetStateSections() []string {
+	if x != nil {
+		return x.StateSections
+	}
+	return nil
+}
+
+func (x *GPPPolicy) GetNotices() *GPPNotices {
+	if x != nil {
+		return x.Notices
+	}
+	return nil
+}
+
+func (x *GPPPolicy) GetMspa() *GPPMSPA {
+	if x != nil {
+		return x.Mspa
+	}
+	return nil
+}
+
+// GPPNotices: true = the notice was given (GPP value 1), false = not (2).
+type GPPNotices struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SharingNotice.
+	Sharing bool `protobuf:"varint,1,opt,name=sharing,proto3" json:"sharing,omitempty"`
+	// SaleOptOutNotice.
+	SaleOptOut bool `protobuf:"varint,2,opt,name=sale_opt_out,json=saleOptOut,proto3" json:"sale_opt_out,omitempty"`
+	// SharingOptOutNotice.
+	SharingOptOut bool `protobuf:"varint,3,opt,name=sharing_opt_out,json=sharingOptOut,proto3" json:"sharing_opt_out,omitempty"`
+	// TargetedAdvertisingOptOutNotice.
+	TargetedAdvertisingOptOut bool `protobuf:"varint,4,opt,name=targeted_advertising_opt_out,json=targetedAdvertisingOptOut,proto3" json:"targeted_advertising_opt_out,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *GPPNotices) Reset() {
+	*x = GPPNotices{}
+	mi := &file_consent_v1_consent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GPPNotices) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GPPNotices) ProtoMessage() {}
+
+func (x *GPPNotices) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GPPNotices.ProtoReflect.Descriptor instead.
+func (*GPPNotices) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GPPNotices) GetSharing() bool {
+	if x != nil {
+		return x.Sharing
+	}
+	return false
+}
+
+func (x *GPPNotices) GetSaleOptOut() bool {
+	if x != nil {
+		return x.SaleOptOut
+	}
+	return false
+}
+
+func (x *GPPNotices) GetSharingOptOut() bool {
+	if x != nil {
+		return x.SharingOptOut
+	}
+	return false
+}
+
+func (x *GPPNotices) GetTargetedAdvertisingOptOut() bool {
+	if x != nil {
+		return x.TargetedAdvertisingOptOut
+	}
+	return false
+}
+
+// GPPMSPA are the MSPA fields of the US sections.
+type GPPMSPA struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// MspaCoveredTransaction: true 1, false 2 (both modes are then 0).
+	CoveredTransaction bool `protobuf:"varint,1,opt,name=covered_transaction,json=coveredTransaction,proto3" json:"covered_transaction,omitempty"`
+	// With a covered transaction: "opt_out_option" or "service_provider"
+	// (which of MspaOptOutOptionMode and MspaServiceProviderMode is 1); empty
+	// otherwise.
+	Mode          string `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GPPMSPA) Reset() {
+	*x = GPPMSPA{}
+	mi := &file_consent_v1_consent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GPPMSPA) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GPPMSPA) ProtoMessage() {}
+
+func (x *GPPMSPA) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GPPMSPA.ProtoReflect.Descriptor instead.
+func (*GPPMSPA) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GPPMSPA) GetCoveredTransaction() bool {
+	if x != nil {
+		return x.CoveredTransaction
+	}
+	return false
+}
+
+func (x *GPPMSPA) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+// AdSignals are the IAB strings a browser built from the subject's
+// decisions at one revision, as stored by RecordAdSignals.
+type AdSignals struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The region code they were made for.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// The subject revision whose decisions they encode.
+	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The TCF v2.2 TC string; empty outside TCF regions.
+	TcString string `protobuf:"bytes,3,opt,name=tc_string,json=tcString,proto3" json:"tc_string,omitempty"`
+	// The GPP string; empty if none was sent (optional in TCF regions).
+	GppString string `protobuf:"bytes,4,opt,name=gpp_string,json=gppString,proto3" json:"gpp_string,omitempty"`
+	// When they were recorded.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdSignals) Reset() {
+	*x = AdSignals{}
+	mi := &file_consent_v1_consent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdSignals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdSignals) ProtoMessage() {}
+
+func (x *AdSignals) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdSignals.ProtoReflect.Descriptor instead.
+func (*AdSignals) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AdSignals) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *AdSignals) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *AdSignals) GetTcString() string {
+	if x != nil {
+		return x.TcString
+	}
+	return ""
+}
+
+func (x *AdSignals) GetGppString() string {
+	if x != nil {
+		return x.GppString
+	}
+	return ""
+}
+
+func (x *AdSignals) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 // Purpose is one use of personal data a subject can grant or deny.
 type Purpose struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -704,7 +1260,7 @@ type Purpose struct {
 
 func (x *Purpose) Reset() {
 	*x = Purpose{}
-	mi := &file_consent_v1_consent_proto_msgTypes[3]
+	mi := &file_consent_v1_consent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +1272,7 @@ func (x *Purpose) String() string {
 func (*Purpose) ProtoMessage() {}
 
 func (x *Purpose) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[3]
+	mi := &file_consent_v1_consent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +1285,7 @@ func (x *Purpose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Purpose.ProtoReflect.Descriptor instead.
 func (*Purpose) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{3}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Purpose) GetId() string {
@@ -810,7 +1366,7 @@ type Region struct {
 
 func (x *Region) Reset() {
 	*x = Region{}
-	mi := &file_consent_v1_consent_proto_msgTypes[4]
+	mi := &file_consent_v1_consent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1378,7 @@ func (x *Region) String() string {
 func (*Region) ProtoMessage() {}
 
 func (x *Region) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[4]
+	mi := &file_consent_v1_consent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1391,7 @@ func (x *Region) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Region.ProtoReflect.Descriptor instead.
 func (*Region) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{4}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Region) GetId() string {
@@ -883,7 +1439,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_consent_v1_consent_proto_msgTypes[5]
+	mi := &file_consent_v1_consent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1451,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[5]
+	mi := &file_consent_v1_consent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1464,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{5}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Decision) GetGranted() bool {
@@ -971,7 +1527,7 @@ type PurposeConsent struct {
 
 func (x *PurposeConsent) Reset() {
 	*x = PurposeConsent{}
-	mi := &file_consent_v1_consent_proto_msgTypes[6]
+	mi := &file_consent_v1_consent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1539,7 @@ func (x *PurposeConsent) String() string {
 func (*PurposeConsent) ProtoMessage() {}
 
 func (x *PurposeConsent) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[6]
+	mi := &file_consent_v1_consent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1552,7 @@ func (x *PurposeConsent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurposeConsent.ProtoReflect.Descriptor instead.
 func (*PurposeConsent) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{6}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PurposeConsent) GetPurpose() string {
@@ -1050,14 +1606,20 @@ type Consent struct {
 	GuardianConfirmTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=guardian_confirm_time,json=guardianConfirmTime,proto3" json:"guardian_confirm_time,omitempty"`
 	// The subject is a visitor linked to a user: the answers are the user's.
 	// The user's id is not shown.
-	Linked        bool `protobuf:"varint,10,opt,name=linked,proto3" json:"linked,omitempty"`
+	Linked bool `protobuf:"varint,10,opt,name=linked,proto3" json:"linked,omitempty"`
+	// The IAB strings stored by RecordAdSignals, when they still describe the
+	// subject: set only if no write came after them (revision is the signals
+	// event's) and they were made for a region code with the same IAB signal
+	// as this answer's region (any TCF region; the same GPP section). A
+	// backend making server-side ad calls can forward them.
+	AdSignals     *AdSignals `protobuf:"bytes,11,opt,name=ad_signals,json=adSignals,proto3" json:"ad_signals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Consent) Reset() {
 	*x = Consent{}
-	mi := &file_consent_v1_consent_proto_msgTypes[7]
+	mi := &file_consent_v1_consent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1631,7 @@ func (x *Consent) String() string {
 func (*Consent) ProtoMessage() {}
 
 func (x *Consent) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[7]
+	mi := &file_consent_v1_consent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1644,7 @@ func (x *Consent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consent.ProtoReflect.Descriptor instead.
 func (*Consent) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{7}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Consent) GetSubjectId() string {
@@ -1155,6 +1717,13 @@ func (x *Consent) GetLinked() bool {
 	return false
 }
 
+func (x *Consent) GetAdSignals() *AdSignals {
+	if x != nil {
+		return x.AdSignals
+	}
+	return nil
+}
+
 // GetConsentRequest names the subject to read.
 type GetConsentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1172,7 +1741,7 @@ type GetConsentRequest struct {
 
 func (x *GetConsentRequest) Reset() {
 	*x = GetConsentRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[8]
+	mi := &file_consent_v1_consent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1753,7 @@ func (x *GetConsentRequest) String() string {
 func (*GetConsentRequest) ProtoMessage() {}
 
 func (x *GetConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[8]
+	mi := &file_consent_v1_consent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1766,7 @@ func (x *GetConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsentRequest.ProtoReflect.Descriptor instead.
 func (*GetConsentRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{8}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetConsentRequest) GetSubjectId() string {
@@ -1232,7 +1801,7 @@ type GetConsentResponse struct {
 
 func (x *GetConsentResponse) Reset() {
 	*x = GetConsentResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[9]
+	mi := &file_consent_v1_consent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1813,7 @@ func (x *GetConsentResponse) String() string {
 func (*GetConsentResponse) ProtoMessage() {}
 
 func (x *GetConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[9]
+	mi := &file_consent_v1_consent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1826,7 @@ func (x *GetConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsentResponse.ProtoReflect.Descriptor instead.
 func (*GetConsentResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{9}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetConsentResponse) GetConsent() *Consent {
@@ -1297,7 +1866,7 @@ type UpdateConsentRequest struct {
 
 func (x *UpdateConsentRequest) Reset() {
 	*x = UpdateConsentRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[10]
+	mi := &file_consent_v1_consent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1878,7 @@ func (x *UpdateConsentRequest) String() string {
 func (*UpdateConsentRequest) ProtoMessage() {}
 
 func (x *UpdateConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[10]
+	mi := &file_consent_v1_consent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1891,7 @@ func (x *UpdateConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConsentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateConsentRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{10}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateConsentRequest) GetSubjectId() string {
@@ -1385,7 +1954,7 @@ type UpdateConsentResponse struct {
 
 func (x *UpdateConsentResponse) Reset() {
 	*x = UpdateConsentResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[11]
+	mi := &file_consent_v1_consent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1966,7 @@ func (x *UpdateConsentResponse) String() string {
 func (*UpdateConsentResponse) ProtoMessage() {}
 
 func (x *UpdateConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[11]
+	mi := &file_consent_v1_consent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1979,7 @@ func (x *UpdateConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConsentResponse.ProtoReflect.Descriptor instead.
 func (*UpdateConsentResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{11}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateConsentResponse) GetConsent() *Consent {
@@ -1444,7 +2013,7 @@ type WithdrawConsentRequest struct {
 
 func (x *WithdrawConsentRequest) Reset() {
 	*x = WithdrawConsentRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[12]
+	mi := &file_consent_v1_consent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +2025,7 @@ func (x *WithdrawConsentRequest) String() string {
 func (*WithdrawConsentRequest) ProtoMessage() {}
 
 func (x *WithdrawConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[12]
+	mi := &file_consent_v1_consent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +2038,7 @@ func (x *WithdrawConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawConsentRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawConsentRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{12}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WithdrawConsentRequest) GetSubjectId() string {
@@ -1532,7 +2101,7 @@ type WithdrawConsentResponse struct {
 
 func (x *WithdrawConsentResponse) Reset() {
 	*x = WithdrawConsentResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[13]
+	mi := &file_consent_v1_consent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +2113,7 @@ func (x *WithdrawConsentResponse) String() string {
 func (*WithdrawConsentResponse) ProtoMessage() {}
 
 func (x *WithdrawConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[13]
+	mi := &file_consent_v1_consent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +2126,7 @@ func (x *WithdrawConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawConsentResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawConsentResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{13}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WithdrawConsentResponse) GetConsent() *Consent {
@@ -1578,14 +2147,17 @@ type CheckConsentRequest struct {
 	// policy's default.
 	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
 	// Never answer from a state older than this revision.
-	MinRevision   int64 `protobuf:"varint,4,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	MinRevision int64 `protobuf:"varint,4,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	// Also return the subject's current IAB strings for the region
+	// (CheckConsentResponse.ad_signals), under the rules of Consent.ad_signals.
+	AdSignals     bool `protobuf:"varint,5,opt,name=ad_signals,json=adSignals,proto3" json:"ad_signals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckConsentRequest) Reset() {
 	*x = CheckConsentRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[14]
+	mi := &file_consent_v1_consent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +2169,7 @@ func (x *CheckConsentRequest) String() string {
 func (*CheckConsentRequest) ProtoMessage() {}
 
 func (x *CheckConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[14]
+	mi := &file_consent_v1_consent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +2182,7 @@ func (x *CheckConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckConsentRequest.ProtoReflect.Descriptor instead.
 func (*CheckConsentRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{14}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CheckConsentRequest) GetSubjectId() string {
@@ -1641,6 +2213,13 @@ func (x *CheckConsentRequest) GetMinRevision() int64 {
 	return 0
 }
 
+func (x *CheckConsentRequest) GetAdSignals() bool {
+	if x != nil {
+		return x.AdSignals
+	}
+	return false
+}
+
 // CheckConsentResponse is the effective answer.
 type CheckConsentResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1649,14 +2228,17 @@ type CheckConsentResponse struct {
 	// Why, for the caller's logs.
 	Reason Reason `protobuf:"varint,2,opt,name=reason,proto3,enum=consent.v1.Reason" json:"reason,omitempty"`
 	// The subject's revision the answer was read at.
-	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The subject's current IAB strings for the region, when asked for and
+	// there are any (see Consent.ad_signals).
+	AdSignals     *AdSignals `protobuf:"bytes,4,opt,name=ad_signals,json=adSignals,proto3" json:"ad_signals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckConsentResponse) Reset() {
 	*x = CheckConsentResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[15]
+	mi := &file_consent_v1_consent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +2250,7 @@ func (x *CheckConsentResponse) String() string {
 func (*CheckConsentResponse) ProtoMessage() {}
 
 func (x *CheckConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[15]
+	mi := &file_consent_v1_consent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +2263,7 @@ func (x *CheckConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckConsentResponse.ProtoReflect.Descriptor instead.
 func (*CheckConsentResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{15}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CheckConsentResponse) GetAllowed() bool {
@@ -1705,6 +2287,13 @@ func (x *CheckConsentResponse) GetRevision() int64 {
 	return 0
 }
 
+func (x *CheckConsentResponse) GetAdSignals() *AdSignals {
+	if x != nil {
+		return x.AdSignals
+	}
+	return nil
+}
+
 // ConsentCheck is one subject and purpose to check.
 type ConsentCheck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1716,14 +2305,16 @@ type ConsentCheck struct {
 	// policy's default.
 	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
 	// Never answer from a state older than this revision.
-	MinRevision   int64 `protobuf:"varint,4,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	MinRevision int64 `protobuf:"varint,4,opt,name=min_revision,json=minRevision,proto3" json:"min_revision,omitempty"`
+	// Also return the subject's current IAB strings for the region.
+	AdSignals     bool `protobuf:"varint,5,opt,name=ad_signals,json=adSignals,proto3" json:"ad_signals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsentCheck) Reset() {
 	*x = ConsentCheck{}
-	mi := &file_consent_v1_consent_proto_msgTypes[16]
+	mi := &file_consent_v1_consent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +2326,7 @@ func (x *ConsentCheck) String() string {
 func (*ConsentCheck) ProtoMessage() {}
 
 func (x *ConsentCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[16]
+	mi := &file_consent_v1_consent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +2339,7 @@ func (x *ConsentCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentCheck.ProtoReflect.Descriptor instead.
 func (*ConsentCheck) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{16}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ConsentCheck) GetSubjectId() string {
@@ -1779,6 +2370,13 @@ func (x *ConsentCheck) GetMinRevision() int64 {
 	return 0
 }
 
+func (x *ConsentCheck) GetAdSignals() bool {
+	if x != nil {
+		return x.AdSignals
+	}
+	return false
+}
+
 // ConsentCheckResult is the answer to one ConsentCheck.
 type ConsentCheckResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1791,14 +2389,17 @@ type ConsentCheckResult struct {
 	// Why.
 	Reason Reason `protobuf:"varint,4,opt,name=reason,proto3,enum=consent.v1.Reason" json:"reason,omitempty"`
 	// The subject's revision the answer was read at.
-	Revision      int64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The subject's current IAB strings for the region, when asked for and
+	// there are any (see Consent.ad_signals).
+	AdSignals     *AdSignals `protobuf:"bytes,6,opt,name=ad_signals,json=adSignals,proto3" json:"ad_signals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsentCheckResult) Reset() {
 	*x = ConsentCheckResult{}
-	mi := &file_consent_v1_consent_proto_msgTypes[17]
+	mi := &file_consent_v1_consent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +2411,7 @@ func (x *ConsentCheckResult) String() string {
 func (*ConsentCheckResult) ProtoMessage() {}
 
 func (x *ConsentCheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[17]
+	mi := &file_consent_v1_consent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +2424,7 @@ func (x *ConsentCheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentCheckResult.ProtoReflect.Descriptor instead.
 func (*ConsentCheckResult) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{17}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConsentCheckResult) GetSubjectId() string {
@@ -1861,6 +2462,13 @@ func (x *ConsentCheckResult) GetRevision() int64 {
 	return 0
 }
 
+func (x *ConsentCheckResult) GetAdSignals() *AdSignals {
+	if x != nil {
+		return x.AdSignals
+	}
+	return nil
+}
+
 // BatchCheckConsentRequest asks about many pairs at once.
 type BatchCheckConsentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1872,7 +2480,7 @@ type BatchCheckConsentRequest struct {
 
 func (x *BatchCheckConsentRequest) Reset() {
 	*x = BatchCheckConsentRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[18]
+	mi := &file_consent_v1_consent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2492,7 @@ func (x *BatchCheckConsentRequest) String() string {
 func (*BatchCheckConsentRequest) ProtoMessage() {}
 
 func (x *BatchCheckConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[18]
+	mi := &file_consent_v1_consent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2505,7 @@ func (x *BatchCheckConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCheckConsentRequest.ProtoReflect.Descriptor instead.
 func (*BatchCheckConsentRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{18}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BatchCheckConsentRequest) GetChecks() []*ConsentCheck {
@@ -1918,7 +2526,7 @@ type BatchCheckConsentResponse struct {
 
 func (x *BatchCheckConsentResponse) Reset() {
 	*x = BatchCheckConsentResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[19]
+	mi := &file_consent_v1_consent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2538,7 @@ func (x *BatchCheckConsentResponse) String() string {
 func (*BatchCheckConsentResponse) ProtoMessage() {}
 
 func (x *BatchCheckConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[19]
+	mi := &file_consent_v1_consent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2551,7 @@ func (x *BatchCheckConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCheckConsentResponse.ProtoReflect.Descriptor instead.
 func (*BatchCheckConsentResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{19}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *BatchCheckConsentResponse) GetResults() []*ConsentCheckResult {
@@ -1972,7 +2580,7 @@ type ListConsentEventsRequest struct {
 
 func (x *ListConsentEventsRequest) Reset() {
 	*x = ListConsentEventsRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[20]
+	mi := &file_consent_v1_consent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2592,7 @@ func (x *ListConsentEventsRequest) String() string {
 func (*ListConsentEventsRequest) ProtoMessage() {}
 
 func (x *ListConsentEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[20]
+	mi := &file_consent_v1_consent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2605,7 @@ func (x *ListConsentEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsentEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListConsentEventsRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{20}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListConsentEventsRequest) GetSubjectId() string {
@@ -2041,7 +2649,7 @@ type ListConsentEventsResponse struct {
 
 func (x *ListConsentEventsResponse) Reset() {
 	*x = ListConsentEventsResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[21]
+	mi := &file_consent_v1_consent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2661,7 @@ func (x *ListConsentEventsResponse) String() string {
 func (*ListConsentEventsResponse) ProtoMessage() {}
 
 func (x *ListConsentEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[21]
+	mi := &file_consent_v1_consent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2674,7 @@ func (x *ListConsentEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsentEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListConsentEventsResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{21}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListConsentEventsResponse) GetEvents() []*ConsentEvent {
@@ -2098,7 +2706,7 @@ type PurposeChange struct {
 
 func (x *PurposeChange) Reset() {
 	*x = PurposeChange{}
-	mi := &file_consent_v1_consent_proto_msgTypes[22]
+	mi := &file_consent_v1_consent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +2718,7 @@ func (x *PurposeChange) String() string {
 func (*PurposeChange) ProtoMessage() {}
 
 func (x *PurposeChange) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[22]
+	mi := &file_consent_v1_consent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +2731,7 @@ func (x *PurposeChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurposeChange.ProtoReflect.Descriptor instead.
 func (*PurposeChange) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{22}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PurposeChange) GetPurpose() string {
@@ -2190,14 +2798,17 @@ type ConsentEvent struct {
 	// Guardian confirmations: who confirmed. Stored encrypted.
 	Guardian string `protobuf:"bytes,16,opt,name=guardian,proto3" json:"guardian,omitempty"`
 	// Mark-minor events: true if marked, false if the mark was cleared.
-	Minor         bool `protobuf:"varint,17,opt,name=minor,proto3" json:"minor,omitempty"`
+	Minor bool `protobuf:"varint,17,opt,name=minor,proto3" json:"minor,omitempty"`
+	// Signals events: the IAB strings recorded, with the region code and the
+	// revision they were made for.
+	AdSignals     *AdSignals `protobuf:"bytes,18,opt,name=ad_signals,json=adSignals,proto3" json:"ad_signals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsentEvent) Reset() {
 	*x = ConsentEvent{}
-	mi := &file_consent_v1_consent_proto_msgTypes[23]
+	mi := &file_consent_v1_consent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2820,7 @@ func (x *ConsentEvent) String() string {
 func (*ConsentEvent) ProtoMessage() {}
 
 func (x *ConsentEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[23]
+	mi := &file_consent_v1_consent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2833,7 @@ func (x *ConsentEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentEvent.ProtoReflect.Descriptor instead.
 func (*ConsentEvent) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{23}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ConsentEvent) GetRevision() int64 {
@@ -2344,6 +2955,13 @@ func (x *ConsentEvent) GetMinor() bool {
 	return false
 }
 
+func (x *ConsentEvent) GetAdSignals() *AdSignals {
+	if x != nil {
+		return x.AdSignals
+	}
+	return nil
+}
+
 // SubjectToken is a signed, expiring credential bound to one subject: with
 // it a browser can read and change that subject's consent and nothing else.
 type SubjectToken struct {
@@ -2358,7 +2976,7 @@ type SubjectToken struct {
 
 func (x *SubjectToken) Reset() {
 	*x = SubjectToken{}
-	mi := &file_consent_v1_consent_proto_msgTypes[24]
+	mi := &file_consent_v1_consent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2988,7 @@ func (x *SubjectToken) String() string {
 func (*SubjectToken) ProtoMessage() {}
 
 func (x *SubjectToken) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[24]
+	mi := &file_consent_v1_consent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +3001,7 @@ func (x *SubjectToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectToken.ProtoReflect.Descriptor instead.
 func (*SubjectToken) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{24}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SubjectToken) GetToken() string {
@@ -2413,7 +3031,7 @@ type CreateVisitorRequest struct {
 
 func (x *CreateVisitorRequest) Reset() {
 	*x = CreateVisitorRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[25]
+	mi := &file_consent_v1_consent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +3043,7 @@ func (x *CreateVisitorRequest) String() string {
 func (*CreateVisitorRequest) ProtoMessage() {}
 
 func (x *CreateVisitorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[25]
+	mi := &file_consent_v1_consent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +3056,7 @@ func (x *CreateVisitorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVisitorRequest.ProtoReflect.Descriptor instead.
 func (*CreateVisitorRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{25}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateVisitorRequest) GetRegion() string {
@@ -2466,7 +3084,7 @@ type CreateVisitorResponse struct {
 
 func (x *CreateVisitorResponse) Reset() {
 	*x = CreateVisitorResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[26]
+	mi := &file_consent_v1_consent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2478,7 +3096,7 @@ func (x *CreateVisitorResponse) String() string {
 func (*CreateVisitorResponse) ProtoMessage() {}
 
 func (x *CreateVisitorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[26]
+	mi := &file_consent_v1_consent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2491,7 +3109,7 @@ func (x *CreateVisitorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVisitorResponse.ProtoReflect.Descriptor instead.
 func (*CreateVisitorResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{26}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateVisitorResponse) GetSubjectId() string {
@@ -2526,7 +3144,7 @@ type IssueSubjectTokenRequest struct {
 
 func (x *IssueSubjectTokenRequest) Reset() {
 	*x = IssueSubjectTokenRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[27]
+	mi := &file_consent_v1_consent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2538,7 +3156,7 @@ func (x *IssueSubjectTokenRequest) String() string {
 func (*IssueSubjectTokenRequest) ProtoMessage() {}
 
 func (x *IssueSubjectTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[27]
+	mi := &file_consent_v1_consent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2551,7 +3169,7 @@ func (x *IssueSubjectTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueSubjectTokenRequest.ProtoReflect.Descriptor instead.
 func (*IssueSubjectTokenRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{27}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *IssueSubjectTokenRequest) GetSubjectId() string {
@@ -2572,7 +3190,7 @@ type IssueSubjectTokenResponse struct {
 
 func (x *IssueSubjectTokenResponse) Reset() {
 	*x = IssueSubjectTokenResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[28]
+	mi := &file_consent_v1_consent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +3202,7 @@ func (x *IssueSubjectTokenResponse) String() string {
 func (*IssueSubjectTokenResponse) ProtoMessage() {}
 
 func (x *IssueSubjectTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[28]
+	mi := &file_consent_v1_consent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +3215,7 @@ func (x *IssueSubjectTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueSubjectTokenResponse.ProtoReflect.Descriptor instead.
 func (*IssueSubjectTokenResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{28}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *IssueSubjectTokenResponse) GetToken() *SubjectToken {
@@ -2616,7 +3234,7 @@ type RefreshSubjectTokenRequest struct {
 
 func (x *RefreshSubjectTokenRequest) Reset() {
 	*x = RefreshSubjectTokenRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[29]
+	mi := &file_consent_v1_consent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2628,7 +3246,7 @@ func (x *RefreshSubjectTokenRequest) String() string {
 func (*RefreshSubjectTokenRequest) ProtoMessage() {}
 
 func (x *RefreshSubjectTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[29]
+	mi := &file_consent_v1_consent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2641,7 +3259,7 @@ func (x *RefreshSubjectTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshSubjectTokenRequest.ProtoReflect.Descriptor instead.
 func (*RefreshSubjectTokenRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{29}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{36}
 }
 
 // RefreshSubjectTokenResponse carries the fresh token.
@@ -2655,7 +3273,7 @@ type RefreshSubjectTokenResponse struct {
 
 func (x *RefreshSubjectTokenResponse) Reset() {
 	*x = RefreshSubjectTokenResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[30]
+	mi := &file_consent_v1_consent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +3285,7 @@ func (x *RefreshSubjectTokenResponse) String() string {
 func (*RefreshSubjectTokenResponse) ProtoMessage() {}
 
 func (x *RefreshSubjectTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[30]
+	mi := &file_consent_v1_consent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +3298,7 @@ func (x *RefreshSubjectTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshSubjectTokenResponse.ProtoReflect.Descriptor instead.
 func (*RefreshSubjectTokenResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{30}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RefreshSubjectTokenResponse) GetToken() *SubjectToken {
@@ -2706,7 +3324,7 @@ type FilterSubjectsRequest struct {
 
 func (x *FilterSubjectsRequest) Reset() {
 	*x = FilterSubjectsRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[31]
+	mi := &file_consent_v1_consent_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2718,7 +3336,7 @@ func (x *FilterSubjectsRequest) String() string {
 func (*FilterSubjectsRequest) ProtoMessage() {}
 
 func (x *FilterSubjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[31]
+	mi := &file_consent_v1_consent_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2731,7 +3349,7 @@ func (x *FilterSubjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterSubjectsRequest.ProtoReflect.Descriptor instead.
 func (*FilterSubjectsRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{31}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FilterSubjectsRequest) GetPurpose() string {
@@ -2767,7 +3385,7 @@ type FilterSubjectsResponse struct {
 
 func (x *FilterSubjectsResponse) Reset() {
 	*x = FilterSubjectsResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[32]
+	mi := &file_consent_v1_consent_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +3397,7 @@ func (x *FilterSubjectsResponse) String() string {
 func (*FilterSubjectsResponse) ProtoMessage() {}
 
 func (x *FilterSubjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[32]
+	mi := &file_consent_v1_consent_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +3410,7 @@ func (x *FilterSubjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterSubjectsResponse.ProtoReflect.Descriptor instead.
 func (*FilterSubjectsResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{32}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FilterSubjectsResponse) GetAllowedSubjectIds() []string {
@@ -2817,7 +3435,7 @@ type ExportSubjectRequest struct {
 
 func (x *ExportSubjectRequest) Reset() {
 	*x = ExportSubjectRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[33]
+	mi := &file_consent_v1_consent_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2829,7 +3447,7 @@ func (x *ExportSubjectRequest) String() string {
 func (*ExportSubjectRequest) ProtoMessage() {}
 
 func (x *ExportSubjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[33]
+	mi := &file_consent_v1_consent_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2842,7 +3460,7 @@ func (x *ExportSubjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSubjectRequest.ProtoReflect.Descriptor instead.
 func (*ExportSubjectRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{33}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ExportSubjectRequest) GetSubjectId() string {
@@ -2882,7 +3500,7 @@ type ExportSubjectResponse struct {
 
 func (x *ExportSubjectResponse) Reset() {
 	*x = ExportSubjectResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[34]
+	mi := &file_consent_v1_consent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2894,7 +3512,7 @@ func (x *ExportSubjectResponse) String() string {
 func (*ExportSubjectResponse) ProtoMessage() {}
 
 func (x *ExportSubjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[34]
+	mi := &file_consent_v1_consent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2907,7 +3525,7 @@ func (x *ExportSubjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSubjectResponse.ProtoReflect.Descriptor instead.
 func (*ExportSubjectResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{34}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ExportSubjectResponse) GetSubjectId() string {
@@ -2976,7 +3594,7 @@ type ChainVerification struct {
 
 func (x *ChainVerification) Reset() {
 	*x = ChainVerification{}
-	mi := &file_consent_v1_consent_proto_msgTypes[35]
+	mi := &file_consent_v1_consent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2988,7 +3606,7 @@ func (x *ChainVerification) String() string {
 func (*ChainVerification) ProtoMessage() {}
 
 func (x *ChainVerification) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[35]
+	mi := &file_consent_v1_consent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3001,7 +3619,7 @@ func (x *ChainVerification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChainVerification.ProtoReflect.Descriptor instead.
 func (*ChainVerification) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{35}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ChainVerification) GetValid() bool {
@@ -3047,7 +3665,7 @@ type EraseSubjectRequest struct {
 
 func (x *EraseSubjectRequest) Reset() {
 	*x = EraseSubjectRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[36]
+	mi := &file_consent_v1_consent_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3059,7 +3677,7 @@ func (x *EraseSubjectRequest) String() string {
 func (*EraseSubjectRequest) ProtoMessage() {}
 
 func (x *EraseSubjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[36]
+	mi := &file_consent_v1_consent_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3072,7 +3690,7 @@ func (x *EraseSubjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseSubjectRequest.ProtoReflect.Descriptor instead.
 func (*EraseSubjectRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{36}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *EraseSubjectRequest) GetSubjectId() string {
@@ -3107,7 +3725,7 @@ type EraseSubjectResponse struct {
 
 func (x *EraseSubjectResponse) Reset() {
 	*x = EraseSubjectResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[37]
+	mi := &file_consent_v1_consent_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3119,7 +3737,7 @@ func (x *EraseSubjectResponse) String() string {
 func (*EraseSubjectResponse) ProtoMessage() {}
 
 func (x *EraseSubjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[37]
+	mi := &file_consent_v1_consent_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3132,7 +3750,7 @@ func (x *EraseSubjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseSubjectResponse.ProtoReflect.Descriptor instead.
 func (*EraseSubjectResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{37}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *EraseSubjectResponse) GetErased() bool {
@@ -3176,7 +3794,7 @@ type RestrictProcessingRequest struct {
 
 func (x *RestrictProcessingRequest) Reset() {
 	*x = RestrictProcessingRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[38]
+	mi := &file_consent_v1_consent_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3188,7 +3806,7 @@ func (x *RestrictProcessingRequest) String() string {
 func (*RestrictProcessingRequest) ProtoMessage() {}
 
 func (x *RestrictProcessingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[38]
+	mi := &file_consent_v1_consent_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3201,7 +3819,7 @@ func (x *RestrictProcessingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestrictProcessingRequest.ProtoReflect.Descriptor instead.
 func (*RestrictProcessingRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{38}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RestrictProcessingRequest) GetSubjectId() string {
@@ -3229,7 +3847,7 @@ type RestrictProcessingResponse struct {
 
 func (x *RestrictProcessingResponse) Reset() {
 	*x = RestrictProcessingResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[39]
+	mi := &file_consent_v1_consent_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3241,7 +3859,7 @@ func (x *RestrictProcessingResponse) String() string {
 func (*RestrictProcessingResponse) ProtoMessage() {}
 
 func (x *RestrictProcessingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[39]
+	mi := &file_consent_v1_consent_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3254,7 +3872,7 @@ func (x *RestrictProcessingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestrictProcessingResponse.ProtoReflect.Descriptor instead.
 func (*RestrictProcessingResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{39}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RestrictProcessingResponse) GetConsent() *Consent {
@@ -3277,7 +3895,7 @@ type LiftRestrictionRequest struct {
 
 func (x *LiftRestrictionRequest) Reset() {
 	*x = LiftRestrictionRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[40]
+	mi := &file_consent_v1_consent_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3289,7 +3907,7 @@ func (x *LiftRestrictionRequest) String() string {
 func (*LiftRestrictionRequest) ProtoMessage() {}
 
 func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[40]
+	mi := &file_consent_v1_consent_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3302,7 +3920,7 @@ func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiftRestrictionRequest.ProtoReflect.Descriptor instead.
 func (*LiftRestrictionRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{40}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *LiftRestrictionRequest) GetSubjectId() string {
@@ -3330,7 +3948,7 @@ type LiftRestrictionResponse struct {
 
 func (x *LiftRestrictionResponse) Reset() {
 	*x = LiftRestrictionResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[41]
+	mi := &file_consent_v1_consent_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3342,7 +3960,7 @@ func (x *LiftRestrictionResponse) String() string {
 func (*LiftRestrictionResponse) ProtoMessage() {}
 
 func (x *LiftRestrictionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[41]
+	mi := &file_consent_v1_consent_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3355,7 +3973,7 @@ func (x *LiftRestrictionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiftRestrictionResponse.ProtoReflect.Descriptor instead.
 func (*LiftRestrictionResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{41}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LiftRestrictionResponse) GetConsent() *Consent {
@@ -3378,7 +3996,7 @@ type LinkSubjectsRequest struct {
 
 func (x *LinkSubjectsRequest) Reset() {
 	*x = LinkSubjectsRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[42]
+	mi := &file_consent_v1_consent_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3390,7 +4008,7 @@ func (x *LinkSubjectsRequest) String() string {
 func (*LinkSubjectsRequest) ProtoMessage() {}
 
 func (x *LinkSubjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[42]
+	mi := &file_consent_v1_consent_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3403,7 +4021,7 @@ func (x *LinkSubjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkSubjectsRequest.ProtoReflect.Descriptor instead.
 func (*LinkSubjectsRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{42}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *LinkSubjectsRequest) GetSubjectId() string {
@@ -3431,7 +4049,7 @@ type LinkSubjectsResponse struct {
 
 func (x *LinkSubjectsResponse) Reset() {
 	*x = LinkSubjectsResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[43]
+	mi := &file_consent_v1_consent_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3443,7 +4061,7 @@ func (x *LinkSubjectsResponse) String() string {
 func (*LinkSubjectsResponse) ProtoMessage() {}
 
 func (x *LinkSubjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[43]
+	mi := &file_consent_v1_consent_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3456,7 +4074,7 @@ func (x *LinkSubjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkSubjectsResponse.ProtoReflect.Descriptor instead.
 func (*LinkSubjectsResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{43}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *LinkSubjectsResponse) GetConsent() *Consent {
@@ -3480,7 +4098,7 @@ type MarkMinorRequest struct {
 
 func (x *MarkMinorRequest) Reset() {
 	*x = MarkMinorRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[44]
+	mi := &file_consent_v1_consent_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3492,7 +4110,7 @@ func (x *MarkMinorRequest) String() string {
 func (*MarkMinorRequest) ProtoMessage() {}
 
 func (x *MarkMinorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[44]
+	mi := &file_consent_v1_consent_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3505,7 +4123,7 @@ func (x *MarkMinorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkMinorRequest.ProtoReflect.Descriptor instead.
 func (*MarkMinorRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{44}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MarkMinorRequest) GetSubjectId() string {
@@ -3533,7 +4151,7 @@ type MarkMinorResponse struct {
 
 func (x *MarkMinorResponse) Reset() {
 	*x = MarkMinorResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[45]
+	mi := &file_consent_v1_consent_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3545,7 +4163,7 @@ func (x *MarkMinorResponse) String() string {
 func (*MarkMinorResponse) ProtoMessage() {}
 
 func (x *MarkMinorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[45]
+	mi := &file_consent_v1_consent_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3558,7 +4176,7 @@ func (x *MarkMinorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkMinorResponse.ProtoReflect.Descriptor instead.
 func (*MarkMinorResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{45}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MarkMinorResponse) GetConsent() *Consent {
@@ -3582,7 +4200,7 @@ type ConfirmGuardianConsentRequest struct {
 
 func (x *ConfirmGuardianConsentRequest) Reset() {
 	*x = ConfirmGuardianConsentRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[46]
+	mi := &file_consent_v1_consent_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3594,7 +4212,7 @@ func (x *ConfirmGuardianConsentRequest) String() string {
 func (*ConfirmGuardianConsentRequest) ProtoMessage() {}
 
 func (x *ConfirmGuardianConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[46]
+	mi := &file_consent_v1_consent_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3607,7 +4225,7 @@ func (x *ConfirmGuardianConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmGuardianConsentRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmGuardianConsentRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{46}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ConfirmGuardianConsentRequest) GetSubjectId() string {
@@ -3635,7 +4253,7 @@ type ConfirmGuardianConsentResponse struct {
 
 func (x *ConfirmGuardianConsentResponse) Reset() {
 	*x = ConfirmGuardianConsentResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[47]
+	mi := &file_consent_v1_consent_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3647,7 +4265,7 @@ func (x *ConfirmGuardianConsentResponse) String() string {
 func (*ConfirmGuardianConsentResponse) ProtoMessage() {}
 
 func (x *ConfirmGuardianConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[47]
+	mi := &file_consent_v1_consent_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3660,7 +4278,7 @@ func (x *ConfirmGuardianConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmGuardianConsentResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmGuardianConsentResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{47}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ConfirmGuardianConsentResponse) GetConsent() *Consent {
@@ -3694,7 +4312,7 @@ type WatchConsentChangesRequest struct {
 
 func (x *WatchConsentChangesRequest) Reset() {
 	*x = WatchConsentChangesRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[48]
+	mi := &file_consent_v1_consent_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3706,7 +4324,7 @@ func (x *WatchConsentChangesRequest) String() string {
 func (*WatchConsentChangesRequest) ProtoMessage() {}
 
 func (x *WatchConsentChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[48]
+	mi := &file_consent_v1_consent_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3719,7 +4337,7 @@ func (x *WatchConsentChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConsentChangesRequest.ProtoReflect.Descriptor instead.
 func (*WatchConsentChangesRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{48}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *WatchConsentChangesRequest) GetConsumer() string {
@@ -3772,7 +4390,7 @@ type WatchConsentChangesResponse struct {
 
 func (x *WatchConsentChangesResponse) Reset() {
 	*x = WatchConsentChangesResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[49]
+	mi := &file_consent_v1_consent_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3784,7 +4402,7 @@ func (x *WatchConsentChangesResponse) String() string {
 func (*WatchConsentChangesResponse) ProtoMessage() {}
 
 func (x *WatchConsentChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[49]
+	mi := &file_consent_v1_consent_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3797,7 +4415,7 @@ func (x *WatchConsentChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConsentChangesResponse.ProtoReflect.Descriptor instead.
 func (*WatchConsentChangesResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{49}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *WatchConsentChangesResponse) GetChanges() []*ConsentChange {
@@ -3845,7 +4463,7 @@ type ConsentChange struct {
 
 func (x *ConsentChange) Reset() {
 	*x = ConsentChange{}
-	mi := &file_consent_v1_consent_proto_msgTypes[50]
+	mi := &file_consent_v1_consent_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3857,7 +4475,7 @@ func (x *ConsentChange) String() string {
 func (*ConsentChange) ProtoMessage() {}
 
 func (x *ConsentChange) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[50]
+	mi := &file_consent_v1_consent_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3870,7 +4488,7 @@ func (x *ConsentChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentChange.ProtoReflect.Descriptor instead.
 func (*ConsentChange) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{50}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ConsentChange) GetId() string {
@@ -3956,7 +4574,7 @@ type AcknowledgeConsentChangesRequest struct {
 
 func (x *AcknowledgeConsentChangesRequest) Reset() {
 	*x = AcknowledgeConsentChangesRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[51]
+	mi := &file_consent_v1_consent_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3968,7 +4586,7 @@ func (x *AcknowledgeConsentChangesRequest) String() string {
 func (*AcknowledgeConsentChangesRequest) ProtoMessage() {}
 
 func (x *AcknowledgeConsentChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[51]
+	mi := &file_consent_v1_consent_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3981,7 +4599,7 @@ func (x *AcknowledgeConsentChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeConsentChangesRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeConsentChangesRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{51}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AcknowledgeConsentChangesRequest) GetConsumer() string {
@@ -4009,7 +4627,7 @@ type AcknowledgeConsentChangesResponse struct {
 
 func (x *AcknowledgeConsentChangesResponse) Reset() {
 	*x = AcknowledgeConsentChangesResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[52]
+	mi := &file_consent_v1_consent_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4021,7 +4639,7 @@ func (x *AcknowledgeConsentChangesResponse) String() string {
 func (*AcknowledgeConsentChangesResponse) ProtoMessage() {}
 
 func (x *AcknowledgeConsentChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[52]
+	mi := &file_consent_v1_consent_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4034,7 +4652,7 @@ func (x *AcknowledgeConsentChangesResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use AcknowledgeConsentChangesResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeConsentChangesResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{52}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AcknowledgeConsentChangesResponse) GetAcknowledged() int64 {
@@ -4057,7 +4675,7 @@ type CreateFeedConsumerRequest struct {
 
 func (x *CreateFeedConsumerRequest) Reset() {
 	*x = CreateFeedConsumerRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[53]
+	mi := &file_consent_v1_consent_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4069,7 +4687,7 @@ func (x *CreateFeedConsumerRequest) String() string {
 func (*CreateFeedConsumerRequest) ProtoMessage() {}
 
 func (x *CreateFeedConsumerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[53]
+	mi := &file_consent_v1_consent_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4082,7 +4700,7 @@ func (x *CreateFeedConsumerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFeedConsumerRequest.ProtoReflect.Descriptor instead.
 func (*CreateFeedConsumerRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{53}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CreateFeedConsumerRequest) GetConsumer() string {
@@ -4110,7 +4728,7 @@ type CreateFeedConsumerResponse struct {
 
 func (x *CreateFeedConsumerResponse) Reset() {
 	*x = CreateFeedConsumerResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[54]
+	mi := &file_consent_v1_consent_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4122,7 +4740,7 @@ func (x *CreateFeedConsumerResponse) String() string {
 func (*CreateFeedConsumerResponse) ProtoMessage() {}
 
 func (x *CreateFeedConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[54]
+	mi := &file_consent_v1_consent_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4135,7 +4753,7 @@ func (x *CreateFeedConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFeedConsumerResponse.ProtoReflect.Descriptor instead.
 func (*CreateFeedConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{54}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CreateFeedConsumerResponse) GetConsumer() *FeedConsumer {
@@ -4156,7 +4774,7 @@ type DeleteFeedConsumerRequest struct {
 
 func (x *DeleteFeedConsumerRequest) Reset() {
 	*x = DeleteFeedConsumerRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[55]
+	mi := &file_consent_v1_consent_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4168,7 +4786,7 @@ func (x *DeleteFeedConsumerRequest) String() string {
 func (*DeleteFeedConsumerRequest) ProtoMessage() {}
 
 func (x *DeleteFeedConsumerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[55]
+	mi := &file_consent_v1_consent_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4181,7 +4799,7 @@ func (x *DeleteFeedConsumerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFeedConsumerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFeedConsumerRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{55}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *DeleteFeedConsumerRequest) GetConsumer() string {
@@ -4200,7 +4818,7 @@ type DeleteFeedConsumerResponse struct {
 
 func (x *DeleteFeedConsumerResponse) Reset() {
 	*x = DeleteFeedConsumerResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[56]
+	mi := &file_consent_v1_consent_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4212,7 +4830,7 @@ func (x *DeleteFeedConsumerResponse) String() string {
 func (*DeleteFeedConsumerResponse) ProtoMessage() {}
 
 func (x *DeleteFeedConsumerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[56]
+	mi := &file_consent_v1_consent_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4225,7 +4843,7 @@ func (x *DeleteFeedConsumerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFeedConsumerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFeedConsumerResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{56}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{63}
 }
 
 // ListFeedConsumersRequest asks for every consumer's state.
@@ -4237,7 +4855,7 @@ type ListFeedConsumersRequest struct {
 
 func (x *ListFeedConsumersRequest) Reset() {
 	*x = ListFeedConsumersRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[57]
+	mi := &file_consent_v1_consent_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4249,7 +4867,7 @@ func (x *ListFeedConsumersRequest) String() string {
 func (*ListFeedConsumersRequest) ProtoMessage() {}
 
 func (x *ListFeedConsumersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[57]
+	mi := &file_consent_v1_consent_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4262,7 +4880,7 @@ func (x *ListFeedConsumersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeedConsumersRequest.ProtoReflect.Descriptor instead.
 func (*ListFeedConsumersRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{57}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{64}
 }
 
 // ListFeedConsumersResponse lists the consumers.
@@ -4276,7 +4894,7 @@ type ListFeedConsumersResponse struct {
 
 func (x *ListFeedConsumersResponse) Reset() {
 	*x = ListFeedConsumersResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[58]
+	mi := &file_consent_v1_consent_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4288,7 +4906,7 @@ func (x *ListFeedConsumersResponse) String() string {
 func (*ListFeedConsumersResponse) ProtoMessage() {}
 
 func (x *ListFeedConsumersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[58]
+	mi := &file_consent_v1_consent_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4301,7 +4919,7 @@ func (x *ListFeedConsumersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeedConsumersResponse.ProtoReflect.Descriptor instead.
 func (*ListFeedConsumersResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{58}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListFeedConsumersResponse) GetConsumers() []*FeedConsumer {
@@ -4331,7 +4949,7 @@ type FeedConsumer struct {
 
 func (x *FeedConsumer) Reset() {
 	*x = FeedConsumer{}
-	mi := &file_consent_v1_consent_proto_msgTypes[59]
+	mi := &file_consent_v1_consent_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4343,7 +4961,7 @@ func (x *FeedConsumer) String() string {
 func (*FeedConsumer) ProtoMessage() {}
 
 func (x *FeedConsumer) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[59]
+	mi := &file_consent_v1_consent_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4356,7 +4974,7 @@ func (x *FeedConsumer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedConsumer.ProtoReflect.Descriptor instead.
 func (*FeedConsumer) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{59}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *FeedConsumer) GetName() string {
@@ -4403,7 +5021,7 @@ type GetCallerRequest struct {
 
 func (x *GetCallerRequest) Reset() {
 	*x = GetCallerRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[60]
+	mi := &file_consent_v1_consent_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4415,7 +5033,7 @@ func (x *GetCallerRequest) String() string {
 func (*GetCallerRequest) ProtoMessage() {}
 
 func (x *GetCallerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[60]
+	mi := &file_consent_v1_consent_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4428,7 +5046,7 @@ func (x *GetCallerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCallerRequest.ProtoReflect.Descriptor instead.
 func (*GetCallerRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{60}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{67}
 }
 
 // GetCallerResponse describes the caller.
@@ -4449,7 +5067,7 @@ type GetCallerResponse struct {
 
 func (x *GetCallerResponse) Reset() {
 	*x = GetCallerResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[61]
+	mi := &file_consent_v1_consent_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4461,7 +5079,7 @@ func (x *GetCallerResponse) String() string {
 func (*GetCallerResponse) ProtoMessage() {}
 
 func (x *GetCallerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[61]
+	mi := &file_consent_v1_consent_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4474,7 +5092,7 @@ func (x *GetCallerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCallerResponse.ProtoReflect.Descriptor instead.
 func (*GetCallerResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{61}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetCallerResponse) GetKind() CallerKind {
@@ -4519,7 +5137,7 @@ type GetConsentStatsRequest struct {
 
 func (x *GetConsentStatsRequest) Reset() {
 	*x = GetConsentStatsRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[62]
+	mi := &file_consent_v1_consent_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4531,7 +5149,7 @@ func (x *GetConsentStatsRequest) String() string {
 func (*GetConsentStatsRequest) ProtoMessage() {}
 
 func (x *GetConsentStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[62]
+	mi := &file_consent_v1_consent_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4544,7 +5162,7 @@ func (x *GetConsentStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsentStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetConsentStatsRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{62}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetConsentStatsRequest) GetStartDay() string {
@@ -4573,7 +5191,7 @@ type GetConsentStatsResponse struct {
 
 func (x *GetConsentStatsResponse) Reset() {
 	*x = GetConsentStatsResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[63]
+	mi := &file_consent_v1_consent_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4585,7 +5203,7 @@ func (x *GetConsentStatsResponse) String() string {
 func (*GetConsentStatsResponse) ProtoMessage() {}
 
 func (x *GetConsentStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[63]
+	mi := &file_consent_v1_consent_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4598,7 +5216,7 @@ func (x *GetConsentStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsentStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetConsentStatsResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{63}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GetConsentStatsResponse) GetDays() []*DayStats {
@@ -4625,7 +5243,7 @@ type DayStats struct {
 
 func (x *DayStats) Reset() {
 	*x = DayStats{}
-	mi := &file_consent_v1_consent_proto_msgTypes[64]
+	mi := &file_consent_v1_consent_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4637,7 +5255,7 @@ func (x *DayStats) String() string {
 func (*DayStats) ProtoMessage() {}
 
 func (x *DayStats) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[64]
+	mi := &file_consent_v1_consent_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4650,7 +5268,7 @@ func (x *DayStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DayStats.ProtoReflect.Descriptor instead.
 func (*DayStats) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{64}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *DayStats) GetDay() string {
@@ -4702,7 +5320,7 @@ type DecisionCounts struct {
 
 func (x *DecisionCounts) Reset() {
 	*x = DecisionCounts{}
-	mi := &file_consent_v1_consent_proto_msgTypes[65]
+	mi := &file_consent_v1_consent_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4714,7 +5332,7 @@ func (x *DecisionCounts) String() string {
 func (*DecisionCounts) ProtoMessage() {}
 
 func (x *DecisionCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[65]
+	mi := &file_consent_v1_consent_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4727,7 +5345,7 @@ func (x *DecisionCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionCounts.ProtoReflect.Descriptor instead.
 func (*DecisionCounts) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{65}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *DecisionCounts) GetPurpose() string {
@@ -4780,7 +5398,7 @@ type MethodCount struct {
 
 func (x *MethodCount) Reset() {
 	*x = MethodCount{}
-	mi := &file_consent_v1_consent_proto_msgTypes[66]
+	mi := &file_consent_v1_consent_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4792,7 +5410,7 @@ func (x *MethodCount) String() string {
 func (*MethodCount) ProtoMessage() {}
 
 func (x *MethodCount) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[66]
+	mi := &file_consent_v1_consent_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4805,7 +5423,7 @@ func (x *MethodCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MethodCount.ProtoReflect.Descriptor instead.
 func (*MethodCount) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{66}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *MethodCount) GetRegion() string {
@@ -4844,7 +5462,7 @@ type BannerStepCount struct {
 
 func (x *BannerStepCount) Reset() {
 	*x = BannerStepCount{}
-	mi := &file_consent_v1_consent_proto_msgTypes[67]
+	mi := &file_consent_v1_consent_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4856,7 +5474,7 @@ func (x *BannerStepCount) String() string {
 func (*BannerStepCount) ProtoMessage() {}
 
 func (x *BannerStepCount) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[67]
+	mi := &file_consent_v1_consent_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4869,7 +5487,7 @@ func (x *BannerStepCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BannerStepCount.ProtoReflect.Descriptor instead.
 func (*BannerStepCount) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{67}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *BannerStepCount) GetRegion() string {
@@ -4907,7 +5525,7 @@ type RecordBannerEventRequest struct {
 
 func (x *RecordBannerEventRequest) Reset() {
 	*x = RecordBannerEventRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[68]
+	mi := &file_consent_v1_consent_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4919,7 +5537,7 @@ func (x *RecordBannerEventRequest) String() string {
 func (*RecordBannerEventRequest) ProtoMessage() {}
 
 func (x *RecordBannerEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[68]
+	mi := &file_consent_v1_consent_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4932,7 +5550,7 @@ func (x *RecordBannerEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordBannerEventRequest.ProtoReflect.Descriptor instead.
 func (*RecordBannerEventRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{68}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RecordBannerEventRequest) GetStep() BannerStep {
@@ -4958,7 +5576,7 @@ type RecordBannerEventResponse struct {
 
 func (x *RecordBannerEventResponse) Reset() {
 	*x = RecordBannerEventResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[69]
+	mi := &file_consent_v1_consent_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4970,7 +5588,7 @@ func (x *RecordBannerEventResponse) String() string {
 func (*RecordBannerEventResponse) ProtoMessage() {}
 
 func (x *RecordBannerEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[69]
+	mi := &file_consent_v1_consent_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4983,7 +5601,155 @@ func (x *RecordBannerEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordBannerEventResponse.ProtoReflect.Descriptor instead.
 func (*RecordBannerEventResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{69}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{76}
+}
+
+// RecordAdSignalsRequest stores the IAB strings built from the subject's
+// decisions at one revision.
+type RecordAdSignalsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject: 1-128 characters of A-Z a-z 0-9 . _ : @ + -.
+	SubjectId string `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The region code the strings were made for (e.g. "DE", "US-CA"); it must
+	// resolve to a region of the policy's iab.tcf or iab.gpp.
+	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// The subject revision whose decisions the strings encode (> 0). If the
+	// subject's revision has moved on since: ABORTED (rebuild the strings from
+	// the newer state and send those).
+	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The TCF v2.2 TC string: required in TCF regions, empty elsewhere. Its
+	// CMP id must be the policy's, and it may set a purpose consent or special
+	// feature opt-in only if the mapped consentd purpose is granted at
+	// revision. At most 8192 characters.
+	TcString string `protobuf:"bytes,4,opt,name=tc_string,json=tcString,proto3" json:"tc_string,omitempty"`
+	// The GPP string: required in GPP regions, with exactly the region's
+	// section (usnat, or the state section); optional in TCF regions, with
+	// exactly the tcfeuv2 section. At most 8192 characters.
+	GppString string `protobuf:"bytes,5,opt,name=gpp_string,json=gppString,proto3" json:"gpp_string,omitempty"`
+	// A retried request with the same key applies once and returns the same
+	// result. Up to 128 printable ASCII characters; kept for 24 hours.
+	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RecordAdSignalsRequest) Reset() {
+	*x = RecordAdSignalsRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordAdSignalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordAdSignalsRequest) ProtoMessage() {}
+
+func (x *RecordAdSignalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordAdSignalsRequest.ProtoReflect.Descriptor instead.
+func (*RecordAdSignalsRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *RecordAdSignalsRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *RecordAdSignalsRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *RecordAdSignalsRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *RecordAdSignalsRequest) GetTcString() string {
+	if x != nil {
+		return x.TcString
+	}
+	return ""
+}
+
+func (x *RecordAdSignalsRequest) GetGppString() string {
+	if x != nil {
+		return x.GppString
+	}
+	return ""
+}
+
+func (x *RecordAdSignalsRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+// RecordAdSignalsResponse carries the consent after the signals event.
+type RecordAdSignalsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subject's consent after the write: revision is revision + 1 and
+	// ad_signals holds the strings.
+	Consent       *Consent `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordAdSignalsResponse) Reset() {
+	*x = RecordAdSignalsResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordAdSignalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordAdSignalsResponse) ProtoMessage() {}
+
+func (x *RecordAdSignalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordAdSignalsResponse.ProtoReflect.Descriptor instead.
+func (*RecordAdSignalsResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *RecordAdSignalsResponse) GetConsent() *Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
 }
 
 var File_consent_v1_consent_proto protoreflect.FileDescriptor
@@ -4994,12 +5760,54 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"consent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
 	"\x10GetPolicyRequest\"?\n" +
 	"\x11GetPolicyResponse\x12*\n" +
-	"\x06policy\x18\x01 \x01(\v2\x12.consent.v1.PolicyR\x06policy\"\xa8\x01\n" +
+	"\x06policy\x18\x01 \x01(\v2\x12.consent.v1.PolicyR\x06policy\"\xd1\x01\n" +
 	"\x06Policy\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12%\n" +
 	"\x0edefault_region\x18\x02 \x01(\tR\rdefaultRegion\x12/\n" +
 	"\bpurposes\x18\x03 \x03(\v2\x13.consent.v1.PurposeR\bpurposes\x12,\n" +
-	"\aregions\x18\x04 \x03(\v2\x12.consent.v1.RegionR\aregions\"\xd3\x03\n" +
+	"\aregions\x18\x04 \x03(\v2\x12.consent.v1.RegionR\aregions\x12'\n" +
+	"\x03iab\x18\x05 \x01(\v2\x15.consent.v1.IABPolicyR\x03iab\"\x95\x01\n" +
+	"\tIABPolicy\x12\x15\n" +
+	"\x06cmp_id\x18\x01 \x01(\x05R\x05cmpId\x12\x1f\n" +
+	"\vcmp_version\x18\x02 \x01(\x05R\n" +
+	"cmpVersion\x12'\n" +
+	"\x03tcf\x18\x03 \x01(\v2\x15.consent.v1.TCFPolicyR\x03tcf\x12'\n" +
+	"\x03gpp\x18\x04 \x01(\v2\x15.consent.v1.GPPPolicyR\x03gpp\"\x83\x02\n" +
+	"\tTCFPolicy\x12\x18\n" +
+	"\aregions\x18\x01 \x03(\tR\aregions\x12+\n" +
+	"\x11publisher_country\x18\x02 \x01(\tR\x10publisherCountry\x122\n" +
+	"\x15purpose_one_treatment\x18\x03 \x01(\bR\x13purposeOneTreatment\x12\x18\n" +
+	"\avendors\x18\x04 \x03(\x05R\avendors\x129\n" +
+	"\bpurposes\x18\x05 \x03(\v2\x1d.consent.v1.TCFPurposeMappingR\bpurposes\x12&\n" +
+	"\x0fvendor_list_url\x18\x06 \x01(\tR\rvendorListUrl\"\xa3\x01\n" +
+	"\x11TCFPurposeMapping\x12\x18\n" +
+	"\apurpose\x18\x01 \x01(\tR\apurpose\x12\x18\n" +
+	"\aconsent\x18\x02 \x03(\x05R\aconsent\x12/\n" +
+	"\x13legitimate_interest\x18\x03 \x03(\x05R\x12legitimateInterest\x12)\n" +
+	"\x10special_features\x18\x04 \x03(\x05R\x0fspecialFeatures\"\xc1\x01\n" +
+	"\tGPPPolicy\x12\x18\n" +
+	"\aregions\x18\x01 \x03(\tR\aregions\x12\x18\n" +
+	"\apurpose\x18\x02 \x01(\tR\apurpose\x12%\n" +
+	"\x0estate_sections\x18\x03 \x03(\tR\rstateSections\x120\n" +
+	"\anotices\x18\x04 \x01(\v2\x16.consent.v1.GPPNoticesR\anotices\x12'\n" +
+	"\x04mspa\x18\x05 \x01(\v2\x13.consent.v1.GPPMSPAR\x04mspa\"\xb1\x01\n" +
+	"\n" +
+	"GPPNotices\x12\x18\n" +
+	"\asharing\x18\x01 \x01(\bR\asharing\x12 \n" +
+	"\fsale_opt_out\x18\x02 \x01(\bR\n" +
+	"saleOptOut\x12&\n" +
+	"\x0fsharing_opt_out\x18\x03 \x01(\bR\rsharingOptOut\x12?\n" +
+	"\x1ctargeted_advertising_opt_out\x18\x04 \x01(\bR\x19targetedAdvertisingOptOut\"N\n" +
+	"\aGPPMSPA\x12/\n" +
+	"\x13covered_transaction\x18\x01 \x01(\bR\x12coveredTransaction\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\"\xab\x01\n" +
+	"\tAdSignals\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x1b\n" +
+	"\ttc_string\x18\x03 \x01(\tR\btcString\x12\x1d\n" +
+	"\n" +
+	"gpp_string\x18\x04 \x01(\tR\tgppString\x12.\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xd3\x03\n" +
 	"\aPurpose\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x05R\aversion\x12\x1c\n" +
@@ -5034,7 +5842,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\apurpose\x18\x01 \x01(\tR\apurpose\x12\x18\n" +
 	"\aallowed\x18\x02 \x01(\bR\aallowed\x12*\n" +
 	"\x06reason\x18\x03 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x120\n" +
-	"\bdecision\x18\x04 \x01(\v2\x14.consent.v1.DecisionR\bdecision\"\xa7\x03\n" +
+	"\bdecision\x18\x04 \x01(\v2\x14.consent.v1.DecisionR\bdecision\"\xdd\x03\n" +
 	"\aConsent\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x1a\n" +
@@ -5047,7 +5855,9 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x05minor\x18\b \x01(\bR\x05minor\x12N\n" +
 	"\x15guardian_confirm_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x13guardianConfirmTime\x12\x16\n" +
 	"\x06linked\x18\n" +
-	" \x01(\bR\x06linked\"m\n" +
+	" \x01(\bR\x06linked\x124\n" +
+	"\n" +
+	"ad_signals\x18\v \x01(\v2\x15.consent.v1.AdSignalsR\tadSignals\"m\n" +
 	"\x11GetConsentRequest\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x16\n" +
@@ -5081,30 +5891,38 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x03gpc\x18\a \x01(\bR\x03gpcB\x14\n" +
 	"\x12_expected_revision\"H\n" +
 	"\x17WithdrawConsentResponse\x12-\n" +
-	"\aconsent\x18\x01 \x01(\v2\x13.consent.v1.ConsentR\aconsent\"\x89\x01\n" +
+	"\aconsent\x18\x01 \x01(\v2\x13.consent.v1.ConsentR\aconsent\"\xa8\x01\n" +
 	"\x13CheckConsentRequest\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x12\x16\n" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12!\n" +
-	"\fmin_revision\x18\x04 \x01(\x03R\vminRevision\"x\n" +
+	"\fmin_revision\x18\x04 \x01(\x03R\vminRevision\x12\x1d\n" +
+	"\n" +
+	"ad_signals\x18\x05 \x01(\bR\tadSignals\"\xae\x01\n" +
 	"\x14CheckConsentResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12*\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x03R\brevision\"\x82\x01\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x124\n" +
+	"\n" +
+	"ad_signals\x18\x04 \x01(\v2\x15.consent.v1.AdSignalsR\tadSignals\"\xa1\x01\n" +
 	"\fConsentCheck\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x12\x16\n" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12!\n" +
-	"\fmin_revision\x18\x04 \x01(\x03R\vminRevision\"\xaf\x01\n" +
+	"\fmin_revision\x18\x04 \x01(\x03R\vminRevision\x12\x1d\n" +
+	"\n" +
+	"ad_signals\x18\x05 \x01(\bR\tadSignals\"\xe5\x01\n" +
 	"\x12ConsentCheckResult\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x12\x18\n" +
 	"\aallowed\x18\x03 \x01(\bR\aallowed\x12*\n" +
 	"\x06reason\x18\x04 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x12\x1a\n" +
-	"\brevision\x18\x05 \x01(\x03R\brevision\"L\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\x124\n" +
+	"\n" +
+	"ad_signals\x18\x06 \x01(\v2\x15.consent.v1.AdSignalsR\tadSignals\"L\n" +
 	"\x18BatchCheckConsentRequest\x120\n" +
 	"\x06checks\x18\x01 \x03(\v2\x18.consent.v1.ConsentCheckR\x06checks\"U\n" +
 	"\x19BatchCheckConsentResponse\x128\n" +
@@ -5125,7 +5943,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"oldGranted\x88\x01\x01\x12\x1f\n" +
 	"\vnew_granted\x18\x03 \x01(\bR\n" +
 	"newGrantedB\x0e\n" +
-	"\f_old_granted\"\xa6\x04\n" +
+	"\f_old_granted\"\xdc\x04\n" +
 	"\fConsentEvent\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12)\n" +
@@ -5144,7 +5962,9 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x06client\x18\x0e \x01(\tR\x06client\x12*\n" +
 	"\x11linked_subject_id\x18\x0f \x01(\tR\x0flinkedSubjectId\x12\x1a\n" +
 	"\bguardian\x18\x10 \x01(\tR\bguardian\x12\x14\n" +
-	"\x05minor\x18\x11 \x01(\bR\x05minor\"a\n" +
+	"\x05minor\x18\x11 \x01(\bR\x05minor\x124\n" +
+	"\n" +
+	"ad_signals\x18\x12 \x01(\v2\x15.consent.v1.AdSignalsR\tadSignals\"a\n" +
 	"\fSubjectToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -5313,7 +6133,18 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x18RecordBannerEventRequest\x12*\n" +
 	"\x04step\x18\x01 \x01(\x0e2\x16.consent.v1.BannerStepR\x04step\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\"\x1b\n" +
-	"\x19RecordBannerEventResponse*n\n" +
+	"\x19RecordBannerEventResponse\"\xd0\x01\n" +
+	"\x16RecordAdSignalsRequest\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12\x1b\n" +
+	"\ttc_string\x18\x04 \x01(\tR\btcString\x12\x1d\n" +
+	"\n" +
+	"gpp_string\x18\x05 \x01(\tR\tgppString\x12'\n" +
+	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\"H\n" +
+	"\x17RecordAdSignalsResponse\x12-\n" +
+	"\aconsent\x18\x01 \x01(\v2\x13.consent.v1.ConsentR\aconsent*n\n" +
 	"\tMechanism\x12\x19\n" +
 	"\x15MECHANISM_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MECHANISM_OPT_IN\x10\x01\x12\x15\n" +
@@ -5340,7 +6171,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x10REASON_NECESSARY\x10\x06\x12\x15\n" +
 	"\x11REASON_RESTRICTED\x10\a\x12\x1c\n" +
 	"\x18REASON_AWAITING_GUARDIAN\x10\b\x12\x1c\n" +
-	"\x18REASON_STORE_UNAVAILABLE\x10\t*\xa6\x02\n" +
+	"\x18REASON_STORE_UNAVAILABLE\x10\t*\xbe\x02\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EVENT_TYPE_UPDATE\x10\x01\x12\x17\n" +
@@ -5353,7 +6184,8 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x15EVENT_TYPE_MARK_MINOR\x10\b\x12\x1f\n" +
 	"\x1bEVENT_TYPE_GUARDIAN_CONFIRM\x10\t\x12\x14\n" +
 	"\x10EVENT_TYPE_ERASE\x10\n" +
-	"*q\n" +
+	"\x12\x16\n" +
+	"\x12EVENT_TYPE_SIGNALS\x10\v*q\n" +
 	"\n" +
 	"CallerKind\x12\x1b\n" +
 	"\x17CALLER_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -5376,7 +6208,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x16BANNER_STEP_ACCEPT_ALL\x10\x02\x12\x1a\n" +
 	"\x16BANNER_STEP_REJECT_ALL\x10\x03\x12\x1a\n" +
 	"\x16BANNER_STEP_CUSTOMISED\x10\x04\x12\x16\n" +
-	"\x12BANNER_STEP_CLOSED\x10\x052\xf9\x12\n" +
+	"\x12BANNER_STEP_CLOSED\x10\x052\xd5\x13\n" +
 	"\x0eConsentService\x12H\n" +
 	"\tGetPolicy\x12\x1c.consent.v1.GetPolicyRequest\x1a\x1d.consent.v1.GetPolicyResponse\x12K\n" +
 	"\n" +
@@ -5404,7 +6236,8 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x11ListFeedConsumers\x12$.consent.v1.ListFeedConsumersRequest\x1a%.consent.v1.ListFeedConsumersResponse\x12H\n" +
 	"\tGetCaller\x12\x1c.consent.v1.GetCallerRequest\x1a\x1d.consent.v1.GetCallerResponse\x12Z\n" +
 	"\x0fGetConsentStats\x12\".consent.v1.GetConsentStatsRequest\x1a#.consent.v1.GetConsentStatsResponse\x12`\n" +
-	"\x11RecordBannerEvent\x12$.consent.v1.RecordBannerEventRequest\x1a%.consent.v1.RecordBannerEventResponseB9Z7github.com/consentd/consentd/proto/consent/v1;consentv1b\x06proto3"
+	"\x11RecordBannerEvent\x12$.consent.v1.RecordBannerEventRequest\x1a%.consent.v1.RecordBannerEventResponse\x12Z\n" +
+	"\x0fRecordAdSignals\x12\".consent.v1.RecordAdSignalsRequest\x1a#.consent.v1.RecordAdSignalsResponseB9Z7github.com/consentd/consentd/proto/consent/v1;consentv1b\x06proto3"
 
 var (
 	file_consent_v1_consent_proto_rawDescOnce sync.Once
@@ -5419,7 +6252,7 @@ func file_consent_v1_consent_proto_rawDescGZIP() []byte {
 }
 
 var file_consent_v1_consent_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
+var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
 var file_consent_v1_consent_proto_goTypes = []any{
 	(Mechanism)(0),                            // 0: consent.v1.Mechanism
 	(Source)(0),                               // 1: consent.v1.Source
@@ -5431,198 +6264,221 @@ var file_consent_v1_consent_proto_goTypes = []any{
 	(*GetPolicyRequest)(nil),                  // 7: consent.v1.GetPolicyRequest
 	(*GetPolicyResponse)(nil),                 // 8: consent.v1.GetPolicyResponse
 	(*Policy)(nil),                            // 9: consent.v1.Policy
-	(*Purpose)(nil),                           // 10: consent.v1.Purpose
-	(*Region)(nil),                            // 11: consent.v1.Region
-	(*Decision)(nil),                          // 12: consent.v1.Decision
-	(*PurposeConsent)(nil),                    // 13: consent.v1.PurposeConsent
-	(*Consent)(nil),                           // 14: consent.v1.Consent
-	(*GetConsentRequest)(nil),                 // 15: consent.v1.GetConsentRequest
-	(*GetConsentResponse)(nil),                // 16: consent.v1.GetConsentResponse
-	(*UpdateConsentRequest)(nil),              // 17: consent.v1.UpdateConsentRequest
-	(*UpdateConsentResponse)(nil),             // 18: consent.v1.UpdateConsentResponse
-	(*WithdrawConsentRequest)(nil),            // 19: consent.v1.WithdrawConsentRequest
-	(*WithdrawConsentResponse)(nil),           // 20: consent.v1.WithdrawConsentResponse
-	(*CheckConsentRequest)(nil),               // 21: consent.v1.CheckConsentRequest
-	(*CheckConsentResponse)(nil),              // 22: consent.v1.CheckConsentResponse
-	(*ConsentCheck)(nil),                      // 23: consent.v1.ConsentCheck
-	(*ConsentCheckResult)(nil),                // 24: consent.v1.ConsentCheckResult
-	(*BatchCheckConsentRequest)(nil),          // 25: consent.v1.BatchCheckConsentRequest
-	(*BatchCheckConsentResponse)(nil),         // 26: consent.v1.BatchCheckConsentResponse
-	(*ListConsentEventsRequest)(nil),          // 27: consent.v1.ListConsentEventsRequest
-	(*ListConsentEventsResponse)(nil),         // 28: consent.v1.ListConsentEventsResponse
-	(*PurposeChange)(nil),                     // 29: consent.v1.PurposeChange
-	(*ConsentEvent)(nil),                      // 30: consent.v1.ConsentEvent
-	(*SubjectToken)(nil),                      // 31: consent.v1.SubjectToken
-	(*CreateVisitorRequest)(nil),              // 32: consent.v1.CreateVisitorRequest
-	(*CreateVisitorResponse)(nil),             // 33: consent.v1.CreateVisitorResponse
-	(*IssueSubjectTokenRequest)(nil),          // 34: consent.v1.IssueSubjectTokenRequest
-	(*IssueSubjectTokenResponse)(nil),         // 35: consent.v1.IssueSubjectTokenResponse
-	(*RefreshSubjectTokenRequest)(nil),        // 36: consent.v1.RefreshSubjectTokenRequest
-	(*RefreshSubjectTokenResponse)(nil),       // 37: consent.v1.RefreshSubjectTokenResponse
-	(*FilterSubjectsRequest)(nil),             // 38: consent.v1.FilterSubjectsRequest
-	(*FilterSubjectsResponse)(nil),            // 39: consent.v1.FilterSubjectsResponse
-	(*ExportSubjectRequest)(nil),              // 40: consent.v1.ExportSubjectRequest
-	(*ExportSubjectResponse)(nil),             // 41: consent.v1.ExportSubjectResponse
-	(*ChainVerification)(nil),                 // 42: consent.v1.ChainVerification
-	(*EraseSubjectRequest)(nil),               // 43: consent.v1.EraseSubjectRequest
-	(*EraseSubjectResponse)(nil),              // 44: consent.v1.EraseSubjectResponse
-	(*RestrictProcessingRequest)(nil),         // 45: consent.v1.RestrictProcessingRequest
-	(*RestrictProcessingResponse)(nil),        // 46: consent.v1.RestrictProcessingResponse
-	(*LiftRestrictionRequest)(nil),            // 47: consent.v1.LiftRestrictionRequest
-	(*LiftRestrictionResponse)(nil),           // 48: consent.v1.LiftRestrictionResponse
-	(*LinkSubjectsRequest)(nil),               // 49: consent.v1.LinkSubjectsRequest
-	(*LinkSubjectsResponse)(nil),              // 50: consent.v1.LinkSubjectsResponse
-	(*MarkMinorRequest)(nil),                  // 51: consent.v1.MarkMinorRequest
-	(*MarkMinorResponse)(nil),                 // 52: consent.v1.MarkMinorResponse
-	(*ConfirmGuardianConsentRequest)(nil),     // 53: consent.v1.ConfirmGuardianConsentRequest
-	(*ConfirmGuardianConsentResponse)(nil),    // 54: consent.v1.ConfirmGuardianConsentResponse
-	(*WatchConsentChangesRequest)(nil),        // 55: consent.v1.WatchConsentChangesRequest
-	(*WatchConsentChangesResponse)(nil),       // 56: consent.v1.WatchConsentChangesResponse
-	(*ConsentChange)(nil),                     // 57: consent.v1.ConsentChange
-	(*AcknowledgeConsentChangesRequest)(nil),  // 58: consent.v1.AcknowledgeConsentChangesRequest
-	(*AcknowledgeConsentChangesResponse)(nil), // 59: consent.v1.AcknowledgeConsentChangesResponse
-	(*CreateFeedConsumerRequest)(nil),         // 60: consent.v1.CreateFeedConsumerRequest
-	(*CreateFeedConsumerResponse)(nil),        // 61: consent.v1.CreateFeedConsumerResponse
-	(*DeleteFeedConsumerRequest)(nil),         // 62: consent.v1.DeleteFeedConsumerRequest
-	(*DeleteFeedConsumerResponse)(nil),        // 63: consent.v1.DeleteFeedConsumerResponse
-	(*ListFeedConsumersRequest)(nil),          // 64: consent.v1.ListFeedConsumersRequest
-	(*ListFeedConsumersResponse)(nil),         // 65: consent.v1.ListFeedConsumersResponse
-	(*FeedConsumer)(nil),                      // 66: consent.v1.FeedConsumer
-	(*GetCallerRequest)(nil),                  // 67: consent.v1.GetCallerRequest
-	(*GetCallerResponse)(nil),                 // 68: consent.v1.GetCallerResponse
-	(*GetConsentStatsRequest)(nil),            // 69: consent.v1.GetConsentStatsRequest
-	(*GetConsentStatsResponse)(nil),           // 70: consent.v1.GetConsentStatsResponse
-	(*DayStats)(nil),                          // 71: consent.v1.DayStats
-	(*DecisionCounts)(nil),                    // 72: consent.v1.DecisionCounts
-	(*MethodCount)(nil),                       // 73: consent.v1.MethodCount
-	(*BannerStepCount)(nil),                   // 74: consent.v1.BannerStepCount
-	(*RecordBannerEventRequest)(nil),          // 75: consent.v1.RecordBannerEventRequest
-	(*RecordBannerEventResponse)(nil),         // 76: consent.v1.RecordBannerEventResponse
-	nil,                                       // 77: consent.v1.Purpose.TitlesEntry
-	nil,                                       // 78: consent.v1.Purpose.DescriptionsEntry
-	nil,                                       // 79: consent.v1.UpdateConsentRequest.DecisionsEntry
-	(*timestamppb.Timestamp)(nil),             // 80: google.protobuf.Timestamp
+	(*IABPolicy)(nil),                         // 10: consent.v1.IABPolicy
+	(*TCFPolicy)(nil),                         // 11: consent.v1.TCFPolicy
+	(*TCFPurposeMapping)(nil),                 // 12: consent.v1.TCFPurposeMapping
+	(*GPPPolicy)(nil),                         // 13: consent.v1.GPPPolicy
+	(*GPPNotices)(nil),                        // 14: consent.v1.GPPNotices
+	(*GPPMSPA)(nil),                           // 15: consent.v1.GPPMSPA
+	(*AdSignals)(nil),                         // 16: consent.v1.AdSignals
+	(*Purpose)(nil),                           // 17: consent.v1.Purpose
+	(*Region)(nil),                            // 18: consent.v1.Region
+	(*Decision)(nil),                          // 19: consent.v1.Decision
+	(*PurposeConsent)(nil),                    // 20: consent.v1.PurposeConsent
+	(*Consent)(nil),                           // 21: consent.v1.Consent
+	(*GetConsentRequest)(nil),                 // 22: consent.v1.GetConsentRequest
+	(*GetConsentResponse)(nil),                // 23: consent.v1.GetConsentResponse
+	(*UpdateConsentRequest)(nil),              // 24: consent.v1.UpdateConsentRequest
+	(*UpdateConsentResponse)(nil),             // 25: consent.v1.UpdateConsentResponse
+	(*WithdrawConsentRequest)(nil),            // 26: consent.v1.WithdrawConsentRequest
+	(*WithdrawConsentResponse)(nil),           // 27: consent.v1.WithdrawConsentResponse
+	(*CheckConsentRequest)(nil),               // 28: consent.v1.CheckConsentRequest
+	(*CheckConsentResponse)(nil),              // 29: consent.v1.CheckConsentResponse
+	(*ConsentCheck)(nil),                      // 30: consent.v1.ConsentCheck
+	(*ConsentCheckResult)(nil),                // 31: consent.v1.ConsentCheckResult
+	(*BatchCheckConsentRequest)(nil),          // 32: consent.v1.BatchCheckConsentRequest
+	(*BatchCheckConsentResponse)(nil),         // 33: consent.v1.BatchCheckConsentResponse
+	(*ListConsentEventsRequest)(nil),          // 34: consent.v1.ListConsentEventsRequest
+	(*ListConsentEventsResponse)(nil),         // 35: consent.v1.ListConsentEventsResponse
+	(*PurposeChange)(nil),                     // 36: consent.v1.PurposeChange
+	(*ConsentEvent)(nil),                      // 37: consent.v1.ConsentEvent
+	(*SubjectToken)(nil),                      // 38: consent.v1.SubjectToken
+	(*CreateVisitorRequest)(nil),              // 39: consent.v1.CreateVisitorRequest
+	(*CreateVisitorResponse)(nil),             // 40: consent.v1.CreateVisitorResponse
+	(*IssueSubjectTokenRequest)(nil),          // 41: consent.v1.IssueSubjectTokenRequest
+	(*IssueSubjectTokenResponse)(nil),         // 42: consent.v1.IssueSubjectTokenResponse
+	(*RefreshSubjectTokenRequest)(nil),        // 43: consent.v1.RefreshSubjectTokenRequest
+	(*RefreshSubjectTokenResponse)(nil),       // 44: consent.v1.RefreshSubjectTokenResponse
+	(*FilterSubjectsRequest)(nil),             // 45: consent.v1.FilterSubjectsRequest
+	(*FilterSubjectsResponse)(nil),            // 46: consent.v1.FilterSubjectsResponse
+	(*ExportSubjectRequest)(nil),              // 47: consent.v1.ExportSubjectRequest
+	(*ExportSubjectResponse)(nil),             // 48: consent.v1.ExportSubjectResponse
+	(*ChainVerification)(nil),                 // 49: consent.v1.ChainVerification
+	(*EraseSubjectRequest)(nil),               // 50: consent.v1.EraseSubjectRequest
+	(*EraseSubjectResponse)(nil),              // 51: consent.v1.EraseSubjectResponse
+	(*RestrictProcessingRequest)(nil),         // 52: consent.v1.RestrictProcessingRequest
+	(*RestrictProcessingResponse)(nil),        // 53: consent.v1.RestrictProcessingResponse
+	(*LiftRestrictionRequest)(nil),            // 54: consent.v1.LiftRestrictionRequest
+	(*LiftRestrictionResponse)(nil),           // 55: consent.v1.LiftRestrictionResponse
+	(*LinkSubjectsRequest)(nil),               // 56: consent.v1.LinkSubjectsRequest
+	(*LinkSubjectsResponse)(nil),              // 57: consent.v1.LinkSubjectsResponse
+	(*MarkMinorRequest)(nil),                  // 58: consent.v1.MarkMinorRequest
+	(*MarkMinorResponse)(nil),                 // 59: consent.v1.MarkMinorResponse
+	(*ConfirmGuardianConsentRequest)(nil),     // 60: consent.v1.ConfirmGuardianConsentRequest
+	(*ConfirmGuardianConsentResponse)(nil),    // 61: consent.v1.ConfirmGuardianConsentResponse
+	(*WatchConsentChangesRequest)(nil),        // 62: consent.v1.WatchConsentChangesRequest
+	(*WatchConsentChangesResponse)(nil),       // 63: consent.v1.WatchConsentChangesResponse
+	(*ConsentChange)(nil),                     // 64: consent.v1.ConsentChange
+	(*AcknowledgeConsentChangesRequest)(nil),  // 65: consent.v1.AcknowledgeConsentChangesRequest
+	(*AcknowledgeConsentChangesResponse)(nil), // 66: consent.v1.AcknowledgeConsentChangesResponse
+	(*CreateFeedConsumerRequest)(nil),         // 67: consent.v1.CreateFeedConsumerRequest
+	(*CreateFeedConsumerResponse)(nil),        // 68: consent.v1.CreateFeedConsumerResponse
+	(*DeleteFeedConsumerRequest)(nil),         // 69: consent.v1.DeleteFeedConsumerRequest
+	(*DeleteFeedConsumerResponse)(nil),        // 70: consent.v1.DeleteFeedConsumerResponse
+	(*ListFeedConsumersRequest)(nil),          // 71: consent.v1.ListFeedConsumersRequest
+	(*ListFeedConsumersResponse)(nil),         // 72: consent.v1.ListFeedConsumersResponse
+	(*FeedConsumer)(nil),                      // 73: consent.v1.FeedConsumer
+	(*GetCallerRequest)(nil),                  // 74: consent.v1.GetCallerRequest
+	(*GetCallerResponse)(nil),                 // 75: consent.v1.GetCallerResponse
+	(*GetConsentStatsRequest)(nil),            // 76: consent.v1.GetConsentStatsRequest
+	(*GetConsentStatsResponse)(nil),           // 77: consent.v1.GetConsentStatsResponse
+	(*DayStats)(nil),                          // 78: consent.v1.DayStats
+	(*DecisionCounts)(nil),                    // 79: consent.v1.DecisionCounts
+	(*MethodCount)(nil),                       // 80: consent.v1.MethodCount
+	(*BannerStepCount)(nil),                   // 81: consent.v1.BannerStepCount
+	(*RecordBannerEventRequest)(nil),          // 82: consent.v1.RecordBannerEventRequest
+	(*RecordBannerEventResponse)(nil),         // 83: consent.v1.RecordBannerEventResponse
+	(*RecordAdSignalsRequest)(nil),            // 84: consent.v1.RecordAdSignalsRequest
+	(*RecordAdSignalsResponse)(nil),           // 85: consent.v1.RecordAdSignalsResponse
+	nil,                                       // 86: consent.v1.Purpose.TitlesEntry
+	nil,                                       // 87: consent.v1.Purpose.DescriptionsEntry
+	nil,                                       // 88: consent.v1.UpdateConsentRequest.DecisionsEntry
+	(*timestamppb.Timestamp)(nil),             // 89: google.protobuf.Timestamp
 }
 var file_consent_v1_consent_proto_depIdxs = []int32{
-	9,  // 0: consent.v1.GetPolicyResponse.policy:type_name -> consent.v1.Policy
-	10, // 1: consent.v1.Policy.purposes:type_name -> consent.v1.Purpose
-	11, // 2: consent.v1.Policy.regions:type_name -> consent.v1.Region
-	77, // 3: consent.v1.Purpose.titles:type_name -> consent.v1.Purpose.TitlesEntry
-	78, // 4: consent.v1.Purpose.descriptions:type_name -> consent.v1.Purpose.DescriptionsEntry
-	0,  // 5: consent.v1.Region.mechanism:type_name -> consent.v1.Mechanism
-	80, // 6: consent.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
-	80, // 7: consent.v1.Decision.expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 8: consent.v1.Decision.source:type_name -> consent.v1.Source
-	2,  // 9: consent.v1.PurposeConsent.reason:type_name -> consent.v1.Reason
-	12, // 10: consent.v1.PurposeConsent.decision:type_name -> consent.v1.Decision
-	80, // 11: consent.v1.Consent.gpc_time:type_name -> google.protobuf.Timestamp
-	13, // 12: consent.v1.Consent.purposes:type_name -> consent.v1.PurposeConsent
-	80, // 13: consent.v1.Consent.restrict_time:type_name -> google.protobuf.Timestamp
-	80, // 14: consent.v1.Consent.guardian_confirm_time:type_name -> google.protobuf.Timestamp
-	14, // 15: consent.v1.GetConsentResponse.consent:type_name -> consent.v1.Consent
-	79, // 16: consent.v1.UpdateConsentRequest.decisions:type_name -> consent.v1.UpdateConsentRequest.DecisionsEntry
-	1,  // 17: consent.v1.UpdateConsentRequest.source:type_name -> consent.v1.Source
-	14, // 18: consent.v1.UpdateConsentResponse.consent:type_name -> consent.v1.Consent
-	1,  // 19: consent.v1.WithdrawConsentRequest.source:type_name -> consent.v1.Source
-	14, // 20: consent.v1.WithdrawConsentResponse.consent:type_name -> consent.v1.Consent
-	2,  // 21: consent.v1.CheckConsentResponse.reason:type_name -> consent.v1.Reason
-	2,  // 22: consent.v1.ConsentCheckResult.reason:type_name -> consent.v1.Reason
-	23, // 23: consent.v1.BatchCheckConsentRequest.checks:type_name -> consent.v1.ConsentCheck
-	24, // 24: consent.v1.BatchCheckConsentResponse.results:type_name -> consent.v1.ConsentCheckResult
-	30, // 25: consent.v1.ListConsentEventsResponse.events:type_name -> consent.v1.ConsentEvent
-	80, // 26: consent.v1.ConsentEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 27: consent.v1.ConsentEvent.type:type_name -> consent.v1.EventType
-	1,  // 28: consent.v1.ConsentEvent.source:type_name -> consent.v1.Source
-	29, // 29: consent.v1.ConsentEvent.changes:type_name -> consent.v1.PurposeChange
-	80, // 30: consent.v1.SubjectToken.expire_time:type_name -> google.protobuf.Timestamp
-	31, // 31: consent.v1.CreateVisitorResponse.token:type_name -> consent.v1.SubjectToken
-	14, // 32: consent.v1.CreateVisitorResponse.consent:type_name -> consent.v1.Consent
-	31, // 33: consent.v1.IssueSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
-	31, // 34: consent.v1.RefreshSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
-	80, // 35: consent.v1.ExportSubjectResponse.export_time:type_name -> google.protobuf.Timestamp
-	14, // 36: consent.v1.ExportSubjectResponse.consent:type_name -> consent.v1.Consent
-	30, // 37: consent.v1.ExportSubjectResponse.events:type_name -> consent.v1.ConsentEvent
-	9,  // 38: consent.v1.ExportSubjectResponse.policy:type_name -> consent.v1.Policy
-	42, // 39: consent.v1.ExportSubjectResponse.chain:type_name -> consent.v1.ChainVerification
-	80, // 40: consent.v1.EraseSubjectResponse.erase_time:type_name -> google.protobuf.Timestamp
-	14, // 41: consent.v1.RestrictProcessingResponse.consent:type_name -> consent.v1.Consent
-	14, // 42: consent.v1.LiftRestrictionResponse.consent:type_name -> consent.v1.Consent
-	14, // 43: consent.v1.LinkSubjectsResponse.consent:type_name -> consent.v1.Consent
-	14, // 44: consent.v1.MarkMinorResponse.consent:type_name -> consent.v1.Consent
-	14, // 45: consent.v1.ConfirmGuardianConsentResponse.consent:type_name -> consent.v1.Consent
-	57, // 46: consent.v1.WatchConsentChangesResponse.changes:type_name -> consent.v1.ConsentChange
-	80, // 47: consent.v1.ConsentChange.time:type_name -> google.protobuf.Timestamp
-	3,  // 48: consent.v1.ConsentChange.type:type_name -> consent.v1.EventType
-	1,  // 49: consent.v1.ConsentChange.source:type_name -> consent.v1.Source
-	29, // 50: consent.v1.ConsentChange.changes:type_name -> consent.v1.PurposeChange
-	66, // 51: consent.v1.CreateFeedConsumerResponse.consumer:type_name -> consent.v1.FeedConsumer
-	66, // 52: consent.v1.ListFeedConsumersResponse.consumers:type_name -> consent.v1.FeedConsumer
-	80, // 53: consent.v1.FeedConsumer.oldest_unacknowledged_opt_out_time:type_name -> google.protobuf.Timestamp
-	4,  // 54: consent.v1.GetCallerResponse.kind:type_name -> consent.v1.CallerKind
-	71, // 55: consent.v1.GetConsentStatsResponse.days:type_name -> consent.v1.DayStats
-	72, // 56: consent.v1.DayStats.decisions:type_name -> consent.v1.DecisionCounts
-	73, // 57: consent.v1.DayStats.methods:type_name -> consent.v1.MethodCount
-	74, // 58: consent.v1.DayStats.banner:type_name -> consent.v1.BannerStepCount
-	5,  // 59: consent.v1.MethodCount.method:type_name -> consent.v1.ConsentMethod
-	6,  // 60: consent.v1.BannerStepCount.step:type_name -> consent.v1.BannerStep
-	6,  // 61: consent.v1.RecordBannerEventRequest.step:type_name -> consent.v1.BannerStep
-	7,  // 62: consent.v1.ConsentService.GetPolicy:input_type -> consent.v1.GetPolicyRequest
-	15, // 63: consent.v1.ConsentService.GetConsent:input_type -> consent.v1.GetConsentRequest
-	17, // 64: consent.v1.ConsentService.UpdateConsent:input_type -> consent.v1.UpdateConsentRequest
-	19, // 65: consent.v1.ConsentService.WithdrawConsent:input_type -> consent.v1.WithdrawConsentRequest
-	21, // 66: consent.v1.ConsentService.CheckConsent:input_type -> consent.v1.CheckConsentRequest
-	25, // 67: consent.v1.ConsentService.BatchCheckConsent:input_type -> consent.v1.BatchCheckConsentRequest
-	27, // 68: consent.v1.ConsentService.ListConsentEvents:input_type -> consent.v1.ListConsentEventsRequest
-	38, // 69: consent.v1.ConsentService.FilterSubjects:input_type -> consent.v1.FilterSubjectsRequest
-	32, // 70: consent.v1.ConsentService.CreateVisitor:input_type -> consent.v1.CreateVisitorRequest
-	34, // 71: consent.v1.ConsentService.IssueSubjectToken:input_type -> consent.v1.IssueSubjectTokenRequest
-	36, // 72: consent.v1.ConsentService.RefreshSubjectToken:input_type -> consent.v1.RefreshSubjectTokenRequest
-	40, // 73: consent.v1.ConsentService.ExportSubject:input_type -> consent.v1.ExportSubjectRequest
-	43, // 74: consent.v1.ConsentService.EraseSubject:input_type -> consent.v1.EraseSubjectRequest
-	45, // 75: consent.v1.ConsentService.RestrictProcessing:input_type -> consent.v1.RestrictProcessingRequest
-	47, // 76: consent.v1.ConsentService.LiftRestriction:input_type -> consent.v1.LiftRestrictionRequest
-	49, // 77: consent.v1.ConsentService.LinkSubjects:input_type -> consent.v1.LinkSubjectsRequest
-	51, // 78: consent.v1.ConsentService.MarkMinor:input_type -> consent.v1.MarkMinorRequest
-	53, // 79: consent.v1.ConsentService.ConfirmGuardianConsent:input_type -> consent.v1.ConfirmGuardianConsentRequest
-	55, // 80: consent.v1.ConsentService.WatchConsentChanges:input_type -> consent.v1.WatchConsentChangesRequest
-	58, // 81: consent.v1.ConsentService.AcknowledgeConsentChanges:input_type -> consent.v1.AcknowledgeConsentChangesRequest
-	60, // 82: consent.v1.ConsentService.CreateFeedConsumer:input_type -> consent.v1.CreateFeedConsumerRequest
-	62, // 83: consent.v1.ConsentService.DeleteFeedConsumer:input_type -> consent.v1.DeleteFeedConsumerRequest
-	64, // 84: consent.v1.ConsentService.ListFeedConsumers:input_type -> consent.v1.ListFeedConsumersRequest
-	67, // 85: consent.v1.ConsentService.GetCaller:input_type -> consent.v1.GetCallerRequest
-	69, // 86: consent.v1.ConsentService.GetConsentStats:input_type -> consent.v1.GetConsentStatsRequest
-	75, // 87: consent.v1.ConsentService.RecordBannerEvent:input_type -> consent.v1.RecordBannerEventRequest
-	8,  // 88: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
-	16, // 89: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
-	18, // 90: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
-	20, // 91: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
-	22, // 92: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
-	26, // 93: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
-	28, // 94: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
-	39, // 95: consent.v1.ConsentService.FilterSubjects:output_type -> consent.v1.FilterSubjectsResponse
-	33, // 96: consent.v1.ConsentService.CreateVisitor:output_type -> consent.v1.CreateVisitorResponse
-	35, // 97: consent.v1.ConsentService.IssueSubjectToken:output_type -> consent.v1.IssueSubjectTokenResponse
-	37, // 98: consent.v1.ConsentService.RefreshSubjectToken:output_type -> consent.v1.RefreshSubjectTokenResponse
-	41, // 99: consent.v1.ConsentService.ExportSubject:output_type -> consent.v1.ExportSubjectResponse
-	44, // 100: consent.v1.ConsentService.EraseSubject:output_type -> consent.v1.EraseSubjectResponse
-	46, // 101: consent.v1.ConsentService.RestrictProcessing:output_type -> consent.v1.RestrictProcessingResponse
-	48, // 102: consent.v1.ConsentService.LiftRestriction:output_type -> consent.v1.LiftRestrictionResponse
-	50, // 103: consent.v1.ConsentService.LinkSubjects:output_type -> consent.v1.LinkSubjectsResponse
-	52, // 104: consent.v1.ConsentService.MarkMinor:output_type -> consent.v1.MarkMinorResponse
-	54, // 105: consent.v1.ConsentService.ConfirmGuardianConsent:output_type -> consent.v1.ConfirmGuardianConsentResponse
-	56, // 106: consent.v1.ConsentService.WatchConsentChanges:output_type -> consent.v1.WatchConsentChangesResponse
-	59, // 107: consent.v1.ConsentService.AcknowledgeConsentChanges:output_type -> consent.v1.AcknowledgeConsentChangesResponse
-	61, // 108: consent.v1.ConsentService.CreateFeedConsumer:output_type -> consent.v1.CreateFeedConsumerResponse
-	63, // 109: consent.v1.ConsentService.DeleteFeedConsumer:output_type -> consent.v1.DeleteFeedConsumerResponse
-	65, // 110: consent.v1.ConsentService.ListFeedConsumers:output_type -> consent.v1.ListFeedConsumersResponse
-	68, // 111: consent.v1.ConsentService.GetCaller:output_type -> consent.v1.GetCallerResponse
-	70, // 112: consent.v1.ConsentService.GetConsentStats:output_type -> consent.v1.GetConsentStatsResponse
-	76, // 113: consent.v1.ConsentService.RecordBannerEvent:output_type -> consent.v1.RecordBannerEventResponse
-	88, // [88:114] is the sub-list for method output_type
-	62, // [62:88] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	9,   // 0: consent.v1.GetPolicyResponse.policy:type_name -> consent.v1.Policy
+	17,  // 1: consent.v1.Policy.purposes:type_name -> consent.v1.Purpose
+	18,  // 2: consent.v1.Policy.regions:type_name -> consent.v1.Region
+	10,  // 3: consent.v1.Policy.iab:type_name -> consent.v1.IABPolicy
+	11,  // 4: consent.v1.IABPolicy.tcf:type_name -> consent.v1.TCFPolicy
+	13,  // 5: consent.v1.IABPolicy.gpp:type_name -> consent.v1.GPPPolicy
+	12,  // 6: consent.v1.TCFPolicy.purposes:type_name -> consent.v1.TCFPurposeMapping
+	14,  // 7: consent.v1.GPPPolicy.notices:type_name -> consent.v1.GPPNotices
+	15,  // 8: consent.v1.GPPPolicy.mspa:type_name -> consent.v1.GPPMSPA
+	89,  // 9: consent.v1.AdSignals.time:type_name -> google.protobuf.Timestamp
+	86,  // 10: consent.v1.Purpose.titles:type_name -> consent.v1.Purpose.TitlesEntry
+	87,  // 11: consent.v1.Purpose.descriptions:type_name -> consent.v1.Purpose.DescriptionsEntry
+	0,   // 12: consent.v1.Region.mechanism:type_name -> consent.v1.Mechanism
+	89,  // 13: consent.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
+	89,  // 14: consent.v1.Decision.expire_time:type_name -> google.protobuf.Timestamp
+	1,   // 15: consent.v1.Decision.source:type_name -> consent.v1.Source
+	2,   // 16: consent.v1.PurposeConsent.reason:type_name -> consent.v1.Reason
+	19,  // 17: consent.v1.PurposeConsent.decision:type_name -> consent.v1.Decision
+	89,  // 18: consent.v1.Consent.gpc_time:type_name -> google.protobuf.Timestamp
+	20,  // 19: consent.v1.Consent.purposes:type_name -> consent.v1.PurposeConsent
+	89,  // 20: consent.v1.Consent.restrict_time:type_name -> google.protobuf.Timestamp
+	89,  // 21: consent.v1.Consent.guardian_confirm_time:type_name -> google.protobuf.Timestamp
+	16,  // 22: consent.v1.Consent.ad_signals:type_name -> consent.v1.AdSignals
+	21,  // 23: consent.v1.GetConsentResponse.consent:type_name -> consent.v1.Consent
+	88,  // 24: consent.v1.UpdateConsentRequest.decisions:type_name -> consent.v1.UpdateConsentRequest.DecisionsEntry
+	1,   // 25: consent.v1.UpdateConsentRequest.source:type_name -> consent.v1.Source
+	21,  // 26: consent.v1.UpdateConsentResponse.consent:type_name -> consent.v1.Consent
+	1,   // 27: consent.v1.WithdrawConsentRequest.source:type_name -> consent.v1.Source
+	21,  // 28: consent.v1.WithdrawConsentResponse.consent:type_name -> consent.v1.Consent
+	2,   // 29: consent.v1.CheckConsentResponse.reason:type_name -> consent.v1.Reason
+	16,  // 30: consent.v1.CheckConsentResponse.ad_signals:type_name -> consent.v1.AdSignals
+	2,   // 31: consent.v1.ConsentCheckResult.reason:type_name -> consent.v1.Reason
+	16,  // 32: consent.v1.ConsentCheckResult.ad_signals:type_name -> consent.v1.AdSignals
+	30,  // 33: consent.v1.BatchCheckConsentRequest.checks:type_name -> consent.v1.ConsentCheck
+	31,  // 34: consent.v1.BatchCheckConsentResponse.results:type_name -> consent.v1.ConsentCheckResult
+	37,  // 35: consent.v1.ListConsentEventsResponse.events:type_name -> consent.v1.ConsentEvent
+	89,  // 36: consent.v1.ConsentEvent.time:type_name -> google.protobuf.Timestamp
+	3,   // 37: consent.v1.ConsentEvent.type:type_name -> consent.v1.EventType
+	1,   // 38: consent.v1.ConsentEvent.source:type_name -> consent.v1.Source
+	36,  // 39: consent.v1.ConsentEvent.changes:type_name -> consent.v1.PurposeChange
+	16,  // 40: consent.v1.ConsentEvent.ad_signals:type_name -> consent.v1.AdSignals
+	89,  // 41: consent.v1.SubjectToken.expire_time:type_name -> google.protobuf.Timestamp
+	38,  // 42: consent.v1.CreateVisitorResponse.token:type_name -> consent.v1.SubjectToken
+	21,  // 43: consent.v1.CreateVisitorResponse.consent:type_name -> consent.v1.Consent
+	38,  // 44: consent.v1.IssueSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
+	38,  // 45: consent.v1.RefreshSubjectTokenResponse.token:type_name -> consent.v1.SubjectToken
+	89,  // 46: consent.v1.ExportSubjectResponse.export_time:type_name -> google.protobuf.Timestamp
+	21,  // 47: consent.v1.ExportSubjectResponse.consent:type_name -> consent.v1.Consent
+	37,  // 48: consent.v1.ExportSubjectResponse.events:type_name -> consent.v1.ConsentEvent
+	9,   // 49: consent.v1.ExportSubjectResponse.policy:type_name -> consent.v1.Policy
+	49,  // 50: consent.v1.ExportSubjectResponse.chain:type_name -> consent.v1.ChainVerification
+	89,  // 51: consent.v1.EraseSubjectResponse.erase_time:type_name -> google.protobuf.Timestamp
+	21,  // 52: consent.v1.RestrictProcessingResponse.consent:type_name -> consent.v1.Consent
+	21,  // 53: consent.v1.LiftRestrictionResponse.consent:type_name -> consent.v1.Consent
+	21,  // 54: consent.v1.LinkSubjectsResponse.consent:type_name -> consent.v1.Consent
+	21,  // 55: consent.v1.MarkMinorResponse.consent:type_name -> consent.v1.Consent
+	21,  // 56: consent.v1.ConfirmGuardianConsentResponse.consent:type_name -> consent.v1.Consent
+	64,  // 57: consent.v1.WatchConsentChangesResponse.changes:type_name -> consent.v1.ConsentChange
+	89,  // 58: consent.v1.ConsentChange.time:type_name -> google.protobuf.Timestamp
+	3,   // 59: consent.v1.ConsentChange.type:type_name -> consent.v1.EventType
+	1,   // 60: consent.v1.ConsentChange.source:type_name -> consent.v1.Source
+	36,  // 61: consent.v1.ConsentChange.changes:type_name -> consent.v1.PurposeChange
+	73,  // 62: consent.v1.CreateFeedConsumerResponse.consumer:type_name -> consent.v1.FeedConsumer
+	73,  // 63: consent.v1.ListFeedConsumersResponse.consumers:type_name -> consent.v1.FeedConsumer
+	89,  // 64: consent.v1.FeedConsumer.oldest_unacknowledged_opt_out_time:type_name -> google.protobuf.Timestamp
+	4,   // 65: consent.v1.GetCallerResponse.kind:type_name -> consent.v1.CallerKind
+	78,  // 66: consent.v1.GetConsentStatsResponse.days:type_name -> consent.v1.DayStats
+	79,  // 67: consent.v1.DayStats.decisions:type_name -> consent.v1.DecisionCounts
+	80,  // 68: consent.v1.DayStats.methods:type_name -> consent.v1.MethodCount
+	81,  // 69: consent.v1.DayStats.banner:type_name -> consent.v1.BannerStepCount
+	5,   // 70: consent.v1.MethodCount.method:type_name -> consent.v1.ConsentMethod
+	6,   // 71: consent.v1.BannerStepCount.step:type_name -> consent.v1.BannerStep
+	6,   // 72: consent.v1.RecordBannerEventRequest.step:type_name -> consent.v1.BannerStep
+	21,  // 73: consent.v1.RecordAdSignalsResponse.consent:type_name -> consent.v1.Consent
+	7,   // 74: consent.v1.ConsentService.GetPolicy:input_type -> consent.v1.GetPolicyRequest
+	22,  // 75: consent.v1.ConsentService.GetConsent:input_type -> consent.v1.GetConsentRequest
+	24,  // 76: consent.v1.ConsentService.UpdateConsent:input_type -> consent.v1.UpdateConsentRequest
+	26,  // 77: consent.v1.ConsentService.WithdrawConsent:input_type -> consent.v1.WithdrawConsentRequest
+	28,  // 78: consent.v1.ConsentService.CheckConsent:input_type -> consent.v1.CheckConsentRequest
+	32,  // 79: consent.v1.ConsentService.BatchCheckConsent:input_type -> consent.v1.BatchCheckConsentRequest
+	34,  // 80: consent.v1.ConsentService.ListConsentEvents:input_type -> consent.v1.ListConsentEventsRequest
+	45,  // 81: consent.v1.ConsentService.FilterSubjects:input_type -> consent.v1.FilterSubjectsRequest
+	39,  // 82: consent.v1.ConsentService.CreateVisitor:input_type -> consent.v1.CreateVisitorRequest
+	41,  // 83: consent.v1.ConsentService.IssueSubjectToken:input_type -> consent.v1.IssueSubjectTokenRequest
+	43,  // 84: consent.v1.ConsentService.RefreshSubjectToken:input_type -> consent.v1.RefreshSubjectTokenRequest
+	47,  // 85: consent.v1.ConsentService.ExportSubject:input_type -> consent.v1.ExportSubjectRequest
+	50,  // 86: consent.v1.ConsentService.EraseSubject:input_type -> consent.v1.EraseSubjectRequest
+	52,  // 87: consent.v1.ConsentService.RestrictProcessing:input_type -> consent.v1.RestrictProcessingRequest
+	54,  // 88: consent.v1.ConsentService.LiftRestriction:input_type -> consent.v1.LiftRestrictionRequest
+	56,  // 89: consent.v1.ConsentService.LinkSubjects:input_type -> consent.v1.LinkSubjectsRequest
+	58,  // 90: consent.v1.ConsentService.MarkMinor:input_type -> consent.v1.MarkMinorRequest
+	60,  // 91: consent.v1.ConsentService.ConfirmGuardianConsent:input_type -> consent.v1.ConfirmGuardianConsentRequest
+	62,  // 92: consent.v1.ConsentService.WatchConsentChanges:input_type -> consent.v1.WatchConsentChangesRequest
+	65,  // 93: consent.v1.ConsentService.AcknowledgeConsentChanges:input_type -> consent.v1.AcknowledgeConsentChangesRequest
+	67,  // 94: consent.v1.ConsentService.CreateFeedConsumer:input_type -> consent.v1.CreateFeedConsumerRequest
+	69,  // 95: consent.v1.ConsentService.DeleteFeedConsumer:input_type -> consent.v1.DeleteFeedConsumerRequest
+	71,  // 96: consent.v1.ConsentService.ListFeedConsumers:input_type -> consent.v1.ListFeedConsumersRequest
+	74,  // 97: consent.v1.ConsentService.GetCaller:input_type -> consent.v1.GetCallerRequest
+	76,  // 98: consent.v1.ConsentService.GetConsentStats:input_type -> consent.v1.GetConsentStatsRequest
+	82,  // 99: consent.v1.ConsentService.RecordBannerEvent:input_type -> consent.v1.RecordBannerEventRequest
+	84,  // 100: consent.v1.ConsentService.RecordAdSignals:input_type -> consent.v1.RecordAdSignalsRequest
+	8,   // 101: consent.v1.ConsentService.GetPolicy:output_type -> consent.v1.GetPolicyResponse
+	23,  // 102: consent.v1.ConsentService.GetConsent:output_type -> consent.v1.GetConsentResponse
+	25,  // 103: consent.v1.ConsentService.UpdateConsent:output_type -> consent.v1.UpdateConsentResponse
+	27,  // 104: consent.v1.ConsentService.WithdrawConsent:output_type -> consent.v1.WithdrawConsentResponse
+	29,  // 105: consent.v1.ConsentService.CheckConsent:output_type -> consent.v1.CheckConsentResponse
+	33,  // 106: consent.v1.ConsentService.BatchCheckConsent:output_type -> consent.v1.BatchCheckConsentResponse
+	35,  // 107: consent.v1.ConsentService.ListConsentEvents:output_type -> consent.v1.ListConsentEventsResponse
+	46,  // 108: consent.v1.ConsentService.FilterSubjects:output_type -> consent.v1.FilterSubjectsResponse
+	40,  // 109: consent.v1.ConsentService.CreateVisitor:output_type -> consent.v1.CreateVisitorResponse
+	42,  // 110: consent.v1.ConsentService.IssueSubjectToken:output_type -> consent.v1.IssueSubjectTokenResponse
+	44,  // 111: consent.v1.ConsentService.RefreshSubjectToken:output_type -> consent.v1.RefreshSubjectTokenResponse
+	48,  // 112: consent.v1.ConsentService.ExportSubject:output_type -> consent.v1.ExportSubjectResponse
+	51,  // 113: consent.v1.ConsentService.EraseSubject:output_type -> consent.v1.EraseSubjectResponse
+	53,  // 114: consent.v1.ConsentService.RestrictProcessing:output_type -> consent.v1.RestrictProcessingResponse
+	55,  // 115: consent.v1.ConsentService.LiftRestriction:output_type -> consent.v1.LiftRestrictionResponse
+	57,  // 116: consent.v1.ConsentService.LinkSubjects:output_type -> consent.v1.LinkSubjectsResponse
+	59,  // 117: consent.v1.ConsentService.MarkMinor:output_type -> consent.v1.MarkMinorResponse
+	61,  // 118: consent.v1.ConsentService.ConfirmGuardianConsent:output_type -> consent.v1.ConfirmGuardianConsentResponse
+	63,  // 119: consent.v1.ConsentService.WatchConsentChanges:output_type -> consent.v1.WatchConsentChangesResponse
+	66,  // 120: consent.v1.ConsentService.AcknowledgeConsentChanges:output_type -> consent.v1.AcknowledgeConsentChangesResponse
+	68,  // 121: consent.v1.ConsentService.CreateFeedConsumer:output_type -> consent.v1.CreateFeedConsumerResponse
+	70,  // 122: consent.v1.ConsentService.DeleteFeedConsumer:output_type -> consent.v1.DeleteFeedConsumerResponse
+	72,  // 123: consent.v1.ConsentService.ListFeedConsumers:output_type -> consent.v1.ListFeedConsumersResponse
+	75,  // 124: consent.v1.ConsentService.GetCaller:output_type -> consent.v1.GetCallerResponse
+	77,  // 125: consent.v1.ConsentService.GetConsentStats:output_type -> consent.v1.GetConsentStatsResponse
+	83,  // 126: consent.v1.ConsentService.RecordBannerEvent:output_type -> consent.v1.RecordBannerEventResponse
+	85,  // 127: consent.v1.ConsentService.RecordAdSignals:output_type -> consent.v1.RecordAdSignalsResponse
+	101, // [101:128] is the sub-list for method output_type
+	74,  // [74:101] is the sub-list for method input_type
+	74,  // [74:74] is the sub-list for extension type_name
+	74,  // [74:74] is the sub-list for extension extendee
+	0,   // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_consent_v1_consent_proto_init() }
@@ -5630,16 +6486,16 @@ func file_consent_v1_consent_proto_init() {
 	if File_consent_v1_consent_proto != nil {
 		return
 	}
-	file_consent_v1_consent_proto_msgTypes[10].OneofWrappers = []any{}
-	file_consent_v1_consent_proto_msgTypes[12].OneofWrappers = []any{}
-	file_consent_v1_consent_proto_msgTypes[22].OneofWrappers = []any{}
+	file_consent_v1_consent_proto_msgTypes[17].OneofWrappers = []any{}
+	file_consent_v1_consent_proto_msgTypes[19].OneofWrappers = []any{}
+	file_consent_v1_consent_proto_msgTypes[29].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consent_v1_consent_proto_rawDesc), len(file_consent_v1_consent_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   73,
+			NumMessages:   82,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

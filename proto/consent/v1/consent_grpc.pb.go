@@ -45,6 +45,7 @@ const (
 	ConsentService_GetCaller_FullMethodName                 = "/consent.v1.ConsentService/GetCaller"
 	ConsentService_GetConsentStats_FullMethodName           = "/consent.v1.ConsentService/GetConsentStats"
 	ConsentService_RecordBannerEvent_FullMethodName         = "/consent.v1.ConsentService/RecordBannerEvent"
+	ConsentService_RecordAdSignals_FullMethodName           = "/consent.v1.ConsentService/RecordAdSignals"
 )
 
 // ConsentServiceClient is the client API for ConsentService service.
@@ -155,6 +156,12 @@ type ConsentServiceClient interface {
 	// all, reject all, customised, closed) for the funnel. It is anonymous: it
 	// takes no subject id and no credentials, and is rate limited per client.
 	RecordBannerEvent(ctx context.Context, in *RecordBannerEventRequest, opts ...grpc.CallOption) (*RecordBannerEventResponse, error)
+	// RecordAdSignals stores the IAB strings (TCF v2.2 TC string, GPP string)
+	// a browser built from the subject's decisions at one revision, so they are
+	// part of the proof and a backend can forward them (Consent.ad_signals,
+	// CheckConsentRequest.ad_signals). The server checks that they claim no
+	// more than the subject granted. Needs the policy's iab section.
+	RecordAdSignals(ctx context.Context, in *RecordAdSignalsRequest, opts ...grpc.CallOption) (*RecordAdSignalsResponse, error)
 }
 
 type consentServiceClient struct {
@@ -434,6 +441,16 @@ func (c *consentServiceClient) RecordBannerEvent(ctx context.Context, in *Record
 	return out, nil
 }
 
+func (c *consentServiceClient) RecordAdSignals(ctx context.Context, in *RecordAdSignalsRequest, opts ...grpc.CallOption) (*RecordAdSignalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordAdSignalsResponse)
+	err := c.cc.Invoke(ctx, ConsentService_RecordAdSignals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConsentServiceServer is the server API for ConsentService service.
 // All implementations must embed UnimplementedConsentServiceServer
 // for forward compatibility.
@@ -542,6 +559,12 @@ type ConsentServiceServer interface {
 	// all, reject all, customised, closed) for the funnel. It is anonymous: it
 	// takes no subject id and no credentials, and is rate limited per client.
 	RecordBannerEvent(context.Context, *RecordBannerEventRequest) (*RecordBannerEventResponse, error)
+	// RecordAdSignals stores the IAB strings (TCF v2.2 TC string, GPP string)
+	// a browser built from the subject's decisions at one revision, so they are
+	// part of the proof and a backend can forward them (Consent.ad_signals,
+	// CheckConsentRequest.ad_signals). The server checks that they claim no
+	// more than the subject granted. Needs the policy's iab section.
+	RecordAdSignals(context.Context, *RecordAdSignalsRequest) (*RecordAdSignalsResponse, error)
 	mustEmbedUnimplementedConsentServiceServer()
 }
 
@@ -629,6 +652,9 @@ func (UnimplementedConsentServiceServer) GetConsentStats(context.Context, *GetCo
 }
 func (UnimplementedConsentServiceServer) RecordBannerEvent(context.Context, *RecordBannerEventRequest) (*RecordBannerEventResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordBannerEvent not implemented")
+}
+func (UnimplementedConsentServiceServer) RecordAdSignals(context.Context, *RecordAdSignalsRequest) (*RecordAdSignalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordAdSignals not implemented")
 }
 func (UnimplementedConsentServiceServer) mustEmbedUnimplementedConsentServiceServer() {}
 func (UnimplementedConsentServiceServer) testEmbeddedByValue()                        {}
@@ -1112,6 +1138,24 @@ func _ConsentService_RecordBannerEvent_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsentService_RecordAdSignals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordAdSignalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).RecordAdSignals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_RecordAdSignals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).RecordAdSignals(ctx, req.(*RecordAdSignalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConsentService_ServiceDesc is the grpc.ServiceDesc for ConsentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1218,6 +1262,10 @@ var ConsentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordBannerEvent",
 			Handler:    _ConsentService_RecordBannerEvent_Handler,
+		},
+		{
+			MethodName: "RecordAdSignals",
+			Handler:    _ConsentService_RecordAdSignals_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
