@@ -342,6 +342,7 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     const left = new Set(tcfPurposes);
     const leftF = new Set(tcfFeatures);
     const items: Node[] = [];
+    const featureItems: Node[] = [];
     const stacks = Object.values(gvl?.stacks || {}).sort((a, b) => b.purposes.length + b.specialFeatures.length - a.purposes.length - a.specialFeatures.length);
     for (const s of stacks) {
       if (s.purposes.length + s.specialFeatures.length < 2) continue;
@@ -351,12 +352,12 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
         // A stack's disclosure names the purposes and special features it groups.
         const d = explained(s);
         d.append(list("consentd-desc consentd-facts", [...s.purposes.map((p) => named("purposes", p).name), ...s.specialFeatures.map((f) => named("specialFeatures", f).name)]));
-        items.push(d);
+        (s.purposes.length ? items : featureItems).push(d);
       }
     }
     for (const p of left) items.push(explained(named("purposes", p)));
     uses.replaceChildren(el("p", "consentd-text", t.uses), list("consentd-tcf-items", items));
-    const sf = Array.from(leftF, (f) => explained(named("specialFeatures", f)));
+    const sf = [...featureItems, ...Array.from(leftF, (f) => explained(named("specialFeatures", f)))];
     if (sf.length) uses.append(el("p", "consentd-text", t.withConsent), list("consentd-tcf-items", sf));
     liText.hidden = !vendors().some((v) => v.legIntPurposes?.length) && !mappings.some((m) => m.legitimate_interest.length);
   }

@@ -3,8 +3,9 @@
 // the first layer, every switch's effect (decisions at the service, per-vendor
 // calls to the signals part), a keyboard-only session, axe-core at desktop and
 // phone widths, and a strict CSP. The signals part is a fake (fixtures/
-// iab-ui-page.mjs) over the fixture vendor list (test/fixtures/
-// iab-ui-vendor-list.json, GVL v3 format).
+// iab-ui-page.mjs) over the server's vendor list fixture
+// (server/domain/testdata/iab/vendor-list.json, GVL v3) with the mapping of
+// server/domain/testdata/iab/policy.yaml.
 //
 // Run: npm run build && node --test test/browser/iab-ui.test.mjs
 
@@ -17,6 +18,11 @@ import { axePath, openBrowser, screenshot, sdkDir, startEnv, subjectId, waitFor 
 const banner = '[data-consent-banner]';
 const prefs = '[data-consent-preferences]';
 const desktop = { width: 1280, height: 800 };
+const purposeNames = ['Store and/or access information on a device', 'Use limited data to select advertising',
+  'Create profiles for personalised advertising', 'Use profiles to select personalised advertising', 'Create profiles to personalise content',
+  'Use profiles to select personalised content', 'Measure advertising performance', 'Measure content performance',
+  'Understand audiences through statistics or combinations of data from different sources', 'Develop and improve services',
+  'Use limited data to select content', 'Use precise geolocation data', 'Actively scan device characteristics for identification'];
 const phone = { width: 375, height: 740 };
 
 async function bundle() {
@@ -147,11 +153,12 @@ describe('TCF layer', () => {
       // The number of partners: the policy's 5 vendors, not the vendor list's 6.
       assert.match(text, /We and our 5 partners store and access information on your device/);
       assert.match(text, /See our 5 partners/);
-      // Purposes by their vendor-list names, grouped by the stacks that fit (8: purposes 2-4, 15: 8-10), the rest by name.
-      for (const p of ['Personalised advertising', 'Content measurement, audience research and services development',
-        'Store and/or access information on a device', 'Measure advertising performance']) assert.ok(text.includes(p), `purpose ${p}`);
-      assert.ok(text.includes('Use precise geolocation data'), 'the special feature');
-      assert.ok(!text.includes('Actively scan device characteristics'), 'no special feature the site does not use');
+      // Purposes and special features by their vendor-list names, grouped by the stacks that fit
+      // (42: purposes 2-11; 1: both special features), the rest by name.
+      for (const p of ['Personalised advertising and content, advertising and content measurement, audience research and services development',
+        'Store and/or access information on a device', 'Precise geolocation data, and identification through device scanning']) {
+        assert.ok(text.includes(p), `the first layer names ${p}`);
+      }
       assert.match(text, /legitimate interest/);
       assert.match(text, /right to object/);
       assert.match(text, /change your choices or withdraw your consent at any time/);
@@ -165,9 +172,12 @@ describe('TCF layer', () => {
       assert.deepEqual(await look('accept-all'), await look('reject-all'), 'accept all and reject all look the same');
       assert.equal(await shown(page.locator(`${banner} [data-consent-action="customise"]`)), 'Manage options');
       // A stack's purposes and a purpose's description are a disclosure away.
-      await page.locator(`${banner} summary`, { hasText: 'Personalised advertising' }).click();
+      await page.locator(`${banner} summary`, { hasText: 'Personalised advertising and content' }).click();
       await noInlineStyle(page);
       await screenshot(page, `iab-ui-first-layer-${name}.png`);
+      await page.locator(`${banner} details`).evaluateAll((ds) => ds.forEach((d) => { d.open = true; }));
+      const all = await shown(page.locator(banner));
+      for (const p of purposeNames) assert.ok(all.includes(p), `the first layer's disclosures name ${p}`);
       await page.addScriptTag({ url: '/tcf/axe.js' }); // same origin: the strict CSP lets it run
       assert.deepEqual(await audit(page, banner), [], `banner at ${name} px`);
       await clean(page);
@@ -202,15 +212,14 @@ describe('TCF layer', () => {
     const sw = (sel) => page.locator(`${prefs} input${sel}`);
     const text = await shown(page.locator(`${prefs} [data-tcf-pane="purposes"]`));
     // Each consentd purpose with its TCF purposes (names), legitimate interests, special features; special purposes and features for information.
-    for (const p of ['Personalised advertising', 'Use limited data to select advertising', 'Create profiles for personalised advertising',
-      'Use profiles to select personalised advertising', 'Measure advertising performance', 'Analytics', 'Measure content performance',
-      'Develop and improve services', 'Use precise geolocation data', 'Ensure security, prevent and detect fraud, and fix errors',
-      'Deliver and present advertising and content', 'Match and combine data from other data sources', 'Strictly necessary']) {
+    for (const p of ['Personalised advertising', 'Analytics', 'Functional', 'Strictly necessary', ...purposeNames,
+      'Ensure security, prevent and detect fraud, and fix errors', 'Deliver and present advertising and content', 'Save and communicate privacy choices',
+      'Match and combine data from other data sources', 'Link different devices', 'Identify devices based on information transmitted automatically']) {
       assert.ok(text.includes(p), `the purposes pane names ${p}`);
     }
-    // Descriptions and illustrations from the vendor list, behind their disclosures.
+    // Descriptions from the vendor list, behind their disclosures.
     await page.locator(`${prefs} summary`, { hasText: 'Measure advertising performance' }).first().click();
-    assert.ok((await shown(page.locator(`${prefs} [data-tcf-pane="purposes"]`))).includes('A shop learns how many people bought after seeing its ad.'));
+    assert.ok((await shown(page.locator(`${prefs} [data-tcf-pane="purposes"]`))).includes('how well an advert has worked'));
     // Nothing decided yet: no consent, no objection.
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().isChecked(), false);
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="object"]').isChecked(), false);
@@ -225,12 +234,12 @@ describe('TCF layer', () => {
     await sw('[data-consent-purpose="ads"][data-tcf-kind="object"]').click();
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().isChecked(), false);
 
-    // Partners: Gamma's consent on, Alpha's legitimate interest objected; untouched partners follow the purposes.
+    // Partners: Geo Ads' consent on, Exchange's legitimate interest objected; untouched partners follow the purposes.
     await page.click(`${prefs} [data-tcf-view="vendors"]`);
     await page.locator(`${prefs} [data-tcf-pane="vendors"]`).waitFor({ state: 'visible' });
-    assert.equal(await sw('[data-tcf-vendor="2"][data-tcf-kind="consent"]').isChecked(), true, 'Beta (purposes 8, 9) follows analytics, now on');
-    assert.equal(await sw('[data-tcf-vendor="3"][data-tcf-kind="consent"]').isChecked(), false, 'Gamma (purposes 1, 2, 4) follows functional and ads, off');
-    await sw('[data-tcf-vendor="3"][data-tcf-kind="consent"]').click();
+    assert.equal(await sw('[data-tcf-vendor="2"][data-tcf-kind="consent"]').isChecked(), true, 'Measurement (purposes 1, 8, 9) follows analytics, now on');
+    assert.equal(await sw('[data-tcf-vendor="10"][data-tcf-kind="consent"]').isChecked(), false, 'Geo Ads (purposes 1-4) follows functional and ads, off');
+    await sw('[data-tcf-vendor="10"][data-tcf-kind="consent"]').click();
     await sw('[data-tcf-vendor="1"][data-tcf-kind="object"]').click();
     await page.click(`${prefs} [data-consent-action="save"]`);
     await page.locator(prefs).waitFor({ state: 'hidden' });
@@ -242,7 +251,7 @@ describe('TCF layer', () => {
     }, { what: 'analytics granted, ads (objected) and functional denied from the preference center' });
     await waitFor(async () => (await calls(page)).length === 1, { what: 'the per-vendor call' });
     const [c] = await calls(page);
-    assert.deepEqual(c, { call: 'setVendors', consents: { 3: true }, objections: { 1: true }, revision: c.revision });
+    assert.deepEqual(c, { call: 'setVendors', consents: { 10: true }, objections: { 1: true }, revision: c.revision });
     assert.ok(c.revision > 0, 'the vendor choices are sent after the purposes were recorded');
 
     // Reopened: the switches show what is stored; lifting the objection by consenting grants ads.
@@ -251,8 +260,8 @@ describe('TCF layer', () => {
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="object"]').isChecked(), true, 'the objection is shown');
     assert.equal(await sw('[data-consent-purpose="analytics"][data-tcf-kind="consent"]').isChecked(), true);
     await page.click(`${prefs} [data-tcf-view="vendors"]`);
-    assert.equal(await sw('[data-tcf-vendor="3"][data-tcf-kind="consent"]').isChecked(), true, "Gamma's own choice is shown");
-    assert.equal(await sw('[data-tcf-vendor="1"][data-tcf-kind="object"]').isChecked(), true, "Alpha's objection is shown");
+    assert.equal(await sw('[data-tcf-vendor="10"][data-tcf-kind="consent"]').isChecked(), true, "Geo Ads' own choice is shown");
+    assert.equal(await sw('[data-tcf-vendor="1"][data-tcf-kind="object"]').isChecked(), true, "Exchange's objection is shown");
     await page.click(`${prefs} [data-tcf-view="purposes"]`);
     await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().click();
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="object"]').isChecked(), false, 'consent lifts the objection');
@@ -297,27 +306,30 @@ describe('TCF layer', () => {
     await page.locator(`${prefs} [data-tcf-pane="vendors"]`).waitFor({ state: 'visible' });
     assert.equal(await shown(page.locator(`${prefs} [data-tcf-view="vendors"]`)), 'Partners (5)');
     const names = await page.locator(`${prefs} .consentd-vname`).allInnerTexts();
-    assert.deepEqual(names, ['Alpha Ads GmbH', 'Beta Measurement Ltd', 'Delta Interest Analytics', 'Epsilon Geo BV', 'Gamma Consent-only SAS']);
-    const alpha = page.locator(`${prefs} [data-tcf-vendor-item="1"]`);
-    await alpha.locator('summary').click();
-    const text = await shown(alpha);
+    assert.deepEqual(names, ['Example Ad Server AG', 'Example Content Personalisation BV', 'Example Exchange GmbH', 'Example Geo Ads Ltd', 'Example Measurement SAS']);
+    const exchange = page.locator(`${prefs} [data-tcf-vendor-item="1"]`);
+    await exchange.locator('summary').click();
+    const text = await shown(exchange);
     for (const s of [
-      'Purposes (consent)', 'Store and/or access information on a device (kept 395 days)', 'Create profiles for personalised advertising (kept 180 days)',
-      'Purposes (legitimate interest)', 'Measure advertising performance (kept 395 days)',
-      'Special purposes', 'Ensure security, prevent and detect fraud, and fix errors (kept 30 days)',
+      'Purposes (consent)', 'Store and/or access information on a device (kept 365 days)', 'Measure advertising performance (kept 30 days)',
+      'Purposes (legitimate interest)', 'Develop and improve services (kept 365 days)',
+      'Special purposes', 'Ensure security, prevent and detect fraud, and fix errors (kept 90 days)', 'Deliver and present advertising and content (kept 365 days)',
       'Features', 'Match and combine data from other data sources', 'Identify devices based on information transmitted automatically',
-      'Special features', 'Use precise geolocation data',
       'Cookies, kept up to 365 days (renewed on each visit)', 'Also other ways of storing and accessing information on your device',
-      'Data categories', 'IP addresses', 'Device characteristics', 'Device identifiers', 'Browsing and interaction data', 'Precise location data',
-    ]) assert.ok(text.includes(s), `Alpha's details say ${s}`);
-    assert.equal(await alpha.getByRole('link', { name: 'Privacy policy' }).getAttribute('href'), 'https://alpha.example/privacy');
-    assert.equal(await alpha.getByRole('link', { name: 'Legitimate interest at stake' }).getAttribute('href'), 'https://alpha.example/legitimate-interest');
+      'Data categories', 'IP addresses', 'Device characteristics', 'Device identifiers', 'Browsing and interaction data', 'Non-precise location data',
+    ]) assert.ok(text.includes(s), `Exchange's details say ${s}`);
+    assert.ok(!text.includes('Special features'), 'no special features where it has none');
+    assert.equal(await exchange.getByRole('link', { name: 'Privacy policy' }).getAttribute('href'), 'https://exchange.example.com/privacy');
+    assert.equal(await exchange.getByRole('link', { name: 'Legitimate interest at stake' }).getAttribute('href'), 'https://exchange.example.com/legitimate-interest');
+    const geo = page.locator(`${prefs} [data-tcf-vendor-item="10"]`);
+    await geo.locator('summary').click();
+    assert.ok((await shown(geo)).includes('Use precise geolocation data'), "Geo Ads' special feature");
     // Switches: consent where a partner has consent purposes or special features, objection where it has legitimate interests.
     const kinds = await page.locator(`${prefs} input[data-tcf-vendor]`).evaluateAll((is) => is.map((i) => `${i.dataset.tcfVendor}:${i.dataset.tcfKind}`));
-    assert.deepEqual(kinds.sort(), ['1:consent', '1:object', '2:consent', '2:object', '3:consent', '4:object', '5:consent']);
-    const delta = page.locator(`${prefs} [data-tcf-vendor-item="4"]`);
-    await delta.locator('summary').click();
-    assert.match(await shown(delta), /No cookies/);
+    assert.deepEqual(kinds.sort(), ['10:consent', '1:consent', '1:object', '25:consent', '25:object', '2:consent', '2:object', '755:consent', '755:object']);
+    const content = page.locator(`${prefs} [data-tcf-vendor-item="25"]`);
+    await content.locator('summary').click();
+    assert.match(await shown(content), /No cookies/);
     await clean(page);
   });
 
@@ -356,7 +368,7 @@ describe('TCF layer', () => {
     await page.locator(prefs).waitFor({ state: 'hidden' });
     assert.equal((await focused(page)).action, 'vendors');
 
-    // Manage options: Space on Gamma's consent (Partners view), Space on analytics, Enter on Save.
+    // Manage options: Space on Geo Ads' consent (Partners view), Space on analytics, Enter on Save.
     await page.focus(`${banner} [data-consent-action="customise"]`);
     await page.keyboard.press('Enter');
     await page.locator(`${prefs} [data-tcf-pane="purposes"]`).waitFor({ state: 'visible' });
@@ -373,7 +385,7 @@ describe('TCF layer', () => {
       throw new Error('no partners tab');
     });
     await page.keyboard.press('Enter');
-    await tabTo(page, (f) => f.vendor === '3' && f.kind === 'consent', "Gamma's consent switch");
+    await tabTo(page, (f) => f.vendor === '10' && f.kind === 'consent', "Geo Ads' consent switch");
     await page.keyboard.press('Space');
     await tabTo(page, (f) => f.action === 'save', 'Save');
     await page.keyboard.press('Enter');
@@ -382,7 +394,7 @@ describe('TCF layer', () => {
       const d = await decisions(env, id);
       return d.analytics.allowed && d.analytics.source === 'SOURCE_PREFERENCE_CENTER' && !d.functional.allowed && d.functional.reason === 'REASON_EXPLICIT';
     }, { what: 'analytics granted from the keyboard' });
-    await waitFor(async () => (await calls(page)).some((c) => c.call === 'setVendors' && c.consents[3] === true), { what: "Gamma's consent sent" });
+    await waitFor(async () => (await calls(page)).some((c) => c.call === 'setVendors' && c.consents[10] === true), { what: "Geo Ads' consent sent" });
     await clean(page);
   });
 
