@@ -108,7 +108,7 @@ const en = {
   tabPurposes: "Purposes",
   tabVendors: "Partners ({n})",
   prefsIntro:
-    "Choose what you allow. Objecting to a purpose's legitimate interest refuses that purpose; to lift an objection, give your consent. You can change this at any time.",
+    "Choose what you allow. A purpose you do not consent to is refused when you save, which also objects to its legitimate interest; to lift an objection, give your consent. You can change this at any time.",
   consentTo: "With your consent:",
   object: "Object to legitimate interest",
   objectFor: "Object to the legitimate interest of {name}",
@@ -160,7 +160,7 @@ const TEXTS: Record<string, typeof en> = {
     tabPurposes: "Zwecke",
     tabVendors: "Partner ({n})",
     prefsIntro:
-      "Wählen Sie, was Sie erlauben. Ein Widerspruch gegen das berechtigte Interesse eines Zwecks lehnt diesen Zweck ab; um ihn aufzuheben, willigen Sie ein. Sie können das jederzeit ändern.",
+      "Wählen Sie, was Sie erlauben. Ein Zweck ohne Ihre Einwilligung wird beim Speichern abgelehnt, was auch seinem berechtigten Interesse widerspricht; um einen Widerspruch aufzuheben, willigen Sie ein. Sie können das jederzeit ändern.",
     consentTo: "Mit Ihrer Einwilligung:",
     object: "Dem berechtigten Interesse widersprechen",
     objectFor: "Dem berechtigten Interesse von {name} widersprechen",
@@ -560,8 +560,8 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
         if (i == input) return;
         if (i.getAttribute("data-tcf-kind") == kind) i.checked = input.checked;
         else if (input.checked) i.checked = false; // consent lifts the objection; an objection refuses consent
-        // Withdrawing a consent given before is a denial: an objection too.
-        else if (kind == "consent" && consent.choice(p) === true) i.checked = true;
+        // Consent turned off is a refusal, which is an objection too.
+        else if (kind == "consent") i.checked = true;
         touched.add(i);
       });
       // Partners without a choice of their own follow the purposes.
@@ -585,11 +585,13 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
       const on = inputs.filter((i) => i.getAttribute("data-tcf-kind") == "consent");
       const objection = inputs.find((i) => i.getAttribute("data-tcf-kind") == "object");
       const wasTouched = inputs.some((i) => touched.has(i));
-      // As in ui.ts: a switch turned on is a grant, one left on by default records nothing, one off is a denial;
-      // where the purpose carries legitimate interests, off without an objection records nothing (the interest stays).
+      // As in ui.ts: a switch turned on is a grant, one left on by default records nothing, one off is a
+      // denial (of a purpose with legitimate interests: the objection too). Only an objection the person
+      // turned off themselves, without consent, records nothing: the interest stays, the purpose undecided
+      // (consentd cannot store "no consent, no objection"; the banner asks again).
       if (on.some((i) => i.checked)) {
         if (wasTouched) decisions[p] = any = true;
-      } else if (!objection || objection.checked) {
+      } else if (!objection || objection.checked || !touched.has(objection)) {
         decisions[p] = false;
         any = true;
       }
