@@ -490,26 +490,27 @@ describe('TCF layer', () => {
     await page.click(`${prefs} [data-consent-action="save"]`);
     await waitFor(async () => {
       const d = await decisions(env, id);
-      if (process.env.DEBUG_BROWSER) console.log(JSON.stringify(d));
       return d.ads.allowed && !d.analytics.allowed && d.analytics.reason === 'REASON_EXPLICIT';
     }, { what: 'ads granted, functional and analytics refused at the service' });
     await page.locator(banner).waitFor({ state: 'hidden' });
     const tcData = await waitFor(() => page.evaluate(() => new Promise((resolve) => {
       window.__tcfapi('addEventListener', 2, (d, ok) => {
-        if (ok && d.eventStatus !== 'cmpuishown' && d.vendor.consents[10] === false && d.vendor.legitimateInterests[755] === false) {
+        if (ok && d.eventStatus !== 'cmpuishown' && d.vendor.consents[10] === false && !d.vendor.legitimateInterests[755]) {
           window.__tcfapi('removeEventListener', 2, () => {}, d.listenerId);
           resolve({ purposes: d.purpose.consents, purposeLI: d.purpose.legitimateInterests, vendors: d.vendor.consents, li: d.vendor.legitimateInterests });
         } else setTimeout(() => resolve(null), 100);
       });
     })), { what: 'the TC data with the per-vendor choices' });
     assert.equal(tcData.purposes[2], true, 'purpose 2 consented (ads)');
-    assert.equal(tcData.purposes[1], false, 'purpose 1 not (functional refused)');
-    assert.equal(tcData.purposes[8], false, 'purpose 8 not (analytics refused)');
-    assert.equal(tcData.purposeLI[10], false, 'purpose 10: analytics refused, its legitimate interest objected');
+    // (The maps end at their last set bit: absent is false.)
+    assert.ok(!tcData.purposes[1], 'purpose 1 not (functional refused)');
+    assert.ok(!tcData.purposes[8], 'purpose 8 not (analytics refused)');
+    assert.ok(!tcData.purposeLI[10], 'purpose 10: analytics refused, its legitimate interest objected');
     assert.equal(tcData.purposeLI[2], true, 'purpose 2: ads granted, its legitimate interest stays');
     assert.equal(tcData.vendors[1], true, 'Exchange follows the purposes');
     assert.equal(tcData.vendors[10], false, "Geo Ads' own choice");
-    assert.equal(tcData.li[755], false, "Ad Server's objection");
+    assert.ok(!tcData.li[755], "Ad Server's objection (its purpose 2 interest is otherwise established)");
+    assert.equal(tcData.li[25], true, 'Content Personalisation: its purpose 2 interest, not objected');
     assert.deepEqual(await page.evaluate(() => window.__cspViolations), [], 'no CSP violations');
     assert.deepEqual(page.problems.filter((p) => !/favicon\.ico|consent:signals/.test(p)), [], 'no errors');
   });
