@@ -256,8 +256,14 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
   const named = (kind: "purposes" | "specialPurposes" | "features" | "specialFeatures", id: number): Named =>
     gvl?.[kind]?.[id] || { id, name: (kind == "purposes" ? "Purpose " : kind == "specialFeatures" ? "Special feature " : kind == "features" ? "Feature " : "Special purpose ") + id };
   // A purpose (or feature) with its description and illustrations, behind a disclosure.
+  // Its texts are in the vendor list's language (the GVL class's `language`; the JSON file's: English).
+  const gvlLang = () => ((gvl as { language?: string } | null)?.language || "en").toLowerCase();
+  const marked = <E extends HTMLElement>(e: E) => {
+    if (gvlLang().split("-")[0] != lang) e.lang = gvlLang();
+    return e;
+  };
   const explained = (item: Named, label = item.name) => {
-    const d = el("details", "consentd-more");
+    const d = marked(el("details", "consentd-more"));
     d.append(el("summary", "", label));
     if (item.description) d.append(el("p", "consentd-desc", item.description));
     if (item.illustrations?.length) d.append(list("consentd-desc consentd-examples", item.illustrations));
@@ -441,11 +447,11 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
         const id = `${uid}-sf${f}`;
         const feature = named("specialFeatures", f);
         const title = policy?.purposes.find((x) => x.id == p);
-        const label = el("label", "consentd-name", feature.name);
+        const label = marked(el("label", "consentd-name", feature.name));
         const item = el("li", "consentd-purpose");
         const { row } = switchRow(id, label, { "data-consent-purpose": p, "data-tcf-kind": "consent", "data-tcf-special-feature": String(f), "aria-describedby": id + "-d" }, granted(p));
         const d = el("p", "consentd-desc", fill(t.sfWith, { name: localised(el("span", ""), title?.titles, p).textContent || p }), { id: id + "-d" });
-        if (feature.description) d.append(": " + feature.description);
+        if (feature.description) d.append(": ", marked(el("span", "", feature.description)));
         item.append(row, d);
         sul.append(item);
       }
@@ -506,16 +512,23 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     if (url?.legIntClaim) links.append(link(url.legIntClaim, t.liClaim));
     if (links.childNodes.length) d.append(links);
     const r = v.dataRetention || {};
-    const kept = (name: string, days: number | undefined) => (days != null ? fill(t.retention, { name, d: days }) : name);
-    const section = (title: string, items: string[]) => {
+    // A vendor-list name (in its language) with how long the data is kept (in the page's).
+    const kept = (name: string, days: number | undefined) => {
+      const [before, after] = (days != null ? fill(t.retention, { name: "\u0000", d: days }) : "\u0000").split("\u0000");
+      const f = doc.createDocumentFragment();
+      f.append(before, marked(el("span", "", name)), after);
+      return f;
+    };
+    const section = (title: string, items: (string | Node)[]) => {
       if (items.length) d.append(el("p", "consentd-sub", title), list("consentd-desc consentd-facts", items));
     };
+    const name = (n: string) => marked(el("span", "", n));
     const li = v.legIntPurposes || [];
     section(t.consentPurposes, (v.purposes || []).map((p) => kept(named("purposes", p).name, r.purposes?.[p] ?? r.stdRetention)));
     section(t.liPurposes, li.map((p) => kept(named("purposes", p).name, r.purposes?.[p] ?? r.stdRetention)));
     section(t.specialPurposes, (v.specialPurposes || []).map((p) => kept(named("specialPurposes", p).name, r.specialPurposes?.[p] ?? r.stdRetention)));
-    section(t.features, (v.features || []).map((f) => named("features", f).name));
-    section(t.sfShort, (v.specialFeatures || []).map((f) => named("specialFeatures", f).name));
+    section(t.features, (v.features || []).map((f) => name(named("features", f).name)));
+    section(t.sfShort, (v.specialFeatures || []).map((f) => name(named("specialFeatures", f).name)));
     const age = v.cookieMaxAgeSeconds;
     const cookie =
       v.usesCookies && age != null
@@ -524,7 +537,7 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
           ? fill(t.cookies, { d: "?" })
           : t.noCookies;
     section(t.storage, [cookie, v.usesNonCookieAccess ? t.nonCookie : t.noNonCookie]);
-    section(t.categories, (v.dataDeclaration || []).map((c) => gvl?.dataCategories?.[c]?.name || String(c)));
+    section(t.categories, (v.dataDeclaration || []).map((c) => name(gvl?.dataCategories?.[c]?.name || String(c))));
     return d;
   }
 

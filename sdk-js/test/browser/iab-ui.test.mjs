@@ -444,6 +444,11 @@ describe('TCF layer', () => {
       await page.locator(`${prefs} [data-tcf-pane="purposes"] details`).evaluateAll((ds) => ds.forEach((d) => { d.open = false; }));
       await screenshot(page, `iab-ui-purposes-${name}.png`);
       await page.locator(`${prefs} details`).evaluateAll((ds) => ds.forEach((d) => { d.open = true; }));
+      if (name === '375') {
+        // A German page: the vendor list's English texts say they are English (screen readers switch voice).
+        assert.equal(await page.locator(`${prefs} label[for$="-sf1"]`).getAttribute('lang'), 'en');
+        assert.equal(await page.locator(`${prefs} .consentd-title`).evaluate((h) => h.closest('[lang]').lang), 'de');
+      }
       await page.addScriptTag({ url: '/tcf/axe.js' }); // same origin: the strict CSP lets it run
       assert.deepEqual(await audit(page, prefs), [], `purposes at ${name} px`);
       await page.click(`${prefs} [data-tcf-view="vendors"]`);
