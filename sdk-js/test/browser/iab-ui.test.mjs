@@ -192,9 +192,10 @@ describe('TCF layer', () => {
       assert.deepEqual(await look('accept-all'), await look('reject-all'), 'accept all and reject all look the same');
       assert.equal(await shown(page.locator(`${banner} [data-consent-action="customise"]`)), 'Manage options');
       // A stack's purposes and a purpose's description are a disclosure away.
-      await page.locator(`${banner} summary`, { hasText: 'Personalised advertising and content' }).click();
       await noInlineStyle(page);
       await screenshot(page, `iab-ui-first-layer-${name}.png`);
+      await page.locator(`${banner} summary`, { hasText: 'Personalised advertising and content' }).click();
+      assert.match(await shown(page.locator(banner)), /Create profiles to personalise content/, "the stack's disclosure names its purposes");
       await page.locator(`${banner} details`).evaluateAll((ds) => ds.forEach((d) => { d.open = true; }));
       const all = await shown(page.locator(banner));
       for (const p of purposeNames) assert.ok(all.includes(p), `the first layer's disclosures name ${p}`);
