@@ -28,6 +28,7 @@
 // (a strict CSP works), shown and hidden with `hidden`; the look is
 // iab/ui.css over ui.css's classes and variables.
 
+import { funnel, type Step } from "../funnel";
 import type { Consent, ConsentState } from "../types";
 import type { TCFController, TCFPurposeMapping } from "./types";
 
@@ -40,6 +41,16 @@ export interface TCFUIOptions {
   container?: HTMLElement;
   /** The floating "Privacy choices" button: bottom left (true, "left"), bottom right ("right") or none (false). Default true. */
   button?: boolean | "left" | "right";
+  /** consentd's base URL: where the banner's funnel is reported (as mountUI's). Without it nothing is reported. */
+  endpoint?: string;
+  /** The visitor's region code, reported with the funnel. */
+  region?: string;
+  /**
+   * Report the first layer's funnel to consentd, as mountUI does: shown, and
+   * accept all, reject all or customise (Manage options and the partners
+   * link). Anonymous, at most once each per page view. false turns it off.
+   */
+  funnel?: boolean;
 }
 
 export interface TCFUI {
@@ -214,6 +225,7 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
   const uid = "consentd-tcf" + ++mounted;
   const tcf = controller.policy().tcf;
   const mappings: TCFPurposeMapping[] = tcf ? tcf.purposes : [];
+  const report = funnel(options.funnel !== false && options.endpoint, options.region);
 
   const el = <K extends keyof HTMLElementTagNameMap>(
     name: K,
@@ -379,7 +391,15 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     const refocus = !up && banner.contains(doc.activeElement);
     banner.hidden = !up;
     if (refocus && shown(fab)) fab.focus();
+    seen();
     if (wantOpen) show(wantOpen);
+  }
+
+  // The funnel's "shown": up, styled, on a page the visitor looks at (as ui.ts).
+  function seen() {
+    if (banner.hidden || root.hidden) return;
+    if (doc.visibilityState == "visible") report("shown");
+    else doc.addEventListener("visibilitychange", seen, { once: true });
   }
 
   function view(which: "purposes" | "vendors") {
@@ -637,6 +657,7 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
       return show();
     }
     if (!root.contains(b)) return;
+    if (banner.contains(b)) report((action == "vendors" ? "customise" : action) as Step);
     if (action == "customise") return show();
     if (action == "vendors") return show("vendors");
     if (action == "close") return close();
@@ -708,6 +729,7 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     destroy() {
       doc.removeEventListener("DOMContentLoaded", ready);
       doc.removeEventListener("click", onClick, true);
+      doc.removeEventListener("visibilitychange", seen);
       if (off) off();
       dialog.close();
       root.remove();

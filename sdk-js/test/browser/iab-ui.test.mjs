@@ -102,10 +102,13 @@ const calls = (page) => page.evaluate(() => window.consentd.controller.calls);
 
 async function openFirstLayer(env, options = {}) {
   const b = await openBrowser(env, options);
+  // The banner funnel's steps the page reports.
+  const steps = [];
+  b.page.on('request', (r) => { if (r.url().endsWith('/v1/banner-events')) steps.push(JSON.parse(r.postData()).step); });
   await b.page.goto(tcfPage(env, options));
   await b.page.locator(banner).waitFor({ state: 'visible' });
   const id = await subjectId(b.page);
-  return { ...b, id };
+  return { ...b, id, steps };
 }
 
 /**
@@ -207,7 +210,7 @@ describe('TCF layer', () => {
 
   test('first layer: accept all grants every purpose and clears per-vendor choices; reject all denies them', async (t) => {
     for (const action of ['accept-all', 'reject-all']) {
-      const { page, close, id } = await openFirstLayer(env);
+      const { page, close, id, steps } = await openFirstLayer(env);
       t.after(close);
       await page.click(`${banner} [data-consent-action="${action}"]`);
       await page.locator(banner).waitFor({ state: 'hidden' });
@@ -217,6 +220,9 @@ describe('TCF layer', () => {
           && d[p].reason === 'REASON_EXPLICIT' && d[p].source === 'SOURCE_BANNER');
       }, { what: `${action} at the service` });
       assert.deepEqual(await calls(page), [{ call: 'clearVendors' }]);
+      // The banner's funnel, as the default banner reports it.
+      await waitFor(() => steps.length === 2, { what: 'the funnel steps' });
+      assert.deepEqual(steps, ['BANNER_STEP_SHOWN', action === 'accept-all' ? 'BANNER_STEP_ACCEPT_ALL' : 'BANNER_STEP_REJECT_ALL']);
       // The floating button takes the banner's place: choices can be changed at any time.
       // (Shown where the page has no [data-consent-open] element of its own; this one has.)
       assert.equal(await page.locator('.consentd-fab').evaluate((b) => b.hidden), false);
