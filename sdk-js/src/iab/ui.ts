@@ -30,7 +30,7 @@
 
 import { funnel, type Step } from "../funnel";
 import type { Consent, ConsentState } from "../types";
-import type { TCFController, TCFPurposeMapping } from "./types";
+import type { IABPolicy, TCFController, TCFPurposeMapping } from "./types";
 
 export interface TCFUIOptions {
   /** Language of the texts; default the page's <html lang>, then the browser's. English when unknown. */
@@ -223,8 +223,11 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
   const lang = TEXTS[primary] ? primary : "en";
   const t = TEXTS[lang];
   const uid = "consentd-tcf" + ++mounted;
-  const tcf = controller.policy().tcf;
-  const mappings: TCFPurposeMapping[] = tcf ? tcf.purposes : [];
+  // The policy's iab.tcf and the vendor list: read once the policy is known (prepare()).
+  let tcf: IABPolicy["tcf"];
+  let mappings: TCFPurposeMapping[] = [];
+  let tcfPurposes: number[] = [];
+  let tcfFeatures: number[] = [];
   const report = funnel(options.funnel !== false && options.endpoint, options.region);
 
   const el = <K extends keyof HTMLElementTagNameMap>(
@@ -288,9 +291,6 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     return all.filter((v) => !only || only.has(v.id)).sort((a, b) => a.name.localeCompare(b.name));
   };
   const count = () => (gvl ? vendors().length : tcf?.vendors?.length || 0);
-  // The TCF purposes the site asks for, and its special features.
-  const tcfPurposes = uniq(mappings.flatMap((m) => [...m.consent, ...m.legitimate_interest]));
-  const tcfFeatures = uniq(mappings.flatMap((m) => m.special_features));
   const mappedTo = (p: number) => mappings.find((m) => m.consent.includes(p))?.purpose;
 
   const root = el("div", "consentd consentd-tcf");
@@ -380,12 +380,43 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     liText.hidden = !vendors().some((v) => v.legIntPurposes?.length) && !mappings.some((m) => m.legitimate_interest.length);
   }
 
+  // Once the policy is known (the signals part reads its iab section from it): the mapping, and the vendor list loading.
+  let loading = false;
+  function prepare() {
+    if (loading || !consent.policy()) return;
+    let iab: IABPolicy;
+    try {
+      iab = controller.policy();
+    } catch {
+      return; // not yet: the next change
+    }
+    loading = true;
+    tcf = iab.tcf;
+    mappings = tcf ? tcf.purposes : [];
+    // The TCF purposes the site asks for, and its special features.
+    tcfPurposes = uniq(mappings.flatMap((m) => [...m.consent, ...m.legitimate_interest]));
+    tcfFeatures = uniq(mappings.flatMap((m) => m.special_features));
+    controller
+      .vendorList()
+      .then(
+        (list) => {
+          gvl = list as VendorList;
+        },
+        (err) => console.warn("consentd: the vendor list did not load", err),
+      )
+      .then(() => {
+        loaded = true;
+        if (off) render();
+      });
+  }
+
   function render() {
     state = consent.get();
     const up = state.needsPrompt.length > 0;
     fab.hidden = end.hidden = up || options.button === false;
     doc.body.append(end);
     // The first layer needs the policy (what is asked) and the vendor list (its names, the number of partners).
+    prepare();
     if (!consent.policy() || !loaded) return;
     if (up && banner.hidden) renderBanner();
     const refocus = !up && banner.contains(doc.activeElement);
@@ -694,19 +725,6 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     }
   }
   if (!link) root.hidden = false;
-
-  controller
-    .vendorList()
-    .then(
-      (list) => {
-        gvl = list as VendorList;
-      },
-      (err) => console.warn("consentd: the vendor list did not load", err),
-    )
-    .then(() => {
-      loaded = true;
-      if (off) render();
-    });
 
   function start() {
     const container = options.container || doc.body;
