@@ -468,7 +468,7 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
       const id = uid + "-" + p.id;
       const m = mappings.find((x) => x.purpose == p.id);
       const item = el("li", "consentd-purpose");
-      const label = localised(el("label", "consentd-name"), p.titles, p.id);
+      const label = localised(el("label", "consentd-name", "", { id: id + "-l" }), p.titles, p.id);
       const { row, input } = switchRow(id, label, { "data-consent-purpose": p.id, "data-tcf-kind": "consent", "aria-describedby": id + "-d" }, p.necessary || granted(p.id));
       input.disabled = p.necessary;
       if (p.necessary) {
@@ -481,7 +481,13 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
       }
       if (m?.legitimate_interest.length) {
         const box = el("div", "consentd-li");
-        const o = switchRow(id + "-o", t.object, { "data-consent-purpose": p.id, "data-tcf-kind": "object", "aria-describedby": id + "-ol" }, consent.choice(p.id) === false);
+        // Named with its purpose: "Object to legitimate interest, Personalised advertising".
+        const o = switchRow(
+          id + "-o",
+          el("label", "consentd-name", t.object, { id: id + "-o-l" }),
+          { "data-consent-purpose": p.id, "data-tcf-kind": "object", "aria-labelledby": `${id}-o-l ${id}-l`, "aria-describedby": id + "-ol" },
+          consent.choice(p.id) === false,
+        );
         box.append(o.row, list("consentd-tcf-items", m.legitimate_interest.map((n) => explained(named("purposes", n)))));
         box.lastElementChild?.setAttribute("id", id + "-ol");
         item.append(box);

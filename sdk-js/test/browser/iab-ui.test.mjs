@@ -247,6 +247,7 @@ describe('TCF layer', () => {
     // Descriptions from the vendor list, behind their disclosures.
     await page.locator(`${prefs} summary`, { hasText: 'Measure advertising performance' }).first().click();
     assert.ok((await shown(page.locator(`${prefs} [data-tcf-pane="purposes"]`))).includes('how well an advert has worked'));
+    assert.equal(await page.getByRole('switch', { name: 'Object to legitimate interest Personalised advertising' }).count(), 1, "an objection switch is named with its purpose");
     // Nothing decided yet: no consent, no objection.
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().isChecked(), false);
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="object"]').isChecked(), false);
