@@ -26,12 +26,14 @@ import { createHttp, type HttpError } from "./core/http.js";
 import type { ConsentOptions } from "./core/options.js";
 import { noop, randomKey } from "./core/queue.js";
 import { load, save, TOKEN_KEY, type Memory } from "./core/storage.js";
-import { type Choices, gppString, type Scope, scopeOf, sectionId, tcString } from "./iab/rules.js";
-import type { AdSignals, IABPolicy, TCFController } from "./iab/types.js";
+import { gppString, scopeOf, sectionId, tcString as encodeTC } from "./iab/rules.js";
+import type { AdSignals, Choices, IABPolicy, Scope, TCFController } from "./iab/types.js";
 import type { Consent, ConsentState } from "./types.js";
 
-export type { AdSignals, IABPolicy, TCFController, TCFPurposeMapping } from "./iab/types.js";
-export { gppString, regionId, scopeOf, tcModel, tcString } from "./iab/rules.js";
+export type { AdSignals, Choices, IABPolicy, Scope, TCFController, TCFPurposeMapping } from "./iab/types.js";
+// The rules, for a backend or a test that builds the strings itself.
+export { gppString, regionId, scopeOf, tcString } from "./iab/rules.js";
+
 
 export interface IABOptions {
   /** consentd's base URL: the one given to createConsent. */
@@ -159,7 +161,7 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
     // biome-ignore lint/style/noNonNullAssertion: set by start()
     const policyIab = iab!;
     const c = choices(state);
-    const tc = scope.tcf && ready ? tcString(ready, policyIab, c) : "";
+    const tc = scope.tcf && ready ? encodeTC(ready, policyIab, c) : "";
     const gp = gppString(policyIab, scope, c, tc);
     // What the strings say, without their dates: a key to compare with what was sent.
     const key = JSON.stringify([policyIab.tcf?.purposes.map((p) => c.choice(p.purpose)), c.allowed(policyIab.gpp?.purpose || ""), c.gpc, c.vendors, c.objections, scope]);

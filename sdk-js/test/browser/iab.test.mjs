@@ -69,7 +69,9 @@ ${stub ? `<script${n} src="/sdk/consentd-iab-stub.js"></script>
 /** The ids set in a decoded Vector. */
 function ids(vector) {
   const out = [];
-  vector.forEach((v, id) => v && out.push(id));
+  vector.forEach((v, id) => {
+    if (v) out.push(id);
+  });
   return out;
 }
 

@@ -10,7 +10,7 @@ import { GppModel } from "@iabgpp/cmpapi";
 import { TCString } from "@iabtechlabtcf/core";
 import { createConsent } from "../../dist/core.js";
 import { attachIAB } from "../../dist/iab.js";
-import { fakeBrowser, fakeConsentd, policy, until } from "./fake.mjs";
+import { fakeBrowser, fakeConsentd, until } from "./fake.mjs";
 import { gvlFile, iab as serverIab } from "./iab-fixture.mjs";
 
 // The test policy's iab section over the fake's region ids (eea: DE, us: US).
@@ -60,7 +60,7 @@ function fakeXHR(requests) {
     addEventListener(t, f) {
       this.listeners[t] = f;
     }
-    open(method, url) {
+    open(_method, url) {
       requests.push(url);
       this.url = url;
     }
@@ -82,7 +82,9 @@ function tcfapi(command, param) {
 
 function ids(vector) {
   const out = [];
-  vector.forEach((v, id) => v && out.push(id));
+  vector.forEach((v, id) => {
+    if (v) out.push(id);
+  });
   return out;
 }
 
