@@ -54,6 +54,9 @@ type Record struct {
 	// Linked: this record was read through a visitor's link (it is the
 	// user's record, LinkedTo of the visitor).
 	Linked bool
+	// Signals are the IAB strings last recorded for the subject; nil if
+	// none (or not read: a check reads them only when asked).
+	Signals *AdSignals
 }
 
 // Restricted reports whether processing is restricted.

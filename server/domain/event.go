@@ -6,7 +6,8 @@ package domain
 type EventType string
 
 // The event types. Access and export events change nothing, so they add
-// nothing to the change feed; every other event does.
+// nothing to the change feed; nor do signals events, which only record what
+// the decisions already in the feed were encoded as. Every other event does.
 const (
 	EventUpdate   EventType = "update"
 	EventWithdraw EventType = "withdraw"
@@ -18,9 +19,10 @@ const (
 	EventMinor    EventType = "minor"    // marked as a minor, or the mark cleared
 	EventGuardian EventType = "guardian" // a guardian confirmed a minor's decisions
 	EventErase    EventType = "erase"    // only in the change feed: the subject was erased
+	EventSignals  EventType = "signals"  // IAB strings built from the decisions were recorded
 )
 
 // InFeed reports whether an event of this type goes to the change feed.
 func (t EventType) InFeed() bool {
-	return t != EventAccess && t != EventExport
+	return t != EventAccess && t != EventExport && t != EventSignals
 }

@@ -3,6 +3,7 @@ package domain
 import (
 	"slices"
 	"strings"
+	"time"
 )
 
 // IAB is the policy's optional `iab` section: how the person's choices are
@@ -64,7 +65,8 @@ const (
 )
 
 // GPP section ids of the GPP section table (GPP specification, "Section
-// Information"): the id the GPP header lists for each section.
+// Information"): the id the GPP header lists for each section. The state
+// sections are those of the table as @iabgpp/cmpapi numbers them.
 const (
 	GPPSectionTCFEUv2 = 2
 	GPPSectionUSNat   = 7
@@ -81,10 +83,26 @@ var gppSections = map[string]int{
 	"usco":    10,
 	"usut":    11,
 	"usct":    12,
+	"usfl":    13,
+	"usmt":    14,
+	"usor":    15,
+	"ustx":    16,
+	"usde":    17,
+	"usia":    18,
+	"usne":    19,
+	"usnh":    20,
+	"usnj":    21,
+	"ustn":    22,
+	"usmn":    23,
+	"usmd":    24,
+	"usin":    25,
+	"usky":    26,
+	"usri":    27,
 }
 
 // gppStateSections are the names state_sections may hold, in table order.
-var gppStateSections = []string{"usca", "usva", "usco", "usut", "usct"}
+var gppStateSections = []string{"usca", "usva", "usco", "usut", "usct", "usfl", "usmt", "usor", "ustx", "usde",
+	"usia", "usne", "usnh", "usnj", "ustn", "usmn", "usmd", "usin", "usky", "usri"}
 
 // GPPSectionID returns the section id of a GPP section name ("usnat" -> 7).
 func GPPSectionID(name string) (int, bool) {
@@ -158,4 +176,32 @@ func (t *TCF) SpecialFeaturePurpose(feature int) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// AdSignals are the IAB strings a browser built from a subject's decisions
+// at one revision (RecordAdSignals), as stored with the signals event.
+type AdSignals struct {
+	Region    string    // the region code they were made for
+	Revision  int64     // the revision whose decisions they encode
+	TCString  string    // TCF v2.2 TC string; "" outside TCF regions
+	GPPString string    // GPP string; "" if none
+	At        time.Time // when they were recorded
+	// EventRevision is the revision the signals event got (Revision+1):
+	// they describe the subject only while it is still the current one.
+	EventRevision int64
+}
+
+// CurrentAdSignals returns the stored signals that still describe the
+// subject as answered for region code: no write came after them, and they
+// were made for a code of the same IAB scope. nil otherwise.
+func (p *Policy) CurrentAdSignals(rec Record, code string) *AdSignals {
+	sig := rec.Signals
+	if sig == nil || sig.EventRevision != rec.Revision {
+		return nil
+	}
+	scope := p.IABScope(code)
+	if scope == IABScopeNone || p.IABScope(sig.Region) != scope {
+		return nil
+	}
+	return sig
 }

@@ -149,7 +149,7 @@ func TestParsePolicyIABErrors(t *testing.T) {
 		{"no tcf regions", iabEdit(16, "    regions: []"), "line 16: iab.tcf.regions: at least one region is required"},
 		{"tcf regions missing", iabEdit(16, ""), "line 15: iab.tcf.regions: required"},
 		{"a region in both tcf and gpp", iabEdit(27, "    regions: [us, uk]"), `line 27: iab.gpp.regions[1]: region "uk" is already in iab.tcf.regions (line 16); a region gets TCF or GPP, not both`},
-		{"unknown state section", iabEdit(29, "    state_sections: [usca, ustx]"), `line 29: iab.gpp.state_sections[1]: no GPP state section "ustx" (known: usca, usva, usco, usut, usct)`},
+		{"unknown state section", iabEdit(29, "    state_sections: [usca, usxx]"), `line 29: iab.gpp.state_sections[1]: no GPP state section "usxx" (known: usca, usva, usco, usut, usct, usfl,`},
 		{"usnat as a state section", iabEdit(29, "    state_sections: [usnat]"), `line 29: iab.gpp.state_sections[0]: no GPP state section "usnat"`},
 		{"bad publisher_country", iabEdit(17, "    publisher_country: de"), `line 17: iab.tcf.publisher_country: must be an ISO 3166-1 alpha-2 country code like "DE" (upper case), got "de"`},
 		{"publisher_country a subdivision", iabEdit(17, "    publisher_country: US-CA"), `line 17: iab.tcf.publisher_country: must be an ISO 3166-1 alpha-2 country code`},

@@ -46,7 +46,8 @@ type eventHead struct {
 	Link    string            `json:"lk,omitempty"`
 	Guard   string            `json:"gd,omitempty"`
 	Minor   *bool             `json:"m,omitempty"` // a minor event's new status
-	New     map[string]string `json:"n"`           // purpose -> "g" or "d"
+	Signals *eventSignals     `json:"sig,omitempty"`
+	New     map[string]string `json:"n"` // purpose -> "g" or "d"
 }
 
 // eventPersonal is what an event says about the person, sealed with the
@@ -91,7 +92,8 @@ func (s *Store) eventParts(w Write) (head string, personal []byte, err error) {
 	h := eventHead{
 		Type: w.Event.Type, At: w.Now.UnixMilli(), Actor: w.Event.Actor, Source: letter,
 		Policy: w.Event.PolicyVersion, Region: w.Region, Channel: w.Event.Channel, GPC: w.GPC, Minor: w.Event.Minor,
-		New: make(map[string]string, len(w.Decisions)),
+		Signals: signalsOf(w),
+		New:     make(map[string]string, len(w.Decisions)),
 	}
 	for p, d := range w.Decisions {
 		h.New[p] = grantedLetter(d.Granted)
@@ -191,6 +193,9 @@ func decodeEvent(entry string, sealer *keys.Sealer, dk *dataKey) (Event, error) 
 		e.Reason, e.Client, e.Counterpart, e.Guardian = p.Reason, p.Client, p.Counterpart, p.Guardian
 	}
 	e.Minor = se.Minor
+	if sig := se.Signals; sig != nil {
+		e.Signals = &domain.AdSignals{Region: sig.Region, Revision: sig.For, TCString: sig.TC, GPPString: sig.GPP}
+	}
 	for p, v := range se.New {
 		e.Changes = append(e.Changes, Change{Purpose: p, New: v == "g"})
 	}

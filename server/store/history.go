@@ -44,14 +44,17 @@ type Event struct {
 	Region        string
 	Channel       string
 	GPC           bool
-	Reason        string   // access events: why the operator read the data
-	Client        string   // the client facts recorded with the write, opened
-	Counterpart   string   // link events: the other subject, opened
-	Guardian      string   // guardian events: who confirmed, opened
-	Minor         *bool    // minor events: the new status
-	Changes       []Change // sorted by purpose
-	PrevHash      string   // Hash of the previous event; "" for the first
-	Hash          string
+	Reason        string // access events: why the operator read the data
+	Client        string // the client facts recorded with the write, opened
+	Counterpart   string // link events: the other subject, opened
+	Guardian      string // guardian events: who confirmed, opened
+	Minor         *bool  // minor events: the new status
+	// Signals: a signals event's IAB strings (Region and Revision are the
+	// code and revision they were made for; At and EventRevision unset).
+	Signals  *domain.AdSignals
+	Changes  []Change // sorted by purpose
+	PrevHash string   // Hash of the previous event; "" for the first
+	Hash     string
 	// Keyed: the hash is a keyed MAC (the current layout); false for events
 	// written before, whose hash anyone could recompute.
 	Keyed bool
@@ -129,7 +132,7 @@ func (e Event) OptOut() bool {
 		return true
 	case domain.EventMinor:
 		return e.Minor != nil && *e.Minor
-	case domain.EventLift, domain.EventGuardian, domain.EventAccess, domain.EventExport:
+	case domain.EventLift, domain.EventGuardian, domain.EventAccess, domain.EventExport, domain.EventSignals:
 		return false
 	}
 	if e.GPC {

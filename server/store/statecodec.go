@@ -30,6 +30,10 @@ import (
 //	           recorded; a field of its own, not a part of _gdn, so that an
 //	           earlier consentd still reads _gdn during a rolling upgrade)
 //	_lnk       a linked visitor's user id, sealed: reads and writes follow it
+//	_sig       the IAB strings last recorded (a signals event):
+//	           <for revision>|<event revision>|<unix ms>|<region code>|<TC string>|<GPP string>
+//	           (none of them holds "|"); read only when asked for (GetPurposes
+//	           with signals, Get), not by a plain check
 //
 // Short values keep the hash in Redis' compact listpack encoding: at millions
 // of subjects every byte per field counts.
@@ -42,6 +46,7 @@ const (
 	fieldGuardian         = "_gdn"
 	fieldGuardianRevision = "_gdr"
 	fieldLink             = "_lnk"
+	fieldSignals          = "_sig"
 )
 
 // internalFields are read along with the purposes by GetPurposes, in this order.
@@ -208,6 +213,8 @@ func decodeField(rec *domain.Record, name, v string, sealer *keys.Sealer) error 
 		if id, openErr := sealer.Open(v); openErr == nil {
 			rec.LinkedTo = string(id)
 		}
+	case fieldSignals:
+		rec.Signals, err = decodeSignals(v)
 	default:
 		if strings.HasPrefix(name, "_") {
 			return nil // an internal field of a later version: not a purpose

@@ -75,6 +75,10 @@ type Write struct {
 	// user's record instead (decisions made through the visitor's token
 	// after the link belong to the user).
 	FollowLink bool
+	// Signals: the IAB strings to record (a signals event); they become the
+	// subject's current signals, with the revision the write gets. Region
+	// and Revision are what they were made for; At is the write's Now.
+	Signals *domain.AdSignals
 	// Stats: how the write counts in the day's statistics (stats.go),
 	// atomically with the write; nil counts nothing (writes that are not a
 	// person's decisions: links, statuses, access events).
@@ -256,6 +260,11 @@ func (s *Store) planWrite(w Write) (writePlan, error) {
 	if w.Event.Type == "" {
 		return writePlan{}, errors.New("store: event type is required")
 	}
+	if w.Signals != nil {
+		if err := checkSignals(w.Signals); err != nil {
+			return writePlan{}, err
+		}
+	}
 	var p writePlan
 	p.purposes = make([]string, 0, len(w.Decisions))
 	for purpose := range w.Decisions {
@@ -406,7 +415,8 @@ func fingerprint(w Write) string {
 		Type      domain.EventType `json:"t"`
 		Source    domain.Source    `json:"s"`
 		Actor     string           `json:"a"`
-	}{granted, w.Region, w.GPC, w.ExpectedRevision, w.Event.Type, w.Event.Source, w.Event.Actor}
+		Signals   *eventSignals    `json:"sig,omitempty"` // absent but for signals events: older keys keep their fingerprints
+	}{granted, w.Region, w.GPC, w.ExpectedRevision, w.Event.Type, w.Event.Source, w.Event.Actor, signalsOf(w)}
 	b, _ := json.Marshal(canonical) // cannot fail: plain strings, bools and ints
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])

@@ -77,6 +77,9 @@ func (s *Store) nextState(w Write, plan writePlan, read readForWrite, current in
 	if _, seen := read.state[fieldGPC]; w.GPC && !seen {
 		put(fieldGPC, strconv.FormatInt(w.Now.Unix(), 10))
 	}
+	if w.Signals != nil {
+		put(fieldSignals, encodeSignals(w.Signals, rev, w.Now))
+	}
 	if w.GuardianConfirmed && current > 0 { // at revision 0 there is nothing to cover
 		put(fieldGuardianRevision, strconv.FormatInt(current, 10))
 	}
