@@ -342,18 +342,22 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     const left = new Set(tcfPurposes);
     const leftF = new Set(tcfFeatures);
     const items: Node[] = [];
+    const featureItems: Node[] = [];
     const stacks = Object.values(gvl?.stacks || {}).sort((a, b) => b.purposes.length + b.specialFeatures.length - a.purposes.length - a.specialFeatures.length);
     for (const s of stacks) {
       if (s.purposes.length + s.specialFeatures.length < 2) continue;
       if (s.purposes.every((p) => left.has(p)) && s.specialFeatures.every((f) => leftF.has(f))) {
         for (const p of s.purposes) left.delete(p);
         for (const f of s.specialFeatures) leftF.delete(f);
-        items.push(explained(s));
+        // A stack's disclosure names the purposes and special features it groups.
+        const d = explained(s);
+        d.append(list("consentd-desc consentd-facts", [...s.purposes.map((p) => named("purposes", p).name), ...s.specialFeatures.map((f) => named("specialFeatures", f).name)]));
+        (s.purposes.length ? items : featureItems).push(d);
       }
     }
     for (const p of left) items.push(explained(named("purposes", p)));
     uses.replaceChildren(el("p", "consentd-text", t.uses), list("consentd-tcf-items", items));
-    const sf = Array.from(leftF, (f) => explained(named("specialFeatures", f)));
+    const sf = [...featureItems, ...Array.from(leftF, (f) => explained(named("specialFeatures", f)))];
     if (sf.length) uses.append(el("p", "consentd-text", t.withConsent), list("consentd-tcf-items", sf));
     liText.hidden = !vendors().some((v) => v.legIntPurposes?.length) && !mappings.some((m) => m.legitimate_interest.length);
   }
@@ -373,6 +377,7 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
   }
 
   function view(which: "purposes" | "vendors") {
+    if (paneP.hidden == (which == "purposes")) dialog.scrollTop = 0;
     paneP.hidden = which != "purposes";
     paneV.hidden = which != "vendors";
     tabP.setAttribute("aria-pressed", String(which == "purposes"));
@@ -623,10 +628,18 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     const source = dialog.contains(b) ? "preference_center" : "banner";
     const inDialog = dialog.open;
     close(); // first, so focus is back before the change hides the banner
-    const vendorsCleared = controller.clearVendors().catch((err) => console.warn(err));
-    if (action == "accept-all") vendorsCleared.then(() => consent.acceptAll(source)).catch((err) => console.warn(err));
-    if (action == "reject-all") vendorsCleared.then(() => consent.rejectAll(source)).catch((err) => console.warn(err));
-    if (action == "save" && inDialog) save();
+    if (action == "save") {
+      if (inDialog) save();
+      return;
+    }
+    // All or nothing: per-partner choices go too (every partner follows the purposes again).
+    const all = action == "accept-all";
+    if (!all && action != "reject-all") return;
+    controller
+      .clearVendors()
+      .catch((err) => console.warn(err))
+      .then(() => (all ? consent.acceptAll(source) : consent.rejectAll(source)))
+      .catch((err) => console.warn(err));
   }
 
   let link: HTMLLinkElement | null = null;
