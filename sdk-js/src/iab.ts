@@ -54,7 +54,11 @@ export interface IABOptions {
 
 /** localStorage: the person's per-vendor choices (TCF layer). */
 const VENDORS_KEY = "consentd.iab.vendors";
-/** localStorage: what was last sent (subject, revision encoded, revision the service gave the signals, strings' inputs). */
+/**
+ * localStorage: what was last sent: subject, the state's revision then,
+ * the revision the service gave the signals event, and a key of what the
+ * strings say (the strings themselves carry dates).
+ */
 const SENT_KEY = "consentd.iab.signals";
 
 interface Sent {
@@ -240,12 +244,17 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
         const sent = load<Sent>(memory, SENT_KEY);
         if (!subject || !state.confirmed || state.pending || state.revision < 1) return;
         if (current.revision != state.revision) return; // update() runs again for this state
-        if (sent && sent.s == subject && sent.k == currentKey && (sent.r == state.revision || sent.g == state.revision)) return;
+        const same = sent?.s == subject;
+        if (same && sent?.k == currentKey && (sent.r == state.revision || sent.g == state.revision)) return;
+        // Sent before from this same state (a per-vendor choice since): the
+        // subject's revision is now the one our signals event got.
+        // biome-ignore lint/style/noNonNullAssertion: same implies sent
+        const revision = same && sent!.r == state.revision ? sent!.g : state.revision;
         const t = await token(subject);
         if (!t) return;
         const body = {
           region: current.region,
-          revision: current.revision,
+          revision,
           tc_string: current.tcString,
           gpp_string: current.gppString,
           idempotency_key: randomKey(),
@@ -253,7 +262,7 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
         const key = currentKey;
         try {
           const r = await request("POST", `/v1/subjects/${encodeURIComponent(subject)}/consent:signals`, body, t);
-          save(memory, SENT_KEY, { s: subject, r: current.revision, g: Number(r?.consent?.revision) || current.revision + 1, k: key } satisfies Sent);
+          save(memory, SENT_KEY, { s: subject, r: state.revision, g: Number(r?.consent?.revision) || revision + 1, k: key } satisfies Sent);
           return;
         } catch (err) {
           if ((err as HttpError).status != 409) throw err;

@@ -119,7 +119,7 @@ async function stored(page, id, region) {
 
 /** The signals events of the subject's history. */
 async function signalsEvents(id) {
-  const r = await api(env, 'GET', `/v1/subjects/${id}/events?page_size=100`);
+  const r = await api(env, 'GET', `/v1/subjects/${id}/events?page_size=100&reason=test`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return (r.body.events || []).filter((e) => e.type === 'EVENT_TYPE_SIGNALS');
 }
@@ -170,20 +170,24 @@ describe('iab: TCF in the EEA', () => {
     assert.equal(s.tc_string, done.tc);
     assert.equal(s.gpp_string, ping.gppString);
     assert.equal(s.region, 'DE');
-    const events = await signalsEvents(id);
-    assert.equal(events.length, 1);
-    assert.equal(events[0].ad_signals.tc_string, done.tc);
-    const exp = await api(env, 'GET', `/v1/subjects/${id}:export?reason=test`);
-    assert.equal(exp.status, 200, JSON.stringify(exp.body));
-    assert.ok(JSON.stringify(exp.body).includes(done.tc), 'the export holds the TC string');
-
-    // A reload sends nothing again.
+    // A reload sends nothing again (before the history is read below: reading
+    // it with a reason is itself recorded, which moves the revision on).
     await page.reload();
     await waitFor(() => page.evaluate(() => window.consentd?.iab.signals().tcString), { what: 'the strings after the reload' });
     assert.deepEqual(decodeTC((await getTCData(page)).tcString), want);
     await new Promise((r) => setTimeout(r, 1000));
-    assert.equal((await signalsEvents(id)).length, 1, 'a reload does not record the same strings again');
-    assert.deepEqual(page.problems, []);
+    const after = (await api(env, 'GET', `/v1/subjects/${id}/consent?region=DE`)).body.consent;
+    assert.equal(after.ad_signals?.tc_string, done.tc, 'the signals are still the current ones: nothing was written since');
+    assert.equal(after.revision, String(Number(s.revision) + 1), 'the signals event is the latest');
+
+    const events = await signalsEvents(id);
+    assert.equal(events.length, 1, `one signals event: ${JSON.stringify(events)}`);
+    assert.equal(events[0].ad_signals.tc_string, done.tc);
+    assert.equal(events[0].ad_signals.gpp_string, ping.gppString);
+    const exp = await api(env, 'GET', `/v1/subjects/${id}:export?reason=test`);
+    assert.equal(exp.status, 200, JSON.stringify(exp.body));
+    assert.ok(JSON.stringify(exp.body).includes(done.tc), 'the export holds the TC string');
+    assert.deepEqual(page.problems.filter((p) => !p.includes('/favicon.ico')), []);
     assert.deepEqual(await page.evaluate(() => window.__cspViolations), [], 'the stub and the SDK work under a strict CSP');
   });
 
@@ -206,7 +210,7 @@ describe('iab: TCF in the EEA', () => {
     assert.equal(ping.cmpStatus, 'loaded');
     const s = await stored(page, id, 'DE');
     assert.equal(s.tc_string, d.tcString);
-    assert.deepEqual(page.problems, []);
+    assert.deepEqual(page.problems.filter((p) => !p.includes('/favicon.ico')), []);
   });
 
   test('per purpose, per vendor and withdrawal', async (t) => {
@@ -243,7 +247,7 @@ describe('iab: TCF in the EEA', () => {
     });
     assert.deepEqual(await page.evaluate(() => window.consentd.iab.vendorConsents()), {});
     assert.ok((await signalsEvents(id)).length >= 4, 'one signals event per change');
-    assert.deepEqual(page.problems, []);
+    assert.deepEqual(page.problems.filter((p) => !p.includes('/favicon.ico')), []);
   });
 });
 
@@ -271,7 +275,7 @@ describe('iab: GPP in the US', () => {
     // __tcfapi says GDPR does not apply here.
     const tc = await page.evaluate(() => new Promise((r) => window.__tcfapi('getTCData', 2, (d) => r(d))));
     assert.equal(tc.gdprApplies, false);
-    assert.deepEqual(page.problems, []);
+    assert.deepEqual(page.problems.filter((p) => !p.includes('/favicon.ico')), []);
   });
 
   test('US: ads denied then granted through the API: usnat opt-outs 1 then 2; consentd keeps each', async (t) => {
@@ -292,6 +296,6 @@ describe('iab: GPP in the US', () => {
     m = new GppModel(s.gpp_string);
     assert.deepEqual(optOuts('usnat', m), [2, 2, 2]);
     assert.equal((await gpp(page, 'getField', 'usnat.SaleOptOut')).d, 2);
-    assert.deepEqual(page.problems, []);
+    assert.deepEqual(page.problems.filter((p) => !p.includes('/favicon.ico')), []);
   });
 });
