@@ -88,6 +88,7 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
   let ready: GVL | null = null;
   let tcf: TcfApi | null = null;
   let gpp: GppApi | null = null;
+  let gppTried = false;
   let current: AdSignals = { region: options.region || "", revision: 0, tcString: "", gppString: "" };
   let currentKey = "";
   let sending: Promise<void> | null = null;
@@ -179,13 +180,17 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
       tcfGiven = [forTcf, visible];
       tcf.update(forTcf, visible);
     }
+    const queued = gpp ? [] : startGpp(policyIab);
     if (gpp && (changed || gpp.getSignalStatus() != SignalStatus.READY)) {
       gpp.setSignalStatus(SignalStatus.NOT_READY);
       gpp.setGppString(gp);
       gpp.setCmpDisplayStatus(visible ? CmpDisplayStatus.VISIBLE : CmpDisplayStatus.HIDDEN);
+      if (gpp.getCmpStatus() != CmpStatus.LOADED) gpp.setCmpStatus(CmpStatus.LOADED);
       if (scope.gpp || scope.tcf) gpp.fireSectionChange(scope.gpp || "tcfeuv2");
       gpp.setSignalStatus(SignalStatus.READY);
     }
+    // The calls the stub queued, answered now that there is a string.
+    for (const args of queued) (window as unknown as { __gpp: (...a: unknown[]) => void }).__gpp(...args);
     if (changed) {
       for (const l of [...listeners]) {
         try {
@@ -201,19 +206,6 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
   function start(policyIab: IABPolicy, s: Scope): void {
     iab = policyIab;
     scope = s;
-    const section = scope.gpp || (scope.tcf ? "tcfeuv2" : "");
-    try {
-      // Without the stub, the library's first call of __gpp would log an error.
-      const w = window as unknown as { __gpp?: unknown };
-      if (typeof w.__gpp != "function") w.__gpp = () => [];
-      gpp = new GppApi(iab.cmp_id, iab.cmp_version);
-      const supported = [...(iab.tcf ? ["tcfeuv2"] : []), ...(iab.gpp ? ["usnat", ...(iab.gpp.state_sections || [])] : [])];
-      gpp.setSupportedAPIs(supported.map((n) => sectionId(n) + ":" + n));
-      gpp.setApplicableSections(section ? [sectionId(section)] : [-1]);
-      gpp.setCmpStatus(CmpStatus.LOADED);
-    } catch (err) {
-      console.warn("consentd: __gpp:", err);
-    }
     if (iab.tcf) {
       try {
         tcf = new TcfApi(iab.cmp_id, iab.cmp_version, true);
@@ -221,6 +213,32 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
         console.warn("consentd: __tcfapi:", err);
       }
     }
+  }
+
+  /**
+   * Takes __gpp over from the stub once the first GPP string is ready, and
+   * returns the calls the stub queued. (The library answers the queue as
+   * soon as it is made, before it has a string: the queue is taken first.)
+   */
+  function startGpp(policyIab: IABPolicy): unknown[][] {
+    if (gppTried) return [];
+    gppTried = true;
+    let queued: unknown[][] = [];
+    try {
+      const w = window as unknown as { __gpp?: (...a: unknown[]) => unknown };
+      if (typeof w.__gpp == "function") {
+        const q = w.__gpp();
+        if (Array.isArray(q)) queued = q.splice(0);
+      } else w.__gpp = () => []; // without a stub the library's first call of __gpp would log an error
+      gpp = new GppApi(policyIab.cmp_id, policyIab.cmp_version);
+      const supported = [...(policyIab.tcf ? ["tcfeuv2"] : []), ...(policyIab.gpp ? ["usnat", ...(policyIab.gpp.state_sections || [])] : [])];
+      gpp.setSupportedAPIs(supported.map((n) => sectionId(n) + ":" + n));
+      const section = scope.gpp || (scope.tcf ? "tcfeuv2" : "");
+      gpp.setApplicableSections(section ? [sectionId(section)] : [-1]);
+    } catch (err) {
+      console.warn("consentd: __gpp:", err);
+    }
+    return queued;
   }
 
   /** The subject's token as the core keeps it: the site's, or the visitor's (never minted here). */

@@ -31,7 +31,7 @@ after(async () => { await env?.stopAll(); });
  * (so those calls are surely made first). Without stub the SDK is a plain
  * <script> and the ad tags call once the page has loaded.
  */
-function iabPage({ region = 'DE', stub = true, nonce = 'n0nce', name = '' } = {}) {
+function iabPage({ region = 'DE', stub = true, nonce = 'n0nce', name = '', body = '' } = {}) {
   const n = ` nonce="${nonce}"`;
   const sdkAttrs = { endpoint: env.consentd.url, region, lang: 'en' };
   const early = `window.early = { tcf: [], gpp: [] };
@@ -57,7 +57,7 @@ ${stub ? `<script${n} src="/sdk/consentd-iab-stub.js"></script>
 </head>
 <body>
 <main><h1>An article with ads</h1><p>Fixture page.</p><button type="button" data-consent-open>Privacy choices</button></main>
-</body>
+${body}</body>
 </html>`;
   const headers = {
     'Content-Security-Policy': `default-src 'self'; script-src 'self' 'nonce-${nonce}'; style-src 'self'; `
@@ -275,6 +275,56 @@ describe('iab: GPP in the US', () => {
     // __tcfapi says GDPR does not apply here.
     const tc = await page.evaluate(() => new Promise((r) => window.__tcfapi('getTCData', 2, (d) => r(d))));
     assert.equal(tc.gdprApplies, false);
+    assert.deepEqual(page.problems.filter((p) => !p.includes('/favicon.ico')), []);
+  });
+
+  test('an ad tag in an iframe reaches both APIs through the locator frames (postMessage), before and after the SDK loads', async (t) => {
+    // The frame looks for the locator frames up its parents, as the specs say, and calls at once.
+    env.site.page('/iab-ad-frame.html', `<!doctype html><html><body><script>
+window.answers = { tcf: [], gpp: [] };
+addEventListener('message', function (e) {
+  var d = typeof e.data === 'string' ? JSON.parse(e.data) : e.data;
+  if (d && d.__tcfapiReturn) answers.tcf.push(d.__tcfapiReturn);
+  if (d && d.__gppReturn) answers.gpp.push(d.__gppReturn);
+});
+function find(name) {
+  for (var w = window; w; w = w.parent) {
+    try { if (w.frames[name]) return w; } catch (e) {}
+    if (w === window.top) return null;
+  }
+  return null;
+}
+(function call() {
+  var tcf = find('__tcfapiLocator'), gpp = find('__gppLocator');
+  if (!tcf || !gpp) return setTimeout(call, 10);
+  tcf.postMessage({ __tcfapiCall: { command: 'ping', version: 2, callId: 'tping' } }, '*');
+  tcf.postMessage({ __tcfapiCall: { command: 'getTCData', version: 2, callId: 'tdata' } }, '*');
+  gpp.postMessage(JSON.stringify({ __gppCall: { command: 'ping', version: '1.1', callId: 'gping' } }), '*');
+  gpp.postMessage({ __gppCall: { command: 'getField', parameter: 'usnat.SaleOptOut', version: '1.1', callId: 'gfield' } }, '*');
+})();
+</script></body></html>`);
+    const { page, close } = await openBrowser(env);
+    t.after(close);
+    await page.goto(iabPage({ region: 'US', name: 'frame', body: '<iframe id="ad" title="Advertisement" src="/iab-ad-frame.html"></iframe>\n' }));
+    const answers = () => page.evaluate(() => document.getElementById('ad').contentWindow.answers);
+    let last;
+    const a = await waitFor(async () => {
+      const x = (last = await answers());
+      return x && x.tcf.length === 2 && x.gpp.length === 2 ? x : null;
+    }, { what: 'the frame\'s four answers' }).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(last)}`); });
+    const by = (list, id) => list.find((r) => r.callId === id);
+    assert.equal(by(a.tcf, 'tping').returnValue.cmpStatus, 'stub', 'the stub answered the early ping');
+    assert.equal(by(a.gpp, 'gping').returnValue.cmpStatus, 'stub', 'the stub answered the early ping');
+    // Queued by the stubs, answered by the SDK once loaded.
+    const tcData = by(a.tcf, 'tdata');
+    assert.equal(tcData.success, true);
+    assert.equal(tcData.returnValue.gdprApplies, false, 'no GDPR in the US');
+    const field = by(a.gpp, 'gfield');
+    assert.equal(field.success, true);
+    assert.equal(field.returnValue, 2, 'the US default: not opted out');
+    // The stub's frames and its messages under the page's strict CSP.
+    assert.equal(await page.evaluate(() => Boolean(window.frames.__tcfapiLocator && window.frames.__gppLocator)), true);
+    assert.deepEqual(await page.evaluate(() => window.__cspViolations), []);
     assert.deepEqual(page.problems.filter((p) => !p.includes('/favicon.ico')), []);
   });
 
