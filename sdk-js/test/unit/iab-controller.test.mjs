@@ -165,7 +165,8 @@ test("GPP region: __gpp answers ping, hasSection, getSection and getField; a 409
   const consent = createConsent({ endpoint, region: "US", fetch: svc.fetch });
   attachIAB(consent, { endpoint, region: "US", fetch: svc.fetch });
   await consent.sync();
-  await until(() => pingSync().signalStatus === "ready");
+  // (The first test's controllers answered __gpp on this same global until this one takes over.)
+  await until(() => pingSync().signalStatus === "ready" && pingSync().applicableSections?.[0] === 7);
   const ping = pingSync();
   assert.equal(ping.gppVersion, "1.1");
   assert.equal(ping.cmpStatus, "loaded");
