@@ -226,10 +226,13 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
     let queued: unknown[][] = [];
     try {
       const w = window as unknown as { __gpp?: (...a: unknown[]) => unknown };
-      if (typeof w.__gpp == "function") {
+      if (typeof w.__gpp != "function") w.__gpp = () => []; // without a stub the library's first call of __gpp would log an error
+      try {
         const q = w.__gpp();
         if (Array.isArray(q)) queued = q.splice(0);
-      } else w.__gpp = () => []; // without a stub the library's first call of __gpp would log an error
+      } catch {
+        // not a stub's __gpp: nothing queued
+      }
       gpp = new GppApi(policyIab.cmp_id, policyIab.cmp_version);
       const supported = [...(policyIab.tcf ? ["tcfeuv2"] : []), ...(policyIab.gpp ? ["usnat", ...(policyIab.gpp.state_sections || [])] : [])];
       gpp.setSupportedAPIs(supported.map((n) => sectionId(n) + ":" + n));
