@@ -263,7 +263,8 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
         const state = consent.get();
         const subject = state.subjectId;
         const sent = load<Sent>(memory, SENT_KEY);
-        if (!subject || !state.confirmed || state.pending || state.revision < 1) return;
+        // consentd needs the region code the strings were made for.
+        if (!subject || !current.region || !state.confirmed || state.pending || state.revision < 1) return;
         if (current.revision != state.revision) return; // update() runs again for this state
         const same = sent?.s == subject;
         if (same && sent?.k == currentKey && (sent.r == state.revision || sent.g == state.revision)) return;
