@@ -143,6 +143,17 @@ program.emit(undefined, (file, text) => {
 });
 
 copyFileSync(join(root, "..", "LICENSE"), join(dist, "LICENSE"));
+// iab.js, consentd-iab.iife.js and consentd-iab-stub.js bundle the IAB's
+// libraries (Apache-2.0, which asks for its text to go with them).
+{
+  const bundled = ["@iabgpp/cmpapi", "@iabtechlabtcf/cmpapi", "@iabtechlabtcf/core", "@iabtechlabtcf/stub"].map((name) => {
+    const pkg = JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8"));
+    if (pkg.license != "Apache-2.0") fail(`${name} is ${pkg.license}, not Apache-2.0: update THIRD_PARTY_LICENSES in build.mjs`);
+    return `${name} ${pkg.version} (Apache-2.0)`;
+  });
+  const text = readFileSync(join(root, "node_modules/@iabtechlabtcf/core/LICENSE"), "utf8");
+  writeFileSync(join(dist, "THIRD_PARTY_LICENSES"), `dist/iab.js, dist/consentd-iab.iife.js and dist/consentd-iab-stub.js include:\n\n${bundled.join("\n")}\n\nunder this license:\n${text}`);
+}
 console.log("built " + [...Object.keys(esm.metafile.outputs), ...iifes.flatMap((b) => Object.keys(b.metafile.outputs)), "dist/consentd.css", "dist/consentd-iab.css"].map((f) => relative("dist", f)).join(", "));
 
 function format(diags) {
