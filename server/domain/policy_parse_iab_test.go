@@ -286,3 +286,31 @@ func TestGVL(t *testing.T) {
 		})
 	}
 }
+
+// The commented iab example at the end of the shipped policy parses once
+// uncommented.
+func TestShippedPolicyIABExample(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(raw)
+	start := strings.Index(text, "# iab:\n")
+	if start < 0 {
+		t.Fatal("no commented iab example in deploy/policy.yaml")
+	}
+	var example []string
+	for _, line := range strings.Split(text[start:], "\n") {
+		if line == "" {
+			break
+		}
+		example = append(example, strings.TrimPrefix(strings.TrimPrefix(line, "#"), " "))
+	}
+	p, err := ParsePolicy([]byte(text + "\n" + strings.Join(example, "\n") + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.IAB == nil || p.IAB.TCF == nil || p.IAB.GPP == nil || p.IABScope("DE") != IABScopeTCF || p.IABScope("US-CA") != "gpp:usca" {
+		t.Errorf("example: %+v", p.IAB)
+	}
+}
