@@ -165,6 +165,9 @@ func eventToProto(e store.Event, counterpart bool) *consentv1.ConsentEvent {
 	if counterpart {
 		out.LinkedSubjectId = e.Counterpart
 	}
+	if out.Region == "" && e.Signals != nil {
+		out.Region = e.Signals.Region // a signals event's code is that of its strings
+	}
 	for _, c := range e.Changes {
 		out.Changes = append(out.Changes, &consentv1.PurposeChange{Purpose: c.Purpose, OldGranted: c.Old, NewGranted: c.New})
 	}

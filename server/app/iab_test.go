@@ -267,6 +267,9 @@ func TestVendorListIsServedNarrowedAndConditional(t *testing.T) {
 
 	// Without --gvl: a JSON 404.
 	plain := start(t, redistest.Start(t).URL())
+	if _, body, _ := plain.rest(t, "GET", "/v1/policy", "", "Authorization", ""); body["policy"] == nil || body["policy"].(map[string]any)["iab"] != nil {
+		t.Errorf("a policy without an iab section: %v", body["policy"])
+	}
 	code, body, _ = plain.rest(t, "GET", "/v1/iab/vendor-list.json", "", "Authorization", "")
 	if code != 404 || !strings.Contains(jsonPath(body, "message"), "--gvl") {
 		t.Errorf("no vendor list: %d %v", code, body)
