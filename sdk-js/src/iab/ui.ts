@@ -108,7 +108,7 @@ const en = {
   tabPurposes: "Purposes",
   tabVendors: "Partners ({n})",
   prefsIntro:
-    "Choose what you allow. Objecting to a purpose's legitimate interest refuses that purpose; to lift an objection, give your consent. You can change this at any time.",
+    "Choose what you allow. A purpose you do not consent to is refused when you save, which also objects to its legitimate interest; to lift an objection, give your consent. You can change this at any time.",
   consentTo: "With your consent:",
   object: "Object to legitimate interest",
   objectFor: "Object to the legitimate interest of {name}",
@@ -160,7 +160,7 @@ const TEXTS: Record<string, typeof en> = {
     tabPurposes: "Zwecke",
     tabVendors: "Partner ({n})",
     prefsIntro:
-      "Wählen Sie, was Sie erlauben. Ein Widerspruch gegen das berechtigte Interesse eines Zwecks lehnt diesen Zweck ab; um ihn aufzuheben, willigen Sie ein. Sie können das jederzeit ändern.",
+      "Wählen Sie, was Sie erlauben. Ein Zweck ohne Ihre Einwilligung wird beim Speichern abgelehnt, was auch seinem berechtigten Interesse widerspricht; um einen Widerspruch aufzuheben, willigen Sie ein. Sie können das jederzeit ändern.",
     consentTo: "Mit Ihrer Einwilligung:",
     object: "Dem berechtigten Interesse widersprechen",
     objectFor: "Dem berechtigten Interesse von {name} widersprechen",
@@ -256,8 +256,14 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
   const named = (kind: "purposes" | "specialPurposes" | "features" | "specialFeatures", id: number): Named =>
     gvl?.[kind]?.[id] || { id, name: (kind == "purposes" ? "Purpose " : kind == "specialFeatures" ? "Special feature " : kind == "features" ? "Feature " : "Special purpose ") + id };
   // A purpose (or feature) with its description and illustrations, behind a disclosure.
+  // Its texts are in the vendor list's language (the GVL class's `language`; the JSON file's: English).
+  const gvlLang = () => ((gvl as { language?: string } | null)?.language || "en").toLowerCase();
+  const marked = <E extends HTMLElement>(e: E) => {
+    if (gvlLang().split("-")[0] != lang) e.lang = gvlLang();
+    return e;
+  };
   const explained = (item: Named, label = item.name) => {
-    const d = el("details", "consentd-more");
+    const d = marked(el("details", "consentd-more"));
     d.append(el("summary", "", label));
     if (item.description) d.append(el("p", "consentd-desc", item.description));
     if (item.illustrations?.length) d.append(list("consentd-desc consentd-examples", item.illustrations));
@@ -441,11 +447,11 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
         const id = `${uid}-sf${f}`;
         const feature = named("specialFeatures", f);
         const title = policy?.purposes.find((x) => x.id == p);
-        const label = el("label", "consentd-name", feature.name);
+        const label = marked(el("label", "consentd-name", feature.name));
         const item = el("li", "consentd-purpose");
         const { row } = switchRow(id, label, { "data-consent-purpose": p, "data-tcf-kind": "consent", "data-tcf-special-feature": String(f), "aria-describedby": id + "-d" }, granted(p));
         const d = el("p", "consentd-desc", fill(t.sfWith, { name: localised(el("span", ""), title?.titles, p).textContent || p }), { id: id + "-d" });
-        if (feature.description) d.append(": " + feature.description);
+        if (feature.description) d.append(": ", marked(el("span", "", feature.description)));
         item.append(row, d);
         sul.append(item);
       }
@@ -506,16 +512,23 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     if (url?.legIntClaim) links.append(link(url.legIntClaim, t.liClaim));
     if (links.childNodes.length) d.append(links);
     const r = v.dataRetention || {};
-    const kept = (name: string, days: number | undefined) => (days != null ? fill(t.retention, { name, d: days }) : name);
-    const section = (title: string, items: string[]) => {
+    // A vendor-list name (in its language) with how long the data is kept (in the page's).
+    const kept = (name: string, days: number | undefined) => {
+      const [before, after] = (days != null ? fill(t.retention, { name: "\u0000", d: days }) : "\u0000").split("\u0000");
+      const f = doc.createDocumentFragment();
+      f.append(before, marked(el("span", "", name)), after);
+      return f;
+    };
+    const section = (title: string, items: (string | Node)[]) => {
       if (items.length) d.append(el("p", "consentd-sub", title), list("consentd-desc consentd-facts", items));
     };
+    const name = (n: string) => marked(el("span", "", n));
     const li = v.legIntPurposes || [];
     section(t.consentPurposes, (v.purposes || []).map((p) => kept(named("purposes", p).name, r.purposes?.[p] ?? r.stdRetention)));
     section(t.liPurposes, li.map((p) => kept(named("purposes", p).name, r.purposes?.[p] ?? r.stdRetention)));
     section(t.specialPurposes, (v.specialPurposes || []).map((p) => kept(named("specialPurposes", p).name, r.specialPurposes?.[p] ?? r.stdRetention)));
-    section(t.features, (v.features || []).map((f) => named("features", f).name));
-    section(t.sfShort, (v.specialFeatures || []).map((f) => named("specialFeatures", f).name));
+    section(t.features, (v.features || []).map((f) => name(named("features", f).name)));
+    section(t.sfShort, (v.specialFeatures || []).map((f) => name(named("specialFeatures", f).name)));
     const age = v.cookieMaxAgeSeconds;
     const cookie =
       v.usesCookies && age != null
@@ -524,7 +537,7 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
           ? fill(t.cookies, { d: "?" })
           : t.noCookies;
     section(t.storage, [cookie, v.usesNonCookieAccess ? t.nonCookie : t.noNonCookie]);
-    section(t.categories, (v.dataDeclaration || []).map((c) => gvl?.dataCategories?.[c]?.name || String(c)));
+    section(t.categories, (v.dataDeclaration || []).map((c) => name(gvl?.dataCategories?.[c]?.name || String(c))));
     return d;
   }
 
@@ -560,8 +573,8 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
         if (i == input) return;
         if (i.getAttribute("data-tcf-kind") == kind) i.checked = input.checked;
         else if (input.checked) i.checked = false; // consent lifts the objection; an objection refuses consent
-        // Withdrawing a consent given before is a denial: an objection too.
-        else if (kind == "consent" && consent.choice(p) === true) i.checked = true;
+        // Consent turned off is a refusal, which is an objection too.
+        else if (kind == "consent") i.checked = true;
         touched.add(i);
       });
       // Partners without a choice of their own follow the purposes.
@@ -585,11 +598,13 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
       const on = inputs.filter((i) => i.getAttribute("data-tcf-kind") == "consent");
       const objection = inputs.find((i) => i.getAttribute("data-tcf-kind") == "object");
       const wasTouched = inputs.some((i) => touched.has(i));
-      // As in ui.ts: a switch turned on is a grant, one left on by default records nothing, one off is a denial;
-      // where the purpose carries legitimate interests, off without an objection records nothing (the interest stays).
+      // As in ui.ts: a switch turned on is a grant, one left on by default records nothing, one off is a
+      // denial (of a purpose with legitimate interests: the objection too). Only an objection the person
+      // turned off themselves, without consent, records nothing: the interest stays, the purpose undecided
+      // (consentd cannot store "no consent, no objection"; the banner asks again).
       if (on.some((i) => i.checked)) {
         if (wasTouched) decisions[p] = any = true;
-      } else if (!objection || objection.checked) {
+      } else if (!objection || objection.checked || !touched.has(objection)) {
         decisions[p] = false;
         any = true;
       }

@@ -10,10 +10,11 @@
 // Run: npm run build && node --test test/browser/iab-ui.test.mjs
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build } from 'esbuild';
-import { axePath, openBrowser, screenshot, sdkDir, startEnv, subjectId, waitFor } from './harness.mjs';
+import { axePath, distDir, openBrowser, screenshot, sdkDir, startEnv, subjectId, waitFor } from './harness.mjs';
 
 const banner = '[data-consent-banner]';
 const prefs = '[data-consent-preferences]';
@@ -107,6 +108,25 @@ async function openFirstLayer(env, options = {}) {
   return { ...b, id };
 }
 
+/**
+ * The policy's iab section as consentd serves it for server/domain/testdata/iab/policy.yaml
+ * (the same mapping as fixtures/iab-ui-page.mjs).
+ */
+const iabPolicy = {
+  cmp_id: 300,
+  cmp_version: 1,
+  tcf: {
+    regions: ['eea', 'uk'], publisher_country: 'DE', purpose_one_treatment: false, vendors: [1, 2, 10, 25, 755],
+    purposes: [
+      { purpose: 'functional', consent: [1], legitimate_interest: [], special_features: [] },
+      { purpose: 'ads', consent: [2, 3, 4, 7], legitimate_interest: [2], special_features: [1, 2] },
+      { purpose: 'analytics', consent: [5, 6, 8, 9, 10, 11], legitimate_interest: [7, 8, 9, 10, 11], special_features: [] },
+    ],
+    vendor_list_url: '/v1/iab/vendor-list.json',
+  },
+};
+const vendorList = join(sdkDir, '../server/domain/testdata/iab/vendor-list.json');
+
 function focused(page) {
   return page.evaluate(() => {
     const el = document.activeElement;
@@ -172,9 +192,10 @@ describe('TCF layer', () => {
       assert.deepEqual(await look('accept-all'), await look('reject-all'), 'accept all and reject all look the same');
       assert.equal(await shown(page.locator(`${banner} [data-consent-action="customise"]`)), 'Manage options');
       // A stack's purposes and a purpose's description are a disclosure away.
-      await page.locator(`${banner} summary`, { hasText: 'Personalised advertising and content' }).click();
       await noInlineStyle(page);
       await screenshot(page, `iab-ui-first-layer-${name}.png`);
+      await page.locator(`${banner} summary`, { hasText: 'Personalised advertising and content' }).click();
+      assert.match(await shown(page.locator(banner)), /Create profiles to personalise content/, "the stack's disclosure names its purposes");
       await page.locator(`${banner} details`).evaluateAll((ds) => ds.forEach((d) => { d.open = true; }));
       const all = await shown(page.locator(banner));
       for (const p of purposeNames) assert.ok(all.includes(p), `the first layer's disclosures name ${p}`);
@@ -227,12 +248,13 @@ describe('TCF layer', () => {
     // The special feature's switch is the ads decision: it turns ads on, and back off.
     await sw('[data-tcf-special-feature="1"]').click();
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().isChecked(), true, 'the special feature turns ads consent on');
-    await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().click();
-    assert.equal(await sw('[data-tcf-special-feature="1"]').isChecked(), false, 'and back off with it');
-    // Objecting to ads' legitimate interest refuses ads; consent to analytics; functional left off.
-    await sw('[data-consent-purpose="analytics"][data-tcf-kind="consent"]').click();
+    assert.equal(await sw('[data-tcf-special-feature="2"]').isChecked(), true, 'and the other special feature of ads');
+    // Objecting to ads' legitimate interest refuses ads (and its special features); consent to analytics; functional left off.
     await sw('[data-consent-purpose="ads"][data-tcf-kind="object"]').click();
-    assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().isChecked(), false);
+    assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().isChecked(), false, 'the objection refuses ads');
+    assert.equal(await sw('[data-tcf-special-feature="1"]').isChecked(), false, 'and its special features');
+    await sw('[data-consent-purpose="analytics"][data-tcf-kind="consent"]').click();
+    assert.equal(await sw('[data-consent-purpose="analytics"][data-tcf-kind="object"]').isChecked(), false);
 
     // Partners: Geo Ads' consent on, Exchange's legitimate interest objected; untouched partners follow the purposes.
     await page.click(`${prefs} [data-tcf-view="vendors"]`);
@@ -284,18 +306,28 @@ describe('TCF layer', () => {
     await clean(page);
   });
 
-  test("second layer: a purpose's legitimate interest stays when neither consented nor objected", async (t) => {
+  test("second layer: saving refuses what is off (an objection too), except an objection the person lifted without consent", async (t) => {
     const { page, close, id } = await openFirstLayer(env);
     t.after(close);
     await page.click(`${banner} [data-consent-action="customise"]`);
     await page.locator(prefs).waitFor({ state: 'visible' });
+    const sw = (sel) => page.locator(`${prefs} input${sel}`);
+    // Turning consent off shows the objection it is.
+    await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().click();
+    await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().click();
+    assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="object"]').isChecked(), true);
+    // Analytics: an objection turned on, then off again: no consent, no objection.
+    await sw('[data-consent-purpose="analytics"][data-tcf-kind="object"]').click();
+    await sw('[data-consent-purpose="analytics"][data-tcf-kind="object"]').click();
     await page.click(`${prefs} [data-consent-action="save"]`);
-    await waitFor(async () => (await decisions(env, id)).functional.reason === 'REASON_EXPLICIT', { what: 'functional denied' });
+    await waitFor(async () => (await decisions(env, id)).functional.reason === 'REASON_EXPLICIT', { what: 'the decisions' });
     const d = await decisions(env, id);
-    // functional (no legitimate interest) off is a denial; analytics and ads (with legitimate interests) stay undecided.
     assert.equal(d.functional.allowed, false);
-    assert.notEqual(d.analytics.reason, 'REASON_EXPLICIT');
-    assert.notEqual(d.ads.reason, 'REASON_EXPLICIT');
+    assert.equal(d.ads.allowed, false);
+    assert.equal(d.ads.reason, 'REASON_EXPLICIT');
+    assert.notEqual(d.analytics.reason, 'REASON_EXPLICIT', "analytics' legitimate interest stays: not decided");
+    // Still undecided: the first layer asks again.
+    await page.locator(banner).waitFor({ state: 'visible' });
     assert.deepEqual(await calls(page), []);
   });
 
@@ -413,6 +445,11 @@ describe('TCF layer', () => {
       await page.locator(`${prefs} [data-tcf-pane="purposes"] details`).evaluateAll((ds) => ds.forEach((d) => { d.open = false; }));
       await screenshot(page, `iab-ui-purposes-${name}.png`);
       await page.locator(`${prefs} details`).evaluateAll((ds) => ds.forEach((d) => { d.open = true; }));
+      if (name === '375') {
+        // A German page: the vendor list's English texts say they are English (screen readers switch voice).
+        assert.equal(await page.locator(`${prefs} label[for$="-sf1"]`).getAttribute('lang'), 'en');
+        assert.equal(await page.locator(`${prefs} .consentd-title`).evaluate((h) => h.closest('[lang]').lang), 'de');
+      }
       await page.addScriptTag({ url: '/tcf/axe.js' }); // same origin: the strict CSP lets it run
       assert.deepEqual(await audit(page, prefs), [], `purposes at ${name} px`);
       await page.click(`${prefs} [data-tcf-view="vendors"]`);
@@ -422,5 +459,65 @@ describe('TCF layer', () => {
       assert.deepEqual(await audit(page, prefs), [], `partners at ${name} px`);
       await clean(page);
     }
+  });
+
+  test('in the IAB script tag, with the real signals part: mounted in a TCF region, its choices reach __tcfapi', async (t) => {
+    if (!existsSync(join(distDir, 'consentd-iab.iife.js'))) return t.skip('no dist/consentd-iab.iife.js (the iab entry is not built)');
+    const { page, close } = await openBrowser(env);
+    t.after(close);
+    // The consentd under test serves no iab section yet: the policy gets it, and the vendor list is served, on the way.
+    const cors = { 'Access-Control-Allow-Origin': env.site.origin, 'Content-Type': 'application/json' };
+    await page.route(`${env.consentd.url}/v1/policy**`, async (route) => {
+      const r = await route.fetch();
+      const body = await r.json();
+      await route.fulfill({ status: 200, headers: { ...r.headers(), 'cache-control': 'no-store' }, body: JSON.stringify({ ...body, policy: { ...body.policy, iab: iabPolicy } }) });
+    });
+    await page.route(`${env.consentd.url}/v1/iab/vendor-list.json**`, (route) => route.fulfill({ status: 200, headers: cors, body: readFileSync(vendorList, 'utf8') }));
+    // Where the signals are recorded is the server's part (not in this consentd yet): answered as not found.
+    await page.route(`${env.consentd.url}/v1/subjects/*/consent:signals`, (route) => route.fulfill({ status: 404, headers: cors, body: '{"code":5,"message":"not here"}' }));
+    const nonce = 'iab' + Math.random().toString(36).slice(2);
+    const url = env.site.page('/tcf-iab-iife.html', `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Trail shoes review</title>
+<script nonce="${nonce}" src="/sdk/consentd-iab-stub.js"></script>
+<script nonce="${nonce}" src="/sdk/consentd-iab.iife.js" data-endpoint="${env.consentd.url}" data-region="DE" data-lang="en"></script>
+</head><body><main><h1>Trail shoes review</h1><p>With the IAB script tag.</p></main></body></html>`, {
+      'Content-Security-Policy': `default-src 'self'; script-src 'self' 'nonce-${nonce}'; style-src 'self'; connect-src 'self' ${env.consentd.url}; img-src 'self'`,
+    });
+    await page.goto(url);
+    await page.locator(`${banner}.consentd-tcf-banner`).waitFor({ state: 'visible' });
+    const id = await subjectId(page);
+    assert.match(await shown(page.locator(banner)), /We and our 5 partners/);
+    await page.click(`${banner} [data-consent-action="customise"]`);
+    await page.locator(prefs).waitFor({ state: 'visible' });
+    await page.locator(`${prefs} input[data-consent-purpose="ads"][data-tcf-kind="consent"]`).first().click();
+    await page.click(`${prefs} [data-tcf-view="vendors"]`);
+    await page.locator(`${prefs} input[data-tcf-vendor="10"][data-tcf-kind="consent"]`).click(); // Geo Ads: no, though ads is on
+    await page.locator(`${prefs} input[data-tcf-vendor="755"][data-tcf-kind="object"]`).click(); // Ad Server: objection
+    await page.click(`${prefs} [data-consent-action="save"]`);
+    await waitFor(async () => {
+      const d = await decisions(env, id);
+      return d.ads.allowed && !d.analytics.allowed && d.analytics.reason === 'REASON_EXPLICIT';
+    }, { what: 'ads granted, functional and analytics refused at the service' });
+    await page.locator(banner).waitFor({ state: 'hidden' });
+    const tcData = await waitFor(() => page.evaluate(() => new Promise((resolve) => {
+      window.__tcfapi('addEventListener', 2, (d, ok) => {
+        if (ok && d.eventStatus !== 'cmpuishown' && d.vendor.consents[10] === false && !d.vendor.legitimateInterests[755]) {
+          window.__tcfapi('removeEventListener', 2, () => {}, d.listenerId);
+          resolve({ purposes: d.purpose.consents, purposeLI: d.purpose.legitimateInterests, vendors: d.vendor.consents, li: d.vendor.legitimateInterests });
+        } else setTimeout(() => resolve(null), 100);
+      });
+    })), { what: 'the TC data with the per-vendor choices' });
+    assert.equal(tcData.purposes[2], true, 'purpose 2 consented (ads)');
+    // (The maps end at their last set bit: absent is false.)
+    assert.ok(!tcData.purposes[1], 'purpose 1 not (functional refused)');
+    assert.ok(!tcData.purposes[8], 'purpose 8 not (analytics refused)');
+    assert.ok(!tcData.purposeLI[10], 'purpose 10: analytics refused, its legitimate interest objected');
+    assert.equal(tcData.purposeLI[2], true, 'purpose 2: ads granted, its legitimate interest stays');
+    assert.equal(tcData.vendors[1], true, 'Exchange follows the purposes');
+    assert.equal(tcData.vendors[10], false, "Geo Ads' own choice");
+    assert.ok(!tcData.li[755], "Ad Server's objection (its purpose 2 interest is otherwise established)");
+    assert.equal(tcData.li[25], true, 'Content Personalisation: its purpose 2 interest, not objected');
+    assert.deepEqual(await page.evaluate(() => window.__cspViolations), [], 'no CSP violations');
+    assert.deepEqual(page.problems.filter((p) => !/favicon\.ico|consent:signals/.test(p)), [], 'no errors');
   });
 });
