@@ -14,20 +14,28 @@ const entries = ["core", "enforce", "gcm", "ui", "iab"];
 const common = { absWorkingDir: root, bundle: true, minify: true, target: "es2020", logLevel: "warning", legalComments: "none" };
 
 /**
- * The IAB's __tcfapi stub (@iabtechlabtcf/stub) hides its locator frame
- * with an inline style (style.cssText = "display:none"), which the strict
- * CSP check below refuses: load it with the frame hidden by its `hidden`
- * attribute instead (the same display:none, from the browser's own
- * stylesheet). Fails the build if a new version of the stub changes that
- * line, so the patch is never silently lost.
+ * The IAB's __tcfapi stub (@iabtechlabtcf/stub 1.5.21), loaded with two
+ * lines changed. Each fails the build if a new version of the stub changes
+ * it, so a patch is never silently lost (and can go once fixed upstream).
+ * - It hides its locator frame with an inline style (style.cssText =
+ *   "display:none"), which the strict CSP check below refuses: the frame is
+ *   hidden by its `hidden` attribute instead (the same display:none, from
+ *   the browser's own stylesheet).
+ * - Its postMessage handler forgets the calling frame (r = null) right after
+ *   passing the call on, so a call it queued (made before the CMP loaded) is
+ *   answered to nobody: ad tags in iframes never got their answer. The
+ *   frame is kept (test/browser/iab.test.mjs calls from an iframe).
  */
-const cspSafeTcfStub = {
-  name: "csp-safe-tcf-stub",
+const patchedTcfStub = {
+  name: "patched-tcf-stub",
   setup(b) {
     b.onLoad({ filter: /@iabtechlabtcf[\\/]stub[\\/]lib[\\/]stub\.js$/ }, ({ path }) => {
       const code = readFileSync(path, "utf8");
-      const patched = code.replace('r.style.cssText="display:none"', "r.hidden=!0");
-      if (patched == code) fail(`${path}: the line hiding __tcfapiLocator changed: update cspSafeTcfStub in build.mjs`);
+      let patched = code;
+      for (const [from, to] of [['r.style.cssText="display:none"', "r.hidden=!0"], ["n.parameter),r=null", "n.parameter)"]]) {
+        if (!patched.includes(from)) fail(`${path}: "${from}" is not in the stub any more: update patchedTcfStub in build.mjs`);
+        patched = patched.replace(from, to);
+      }
       return { contents: patched, loader: "js" };
     });
   },
@@ -51,7 +59,7 @@ const iife = await build({ ...common, entryPoints: ["src/iife.ts"], outfile: "di
 const iabIife = await build({ ...common, entryPoints: ["src/iife-iab.ts"], outfile: "dist/consentd-iab.iife.js", format: "iife", metafile: true });
 const stub = await build({
   ...common, entryPoints: ["src/iab/stub.ts"], outfile: "dist/consentd-iab-stub.js", format: "iife", metafile: true,
-  plugins: [cspSafeTcfStub],
+  plugins: [patchedTcfStub],
 });
 const iifes = [iife, iabIife, stub];
 
@@ -135,6 +143,17 @@ program.emit(undefined, (file, text) => {
 });
 
 copyFileSync(join(root, "..", "LICENSE"), join(dist, "LICENSE"));
+// iab.js, consentd-iab.iife.js and consentd-iab-stub.js bundle the IAB's
+// libraries (Apache-2.0, which asks for its text to go with them).
+{
+  const bundled = ["@iabgpp/cmpapi", "@iabtechlabtcf/cmpapi", "@iabtechlabtcf/core", "@iabtechlabtcf/stub"].map((name) => {
+    const pkg = JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8"));
+    if (pkg.license != "Apache-2.0") fail(`${name} is ${pkg.license}, not Apache-2.0: update THIRD_PARTY_LICENSES in build.mjs`);
+    return `${name} ${pkg.version} (Apache-2.0)`;
+  });
+  const text = readFileSync(join(root, "node_modules/@iabtechlabtcf/core/LICENSE"), "utf8");
+  writeFileSync(join(dist, "THIRD_PARTY_LICENSES"), `dist/iab.js, dist/consentd-iab.iife.js and dist/consentd-iab-stub.js include:\n\n${bundled.join("\n")}\n\nunder this license:\n${text}`);
+}
 console.log("built " + [...Object.keys(esm.metafile.outputs), ...iifes.flatMap((b) => Object.keys(b.metafile.outputs)), "dist/consentd.css", "dist/consentd-iab.css"].map((f) => relative("dist", f)).join(", "));
 
 function format(diags) {

@@ -26,12 +26,14 @@ import { createHttp, type HttpError } from "./core/http.js";
 import type { ConsentOptions } from "./core/options.js";
 import { noop, randomKey } from "./core/queue.js";
 import { load, save, TOKEN_KEY, type Memory } from "./core/storage.js";
-import { type Choices, gppString, type Scope, scopeOf, sectionId, tcString } from "./iab/rules.js";
-import type { AdSignals, IABPolicy, TCFController } from "./iab/types.js";
+import { gppString, scopeOf, sectionId, tcString as encodeTC } from "./iab/rules.js";
+import type { AdSignals, Choices, IABPolicy, Scope, TCFController } from "./iab/types.js";
 import type { Consent, ConsentState } from "./types.js";
 
-export type { AdSignals, IABPolicy, TCFController, TCFPurposeMapping } from "./iab/types.js";
-export { gppString, regionId, scopeOf, tcModel, tcString } from "./iab/rules.js";
+export type { AdSignals, Choices, IABPolicy, Scope, TCFController, TCFPurposeMapping } from "./iab/types.js";
+// The rules, for a backend or a test that builds the strings itself.
+export { gppString, regionId, scopeOf, tcString } from "./iab/rules.js";
+
 
 export interface IABOptions {
   /** consentd's base URL: the one given to createConsent. */
@@ -52,7 +54,11 @@ export interface IABOptions {
 
 /** localStorage: the person's per-vendor choices (TCF layer). */
 const VENDORS_KEY = "consentd.iab.vendors";
-/** localStorage: what was last sent (subject, revision encoded, revision the service gave the signals, strings' inputs). */
+/**
+ * localStorage: what was last sent: subject, the state's revision then,
+ * the revision the service gave the signals event, and a key of what the
+ * strings say (the strings themselves carry dates).
+ */
 const SENT_KEY = "consentd.iab.signals";
 
 interface Sent {
@@ -82,6 +88,7 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
   let ready: GVL | null = null;
   let tcf: TcfApi | null = null;
   let gpp: GppApi | null = null;
+  let gppTried = false;
   let current: AdSignals = { region: options.region || "", revision: 0, tcString: "", gppString: "" };
   let currentKey = "";
   let sending: Promise<void> | null = null;
@@ -159,7 +166,7 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
     // biome-ignore lint/style/noNonNullAssertion: set by start()
     const policyIab = iab!;
     const c = choices(state);
-    const tc = scope.tcf && ready ? tcString(ready, policyIab, c) : "";
+    const tc = scope.tcf && ready ? encodeTC(ready, policyIab, c) : "";
     const gp = gppString(policyIab, scope, c, tc);
     // What the strings say, without their dates: a key to compare with what was sent.
     const key = JSON.stringify([policyIab.tcf?.purposes.map((p) => c.choice(p.purpose)), c.allowed(policyIab.gpp?.purpose || ""), c.gpc, c.vendors, c.objections, scope]);
@@ -173,13 +180,17 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
       tcfGiven = [forTcf, visible];
       tcf.update(forTcf, visible);
     }
+    const queued = gpp ? [] : startGpp(policyIab);
     if (gpp && (changed || gpp.getSignalStatus() != SignalStatus.READY)) {
       gpp.setSignalStatus(SignalStatus.NOT_READY);
       gpp.setGppString(gp);
       gpp.setCmpDisplayStatus(visible ? CmpDisplayStatus.VISIBLE : CmpDisplayStatus.HIDDEN);
+      if (gpp.getCmpStatus() != CmpStatus.LOADED) gpp.setCmpStatus(CmpStatus.LOADED);
       if (scope.gpp || scope.tcf) gpp.fireSectionChange(scope.gpp || "tcfeuv2");
       gpp.setSignalStatus(SignalStatus.READY);
     }
+    // The calls the stub queued, answered now that there is a string.
+    for (const args of queued) (window as unknown as { __gpp: (...a: unknown[]) => void }).__gpp(...args);
     if (changed) {
       for (const l of [...listeners]) {
         try {
@@ -195,19 +206,6 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
   function start(policyIab: IABPolicy, s: Scope): void {
     iab = policyIab;
     scope = s;
-    const section = scope.gpp || (scope.tcf ? "tcfeuv2" : "");
-    try {
-      // Without the stub, the library's first call of __gpp would log an error.
-      const w = window as unknown as { __gpp?: unknown };
-      if (typeof w.__gpp != "function") w.__gpp = () => [];
-      gpp = new GppApi(iab.cmp_id, iab.cmp_version);
-      const supported = [...(iab.tcf ? ["tcfeuv2"] : []), ...(iab.gpp ? ["usnat", ...(iab.gpp.state_sections || [])] : [])];
-      gpp.setSupportedAPIs(supported.map((n) => sectionId(n) + ":" + n));
-      gpp.setApplicableSections(section ? [sectionId(section)] : [-1]);
-      gpp.setCmpStatus(CmpStatus.LOADED);
-    } catch (err) {
-      console.warn("consentd: __gpp:", err);
-    }
     if (iab.tcf) {
       try {
         tcf = new TcfApi(iab.cmp_id, iab.cmp_version, true);
@@ -215,6 +213,35 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
         console.warn("consentd: __tcfapi:", err);
       }
     }
+  }
+
+  /**
+   * Takes __gpp over from the stub once the first GPP string is ready, and
+   * returns the calls the stub queued. (The library answers the queue as
+   * soon as it is made, before it has a string: the queue is taken first.)
+   */
+  function startGpp(policyIab: IABPolicy): unknown[][] {
+    if (gppTried) return [];
+    gppTried = true;
+    let queued: unknown[][] = [];
+    try {
+      const w = window as unknown as { __gpp?: (...a: unknown[]) => unknown };
+      if (typeof w.__gpp != "function") w.__gpp = () => []; // without a stub the library's first call of __gpp would log an error
+      try {
+        const q = w.__gpp();
+        if (Array.isArray(q)) queued = q.splice(0);
+      } catch {
+        // not a stub's __gpp: nothing queued
+      }
+      gpp = new GppApi(policyIab.cmp_id, policyIab.cmp_version);
+      const supported = [...(policyIab.tcf ? ["tcfeuv2"] : []), ...(policyIab.gpp ? ["usnat", ...(policyIab.gpp.state_sections || [])] : [])];
+      gpp.setSupportedAPIs(supported.map((n) => sectionId(n) + ":" + n));
+      const section = scope.gpp || (scope.tcf ? "tcfeuv2" : "");
+      gpp.setApplicableSections(section ? [sectionId(section)] : [-1]);
+    } catch (err) {
+      console.warn("consentd: __gpp:", err);
+    }
+    return queued;
   }
 
   /** The subject's token as the core keeps it: the site's, or the visitor's (never minted here). */
@@ -236,14 +263,20 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
         const state = consent.get();
         const subject = state.subjectId;
         const sent = load<Sent>(memory, SENT_KEY);
-        if (!subject || !state.confirmed || state.pending || state.revision < 1) return;
+        // consentd needs the region code the strings were made for.
+        if (!subject || !current.region || !state.confirmed || state.pending || state.revision < 1) return;
         if (current.revision != state.revision) return; // update() runs again for this state
-        if (sent && sent.s == subject && sent.k == currentKey && (sent.r == state.revision || sent.g == state.revision)) return;
+        const same = sent?.s == subject;
+        if (same && sent?.k == currentKey && (sent.r == state.revision || sent.g == state.revision)) return;
+        // Sent before from this same state (a per-vendor choice since): the
+        // subject's revision is now the one our signals event got.
+        // biome-ignore lint/style/noNonNullAssertion: same implies sent
+        const revision = same && sent!.r == state.revision ? sent!.g : state.revision;
         const t = await token(subject);
         if (!t) return;
         const body = {
           region: current.region,
-          revision: current.revision,
+          revision,
           tc_string: current.tcString,
           gpp_string: current.gppString,
           idempotency_key: randomKey(),
@@ -251,7 +284,7 @@ export function attachIAB(consent: Consent, options: IABOptions): TCFController 
         const key = currentKey;
         try {
           const r = await request("POST", `/v1/subjects/${encodeURIComponent(subject)}/consent:signals`, body, t);
-          save(memory, SENT_KEY, { s: subject, r: current.revision, g: Number(r?.consent?.revision) || current.revision + 1, k: key } satisfies Sent);
+          save(memory, SENT_KEY, { s: subject, r: state.revision, g: Number(r?.consent?.revision) || revision + 1, k: key } satisfies Sent);
           return;
         } catch (err) {
           if ((err as HttpError).status != 409) throw err;

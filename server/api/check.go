@@ -16,7 +16,18 @@ func (s *Server) CheckConsent(ctx context.Context, req *consentv1.CheckConsentRe
 	if err := validateCheck(policy, "", req.GetSubjectId(), req.GetPurpose(), req.GetRegion(), req.GetMinRevision()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	rec, err := s.store.GetPurposes(ctx, req.GetSubjectId(), []string{req.GetPurpose()})
+	var rec domain.Record
+	var err error
+	if req.GetAdSignals() {
+		// The signals ride in the same single read (GetMany of one).
+		var recs []domain.Record
+		recs, err = s.store.GetMany(ctx, []store.Lookup{{SubjectID: req.GetSubjectId(), Purposes: []string{req.GetPurpose()}, Signals: true}})
+		if err == nil {
+			rec = recs[0]
+		}
+	} else {
+		rec, err = s.store.GetPurposes(ctx, req.GetSubjectId(), []string{req.GetPurpose()})
+	}
 	if storeUnavailable(err) {
 		r := s.failClosed(ctx, err, policy, []*consentv1.ConsentCheck{{SubjectId: req.GetSubjectId(), Purpose: req.GetPurpose()}})[0]
 		return &consentv1.CheckConsentResponse{Allowed: r.GetAllowed(), Reason: r.GetReason()}, nil
@@ -28,11 +39,15 @@ func (s *Server) CheckConsent(ctx context.Context, req *consentv1.CheckConsentRe
 		return nil, s.toStatus(ctx, err)
 	}
 	answer := domain.Effective(policy, req.GetPurpose(), rec, req.GetRegion(), s.now())
-	return &consentv1.CheckConsentResponse{
+	resp := &consentv1.CheckConsentResponse{
 		Allowed:  answer.Allowed,
 		Reason:   reasonToProto(answer.Reason),
 		Revision: rec.Revision,
-	}, nil
+	}
+	if req.GetAdSignals() {
+		resp.AdSignals = adSignalsToProto(policy.CurrentAdSignals(rec, answerRegion(req.GetRegion(), rec)))
+	}
+	return resp, nil
 }
 
 // BatchCheckConsent answers many pairs with the reads pipelined in one round
@@ -51,7 +66,7 @@ func (s *Server) BatchCheckConsent(ctx context.Context, req *consentv1.BatchChec
 		if err := validateCheck(policy, prefix, c.GetSubjectId(), c.GetPurpose(), c.GetRegion(), c.GetMinRevision()); err != nil {
 			return nil, s.toStatus(ctx, err)
 		}
-		lookups[i] = store.Lookup{SubjectID: c.GetSubjectId(), Purposes: []string{c.GetPurpose()}}
+		lookups[i] = store.Lookup{SubjectID: c.GetSubjectId(), Purposes: []string{c.GetPurpose()}, Signals: c.GetAdSignals()}
 	}
 	records, err := s.store.GetMany(ctx, lookups)
 	if storeUnavailable(err) {
@@ -74,6 +89,9 @@ func (s *Server) BatchCheckConsent(ctx context.Context, req *consentv1.BatchChec
 			Allowed:   answer.Allowed,
 			Reason:    reasonToProto(answer.Reason),
 			Revision:  rec.Revision,
+		}
+		if c.GetAdSignals() {
+			results[i].AdSignals = adSignalsToProto(policy.CurrentAdSignals(rec, answerRegion(c.GetRegion(), rec)))
 		}
 	}
 	return &consentv1.BatchCheckConsentResponse{Results: results}, nil
@@ -139,3 +157,12 @@ func (s *Server) FilterSubjects(ctx context.Context, req *consentv1.FilterSubjec
 // filterBatch bounds one pipeline: large enough that 10,000 ids take a few
 // round trips, small enough not to hold Redis' output buffer for long.
 const filterBatch = 2000
+
+// answerRegion is the region code an answer is for: the request's, else the
+// subject's own.
+func answerRegion(region string, rec domain.Record) string {
+	if region == "" {
+		return rec.Region
+	}
+	return region
+}

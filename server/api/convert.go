@@ -85,6 +85,7 @@ func consentToProto(policy *domain.Policy, subjectID string, rec domain.Record, 
 		Minor:               rec.Minor(),
 		GuardianConfirmTime: timeToProto(rec.GuardianAt),
 		Linked:              rec.Linked,
+		AdSignals:           adSignalsToProto(policy.CurrentAdSignals(rec, region)),
 	}
 	for _, p := range policy.Purposes {
 		answer := domain.Effective(policy, p.ID, rec, region, now)
@@ -122,6 +123,7 @@ func policyToProto(p *domain.Policy) *consentv1.Policy {
 	for _, r := range p.Regions {
 		out.Regions = append(out.Regions, &consentv1.Region{Id: r.ID, Mechanism: mechanisms[r.Mechanism], Codes: r.Codes})
 	}
+	out.Iab = iabToProto(p.IAB)
 	return out
 }
 
@@ -136,6 +138,7 @@ var eventTypes = map[domain.EventType]consentv1.EventType{
 	domain.EventMinor:    consentv1.EventType_EVENT_TYPE_MARK_MINOR,
 	domain.EventGuardian: consentv1.EventType_EVENT_TYPE_GUARDIAN_CONFIRM,
 	domain.EventErase:    consentv1.EventType_EVENT_TYPE_ERASE,
+	domain.EventSignals:  consentv1.EventType_EVENT_TYPE_SIGNALS,
 }
 
 // eventToProto is a history event for a reader. A link event names the
@@ -157,9 +160,13 @@ func eventToProto(e store.Event, counterpart bool) *consentv1.ConsentEvent {
 		Client:        e.Client,
 		Guardian:      e.Guardian,
 		Minor:         e.Minor != nil && *e.Minor,
+		AdSignals:     adSignalsToProto(e.Signals),
 	}
 	if counterpart {
 		out.LinkedSubjectId = e.Counterpart
+	}
+	if out.Region == "" && e.Signals != nil {
+		out.Region = e.Signals.Region // a signals event's code is that of its strings
 	}
 	for _, c := range e.Changes {
 		out.Changes = append(out.Changes, &consentv1.PurposeChange{Purpose: c.Purpose, OldGranted: c.Old, NewGranted: c.New})

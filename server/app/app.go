@@ -68,7 +68,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *App, err error) {
 		}
 	}()
 	routeGRPCLog(logger)
-	policy, err := loadPolicy(cfg.PolicyPath)
+	policy, err := loadPolicyAndVendorList(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -206,14 +206,27 @@ func (a *App) degraded(ctx context.Context) string {
 	return ""
 }
 
-// ReloadPolicy reads the policy file again. A bad file keeps the policy in
-// force and returns the error.
+// ReloadPolicy reads the policy file again, and the vendor list (--gvl)
+// with it. A bad file, or a policy and vendor list that disagree, keeps both
+// in force and returns the error.
 func (a *App) ReloadPolicy() error {
-	policy, err := loadPolicy(a.cfg.PolicyPath)
+	policy, err := loadPolicyAndVendorList(a.cfg)
 	if err != nil {
 		return err
 	}
 	a.policy.Store(policy)
-	a.logger.Info("policy reloaded", "policy_version", policy.Version)
+	attrs := []any{"policy_version", policy.Version}
+	if g := policy.VendorList; g != nil {
+		attrs = append(attrs, "vendor_list_version", g.VendorListVersion)
+	}
+	a.logger.Info("policy reloaded", attrs...)
+	return nil
+}
+
+// vendorList is the served vendor list in force; nil when none.
+func (a *App) vendorList() []byte {
+	if g := a.policy.Load().VendorList; g != nil {
+		return g.Body()
+	}
 	return nil
 }

@@ -161,7 +161,8 @@ func (a *App) newGateway(metrics *prometheus.Registry, tlsConfig *tls.Config, un
 	}
 	undo.push(a.gatewayConn.Close)
 	cfg := a.cfg
-	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, Logger: a.logger, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite, Console: cfg.Console})
+	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, Logger: a.logger, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite, Console: cfg.Console,
+		VendorList: a.vendorList})
 	if err != nil {
 		return err
 	}
@@ -223,6 +224,33 @@ func loadAPIKeys(cfg config.Config) (*auth.APIKeys, error) {
 		return auth.SingleAPIKey(cfg.APIKey)
 	}
 	return nil, nil
+}
+
+// loadPolicyAndVendorList loads the policy and, with --gvl, the IAB vendor
+// list it runs with, checked against each other: one value, swapped whole on
+// reload, so the two never disagree.
+func loadPolicyAndVendorList(cfg config.Config) (*domain.Policy, error) {
+	p, err := loadPolicy(cfg.PolicyPath)
+	if err != nil {
+		return nil, err
+	}
+	var gvl *domain.GVL
+	if cfg.GVLPath != "" {
+		if gvl, err = domain.LoadGVL(cfg.GVLPath); err != nil {
+			return nil, err
+		}
+	}
+	policyFile := cfg.PolicyPath
+	if policyFile == "" {
+		policyFile = "shipped policy deploy/policy.yaml"
+	}
+	if err := domain.CheckVendorList(p, gvl, cfg.GVLPath); err != nil {
+		return nil, fmt.Errorf("%s: %w", policyFile, err)
+	}
+	if gvl != nil {
+		p.VendorList = gvl.Narrowed(p)
+	}
+	return p, nil
 }
 
 func loadPolicy(path string) (*domain.Policy, error) {

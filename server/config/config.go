@@ -33,6 +33,7 @@ type Config struct {
 	GRPCAddr         string
 	HTTPAddr         string
 	PolicyPath       string // "" means the policy shipped in the binary (deploy/policy.yaml)
+	GVLPath          string // the IAB Global Vendor List (GVL v3 JSON) for the policy's iab.tcf; "" none
 	KeysFile         string
 	APIKeysFile      string // API keys with names and scopes
 	APIKey           string // from CONSENTD_API_KEY only (never a flag: flags show in ps): one key with every scope
@@ -162,6 +163,7 @@ func define(name string, getenv func(string) string, usageOut io.Writer, only ma
 	str(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "address the gRPC API listens on")
 	str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address the REST API, health, metrics and OpenAPI listen on")
 	str(&c.PolicyPath, "policy", "", "policy file (purposes and regions); empty: the shipped deploy/policy.yaml")
+	str(&c.GVLPath, "gvl", "", "the IAB Global Vendor List (vendor-list.json, GVL v3) the policy's iab.tcf needs; reloaded with the policy on SIGHUP")
 	str(&c.KeysFile, "keys-file", "", "the operator's key file (HMAC key for Redis key names); required")
 	str(&c.DemoSite, "demo-site", "", "demo mode only: the sdk-js folder; its demo/ is served at /demo/ and dist/ at /sdk/")
 	str(&c.APIKeysFile, "api-keys-file", "", "API keys file: names, SHA-256 hashes and scopes of the services' keys")

@@ -34,13 +34,15 @@ func TestEnvironmentSetsAndFlagsOverride(t *testing.T) {
 		"CONSENTD_REDIS_TIMEOUT": "250ms",
 		"CONSENTD_API_KEY":       "0123456789abcdef0123456789abcdef",
 		"CONSENTD_CORS_ORIGINS":  "https://shop.example, http://localhost:3000",
+		"CONSENTD_GVL":           "/etc/consentd/vendor-list.json",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.KeysFile != "/etc/consentd/keys.yaml" || c.HTTPAddr != "127.0.0.1:9999" ||
 		c.RedisURL != "redis://10.0.0.1:6380/2" || c.RedisTimeout != 250*time.Millisecond ||
-		c.APIKey != "0123456789abcdef0123456789abcdef" || len(c.CORSOrigins) != 2 || c.CORSOrigins[1] != "http://localhost:3000" {
+		c.APIKey != "0123456789abcdef0123456789abcdef" || len(c.CORSOrigins) != 2 || c.CORSOrigins[1] != "http://localhost:3000" ||
+		c.GVLPath != "/etc/consentd/vendor-list.json" {
 		t.Errorf("config = %+v", c)
 	}
 }

@@ -22,6 +22,34 @@ type GVL struct {
 
 	top     map[string]json.RawMessage // every top-level field as written
 	vendors map[int]json.RawMessage    // vendor id -> its object as written
+	body    []byte                     // JSON(nil) once Narrowed made it
+}
+
+// Narrowed returns the vendor list as the policy p serves it: its vendors
+// narrowed to p's tcf.vendors when given, with the served JSON made once.
+func (g *GVL) Narrowed(p *Policy) *GVL {
+	var ids []int
+	if p.IAB != nil && p.IAB.TCF != nil {
+		ids = p.IAB.TCF.Vendors
+	}
+	out := *g
+	out.vendors = make(map[int]json.RawMessage, len(g.vendors))
+	for id, v := range g.vendors {
+		if ids == nil || slices.Contains(ids, id) {
+			out.vendors[id] = v
+		}
+	}
+	out.body = out.JSON(nil)
+	return &out
+}
+
+// Body is the served JSON of a vendor list made by Narrowed (JSON(nil)
+// otherwise).
+func (g *GVL) Body() []byte {
+	if g.body != nil {
+		return g.body
+	}
+	return g.JSON(nil)
 }
 
 // LoadGVL reads and checks a vendor list file; errors start with the path.

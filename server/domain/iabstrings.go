@@ -3,7 +3,9 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 )
 
 // Decoding of the IAB strings a browser sends (RecordAdSignals): only what
@@ -250,4 +252,91 @@ func fibonacci(r *bitReader) (int, error) {
 		a, b = b, a+b
 	}
 	return 0, errors.New("holds a Fibonacci integer that does not end")
+}
+
+// CheckAdSignals checks the IAB strings a browser sends for region code,
+// built from rec (the subject's record at the revision they were made for):
+// the strings the code's IAB scope needs and no other, each well formed, the
+// TC string with the policy's CMP id, claiming no purpose consent or special
+// feature opt-in whose mapped purpose is not allowed in rec, and the GPP
+// string with exactly the sections the code gets. Errors are FieldErrors
+// naming region, tc_string or gpp_string.
+func (p *Policy) CheckAdSignals(rec Record, code, tc, gpp string, now time.Time) error {
+	scope := p.IABScope(code)
+	if scope == IABScopeNone {
+		return &FieldError{Field: "region", Reason: fmt.Sprintf("%s is in region %q, which gets no IAB signals (the policy's iab.tcf.regions and iab.gpp.regions)", Quote(code, maxEcho), p.RegionFor(code).ID)}
+	}
+	var wantSections []int
+	if scope == IABScopeTCF {
+		if tc == "" {
+			return &FieldError{Field: "tc_string", Reason: "required: " + Quote(code, maxEcho) + " is in a TCF region"}
+		}
+		if err := p.checkTCString(rec, code, tc, now); err != nil {
+			return err
+		}
+		if gpp == "" {
+			return nil
+		}
+		wantSections = []int{GPPSectionTCFEUv2}
+	} else {
+		if tc != "" {
+			return &FieldError{Field: "tc_string", Reason: "must be empty: " + Quote(code, maxEcho) + " is in a GPP region, not a TCF one"}
+		}
+		if gpp == "" {
+			return &FieldError{Field: "gpp_string", Reason: "required: " + Quote(code, maxEcho) + " is in a GPP region"}
+		}
+		id, _ := GPPSectionID(strings.TrimPrefix(scope, "gpp:"))
+		wantSections = []int{id}
+	}
+	ids, err := DecodeGPPSections(gpp)
+	if err != nil {
+		return &FieldError{Field: "gpp_string", Reason: "not a GPP string: " + err.Error()}
+	}
+	if !slices.Equal(ids, wantSections) {
+		return &FieldError{Field: "gpp_string", Reason: fmt.Sprintf("has sections %v, %s needs exactly %v (%s)", ids, Quote(code, maxEcho), wantSections, sectionNames(wantSections))}
+	}
+	return nil
+}
+
+func sectionNames(ids []int) string {
+	var names []string
+	for _, id := range ids {
+		for name, v := range gppSections {
+			if v == id {
+				names = append(names, name)
+			}
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+func (p *Policy) checkTCString(rec Record, code, tc string, now time.Time) error {
+	core, err := DecodeTCCore(tc)
+	if err != nil {
+		return &FieldError{Field: "tc_string", Reason: "not a TC string: " + err.Error()}
+	}
+	if core.CMPID != p.IAB.CMPID {
+		return &FieldError{Field: "tc_string", Reason: fmt.Sprintf("has CMP id %d, this service's is %d (iab.cmp_id)", core.CMPID, p.IAB.CMPID)}
+	}
+	t := p.IAB.TCF
+	allowed := func(purpose string) bool { return Effective(p, purpose, rec, code, now).Allowed }
+	for _, tp := range core.PurposeConsents {
+		purpose, ok := t.ConsentPurpose(tp)
+		switch {
+		case !ok:
+			return &FieldError{Field: "tc_string", Reason: fmt.Sprintf("consents to TCF purpose %d, which no purpose of the policy maps to", tp)}
+		case !allowed(purpose):
+			return &FieldError{Field: "tc_string", Reason: fmt.Sprintf("consents to TCF purpose %d, but %q is not granted at revision %d", tp, purpose, rec.Revision)}
+		}
+	}
+	for _, f := range core.SpecialFeatures {
+		purpose, ok := t.SpecialFeaturePurpose(f)
+		switch {
+		case !ok:
+			return &FieldError{Field: "tc_string", Reason: fmt.Sprintf("opts in to special feature %d, which no purpose of the policy maps to", f)}
+		case !allowed(purpose):
+			return &FieldError{Field: "tc_string", Reason: fmt.Sprintf("opts in to special feature %d, but %q is not granted at revision %d", f, purpose, rec.Revision)}
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // IAB strings made once with the IAB's own libraries (node, in a scratch
@@ -88,6 +89,83 @@ func TestDecodeGPPSections(t *testing.T) {
 	} {
 		if _, err := DecodeGPPSections(s); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", s, err, want)
+		}
+	}
+}
+
+func TestCheckAdSignals(t *testing.T) {
+	p, err := ParsePolicy([]byte(iabEdit(1, `version: "1"`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	granted := func(purposes ...string) Record {
+		rec := Record{Revision: 4, Decisions: map[string]Decision{}}
+		for _, id := range []string{"ads", "analytics"} {
+			pu, _ := p.Purpose(id)
+			rec.Decisions[id] = NewDecision(pu, slices.Contains(purposes, id), SourceBanner, "DE", now)
+		}
+		return rec
+	}
+	both, adsOnly, none := granted("ads", "analytics"), granted("ads"), granted()
+	for _, tc := range []struct {
+		name          string
+		rec           Record
+		code, tc, gpp string
+		field, reason string // "" field: no error
+	}{
+		{"TCF, granted", adsOnly, "DE", testTCPurposes12, "", "", ""},
+		{"TCF with a GPP tcfeuv2 string", adsOnly, "GB", testTCPurposes12, testGPPTcf, "", ""},
+		{"TCF, nothing granted, LI only", none, "DE", testTCNone, "", "", ""},
+		{"TCF, purpose 2 not granted", none, "DE", testTCPurposes12, "", "tc_string", `consents to TCF purpose 1, but "ads" is not granted at revision 4`},
+		{"TCF, purpose 1 and special feature 1, ads not granted", granted("analytics"), "DE", testTCSF1, "", "tc_string", `consents to TCF purpose 1, but "ads" is not granted`},
+		{"TCF, a purpose nobody maps", both, "DE", testTCAll, "", "tc_string", "consents to TCF purpose 5, which no purpose of the policy maps to"},
+		{"TCF, another CMP", both, "DE", testTCCmp301, "", "tc_string", "has CMP id 301, this service's is 300 (iab.cmp_id)"},
+		{"TCF, no TC string", both, "DE", "", testGPPTcf, "tc_string", "required"},
+		{"TCF, a US section", adsOnly, "DE", testTCPurposes12, testGPPUsnat, "gpp_string", "has sections [7], \"DE\" needs exactly [2] (tcfeuv2)"},
+		{"GPP national", none, "US", "", testGPPUsnat, "", ""},
+		{"GPP state", none, "US-CA", "", testGPPUsca, "", ""},
+		{"GPP, a state not listed gets usnat", none, "US-VA", "", testGPPUsnat, "", ""},
+		{"GPP, usnat for a listed state", none, "US-CA", "", testGPPUsnat, "gpp_string", "needs exactly [8] (usca)"},
+		{"GPP, two sections", none, "US", "", testGPPUsnatUsca, "gpp_string", "has sections [7 8]"},
+		{"GPP, a TC string", none, "US", testTCNone, testGPPUsnat, "tc_string", "must be empty"},
+		{"GPP, none", none, "US", "", "", "gpp_string", "required"},
+		{"GPP, not GPP", none, "US", "", testTCNone, "gpp_string", "not a GPP string"},
+		{"a region without signals", none, "JP", "", testGPPUsnat, "region", `"JP" is in region "world", which gets no IAB signals`},
+	} {
+		err := p.CheckAdSignals(tc.rec, tc.code, tc.tc, tc.gpp, now)
+		if tc.field == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		fe, ok := err.(*FieldError)
+		if !ok || fe.Field != tc.field || !strings.Contains(fe.Reason, tc.reason) {
+			t.Errorf("%s: %v, want %s: ...%s", tc.name, err, tc.field, tc.reason)
+		}
+	}
+}
+
+func TestCurrentAdSignals(t *testing.T) {
+	p, err := ParsePolicy([]byte(iabEdit(1, `version: "1"`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := &AdSignals{Region: "DE", Revision: 4, EventRevision: 5, TCString: testTCPurposes12}
+	us := &AdSignals{Region: "US-CA", Revision: 4, EventRevision: 5, GPPString: testGPPUsca}
+	for _, tc := range []struct {
+		sig  *AdSignals
+		rev  int64
+		code string
+		want bool
+	}{
+		{sig, 5, "DE", true}, {sig, 5, "FR", true}, {sig, 5, "GB", true}, {sig, 6, "DE", false}, {sig, 5, "US", false}, {sig, 5, "JP", false},
+		{us, 5, "US-CA", true}, {us, 5, "US", false}, {us, 5, "US-VA", false}, {nil, 5, "DE", false},
+	} {
+		got := p.CurrentAdSignals(Record{Revision: tc.rev, Signals: tc.sig}, tc.code)
+		if (got != nil) != tc.want {
+			t.Errorf("%+v at revision %d for %s: %v, want %v", tc.sig, tc.rev, tc.code, got, tc.want)
 		}
 	}
 }

@@ -45,6 +45,10 @@ type Policy struct {
 	Purposes      []Purpose // in file order (the order UIs show them)
 	Regions       []Region
 	IAB           *IAB // the optional iab section; nil: no IAB signals
+	// VendorList is the IAB Global Vendor List in force with this policy
+	// (--gvl), narrowed to IAB.TCF.Vendors when given; nil: none. Loaded,
+	// checked and reloaded together with the policy.
+	VendorList *GVL
 
 	purposeIndex map[string]int // purpose ID -> index in Purposes
 	regionIndex  map[string]int // region ID -> index in Regions

@@ -199,7 +199,7 @@ func (ps *policyParser) policy(root *yaml.Node) *Policy {
 		}
 	}
 	if n := fields["iab"]; n != nil {
-		p.IAB = ps.iab(n, p.Purposes, regionLines)
+		p.IAB = ps.iab(n, p.Purposes, p.Regions, regionLines)
 	}
 	return p
 }

@@ -17,7 +17,7 @@ const maxCMPField = 4095
 
 // iab parses the optional iab section. purposes and regions are what the
 // rest of the file defined, for the references the section makes.
-func (ps *policyParser) iab(n *yaml.Node, purposes []Purpose, regions map[string]int) *IAB {
+func (ps *policyParser) iab(n *yaml.Node, purposes []Purpose, regionList []Region, regions map[string]int) *IAB {
 	n = resolve(n)
 	if isNull(n) {
 		return nil
@@ -48,6 +48,7 @@ func (ps *policyParser) iab(n *yaml.Node, purposes []Purpose, regions map[string
 	claimed := map[string]regionClaim{}
 	if v := fields["tcf"]; v != nil && !isNull(resolve(v)) {
 		out.TCF = ps.tcf(v, byID, regions, claimed)
+		ps.tcfRegionsOptIn(out.TCF, regionList, claimed)
 	}
 	if v := fields["gpp"]; v != nil && !isNull(resolve(v)) {
 		out.GPP = ps.gpp(v, byID, regions, claimed)
@@ -143,9 +144,10 @@ func (ps *policyParser) tcf(n *yaml.Node, purposes map[string]Purpose, regions m
 		t.PurposeOneTreatment, _ = ps.boolean(v, "iab.tcf.purpose_one_treatment")
 	}
 	if v := fields["vendors"]; v != nil && !isNull(resolve(v)) {
-		t.Vendors = ps.intList(v, "iab.tcf.vendors", "vendor id", 1, 1<<16-1, nil)
-		if t.Vendors == nil {
-			t.Vendors = []int{}
+		if items := resolve(v); items.Kind == yaml.SequenceNode && len(items.Content) == 0 {
+			ps.errorf(ps.keyLine(items), "iab.tcf.vendors", "at least one vendor id; leave vendors out to work with every vendor of the vendor list")
+		} else {
+			t.Vendors = ps.intList(v, "iab.tcf.vendors", "vendor id", 1, 1<<16-1, nil)
 		}
 	}
 	if v := ps.iabRequired(fields, n, "iab.tcf", "purposes"); v != nil {
@@ -338,4 +340,21 @@ func (ps *policyParser) iabRequired(fields map[string]*yaml.Node, parent *yaml.N
 		return nil
 	}
 	return ps.required(fields, parent, path, key)
+}
+
+// tcfRegionsOptIn: a TC string's purpose consent must come from a yes, so
+// the TCF regions must ask before anything runs (opt_in). In an opt_out or
+// notice_only region an undecided purpose is allowed, and a TC string would
+// claim consent nobody gave.
+func (ps *policyParser) tcfRegionsOptIn(t *TCF, regionList []Region, claimed map[string]regionClaim) {
+	if t == nil {
+		return
+	}
+	for i, id := range t.Regions {
+		for _, r := range regionList {
+			if r.ID == id && r.Mechanism != MechanismOptIn {
+				ps.errorf(claimed[id].line, fmt.Sprintf("iab.tcf.regions[%d]", i), "region %q is %s: TCF consent needs an opt_in region (nothing allowed before a yes)", id, r.Mechanism)
+			}
+		}
+	}
 }

@@ -148,6 +148,7 @@ func TestParsePolicyIABErrors(t *testing.T) {
 		{"unknown gpp region", iabEdit(27, "    regions: [usa]"), `line 27: iab.gpp.regions[0]: no region with id "usa"`},
 		{"no tcf regions", iabEdit(16, "    regions: []"), "line 16: iab.tcf.regions: at least one region is required"},
 		{"tcf regions missing", iabEdit(16, ""), "line 15: iab.tcf.regions: required"},
+		{"an opt_out region under tcf", iabEdit(16, "    regions: [eea, us]"), `line 16: iab.tcf.regions[1]: region "us" is opt_out: TCF consent needs an opt_in region`},
 		{"a region in both tcf and gpp", iabEdit(27, "    regions: [us, uk]"), `line 27: iab.gpp.regions[1]: region "uk" is already in iab.tcf.regions (line 16); a region gets TCF or GPP, not both`},
 		{"unknown state section", iabEdit(29, "    state_sections: [usca, usxx]"), `line 29: iab.gpp.state_sections[1]: no GPP state section "usxx" (known: usca, usva, usco, usut, usct, usfl,`},
 		{"usnat as a state section", iabEdit(29, "    state_sections: [usnat]"), `line 29: iab.gpp.state_sections[0]: no GPP state section "usnat"`},
@@ -155,6 +156,7 @@ func TestParsePolicyIABErrors(t *testing.T) {
 		{"publisher_country a subdivision", iabEdit(17, "    publisher_country: US-CA"), `line 17: iab.tcf.publisher_country: must be an ISO 3166-1 alpha-2 country code`},
 		{"publisher_country missing", iabEdit(17, ""), "line 15: iab.tcf.publisher_country: required"},
 		{"a vendor id 0", iabEdit(18, "    vendors: [1, 0]"), "line 18: iab.tcf.vendors[1]: vendor id must be 1-65535, got 0"},
+		{"an empty vendor list", iabEdit(18, "    vendors: []"), "line 18: iab.tcf.vendors: at least one vendor id; leave vendors out to work with every vendor"},
 		{"a duplicate vendor", iabEdit(18, "    vendors: [755, 755]"), "line 18: iab.tcf.vendors[1]: duplicate vendor id 755 (first at line 18)"},
 		{"gpp purpose unknown", iabEdit(28, "    purpose: marketing"), `line 28: iab.gpp.purpose: no purpose with id "marketing"`},
 		{"gpp purpose necessary", iabEdit(28, "    purpose: necessary"), "line 28: iab.gpp.purpose: the necessary purpose cannot be mapped"},
@@ -284,5 +286,33 @@ func TestGVL(t *testing.T) {
 				t.Errorf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The commented iab example at the end of the shipped policy parses once
+// uncommented.
+func TestShippedPolicyIABExample(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(raw)
+	start := strings.Index(text, "# iab:\n")
+	if start < 0 {
+		t.Fatal("no commented iab example in deploy/policy.yaml")
+	}
+	var example []string
+	for _, line := range strings.Split(text[start:], "\n") {
+		if line == "" {
+			break
+		}
+		example = append(example, strings.TrimPrefix(strings.TrimPrefix(line, "#"), " "))
+	}
+	p, err := ParsePolicy([]byte(text + "\n" + strings.Join(example, "\n") + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.IAB == nil || p.IAB.TCF == nil || p.IAB.GPP == nil || p.IABScope("DE") != IABScopeTCF || p.IABScope("US-CA") != "gpp:usca" {
+		t.Errorf("example: %+v", p.IAB)
 	}
 }

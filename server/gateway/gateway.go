@@ -22,7 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/cors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
@@ -65,6 +67,10 @@ type Options struct {
 	CORSOrigins []string
 	// Console serves the privacy console at /console/ (server/console).
 	Console bool
+	// VendorList returns the IAB Global Vendor List in force (--gvl, as
+	// served: narrowed to the policy's tcf.vendors), nil when there is none.
+	// It is served at api.VendorListPath, public, for the SDK's TCF layer.
+	VendorList func() []byte
 }
 
 var setQueryParser sync.Once
@@ -142,6 +148,23 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 			_, _ = w.Write(doc)
 		})
 	}
+	// The vendor list: public and the same for everyone, like the policy
+	// (CORS, ETag, revalidated before every use). More specific than "/v1/",
+	// so this route, not the API's, serves it.
+	mux.Handle("GET "+api.VendorListPath, corsFor(opts.CORSOrigins).Handler(conditional(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body []byte
+		if opts.VendorList != nil {
+			body = opts.VendorList()
+		}
+		if body == nil {
+			errs.write(w, r, http.StatusNotFound, status.New(codes.NotFound, "vendor list: none is configured (start consentd with --gvl)"))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", policyCacheControl)
+		w.Header().Set("ETag", bodyETag(body))
+		_, _ = w.Write(body)
+	}))))
 	mux.HandleFunc("GET /.well-known/gpc.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(gpcWellKnown))

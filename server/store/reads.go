@@ -125,6 +125,9 @@ const maxDirectReads = 4
 type Lookup struct {
 	SubjectID string
 	Purposes  []string
+	// Signals: read the subject's IAB signals too (Record.Signals), in
+	// the same HMGET.
+	Signals bool
 }
 
 // GetMany reads several subjects in one round trip: a pipeline of HMGETs (a
@@ -141,7 +144,7 @@ func (s *Store) GetMany(ctx context.Context, lookups []Lookup) ([]domain.Record,
 	for i, rec := range records {
 		if rec.LinkedTo != "" {
 			linked = append(linked, i)
-			users = append(users, Lookup{SubjectID: rec.LinkedTo, Purposes: lookups[i].Purposes})
+			users = append(users, Lookup{SubjectID: rec.LinkedTo, Purposes: lookups[i].Purposes, Signals: lookups[i].Signals})
 		}
 	}
 	if len(users) == 0 {
@@ -167,6 +170,9 @@ func (s *Store) getManyOwn(ctx context.Context, lookups []Lookup) ([]domain.Reco
 		var err error
 		if fields[i], err = hmgetFields(l.Purposes); err != nil {
 			return nil, err
+		}
+		if l.Signals {
+			fields[i] = append(fields[i], fieldSignals)
 		}
 	}
 	var values [][]any

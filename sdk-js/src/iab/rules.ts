@@ -20,14 +20,7 @@
 import { GppModel, Sections } from "@iabgpp/cmpapi";
 import { type GVL, TCModel, TCString } from "@iabtechlabtcf/core";
 import type { Policy } from "../types.js";
-import type { IABPolicy } from "./types.js";
-
-/** A region code's IAB scope: TCF, a GPP section ("usnat", "usca"...), or none. */
-export interface Scope {
-  tcf: boolean;
-  /** The GPP US section, "" when none. */
-  gpp: string;
-}
+import type { Choices, IABPolicy, Scope } from "./types.js";
 
 /** The policy's region id for a code, resolved like the service does: exact code, its country ("US" for "US-CA"), else the default region. */
 export function regionId(policy: Policy, code: string | undefined): string {
@@ -47,25 +40,11 @@ export function scopeOf(policy: Policy, iab: IABPolicy, code: string | undefined
   return { tcf: !!iab.tcf?.regions.includes(id), gpp: section };
 }
 
-/** The person's choices as the rules read them. */
-export interface Choices {
-  /** consent.choice(purpose): true granted, false denied, undefined not decided. */
-  choice(purpose: string): boolean | undefined;
-  /** Whether the purpose is allowed now (GPP's opt-outs). */
-  allowed(purpose: string): boolean;
-  /** The browser sends Global Privacy Control. */
-  gpc: boolean;
-  /** Per-vendor consent choices (TCF UI). */
-  vendors: Record<number, boolean>;
-  /** Vendors whose legitimate interest the person objected to. */
-  objections: Record<number, boolean>;
-}
-
 /**
  * The TCF model of the choices. gvl: the vendor list (ready; its language is
  * the consent language), or its JSON.
  */
-export function tcModel(gvl: GVL, iab: IABPolicy, c: Choices): TCModel {
+function tcModel(gvl: GVL, iab: IABPolicy, c: Choices): TCModel {
   // biome-ignore lint/style/noNonNullAssertion: only called for policies with a tcf section
   const tcf = iab.tcf!;
   const m = new TCModel(gvl);
@@ -91,8 +70,13 @@ export function tcModel(gvl: GVL, iab: IABPolicy, c: Choices): TCModel {
   return m;
 }
 
-export function tcString(gvl: GVL, iab: IABPolicy, c: Choices): string {
-  return TCString.encode(tcModel(gvl, iab, c));
+/**
+ * The TC string of the choices. gvl: a GVL of @iabtechlabtcf/core or its
+ * JSON (typed as object: the declarations must not need the library, which
+ * the package bundles rather than depends on).
+ */
+export function tcString(gvl: object, iab: IABPolicy, c: Choices): string {
+  return TCString.encode(tcModel(gvl as GVL, iab, c));
 }
 
 /** The GPP section id of a section name (tcfeuv2 2, usnat 7, usca 8...). */

@@ -59,6 +59,7 @@ export interface TCFController {
   /** The policy's iab section. */
   policy(): IABPolicy;
   /** The vendor list, narrowed to the policy's vendors; loads it once. `any`: the GVL class of @iabtechlabtcf/core. */
+  // biome-ignore lint/suspicious/noExplicitAny: the library's GVL class; the declarations must not need the library (the package bundles it)
   vendorList(): Promise<any>;
   /** The person's per-vendor consent choices (absent: follows the purposes). */
   vendorConsents(): Record<number, boolean>;
@@ -72,4 +73,26 @@ export interface TCFController {
   signals(): AdSignals;
   /** Called when the strings change. Returns a function that stops it. */
   on(event: "signals", listener: (s: AdSignals) => void): () => void;
+}
+
+/** A region code's IAB scope: TCF, a GPP US section, or neither. */
+export interface Scope {
+  /** The code resolves to one of the policy's iab.tcf.regions. */
+  tcf: boolean;
+  /** The GPP US section ("usnat", "usca"...) for a code of iab.gpp.regions; "" otherwise. */
+  gpp: string;
+}
+
+/** The person's choices as the string rules read them. */
+export interface Choices {
+  /** consent.choice(purpose): true granted, false denied, undefined not decided. */
+  choice(purpose: string): boolean | undefined;
+  /** Whether the purpose is allowed now (GPP's opt-outs: denied, or by GPC). */
+  allowed(purpose: string): boolean;
+  /** The browser sends Global Privacy Control. */
+  gpc: boolean;
+  /** Per-vendor consent choices (the TCF layer's), by GVL vendor id. */
+  vendors: Record<number, boolean>;
+  /** Vendors whose legitimate interest the person objected to. */
+  objections: Record<number, boolean>;
 }

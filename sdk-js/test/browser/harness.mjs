@@ -152,7 +152,7 @@ function writeKeysFile(dir) {
  * every scope to read back over the API). start() can be called again after
  * stop(): same ports, same keys, same Redis.
  */
-async function makeConsentd({ dir, redisPort, siteOrigin, demo = false }) {
+async function makeConsentd({ dir, redisPort, siteOrigin, demo = false, args = [] }) {
   const bin = consentdBinary(dir);
   const httpPort = await freePort();
   const grpcPort = await freePort();
@@ -172,6 +172,7 @@ async function makeConsentd({ dir, redisPort, siteOrigin, demo = false }) {
         '--log-format', 'text',
         '--shutdown-timeout', '1s', '--drain-delay', '0s', // no load balancer to drain
         ...(demo ? ['--demo', '--demo-site', sdkDir] : []),
+        ...args,
       ], { env: { ...process.env, CONSENTD_API_KEY: apiKey } }, 'consentd');
       const c = svc.current;
       await waitFor(async () => {
@@ -261,9 +262,10 @@ async function startSite() {
 /**
  * Starts Redis, consentd and the test site. Call env.stopAll() in after().
  * With demo, consentd runs as make run starts it (--demo --demo-site) and
- * serves the demo itself: env.site.origin is consentd's own origin.
+ * serves the demo itself: env.site.origin is consentd's own origin. args:
+ * more consentd flags (e.g. another --policy, --gvl).
  */
-export async function startEnv({ demo = false } = {}) {
+export async function startEnv({ demo = false, args = [] } = {}) {
   if (!existsSync(join(distDir, 'consentd.iife.js'))) {
     throw new Error(`${distDir}/consentd.iife.js is missing: run npm run build in sdk-js first`);
   }
@@ -284,7 +286,7 @@ export async function startEnv({ demo = false } = {}) {
     stops.push(() => redis.stop());
     const site = demo ? null : await startSite();
     if (site) stops.push(() => site.stop());
-    const consentd = await makeConsentd({ dir, redisPort: redis.port, siteOrigin: site?.origin, demo });
+    const consentd = await makeConsentd({ dir, redisPort: redis.port, siteOrigin: site?.origin, demo, args });
     stops.push(() => consentd.stop());
     Object.assign(env, { redis, consentd, site: site || { origin: consentd.url } });
   } catch (e) {

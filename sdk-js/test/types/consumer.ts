@@ -18,6 +18,7 @@ import {
 import { enforce, type EnforceOptions } from "@consentd/sdk/enforce";
 import { consentMode, consentModeDefault, consentSignals, defaultMapping, type Signal } from "@consentd/sdk/gcm";
 import { mountUI, type UI, type UIOptions } from "@consentd/sdk/ui";
+import { attachIAB, type AdSignals, type IABOptions, type IABPolicy, type TCFController, gppString, scopeOf, tcString } from "@consentd/sdk/iab";
 
 // true when T is `any` (nothing else is both 0 and 1 & T).
 type IsAny<T> = 0 extends 1 & T ? true : false;
@@ -136,3 +137,20 @@ ui.show();
 
 void [noEndpoint, revision, confirmed, linked, gpc, revisionText, allowed, reason, notAReason, has, choice, asked];
 void [unsubscribe, results, badEnforce, stopEnforcing, notASignal, stopGcm, signalValue, badUI];
+
+// iab
+check<Equal<IsAny<typeof attachIAB>, false>>();
+check<Equal<IsAny<TCFController>, false>>();
+check<Equal<IsAny<IABPolicy>, false>>();
+const iabOptions: IABOptions = { endpoint: "https://consent.shop.example", region: "DE", lang: "de" };
+const controller: TCFController = attachIAB(consent, iabOptions);
+const adSignals: AdSignals = controller.signals();
+const tcText: string = adSignals.tcString;
+const gppText: string = adSignals.gppString;
+const stopSignals: () => void = controller.on("signals", (s: AdSignals) => void s.revision);
+const vendorChoices: Record<number, boolean> = controller.vendorConsents();
+const setting: Promise<void> = controller.setVendors({ 10: false }, { 755: true });
+// @ts-expect-error the only event is "signals"
+controller.on("change", () => {});
+const builders: [typeof gppString, typeof scopeOf, typeof tcString] = [gppString, scopeOf, tcString];
+void [tcText, gppText, stopSignals, vendorChoices, setting, builders];

@@ -10,7 +10,7 @@ import { GppModel } from "@iabgpp/cmpapi";
 import { TCString } from "@iabtechlabtcf/core";
 import { createConsent } from "../../dist/core.js";
 import { attachIAB } from "../../dist/iab.js";
-import { fakeBrowser, fakeConsentd, policy, until } from "./fake.mjs";
+import { fakeBrowser, fakeConsentd, until } from "./fake.mjs";
 import { gvlFile, iab as serverIab } from "./iab-fixture.mjs";
 
 // The test policy's iab section over the fake's region ids (eea: DE, us: US).
@@ -60,7 +60,7 @@ function fakeXHR(requests) {
     addEventListener(t, f) {
       this.listeners[t] = f;
     }
-    open(method, url) {
+    open(_method, url) {
       requests.push(url);
       this.url = url;
     }
@@ -82,7 +82,9 @@ function tcfapi(command, param) {
 
 function ids(vector) {
   const out = [];
-  vector.forEach((v, id) => v && out.push(id));
+  vector.forEach((v, id) => {
+    if (v) out.push(id);
+  });
   return out;
 }
 
@@ -163,7 +165,8 @@ test("GPP region: __gpp answers ping, hasSection, getSection and getField; a 409
   const consent = createConsent({ endpoint, region: "US", fetch: svc.fetch });
   attachIAB(consent, { endpoint, region: "US", fetch: svc.fetch });
   await consent.sync();
-  await until(() => pingSync().signalStatus === "ready");
+  // (The first test's controllers answered __gpp on this same global until this one takes over.)
+  await until(() => pingSync().signalStatus === "ready" && pingSync().applicableSections?.[0] === 7);
   const ping = pingSync();
   assert.equal(ping.gppVersion, "1.1");
   assert.equal(ping.cmpStatus, "loaded");

@@ -44,7 +44,9 @@ function choices(decisions, { gpc = false, vendors = {}, objections = {} } = {})
 /** The ids set in a decoded Vector. */
 function ids(vector) {
   const out = [];
-  vector.forEach((v, id) => v && out.push(id));
+  vector.forEach((v, id) => {
+    if (v) out.push(id);
+  });
   return out;
 }
 

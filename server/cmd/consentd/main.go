@@ -77,8 +77,8 @@ func newLogger(cfg config.Config, out io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(out, opts))
 }
 
-// reloadOnHangup reloads the policy file on SIGHUP; a bad file is logged and
-// the policy in force stays.
+// reloadOnHangup reloads the policy file and the vendor list (--gvl) on
+// SIGHUP; a bad file is logged and the policy and vendor list in force stay.
 func reloadOnHangup(ctx context.Context, a *app.App, logger *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -89,7 +89,7 @@ func reloadOnHangup(ctx context.Context, a *app.App, logger *slog.Logger) {
 			return
 		case <-hup:
 			if err := a.ReloadPolicy(); err != nil {
-				logger.Error("policy reload failed; the previous policy stays in force", "error", err)
+				logger.Error("policy reload failed; the previous policy and vendor list stay in force", "error", err)
 			}
 		}
 	}
