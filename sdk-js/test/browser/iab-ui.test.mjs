@@ -3,9 +3,9 @@
 // the first layer, every switch's effect (decisions at the service, per-vendor
 // calls to the signals part), a keyboard-only session, axe-core at desktop and
 // phone widths, and a strict CSP. The signals part is a fake (fixtures/
-// iab-ui-page.mjs) over the server's vendor list fixture
-// (server/domain/testdata/iab/vendor-list.json, GVL v3) with the mapping of
-// server/domain/testdata/iab/policy.yaml.
+// iab-ui-page.mjs); consentd runs the IAB test policy and vendor list
+// (server/domain/testdata/iab/policy.yaml and vendor-list.json, GVL v3). The
+// last test runs the IAB script tag with the real signals part.
 //
 // Run: npm run build && node --test test/browser/iab-ui.test.mjs
 
@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build } from 'esbuild';
-import { axePath, distDir, openBrowser, screenshot, sdkDir, startEnv, subjectId, waitFor } from './harness.mjs';
+import { api, axePath, distDir, openBrowser, screenshot, sdkDir, startEnv, subjectId, waitFor } from './harness.mjs';
 
 const banner = '[data-consent-banner]';
 const prefs = '[data-consent-preferences]';
@@ -111,24 +111,8 @@ async function openFirstLayer(env, options = {}) {
   return { ...b, id, steps };
 }
 
-/**
- * The policy's iab section as consentd serves it for server/domain/testdata/iab/policy.yaml
- * (the same mapping as fixtures/iab-ui-page.mjs).
- */
-const iabPolicy = {
-  cmp_id: 300,
-  cmp_version: 1,
-  tcf: {
-    regions: ['eea', 'uk'], publisher_country: 'DE', purpose_one_treatment: false, vendors: [1, 2, 10, 25, 755],
-    purposes: [
-      { purpose: 'functional', consent: [1], legitimate_interest: [], special_features: [] },
-      { purpose: 'ads', consent: [2, 3, 4, 7], legitimate_interest: [2], special_features: [1, 2] },
-      { purpose: 'analytics', consent: [5, 6, 8, 9, 10, 11], legitimate_interest: [7, 8, 9, 10, 11], special_features: [] },
-    ],
-    vendor_list_url: '/v1/iab/vendor-list.json',
-  },
-};
-const vendorList = join(sdkDir, '../server/domain/testdata/iab/vendor-list.json');
+// consentd runs the IAB test policy and vendor list of the server's tests.
+const testdata = join(sdkDir, '../server/domain/testdata/iab');
 
 function focused(page) {
   return page.evaluate(() => {
@@ -161,7 +145,7 @@ describe('TCF layer', () => {
   let assets;
   before(async () => {
     assets = await bundle();
-    env = await startEnv();
+    env = await startEnv({ args: ['--policy', join(testdata, 'policy.yaml'), '--gvl', join(testdata, 'vendor-list.json')] });
     env.site.file('/tcf/page.js', assets.js);
     env.site.file('/tcf/consentd-iab.css', assets.css);
     env.site.file('/tcf/axe.js', readFileSync(axePath, 'utf8'));
@@ -239,7 +223,7 @@ describe('TCF layer', () => {
     const sw = (sel) => page.locator(`${prefs} input${sel}`);
     const text = await shown(page.locator(`${prefs} [data-tcf-pane="purposes"]`));
     // Each consentd purpose with its TCF purposes (names), legitimate interests, special features; special purposes and features for information.
-    for (const p of ['Personalised advertising', 'Analytics', 'Functional', 'Strictly necessary', ...purposeNames,
+    for (const p of ['Advertising', 'Analytics', 'Functional', 'Strictly necessary', ...purposeNames,
       'Ensure security, prevent and detect fraud, and fix errors', 'Deliver and present advertising and content', 'Save and communicate privacy choices',
       'Match and combine data from other data sources', 'Link different devices', 'Identify devices based on information transmitted automatically']) {
       assert.ok(text.includes(p), `the purposes pane names ${p}`);
@@ -247,7 +231,7 @@ describe('TCF layer', () => {
     // Descriptions from the vendor list, behind their disclosures.
     await page.locator(`${prefs} summary`, { hasText: 'Measure advertising performance' }).first().click();
     assert.ok((await shown(page.locator(`${prefs} [data-tcf-pane="purposes"]`))).includes('how well an advert has worked'));
-    assert.equal(await page.getByRole('switch', { name: 'Object to legitimate interest Personalised advertising' }).count(), 1, "an objection switch is named with its purpose");
+    assert.equal(await page.getByRole('switch', { name: 'Object to legitimate interest Advertising' }).count(), 1, "an objection switch is named with its purpose");
     // Nothing decided yet: no consent, no objection.
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="consent"]').first().isChecked(), false);
     assert.equal(await sw('[data-consent-purpose="ads"][data-tcf-kind="object"]').isChecked(), false);
@@ -468,20 +452,10 @@ describe('TCF layer', () => {
     }
   });
 
-  test('in the IAB script tag, with the real signals part: mounted in a TCF region, its choices reach __tcfapi', async (t) => {
+  test('in the IAB script tag, with the real signals part: mounted in a TCF region, its choices reach __tcfapi and consentd', async (t) => {
     if (!existsSync(join(distDir, 'consentd-iab.iife.js'))) return t.skip('no dist/consentd-iab.iife.js (the iab entry is not built)');
     const { page, close } = await openBrowser(env);
     t.after(close);
-    // The consentd under test serves no iab section yet: the policy gets it, and the vendor list is served, on the way.
-    const cors = { 'Access-Control-Allow-Origin': env.site.origin, 'Content-Type': 'application/json' };
-    await page.route(`${env.consentd.url}/v1/policy**`, async (route) => {
-      const r = await route.fetch();
-      const body = await r.json();
-      await route.fulfill({ status: 200, headers: { ...r.headers(), 'cache-control': 'no-store' }, body: JSON.stringify({ ...body, policy: { ...body.policy, iab: iabPolicy } }) });
-    });
-    await page.route(`${env.consentd.url}/v1/iab/vendor-list.json**`, (route) => route.fulfill({ status: 200, headers: cors, body: readFileSync(vendorList, 'utf8') }));
-    // Where the signals are recorded is the server's part (not in this consentd yet): answered as not found.
-    await page.route(`${env.consentd.url}/v1/subjects/*/consent:signals`, (route) => route.fulfill({ status: 404, headers: cors, body: '{"code":5,"message":"not here"}' }));
     const nonce = 'iab' + Math.random().toString(36).slice(2);
     const url = env.site.page('/tcf-iab-iife.html', `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Trail shoes review</title>
@@ -525,6 +499,12 @@ describe('TCF layer', () => {
     assert.ok(!tcData.li[755], "Ad Server's objection (its purpose 2 interest is otherwise established)");
     assert.equal(tcData.li[25], true, 'Content Personalisation: its purpose 2 interest, not objected');
     assert.deepEqual(await page.evaluate(() => window.__cspViolations), [], 'no CSP violations');
-    assert.deepEqual(page.problems.filter((p) => !/favicon\.ico|consent:signals/.test(p)), [], 'no errors');
+    assert.deepEqual(page.problems.filter((p) => !p.includes('/favicon.ico')), [], 'no errors');
+    // The strings were recorded with the decisions.
+    const tc = await page.evaluate(() => new Promise((resolve) => window.__tcfapi('getTCData', 2, (d) => resolve(d.tcString))));
+    await waitFor(async () => {
+      const r = await api(env, 'GET', `/v1/subjects/${encodeURIComponent(id)}/consent?region=DE`);
+      return r.body?.consent?.ad_signals?.tc_string === tc;
+    }, { what: 'the TC string at consentd' });
   });
 });
