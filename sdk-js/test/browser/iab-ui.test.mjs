@@ -42,7 +42,7 @@ async function bundle() {
 
 let pages = 0;
 /** A page with the TCF layer, served under a strict CSP (scripts by nonce, no inline styles). */
-function tcfPage(env, { lang = 'en', region = 'DE' } = {}) {
+function tcfPage(env, { lang = 'en', region = 'DE', opener = true } = {}) {
   const nonce = 'n' + ++pages + Math.random().toString(36).slice(2);
   const html = `<!doctype html>
 <html lang="${lang}">
@@ -56,8 +56,7 @@ function tcfPage(env, { lang = 'en', region = 'DE' } = {}) {
 <main id="article">
 <h1>Trail shoes review</h1>
 <p>A fixture page for the TCF layer's tests.</p>
-<p><button type="button" id="opener" data-consent-open>Privacy choices</button></p>
-</main>
+${opener ? '<p><button type="button" id="opener" data-consent-open>Privacy choices</button></p>\n' : ''}</main>
 </body>
 </html>`;
   return env.site.page(`/tcf-${pages}.html`, html, {
@@ -213,6 +212,25 @@ describe('TCF layer', () => {
       assert.equal(await page.locator('.consentd-end').evaluate((b) => b.hidden), false);
       await clean(page);
     }
+  });
+
+  test('the floating Privacy choices button takes the banner\'s place and reopens the choices, on the keyboard too', async (t) => {
+    const { page, close } = await openFirstLayer(env, { opener: false });
+    t.after(close);
+    const fab = page.locator('.consentd-fab');
+    assert.equal(await fab.isVisible(), false, 'not while the banner is up');
+    await page.focus(`${banner} [data-consent-action="reject-all"]`);
+    await page.keyboard.press('Enter');
+    await page.locator(banner).waitFor({ state: 'hidden' });
+    await fab.waitFor({ state: 'visible' });
+    assert.equal(await fab.evaluate((b) => document.activeElement === b), true, 'the focus went to it from the banner');
+    await page.keyboard.press('Enter');
+    await page.locator(`${prefs} [data-tcf-pane="purposes"]`).waitFor({ state: 'visible' });
+    assert.equal(await page.locator(`${prefs} input[data-consent-purpose="ads"][data-tcf-kind="object"]`).isChecked(), true, 'reject all shows as objections');
+    await page.keyboard.press('Escape');
+    await page.locator(prefs).waitFor({ state: 'hidden' });
+    assert.equal(await fab.evaluate((b) => document.activeElement === b), true, 'and back to it');
+    await clean(page);
   });
 
   test('second layer: each switch and its effect at the service and on the signals part', async (t) => {
