@@ -38,7 +38,7 @@ test("importing ui.ts for nothing leaves no code (package.json sideEffects)", as
   assert.equal(r.outputFiles[0].text.trim(), "");
 });
 
-test("every language has every text, and the same {placeholders}", () => {
+test("every language (de, fr) has every text, and the same {placeholders}", () => {
   // Without comments (a comment may name a placeholder).
   const src = readFileSync(join(root, "src/iab/ui.ts"), "utf8").replace(/^\s*\/\/.*$/gm, "");
   const block = (start, end) => {
@@ -48,9 +48,11 @@ test("every language has every text, and the same {placeholders}", () => {
   const keys = (s) => [...s.matchAll(/^\s+(\w+):/gm)].map((m) => m[1]);
   const holes = (s) => [...s.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
   const en = block("const en = {", "\n};");
-  const de = block("  de: {", "\n  },");
-  assert.deepEqual(keys(de), keys(en));
-  assert.deepEqual(holes(de), holes(en));
+  for (const l of ["de", "fr"]) {
+    const texts = block(`  ${l}: {`, "\n  },");
+    assert.deepEqual(keys(texts), keys(en), l);
+    assert.deepEqual(holes(texts), holes(en), l);
+  }
 });
 
 test("ui.css bundles consentd.css and keeps every rule under .consentd", async () => {
