@@ -441,7 +441,13 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     }
     loading = true;
     tcf = iab.tcf;
-    mappings = tcf ? tcf.purposes : [];
+    // (JSON may leave out an empty list.)
+    mappings = (tcf?.purposes || []).map((m) => ({
+      purpose: m.purpose,
+      consent: m.consent || [],
+      legitimate_interest: m.legitimate_interest || [],
+      special_features: m.special_features || [],
+    }));
     // The TCF purposes the site asks for, and its special features.
     tcfPurposes = uniq(mappings.flatMap((m) => [...m.consent, ...m.legitimate_interest]));
     tcfFeatures = uniq(mappings.flatMap((m) => m.special_features));
