@@ -55,18 +55,16 @@ let ui: unknown = null;
 function mount(): boolean {
   const policy = consent.policy() as (Policy & { iab?: IABPolicy }) | null;
   if (!policy) return false;
-  ui =
-    policy.iab?.tcf && scopeOf(policy, policy.iab, data.region).tcf
-      ? mountTCF(consent, iab, { lang: data.lang, button, stylesheet })
-      : mountUI(consent, {
-          lang: data.lang,
-          button,
-          stylesheet,
-          // The banner's funnel goes where the consent does; data-funnel="off" (or "false"): not reported.
-          endpoint,
-          region: data.region,
-          funnel: data.funnel != "off" && data.funnel != "false",
-        });
+  const options = {
+    lang: data.lang,
+    button,
+    stylesheet,
+    // The banner's funnel goes where the consent does; data-funnel="off" (or "false"): not reported.
+    endpoint,
+    region: data.region,
+    funnel: data.funnel != "off" && data.funnel != "false",
+  };
+  ui = policy.iab?.tcf && scopeOf(policy, policy.iab, data.region).tcf ? mountTCF(consent, iab, options) : mountUI(consent, options);
   return true;
 }
 if (!mount()) {
