@@ -61,6 +61,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		fieldErr    *domain.FieldError
 		minRevErr   *minRevisionError
 		conflictErr *store.ConflictError
+		movedErr    *revisionMovedError
 		precondErr  *preconditionError
 	)
 	switch {
@@ -71,6 +72,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 			fmt.Sprintf("the store has revision %d", minRevErr.current))
 	case errors.As(err, &precondErr):
 		return withField(codes.FailedPrecondition, precondErr.Error(), precondErr.field, precondErr.reason)
+	case errors.As(err, &movedErr):
+		return withField(codes.Aborted, movedErr.Error(), "revision", "the subject was written since")
 	case errors.As(err, &conflictErr):
 		msg := fmt.Sprintf("expected_revision: %d does not match the subject's revision %d", conflictErr.Expected, conflictErr.Current)
 		return withField(codes.Aborted, msg, "expected_revision", msg)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
@@ -48,7 +49,7 @@ func (s *Server) RecordAdSignals(ctx context.Context, req *consentv1.RecordAdSig
 			return nil, s.toStatus(ctx, err)
 		}
 	case req.GetIdempotencyKey() == "":
-		return nil, s.toStatus(ctx, &store.ConflictError{Expected: req.GetRevision(), Current: rec.Revision})
+		return nil, s.toStatus(ctx, &revisionMovedError{expected: req.GetRevision(), current: rec.Revision})
 	}
 	// With an idempotency key and another revision, the write answers: the
 	// first result if this is a retry of a request that applied, else
@@ -57,11 +58,27 @@ func (s *Server) RecordAdSignals(ctx context.Context, req *consentv1.RecordAdSig
 	revision := req.GetRevision()
 	w.ExpectedRevision, w.IdempotencyKey = &revision, req.GetIdempotencyKey()
 	w.Signals = &domain.AdSignals{Region: req.GetRegion(), Revision: revision, TCString: req.GetTcString(), GPPString: req.GetGppString()}
-	consent, err := s.writeConsent(ctx, policy, w, req.GetRegion())
-	if err != nil {
-		return nil, err
+	// Not writeConsent: a conflict here is the request's own revision field
+	// (there is no expected_revision in this call).
+	res, err := s.store.Write(ctx, w)
+	var conflict *store.ConflictError
+	if errors.As(err, &conflict) {
+		err = &revisionMovedError{expected: conflict.Expected, current: conflict.Current}
 	}
-	return &consentv1.RecordAdSignalsResponse{Consent: consent}, nil
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	s.counted(res)
+	return &consentv1.RecordAdSignalsResponse{Consent: consentToProto(policy, w.SubjectID, res.Record, req.GetRegion(), w.Now)}, nil
+}
+
+// revisionMovedError: the subject was written after the revision the strings
+// encode (ABORTED, naming the field "revision"); the SDK rebuilds them from
+// the newer state.
+type revisionMovedError struct{ expected, current int64 }
+
+func (e *revisionMovedError) Error() string {
+	return fmt.Sprintf("revision: %d is no longer the subject's revision (now %d): build the strings from the current state", e.expected, e.current)
 }
 
 func adSignalsToProto(sig *domain.AdSignals) *consentv1.AdSignals {
