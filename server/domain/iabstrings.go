@@ -153,11 +153,65 @@ func DecodeTCCore(s string) (TCCore, error) {
 	var cc1, cc2 int
 	read(&cc1, 6)
 	read(&cc2, 6)
+	// The vendor sections and the publisher restrictions are not checked,
+	// only read to the end: a core segment cut short is not a TC string
+	// (the IAB's own decoder refuses it too).
+	for _, section := range []string{"vendor consents", "vendor legitimate interests"} {
+		if err == nil {
+			if err = r.vendorSection(); err != nil {
+				err = fmt.Errorf("%s section %w", section, err)
+			}
+		}
+	}
+	var restrictions int
+	read(&restrictions, 12)
+	for range restrictions {
+		read(&skip, 8) // purpose id and restriction type
+		if err == nil {
+			err = r.rangeEntries()
+		}
+	}
 	if err != nil {
 		return TCCore{}, fmt.Errorf("core segment %w", err)
 	}
 	c.PublisherCountry = string(rune('A'+cc1)) + string(rune('A'+cc2))
 	return c, nil
+}
+
+// vendorSection skips a vendor consent or legitimate-interest section:
+// MaxVendorId, then a bit field of that many bits or range entries.
+func (r *bitReader) vendorSection() error {
+	maxID, err := r.bits(16)
+	if err != nil {
+		return err
+	}
+	isRange, err := r.bits(1)
+	if err != nil {
+		return err
+	}
+	if isRange == 1 {
+		return r.rangeEntries()
+	}
+	if r.pos+maxID > len(r.b)*8 {
+		return errShort
+	}
+	r.pos += maxID
+	return nil
+}
+
+// rangeEntries skips NumEntries (12 bits) entries of a vendor id or range.
+func (r *bitReader) rangeEntries() error {
+	n, err := r.bits(12)
+	for range n {
+		var isRange int
+		if err == nil {
+			isRange, err = r.bits(1)
+		}
+		if err == nil {
+			_, err = r.bits(16 + 16*isRange)
+		}
+	}
+	return err
 }
 
 // DecodeGPPSections reads a GPP string's header and returns the section ids
@@ -319,6 +373,14 @@ func (p *Policy) checkTCString(rec Record, code, tc string, now time.Time) error
 		return &FieldError{Field: "tc_string", Reason: fmt.Sprintf("has CMP id %d, this service's is %d (iab.cmp_id)", core.CMPID, p.IAB.CMPID)}
 	}
 	t := p.IAB.TCF
+	switch {
+	case core.CMPVersion < 1:
+		return &FieldError{Field: "tc_string", Reason: "has CMP version 0; a TC string carries the CMP's version (iab.cmp_version)"}
+	case core.VendorListVersion < 1:
+		return &FieldError{Field: "tc_string", Reason: "has vendor list version 0; a TC string names the vendor list it was made with"}
+	case core.PublisherCountry != t.PublisherCountry:
+		return &FieldError{Field: "tc_string", Reason: fmt.Sprintf("has publisher country %s, the policy's is %s (iab.tcf.publisher_country)", Quote(core.PublisherCountry, 8), t.PublisherCountry)}
+	}
 	allowed := func(purpose string) bool { return Effective(p, purpose, rec, code, now).Allowed }
 	for _, tp := range core.PurposeConsents {
 		purpose, ok := t.ConsentPurpose(tp)

@@ -56,12 +56,15 @@ func TestDecodeTCCore(t *testing.T) {
 		}
 	}
 	for s, want := range map[string]string{
-		"":                           "empty segment",
-		"CQukyOAQ ukyOA":             "base64url",
-		"CQuky+AQ":                   "base64url",
-		"CQukyOAQ":                   "core segment ends before its fields do",
-		"BOEFEAyOEFEAyAHABDENAI4AAA": "version 1",
-		strings.Repeat("A", 8193):    "at most 8192 characters",
+		"":               "empty segment",
+		"CQukyOAQ ukyOA": "base64url",
+		"CQuky+AQ":       "base64url",
+		"CQukyOAQ":       "core segment ends before its fields do",
+		// The fixed fields whole, the vendor sections missing (the IAB's
+		// decoder refuses it: "invalid bit length").
+		"CQAAAAAQAAAAAEsAAAENAAAAAAAAAAAAAAAA":                       "vendor consents section ends before its fields do",
+		"BOEFEAyOEFEAyAHABDENAI4AAA":                                 "version 1",
+		strings.Repeat("A", 8193):                                    "at most 8192 characters",
 		"CQukyOAQukyOAEsABAENCWFgAMAAAAAAAAYgF5wAgAAgLzAAAAAA..YAAA": "empty segment",
 	} {
 		if _, err := DecodeTCCore(s); err == nil || !strings.Contains(err.Error(), want) {
@@ -120,6 +123,10 @@ func TestCheckAdSignals(t *testing.T) {
 		{"TCF, purpose 2 not granted", none, "DE", testTCPurposes12, "", "tc_string", `consents to TCF purpose 1, but "ads" is not granted at revision 4`},
 		{"TCF, purpose 1 and special feature 1, ads not granted", granted("analytics"), "DE", testTCSF1, "", "tc_string", `consents to TCF purpose 1, but "ads" is not granted`},
 		{"TCF, a purpose nobody maps", both, "DE", testTCAll, "", "tc_string", "consents to TCF purpose 5, which no purpose of the policy maps to"},
+		// testTCPurposes12 with its CMP version bits zeroed, and with publisher
+		// country FR (bits rewritten; the IAB's decoder reads 1 FR for the latter).
+		{"TCF, CMP version 0", both, "DE", "CQukyOAQukyOAEsAAAENCWFgAMAAAAAAAAYgF5wAgAAgLzAAAAAA.IAAA.YAAAAAAAAAAA", "", "tc_string", "has CMP version 0"},
+		{"TCF, another publisher country", both, "DE", "CQukyOAQukyOAEsABAENCWFgAMAAAAAAAAqIF5wAgAAgLzAAAAAA.IAAA.YAAAAAAAAAAA", "", "tc_string", `has publisher country "FR", the policy's is DE`},
 		{"TCF, another CMP", both, "DE", testTCCmp301, "", "tc_string", "has CMP id 301, this service's is 300 (iab.cmp_id)"},
 		{"TCF, no TC string", both, "DE", "", testGPPTcf, "tc_string", "required"},
 		{"TCF, a US section", adsOnly, "DE", testTCPurposes12, testGPPUsnat, "gpp_string", "has sections [7], \"DE\" needs exactly [2] (tcfeuv2)"},
