@@ -10,7 +10,7 @@ import ts from "typescript";
 
 const root = dirname(fileURLToPath(import.meta.url));
 const dist = join(root, "dist");
-const entries = ["core", "enforce", "gcm", "ui", "iab"];
+const entries = ["core", "enforce", "gcm", "ui", "iab", "iab-ui"];
 const common = { absWorkingDir: root, bundle: true, minify: true, target: "es2020", logLevel: "warning", legalComments: "none" };
 
 /**

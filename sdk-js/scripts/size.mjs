@@ -17,6 +17,7 @@ const sets = {
   "iife + css": ["dist/consentd.iife.js", "dist/consentd.css"],
   // The IAB entry (@consentd/sdk/iab) is mostly the IAB's own libraries.
   iab: ["dist/iab.js"],
+  "iab + iab/ui + css": ["dist/iab.js", "dist/iab-ui.js", "dist/consentd-iab.css"],
   "iab iife + css": ["dist/consentd-iab.iife.js", "dist/consentd-iab.css"],
   "iab stub": ["dist/consentd-iab-stub.js"],
 };

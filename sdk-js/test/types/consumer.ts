@@ -18,6 +18,7 @@ import {
 import { enforce, type EnforceOptions } from "@consentd/sdk/enforce";
 import { consentMode, consentModeDefault, consentSignals, defaultMapping, type Signal } from "@consentd/sdk/gcm";
 import { mountUI, type UI, type UIOptions } from "@consentd/sdk/ui";
+import { mountTCF, type TCFUI, type TCFUIOptions } from "@consentd/sdk/iab/ui";
 import { attachIAB, type AdSignals, type IABOptions, type IABPolicy, type TCFController, gppString, scopeOf, tcString } from "@consentd/sdk/iab";
 
 // true when T is `any` (nothing else is both 0 and 1 & T).
@@ -154,3 +155,10 @@ const setting: Promise<void> = controller.setVendors({ 10: false }, { 755: true 
 controller.on("change", () => {});
 const builders: [typeof gppString, typeof scopeOf, typeof tcString] = [gppString, scopeOf, tcString];
 void [tcText, gppText, stopSignals, vendorChoices, setting, builders];
+
+// iab/ui: the TCF layer over the same controller
+const tcfOptions: TCFUIOptions = { lang: "de", button: "right", endpoint: "https://consent.shop.example", region: "DE" };
+const tcfUI: TCFUI = mountTCF(consent, controller, tcfOptions);
+tcfUI.open("vendors");
+// @ts-expect-error the views are "purposes" and "vendors"
+tcfUI.open("stacks");

@@ -15,7 +15,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const sdkDir = resolve(here, '../..');
 const tsc = join(sdkDir, 'node_modules/typescript/bin/tsc');
 const tsVersion = JSON.parse(readFileSync(join(sdkDir, 'node_modules/typescript/package.json'), 'utf8')).version;
-const entries = ['core', 'enforce', 'gcm', 'ui', 'iab'];
+const entries = ['core', 'enforce', 'gcm', 'ui', 'iab', 'iab-ui'];
 // mode -> the consumer project's package.json "type" (nodenext reads it:
 // an ES module project; node10 projects are CommonJS).
 const modes = { bundler: 'module', nodenext: 'module', node10: 'commonjs' };
