@@ -193,7 +193,8 @@ func Admin(opts Options, extra func(*http.ServeMux)) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	errs := &errorWriter{marshaler: compactJSON{&runtime.JSONPb{}}, logger: logger}
+	// The errors' shape needs a grpc-gateway mux; this one serves nothing.
+	errs := &errorWriter{mux: runtime.NewServeMux(), marshaler: compactJSON{&runtime.JSONPb{}}, logger: logger}
 	mux := http.NewServeMux()
 	addAdmin(mux, opts)
 	if extra != nil {
