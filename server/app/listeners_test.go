@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -296,5 +297,33 @@ func TestPprofOnTheAdminListener(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("/debug/pprof/cmdline on the admin listener: %d", resp.StatusCode)
+	}
+}
+
+// Every REST route, from the same table: on the public listener the public
+// ones reach the service (which answers as the access rules say) and every
+// other one is 404 before the service, with or without credentials.
+func TestPublicListenerServesExactlyThePublicRoutes(t *testing.T) {
+	srv := start(t, redistest.Start(t).URL(), func(c *config.Config) { c.PublicAddr = "127.0.0.1:0" })
+	routes, err := gateway.RESTRoutes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := &consentd{baseURL: "http://" + srv.app.PublicAddr()}
+	param := regexp.MustCompile(`\{[^}]+\}`)
+	for route, method := range routes {
+		httpMethod, path, _ := strings.Cut(route, " ")
+		path = param.ReplaceAllString(path, "alice")
+		body := ""
+		if httpMethod != "GET" && httpMethod != "DELETE" {
+			body = "{}"
+		}
+		for _, credential := range []string{"", "Bearer " + apiKeys["admin"]} {
+			code, raw, _ := public.restRaw(t, httpMethod, path, body, "Authorization", credential)
+			want404 := !auth.OnPublic(method) || credential != ""
+			if (code == 404) != want404 {
+				t.Errorf("%s %s (%s) on the public listener, API key %t: %d %s; want 404: %t", httpMethod, path, method, credential != "", code, raw, want404)
+			}
+		}
 	}
 }
