@@ -45,8 +45,8 @@ type App struct {
 	httpListener   net.Listener
 	publicListener net.Listener
 	adminListener  net.Listener
-	inProcess    *bufconn.Listener // the gateway's way into the gRPC server
-	gatewayConn  *grpc.ClientConn
+	inProcess      *bufconn.Listener // the gateway's way into the gRPC server
+	gatewayConn    *grpc.ClientConn
 
 	feed     *feedRuntime    // ends watch streams at shutdown; publishes consumer lag (feed.go)
 	storage  *storageMonitor // whether Redis refuses writes for memory (storage.go)
