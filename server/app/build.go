@@ -245,8 +245,9 @@ func (a *App) listen(undo *closers) error {
 }
 
 // loadTLS builds the listeners' TLS settings from the certificate files;
-// nil when TLS is off. With a client CA, both listeners require a client
-// certificate signed by it (mutual TLS between services).
+// nil when TLS is off. With a client CA, the internal listeners (gRPC and
+// REST) require a client certificate signed by it (mutual TLS between
+// services); the public listener never does (publicTLS).
 func loadTLS(cfg config.Config) (*tls.Config, error) {
 	if cfg.TLSCert == "" {
 		return nil, nil

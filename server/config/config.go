@@ -48,9 +48,9 @@ type Config struct {
 	RateLimitIP      ratelimit.Limit // per client IP: browsers and public calls; zero: unlimited
 	RateLimitKey     ratelimit.Limit // per API key; zero: unlimited
 	TrustedProxyHops int             // proxies in front that append to X-Forwarded-For
-	TLSCert          string          // PEM certificate (chain) for both listeners; "" serves plaintext
+	TLSCert          string          // PEM certificate (chain) for the internal and public listeners; "" serves plaintext
 	TLSKey           string          // its PEM private key
-	TLSClientCA      string          // PEM CA: when set, clients must present a certificate it signed (mTLS)
+	TLSClientCA      string          // PEM CA: when set, clients of the internal listeners must present a certificate it signed (mTLS)
 	LogFormat        string          // json or text
 	LogLevel         slog.Level
 	ShutdownTimeout  time.Duration
@@ -163,8 +163,8 @@ func define(name string, getenv func(string) string, usageOut io.Writer, only ma
 	str(&c.RedisMode, "redis-mode", "standalone", "standalone (--redis-url), cluster (--redis-addrs: seed nodes) or sentinel (--redis-addrs: sentinels, --redis-master)")
 	str(&t.redisAddrs, "redis-addrs", "", "cluster: comma-separated seed nodes; sentinel: the sentinels (host:port each)")
 	str(&c.RedisMaster, "redis-master", "", "sentinel mode: the name of the master the sentinels watch")
-	str(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "address the gRPC API listens on")
-	str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address the REST API, health, metrics and OpenAPI listen on")
+	str(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "address of the internal API's gRPC listener (every RPC, API keys; TLS and mTLS when set)")
+	str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address of the internal API's REST listener (every RPC, OpenAPI, the console); also health, metrics and the public routes unless --admin-addr and --public-addr split them off")
 	str(&c.PublicAddr, "public-addr", "", "address of the public listener for browsers (the SDK's calls with subject tokens, the policy, CORS; never API keys or client certificates), e.g. 0.0.0.0:8443; empty: served on --http-addr")
 	str(&c.AdminAddr, "admin-addr", "", "address of the admin listener (plain HTTP, never client certificates): /healthz, /readyz, /metrics and, with --pprof, /debug/pprof/; empty: health and metrics on --http-addr")
 	str(&c.PolicyPath, "policy", "", "policy file (purposes and regions); empty: the shipped deploy/policy.yaml")
@@ -176,12 +176,12 @@ func define(name string, getenv func(string) string, usageOut io.Writer, only ma
 	str(&t.rateIP, "rate-limit-ip", "20/s", "calls per client IP from browsers and public endpoints, like 20/s or 600/m; 0: unlimited")
 	str(&t.rateKey, "rate-limit-key", "0", "calls per API key, like 5000/s; 0: unlimited")
 	str(&t.hops, "trusted-proxy-hops", "0", "proxies in front of consentd that append the client to X-Forwarded-For")
-	str(&c.TLSCert, "tls-cert", "", "PEM certificate for TLS on both listeners; empty: plaintext")
+	str(&c.TLSCert, "tls-cert", "", "PEM certificate for TLS on the internal listeners and the public one; empty: plaintext")
 	str(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
-	str(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificate: require client certificates it signed (mutual TLS)")
+	str(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificate: require client certificates it signed (mutual TLS) on the internal listeners; never on --public-addr or --admin-addr")
 	str(&c.LogFormat, "log-format", "json", "log format: json or text")
 	str(&c.OTLPEndpoint, "otlp-endpoint", "", "send OpenTelemetry traces to this OTLP/gRPC collector (host:port); empty: tracing off")
-	str(&c.DebugAddr, "debug-addr", "", "serve Go profiling (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty: off. Never expose it")
+	str(&c.DebugAddr, "debug-addr", "", "serve Go profiling (/debug/pprof/) on a listener of its own at this address, e.g. 127.0.0.1:6060 (or --pprof on --admin-addr); empty: off. Never expose it")
 	str(&t.sampleRatio, "trace-sample-ratio", "0.1", "with --otlp-endpoint: the share of requests traced, 0 to 1")
 	c.APIKey = getenv("CONSENTD_API_KEY")
 	c.RedisPassword = getenv("CONSENTD_REDIS_PASSWORD")
