@@ -191,6 +191,27 @@ func TestListenersByAudience(t *testing.T) {
 		}
 	})
 
+	t.Run("CORS preflights only for the public routes", func(t *testing.T) {
+		for _, tc := range []struct {
+			method, path string
+			served       bool
+		}{
+			{"POST", "/v1/visitors", true},
+			{"PATCH", "/v1/subjects/v_1/consent", true},
+			{"POST", "/v1/subjects/v_1:erase", true},
+			{"POST", "/v1/purposes/analytics:filterSubjects", false},
+			{"POST", "/v1/subjects/v_1:issueToken", false},
+			{"DELETE", "/v1/subjects/v_1/consent", false},
+			{"GET", "/v1/no-such-path", false},
+		} {
+			code, _, h := do(web, "OPTIONS", public+tc.path, "", "Origin", origin,
+				"Access-Control-Request-Method", tc.method, "Access-Control-Request-Headers", "authorization")
+			if served := code < 300 && h.Get("Access-Control-Allow-Origin") == origin; served != tc.served || (!tc.served && code != 404) {
+				t.Errorf("preflight for %s %s: %d %v, want served %t (else 404)", tc.method, tc.path, code, h, tc.served)
+			}
+		}
+	})
+
 	t.Run("probes and metrics on the admin listener, without a certificate", func(t *testing.T) {
 		admin := "http://" + a.AdminAddr()
 		plain := &http.Client{Timeout: 5 * time.Second}

@@ -175,6 +175,9 @@ var fieldPath = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
 // routing answers a path or method the API does not have with its own
 // HTTP status (grpc-gateway's default turns 405 into 501).
 func (e *errorWriter) routing(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if probing(r) {
+		return // publicPreflight's probe of a path the API does not have: it answers
+	}
 	e.writeRoutingError(w, r, httpStatus)
 }
 

@@ -134,7 +134,11 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", corsFor(opts.CORSOrigins).Handler(http.MaxBytesHandler(errs.strictBody(conditional(rest)), MaxBodyBytes)))
+	var restHandler http.Handler = corsFor(opts.CORSOrigins).Handler(http.MaxBytesHandler(errs.strictBody(conditional(rest)), MaxBodyBytes))
+	if opts.Public {
+		restHandler = publicPreflight(rest, restHandler, errs)
+	}
+	mux.Handle("/v1/", restHandler)
 	if !opts.AdminElsewhere && !opts.Public {
 		addAdmin(mux, opts)
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -66,7 +67,12 @@ func publicOnly(routes map[string]string, errs *errorWriter) runtime.Middleware 
 				return
 			}
 			method := routes[r.Method+" "+patternVar.ReplaceAllString(pattern.String(), "{$1}")]
-			if !auth.OnPublic(method) || carriesAPIKey(r) {
+			allowed := auth.OnPublic(method) && !carriesAPIKey(r)
+			if served, probing := r.Context().Value(probeKey{}).(*bool); probing {
+				*served = allowed
+				return
+			}
+			if !allowed {
 				notFound(w, r)
 				return
 			}
@@ -85,4 +91,42 @@ func carriesAPIKey(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// probeKey marks publicPreflight's probe: the route filter says whether it
+// would serve the request, and nothing is called or written.
+type probeKey struct{}
+
+// publicPreflight answers a CORS preflight on the public listener only for
+// a route the public listener serves, 404 otherwise, like the request it
+// announces: the CORS handler would answer any path. It asks the route
+// filter itself (publicOnly), with the announced method, so the answer
+// comes from the same table.
+func publicPreflight(rest http.Handler, next http.Handler, errs *errorWriter) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			served := false
+			probe := r.Clone(context.WithValue(r.Context(), probeKey{}, &served))
+			probe.Method, probe.Body, probe.ContentLength = r.Header.Get("Access-Control-Request-Method"), http.NoBody, 0
+			rest.ServeHTTP(discard{header: http.Header{}}, probe)
+			if !served {
+				errs.write(w, r, http.StatusNotFound, status.New(codes.NotFound, "path: no such path in the API"))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// discard is a ResponseWriter that keeps nothing: the probe's.
+type discard struct{ header http.Header }
+
+func (d discard) Header() http.Header         { return d.header }
+func (d discard) Write(p []byte) (int, error) { return len(p), nil }
+func (d discard) WriteHeader(int)             {}
+
+// probing says whether r is publicPreflight's probe.
+func probing(r *http.Request) bool {
+	_, ok := r.Context().Value(probeKey{}).(*bool)
+	return ok
 }
