@@ -1,7 +1,10 @@
-// Package gateway serves consentd's HTTP port: the REST API (grpc-gateway,
+// Package gateway serves consentd's HTTP listeners: the REST API (grpc-gateway,
 // reaching the gRPC server through a client connection so REST calls pass the
 // same interceptors as gRPC calls), health and readiness, Prometheus metrics,
-// the OpenAPI document and the GPC well-known file.
+// the OpenAPI document and the GPC well-known file; New builds the internal
+// listener's handler (everything, as one port serves it by default) or the
+// public one's (Options.Public: the browsers' share, listeners.go), Admin the
+// admin one's.
 package gateway
 
 import (
