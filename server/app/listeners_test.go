@@ -348,3 +348,36 @@ func TestPublicListenerServesExactlyThePublicRoutes(t *testing.T) {
 		}
 	}
 }
+
+// The console stays with the API it calls (same origin, API keys): on the
+// internal listener, whatever the other listeners do; the demo site moves
+// to the public listener.
+func TestTheConsoleStaysOnTheInternalListener(t *testing.T) {
+	sdk := t.TempDir()
+	mkdir(t, sdk, "demo")
+	srv := start(t, redistest.Start(t).URL(), func(c *config.Config) {
+		c.PublicAddr, c.AdminAddr, c.Console = "127.0.0.1:0", "127.0.0.1:0", true
+		c.Demo, c.DemoSite = true, sdk
+	})
+	public := &consentd{baseURL: "http://" + srv.app.PublicAddr()}
+	admin := &consentd{baseURL: "http://" + srv.app.AdminAddr()}
+	for _, tc := range []struct {
+		on   *consentd
+		name string
+		path string
+		want int
+	}{
+		{srv, "internal", "/console/", 200},
+		{srv, "internal", "/v1/caller", 200},
+		{public, "public", "/console/", 404},
+		{admin, "admin", "/console/", 404},
+		{public, "public", "/demo/", 200},
+		{srv, "internal", "/demo/", 404},
+		{srv, "internal", "/readyz", 404},
+		{admin, "admin", "/readyz", 200},
+	} {
+		if code, _, _ := tc.on.restRaw(t, "GET", tc.path, ""); code != tc.want {
+			t.Errorf("GET %s on the %s listener: %d, want %d", tc.path, tc.name, code, tc.want)
+		}
+	}
+}
