@@ -9,7 +9,7 @@ const t = (events, name) => markOf(name)(events)?.t ?? null;
 const cost = (l) => ({ scriptMs: l.scriptMs, scriptWallMs: l.scriptWallMs, taskMs: l.taskMs, idle: l.idle, problems: l.problems });
 
 async function withdraw(env, subjectId) {
-  const r = await fetch(`${env.consentd.url}/v1/subjects/${encodeURIComponent(subjectId)}/consent:withdraw`, {
+  const r = await fetch(`${env.consentd.internalUrl}/v1/subjects/${encodeURIComponent(subjectId)}/consent:withdraw`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${env.consentd.apiKey}`, 'Content-Type': 'application/json' },
     body: '{}',

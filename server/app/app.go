@@ -37,12 +37,16 @@ type App struct {
 	grpc          *grpc.Server // serves the network
 	grpcInProcess *grpc.Server // serves the gateway
 	health        *health.Server
-	http          *http.Server
+	http          *http.Server // the internal REST API (--http-addr)
+	publicHTTP    *http.Server // browsers' listener (--public-addr); nil when off
+	adminHTTP     *http.Server // operators' listener (--admin-addr); nil when off
 
-	grpcListener net.Listener
-	httpListener net.Listener
-	inProcess    *bufconn.Listener // the gateway's way into the gRPC server
-	gatewayConn  *grpc.ClientConn
+	grpcListener   net.Listener
+	httpListener   net.Listener
+	publicListener net.Listener
+	adminListener  net.Listener
+	inProcess      *bufconn.Listener // the gateway's way into the gRPC server
+	gatewayConn    *grpc.ClientConn
 
 	feed     *feedRuntime    // ends watch streams at shutdown; publishes consumer lag (feed.go)
 	storage  *storageMonitor // whether Redis refuses writes for memory (storage.go)
@@ -114,19 +118,43 @@ func (a *App) GRPCAddr() string { return a.grpcListener.Addr().String() }
 // HTTPAddr is the address the HTTP server listens on.
 func (a *App) HTTPAddr() string { return a.httpListener.Addr().String() }
 
+// PublicAddr is the address of the public listener, "" when it is off.
+func (a *App) PublicAddr() string {
+	if a.publicListener == nil {
+		return ""
+	}
+	return a.publicListener.Addr().String()
+}
+
+// AdminAddr is the address of the admin listener, "" when it is off.
+func (a *App) AdminAddr() string {
+	if a.adminListener == nil {
+		return ""
+	}
+	return a.adminListener.Addr().String()
+}
+
 // Run serves until ctx is done, then stops taking new calls, lets in-flight
 // ones finish (up to the shutdown timeout) and releases everything.
 func (a *App) Run(ctx context.Context) error {
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 5)
 	go func() { serveErr <- a.grpc.Serve(a.grpcListener) }()
 	go func() { serveErr <- a.grpcInProcess.Serve(a.inProcess) }()
-	go func() {
-		if a.http.TLSConfig != nil {
-			serveErr <- a.http.ServeTLS(a.httpListener, "", "")
+	serveHTTP := func(s *http.Server, l net.Listener) {
+		if s == nil {
 			return
 		}
-		serveErr <- a.http.Serve(a.httpListener)
-	}()
+		go func() {
+			if s.TLSConfig != nil {
+				serveErr <- s.ServeTLS(l, "", "")
+				return
+			}
+			serveErr <- s.Serve(l)
+		}()
+	}
+	serveHTTP(a.http, a.httpListener)
+	serveHTTP(a.publicHTTP, a.publicListener)
+	serveHTTP(a.adminHTTP, a.adminListener)
 	// By name too: Kubernetes' gRPC probes and load balancers ask for the
 	// service they route to. health.Shutdown turns every name to NOT_SERVING
 	// when draining starts.
@@ -135,7 +163,14 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.feed.start()
 	a.debug.serve()
-	a.logger.Info("consentd serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "policy_version", a.policy.Load().Version)
+	serving := []any{"grpc", a.GRPCAddr(), "http", a.HTTPAddr()}
+	if a.publicListener != nil {
+		serving = append(serving, "public", a.PublicAddr())
+	}
+	if a.adminListener != nil {
+		serving = append(serving, "admin", a.AdminAddr())
+	}
+	a.logger.Info("consentd serving", append(serving, "policy_version", a.policy.Load().Version)...)
 
 	var err error
 	select {
@@ -159,7 +194,9 @@ func (a *App) shutdown() error {
 	time.Sleep(a.cfg.DrainDelay)
 	a.feed.stop() // watch streams end now, or the graceful stops below would wait for them
 	// HTTP first: its calls go through the gRPC server, which must still serve.
-	httpErr := a.http.Shutdown(ctx)
+	// The admin listener goes last: probes and scrapes answer (not ready)
+	// while the API listeners drain.
+	httpErr := errors.Join(a.http.Shutdown(ctx), shutdownHTTP(ctx, a.publicHTTP))
 	stopped := make(chan struct{})
 	go func() { a.grpc.GracefulStop(); a.grpcInProcess.GracefulStop(); close(stopped) }()
 	select {
@@ -170,9 +207,23 @@ func (a *App) shutdown() error {
 	}
 	// Serve closes its listeners when it stops; these close them when Run was
 	// never called (the errors are then "already closed" and mean nothing).
+	httpErr = errors.Join(httpErr, shutdownHTTP(ctx, a.adminHTTP))
 	_ = a.grpcListener.Close()
 	_ = a.httpListener.Close()
+	for _, l := range []net.Listener{a.publicListener, a.adminListener} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
 	return errors.Join(httpErr, a.gatewayConn.Close(), a.redis.Close(), a.tracing.shutdown(ctx), a.debug.close())
+}
+
+// shutdownHTTP stops s, if it is on, letting its requests finish.
+func shutdownHTTP(ctx context.Context, s *http.Server) error {
+	if s == nil {
+		return nil
+	}
+	return s.Shutdown(ctx)
 }
 
 // healthNames are the names gRPC health answers for: the server as a whole

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -161,14 +162,55 @@ func (a *App) newGateway(metrics *prometheus.Registry, tlsConfig *tls.Config, un
 	}
 	undo.push(a.gatewayConn.Close)
 	cfg := a.cfg
-	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, Logger: a.logger, CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite, Console: cfg.Console,
-		VendorList: a.vendorList})
+	// The internal listener keeps everything it served before the public and
+	// admin listeners existed, but what those take over when they are on: the
+	// demo site goes to the public listener, health and metrics to the admin
+	// one. The console stays here, next to the API it calls with an API key.
+	demoSite := cfg.DemoSite
+	if cfg.PublicAddr != "" {
+		demoSite = ""
+	}
+	handler, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, Logger: a.logger, CORSOrigins: cfg.CORSOrigins, DemoSite: demoSite, Console: cfg.Console,
+		VendorList: a.vendorList, AdminElsewhere: cfg.AdminAddr != ""})
 	if err != nil {
 		return err
 	}
-	a.http = &http.Server{Handler: handler, TLSConfig: tlsConfig, ErrorLog: httpErrorLog(a.logger),
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	a.http = newHTTPServer(handler, tlsConfig, a.logger)
+	if cfg.PublicAddr != "" {
+		public, err := gateway.New(context.Background(), a.gatewayConn, gateway.Options{Public: true, Logger: a.logger,
+			CORSOrigins: cfg.CORSOrigins, DemoSite: cfg.DemoSite, VendorList: a.vendorList})
+		if err != nil {
+			return err
+		}
+		a.publicHTTP = newHTTPServer(public, publicTLS(tlsConfig), a.logger)
+	}
+	if cfg.AdminAddr != "" {
+		var pprof func(*http.ServeMux)
+		if cfg.Pprof {
+			pprof = servePprof
+		}
+		admin := gateway.Admin(gateway.Options{Ready: a.ready, Degraded: a.degraded, Metrics: metrics, Logger: a.logger}, pprof)
+		a.adminHTTP = newHTTPServer(admin, nil, a.logger)
+	}
 	return nil
+}
+
+func newHTTPServer(handler http.Handler, tlsConfig *tls.Config, logger *slog.Logger) *http.Server {
+	return &http.Server{Handler: handler, TLSConfig: tlsConfig, ErrorLog: httpErrorLog(logger),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+}
+
+// publicTLS is the public listener's TLS: the same certificate, but never
+// a client certificate asked for (browsers have none), whatever
+// --tls-client-ca says for the internal listener. nil (plaintext) when TLS
+// is off.
+func publicTLS(internal *tls.Config) *tls.Config {
+	if internal == nil {
+		return nil
+	}
+	c := internal.Clone()
+	c.ClientAuth, c.ClientCAs = tls.NoClientCert, nil
+	return c
 }
 
 // listen binds the ports. It comes last, so that a mistake found by an
@@ -183,13 +225,29 @@ func (a *App) listen(undo *closers) error {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	undo.push(a.httpListener.Close)
+	if a.publicHTTP != nil {
+		if a.publicListener, err = net.Listen("tcp", a.cfg.PublicAddr); err != nil {
+			return fmt.Errorf("--public-addr: %w", err)
+		}
+		undo.push(a.publicListener.Close)
+	}
+	if a.adminHTTP != nil {
+		if a.adminListener, err = net.Listen("tcp", a.cfg.AdminAddr); err != nil {
+			return fmt.Errorf("--admin-addr: %w", err)
+		}
+		undo.push(a.adminListener.Close)
+		if a.cfg.Pprof {
+			a.logger.Warn("profiling served on --admin-addr (--pprof): keep the admin port off the internet", "addr", a.adminListener.Addr().String())
+		}
+	}
 	a.debug, err = newDebugServer(a.cfg.DebugAddr, a.logger)
 	return err
 }
 
 // loadTLS builds the listeners' TLS settings from the certificate files;
-// nil when TLS is off. With a client CA, both listeners require a client
-// certificate signed by it (mutual TLS between services).
+// nil when TLS is off. With a client CA, the internal listeners (gRPC and
+// REST) require a client certificate signed by it (mutual TLS between
+// services); the public listener never does (publicTLS).
 func loadTLS(cfg config.Config) (*tls.Config, error) {
 	if cfg.TLSCert == "" {
 		return nil, nil

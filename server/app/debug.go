@@ -27,13 +27,19 @@ func newDebugServer(addr string, logger *slog.Logger) (*debugServer, error) {
 		return nil, fmt.Errorf("--debug-addr: %w", err)
 	}
 	mux := http.NewServeMux()
+	servePprof(mux)
+	logger.Warn("profiling served on --debug-addr: keep it off the network", "addr", listener.Addr().String())
+	return &debugServer{http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, listener: listener}, nil
+}
+
+// servePprof adds Go's profiles at /debug/pprof/ to mux: on --debug-addr,
+// or on --admin-addr with --pprof.
+func servePprof(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	logger.Warn("profiling served on --debug-addr: keep it off the network", "addr", listener.Addr().String())
-	return &debugServer{http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, listener: listener}, nil
 }
 
 func (d *debugServer) serve() {

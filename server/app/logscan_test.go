@@ -21,7 +21,7 @@ var (
 )
 
 // listenFields are the log fields that name consentd's own listeners.
-var listenFields = map[string]bool{"grpc": true, "http": true, "addr": true}
+var listenFields = map[string]bool{"grpc": true, "http": true, "public": true, "admin": true, "addr": true}
 
 // storeErrors are the messages whose "error" is a failure to talk to Redis:
 // it names the Redis server's address, which an operator needs, and no

@@ -64,6 +64,9 @@ func (a *Authenticator) authorize(ctx context.Context, method string, req any) (
 	if !strings.HasPrefix(method, protectedPrefix) {
 		return ctx, nil
 	}
+	if err := checkPublic(ctx, method); err != nil {
+		return nil, err
+	}
 	rule, known := Rules[method]
 	if !known {
 		return nil, status.Errorf(codes.PermissionDenied, "%s has no access rule", rpcName(method))

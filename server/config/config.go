@@ -30,10 +30,13 @@ type Config struct {
 	RedisAddrs       []string      // cluster: seed nodes; sentinel: the sentinels (host:port each)
 	RedisMaster      string        // sentinel: the master's name
 	RedisPassword    string        // from CONSENTD_REDIS_PASSWORD only (cluster and sentinel modes; standalone puts it in the URL)
-	GRPCAddr         string
-	HTTPAddr         string
-	PolicyPath       string // "" means the policy shipped in the binary (deploy/policy.yaml)
-	GVLPath          string // the IAB Global Vendor List (GVL v3 JSON) for the policy's iab.tcf; "" none
+	GRPCAddr         string        // the internal API's gRPC listener
+	HTTPAddr         string        // the internal API's REST listener (and, unless split off, the public and admin endpoints)
+	PublicAddr       string        // browsers' listener (HTTP, TLS without client certificates); "" serves their calls on HTTPAddr only
+	AdminAddr        string        // operators' listener (plain HTTP): health, readiness, metrics, pprof with Pprof; "" serves them on HTTPAddr
+	Pprof            bool          // serve Go's profiles at /debug/pprof/ on AdminAddr
+	PolicyPath       string        // "" means the policy shipped in the binary (deploy/policy.yaml)
+	GVLPath          string        // the IAB Global Vendor List (GVL v3 JSON) for the policy's iab.tcf; "" none
 	KeysFile         string
 	APIKeysFile      string // API keys with names and scopes
 	APIKey           string // from CONSENTD_API_KEY only (never a flag: flags show in ps): one key with every scope
@@ -45,9 +48,9 @@ type Config struct {
 	RateLimitIP      ratelimit.Limit // per client IP: browsers and public calls; zero: unlimited
 	RateLimitKey     ratelimit.Limit // per API key; zero: unlimited
 	TrustedProxyHops int             // proxies in front that append to X-Forwarded-For
-	TLSCert          string          // PEM certificate (chain) for both listeners; "" serves plaintext
+	TLSCert          string          // PEM certificate (chain) for the internal and public listeners; "" serves plaintext
 	TLSKey           string          // its PEM private key
-	TLSClientCA      string          // PEM CA: when set, clients must present a certificate it signed (mTLS)
+	TLSClientCA      string          // PEM CA: when set, clients of the internal listeners must present a certificate it signed (mTLS)
 	LogFormat        string          // json or text
 	LogLevel         slog.Level
 	ShutdownTimeout  time.Duration
@@ -160,8 +163,10 @@ func define(name string, getenv func(string) string, usageOut io.Writer, only ma
 	str(&c.RedisMode, "redis-mode", "standalone", "standalone (--redis-url), cluster (--redis-addrs: seed nodes) or sentinel (--redis-addrs: sentinels, --redis-master)")
 	str(&t.redisAddrs, "redis-addrs", "", "cluster: comma-separated seed nodes; sentinel: the sentinels (host:port each)")
 	str(&c.RedisMaster, "redis-master", "", "sentinel mode: the name of the master the sentinels watch")
-	str(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "address the gRPC API listens on")
-	str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address the REST API, health, metrics and OpenAPI listen on")
+	str(&c.GRPCAddr, "grpc-addr", "127.0.0.1:9090", "address of the internal API's gRPC listener (every RPC, API keys; TLS and mTLS when set)")
+	str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address of the internal API's REST listener (every RPC, OpenAPI, the console); also health, metrics and the public routes unless --admin-addr and --public-addr split them off")
+	str(&c.PublicAddr, "public-addr", "", "address of the public listener for browsers (the SDK's calls with subject tokens, the policy, CORS; never API keys or client certificates), e.g. 0.0.0.0:8443; empty: served on --http-addr")
+	str(&c.AdminAddr, "admin-addr", "", "address of the admin listener (plain HTTP, never client certificates): /healthz, /readyz, /metrics and, with --pprof, /debug/pprof/; empty: health and metrics on --http-addr")
 	str(&c.PolicyPath, "policy", "", "policy file (purposes and regions); empty: the shipped deploy/policy.yaml")
 	str(&c.GVLPath, "gvl", "", "the IAB Global Vendor List (vendor-list.json, GVL v3) the policy's iab.tcf needs; reloaded with the policy on SIGHUP")
 	str(&c.KeysFile, "keys-file", "", "the operator's key file (HMAC key for Redis key names); required")
@@ -171,12 +176,12 @@ func define(name string, getenv func(string) string, usageOut io.Writer, only ma
 	str(&t.rateIP, "rate-limit-ip", "20/s", "calls per client IP from browsers and public endpoints, like 20/s or 600/m; 0: unlimited")
 	str(&t.rateKey, "rate-limit-key", "0", "calls per API key, like 5000/s; 0: unlimited")
 	str(&t.hops, "trusted-proxy-hops", "0", "proxies in front of consentd that append the client to X-Forwarded-For")
-	str(&c.TLSCert, "tls-cert", "", "PEM certificate for TLS on both listeners; empty: plaintext")
+	str(&c.TLSCert, "tls-cert", "", "PEM certificate for TLS on the internal listeners and the public one; empty: plaintext")
 	str(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
-	str(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificate: require client certificates it signed (mutual TLS)")
+	str(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificate: require client certificates it signed (mutual TLS) on the internal listeners; never on --public-addr or --admin-addr")
 	str(&c.LogFormat, "log-format", "json", "log format: json or text")
 	str(&c.OTLPEndpoint, "otlp-endpoint", "", "send OpenTelemetry traces to this OTLP/gRPC collector (host:port); empty: tracing off")
-	str(&c.DebugAddr, "debug-addr", "", "serve Go profiling (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty: off. Never expose it")
+	str(&c.DebugAddr, "debug-addr", "", "serve Go profiling (/debug/pprof/) on a listener of its own at this address, e.g. 127.0.0.1:6060 (or --pprof on --admin-addr); empty: off. Never expose it")
 	str(&t.sampleRatio, "trace-sample-ratio", "0.1", "with --otlp-endpoint: the share of requests traced, 0 to 1")
 	c.APIKey = getenv("CONSENTD_API_KEY")
 	c.RedisPassword = getenv("CONSENTD_REDIS_PASSWORD")
@@ -195,6 +200,14 @@ func define(name string, getenv func(string) string, usageOut io.Writer, only ma
 	c.Console = consoleDefault
 	if only == nil || only["console"] {
 		fs.BoolVar(&c.Console, "console", consoleDefault, "serve the privacy console at /console/ (it needs an API key to do anything); --console=false turns it off (env CONSENTD_CONSOLE)")
+	}
+	pprofDefault, err := strconv.ParseBool(orDefault(getenv("CONSENTD_PPROF"), "false"))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("CONSENTD_PPROF: %q is not true or false", getenv("CONSENTD_PPROF"))
+	}
+	c.Pprof = pprofDefault
+	if only == nil || only["pprof"] {
+		fs.BoolVar(&c.Pprof, "pprof", pprofDefault, "serve Go profiling (/debug/pprof/) on --admin-addr (env CONSENTD_PPROF)")
 	}
 	str(&t.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := errors.Join(
@@ -237,14 +250,7 @@ func envName(flagName string) string {
 
 func (c Config) validate() error {
 	errs := []error{c.validateStore()}
-	for _, a := range []struct{ name, value string }{{"grpc-addr", c.GRPCAddr}, {"http-addr", c.HTTPAddr}} {
-		if _, _, err := net.SplitHostPort(a.value); err != nil {
-			errs = append(errs, fmt.Errorf("--%s (%s): %q is not host:port, e.g. 127.0.0.1:8080", a.name, envName(a.name), a.value))
-		}
-	}
-	if c.GRPCAddr == c.HTTPAddr {
-		errs = append(errs, fmt.Errorf("--grpc-addr and --http-addr: both are %q; they need different ports", c.GRPCAddr))
-	}
+	errs = append(errs, c.validateListeners()...)
 	if !c.Demo && c.APIKeysFile == "" && c.APIKey == "" {
 		errs = append(errs, errors.New("--api-keys-file (CONSENTD_API_KEYS_FILE) or CONSENTD_API_KEY: one is required, so that services can authenticate (or --demo for a local demo without authentication)"))
 	}
@@ -278,11 +284,6 @@ func (c Config) validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout (CONSENTD_SHUTDOWN_TIMEOUT): must be positive, got %s", c.ShutdownTimeout))
 	}
-	if c.DebugAddr != "" {
-		if _, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
-			errs = append(errs, fmt.Errorf("--debug-addr (CONSENTD_DEBUG_ADDR): %q is not host:port, e.g. 127.0.0.1:6060", c.DebugAddr))
-		}
-	}
 	if c.OTLPEndpoint != "" {
 		if _, _, err := net.SplitHostPort(c.OTLPEndpoint); err != nil {
 			errs = append(errs, fmt.Errorf("--otlp-endpoint (CONSENTD_OTLP_ENDPOINT): %q is not host:port", c.OTLPEndpoint))
@@ -296,6 +297,42 @@ func (c Config) validate() error {
 		minDuration{"feed-monitor-interval", c.FeedMonitorInterval, false, 10 * time.Millisecond},
 	)...)
 	return errors.Join(errs...)
+}
+
+// validateListeners checks the listeners' addresses: each host:port, and
+// no two the same. The optional ones (public, admin, debug) are off when
+// empty.
+func (c Config) validateListeners() []error {
+	var errs []error
+	type listener struct{ name, value, example string }
+	all := []listener{
+		{"grpc-addr", c.GRPCAddr, "127.0.0.1:9090"}, {"http-addr", c.HTTPAddr, "127.0.0.1:8080"},
+		{"public-addr", c.PublicAddr, "0.0.0.0:8443"}, {"admin-addr", c.AdminAddr, "0.0.0.0:8081"},
+		{"debug-addr", c.DebugAddr, "127.0.0.1:6060"},
+	}
+	seen := map[string]string{}
+	for i, l := range all {
+		if l.value == "" && i >= 2 {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(l.value); err != nil {
+			errs = append(errs, fmt.Errorf("--%s (%s): %q is not host:port, e.g. %s", l.name, envName(l.name), l.value, l.example))
+			continue
+		}
+		// Port 0 (the kernel picks one) cannot clash.
+		if _, port, _ := net.SplitHostPort(l.value); port == "0" {
+			continue
+		}
+		if other, ok := seen[l.value]; ok {
+			errs = append(errs, fmt.Errorf("--%s and --%s: both are %q; they need different ports", other, l.name, l.value))
+			continue
+		}
+		seen[l.value] = l.name
+	}
+	if c.Pprof && c.AdminAddr == "" {
+		errs = append(errs, errors.New("--pprof (CONSENTD_PPROF): needs --admin-addr, where the profiles are served (or --debug-addr, a listener of its own)"))
+	}
+	return errs
 }
 
 // storeFlags are the settings a command working on the store directly

@@ -60,6 +60,22 @@ func TestDemoModeNeedsNoAPIKeys(t *testing.T) {
 	}
 }
 
+func TestListenerSettings(t *testing.T) {
+	c, err := Load([]string{"--keys-file=k", "--demo", "--public-addr=0.0.0.0:8443", "--pprof"}, env(map[string]string{
+		"CONSENTD_ADMIN_ADDR": "0.0.0.0:8081",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PublicAddr != "0.0.0.0:8443" || c.AdminAddr != "0.0.0.0:8081" || !c.Pprof || c.HTTPAddr != "127.0.0.1:8080" {
+		t.Errorf("listeners = public %q admin %q pprof %t http %q", c.PublicAddr, c.AdminAddr, c.Pprof, c.HTTPAddr)
+	}
+	c, err = Load([]string{"--keys-file=k", "--demo"}, env(nil), io.Discard)
+	if err != nil || c.PublicAddr != "" || c.AdminAddr != "" || c.Pprof {
+		t.Errorf("defaults: public %q admin %q pprof %t (%v): want all off", c.PublicAddr, c.AdminAddr, c.Pprof, err)
+	}
+}
+
 func TestBadSettingsAreNamed(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -84,6 +100,14 @@ func TestBadSettingsAreNamed(t *testing.T) {
 		{"bad redis url", []string{"--keys-file=k", "--demo", "--redis-url=http://x"}, nil, "--redis-url (CONSENTD_REDIS_URL)"},
 		{"bad grpc addr", []string{"--keys-file=k", "--grpc-addr=9090"}, nil, "--grpc-addr (CONSENTD_GRPC_ADDR)"},
 		{"same ports", []string{"--keys-file=k", "--grpc-addr=127.0.0.1:1", "--http-addr=127.0.0.1:1"}, nil, "need different ports"},
+		{"bad public addr", []string{"--keys-file=k", "--demo", "--public-addr=8443"}, nil, `--public-addr (CONSENTD_PUBLIC_ADDR): "8443" is not host:port`},
+		{"bad admin addr in env", []string{"--keys-file=k", "--demo"}, map[string]string{"CONSENTD_ADMIN_ADDR": "admin"}, `--admin-addr (CONSENTD_ADMIN_ADDR): "admin" is not host:port`},
+		{"public on the internal HTTP address", []string{"--keys-file=k", "--demo", "--public-addr=127.0.0.1:8080"}, nil, `--http-addr and --public-addr: both are "127.0.0.1:8080"; they need different ports`},
+		{"admin on the public address", []string{"--keys-file=k", "--demo", "--public-addr=0.0.0.0:8443", "--admin-addr=0.0.0.0:8443"}, nil, "--public-addr and --admin-addr: both are"},
+		{"admin on the gRPC address", []string{"--keys-file=k", "--demo", "--admin-addr=127.0.0.1:9090"}, nil, "--grpc-addr and --admin-addr: both are"},
+		{"debug on the admin address", []string{"--keys-file=k", "--demo", "--admin-addr=127.0.0.1:6060", "--debug-addr=127.0.0.1:6060"}, nil, "--admin-addr and --debug-addr: both are"},
+		{"pprof without the admin listener", []string{"--keys-file=k", "--demo", "--pprof"}, nil, "--pprof (CONSENTD_PPROF): needs --admin-addr"},
+		{"bad pprof value", []string{"--keys-file=k"}, map[string]string{"CONSENTD_PPROF": "yes please"}, "CONSENTD_PPROF"},
 		{"bad log format", []string{"--keys-file=k", "--log-format=xml"}, nil, "--log-format"},
 		{"bad log level", []string{"--keys-file=k", "--log-level=loud"}, nil, "--log-level"},
 		{"bad duration in env", []string{"--keys-file=k"}, map[string]string{"CONSENTD_REDIS_TIMEOUT": "soon"}, "CONSENTD_REDIS_TIMEOUT"},

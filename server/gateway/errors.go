@@ -90,6 +90,10 @@ type errorWriter struct {
 	mux       *runtime.ServeMux
 	marshaler runtime.Marshaler
 	logger    *slog.Logger
+	// publicRouting: on the public listener a path the API has with another
+	// method is 404 too, so that no path it does not serve shows (a 405
+	// would say the path exists).
+	publicRouting bool
 }
 
 // write answers err (a status error, or an *apiError) with httpStatus, and
@@ -171,10 +175,17 @@ var fieldPath = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
 // routing answers a path or method the API does not have with its own
 // HTTP status (grpc-gateway's default turns 405 into 501).
 func (e *errorWriter) routing(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if probing(r) {
+		return // publicPreflight's probe of a path the API does not have: it answers
+	}
 	e.writeRoutingError(w, r, httpStatus)
 }
 
 func (e *errorWriter) writeRoutingError(w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if e.publicRouting && httpStatus == http.StatusMethodNotAllowed {
+		w.Header().Del("Allow")
+		httpStatus = http.StatusNotFound
+	}
 	switch httpStatus {
 	case http.StatusNotFound:
 		e.write(w, r, httpStatus, status.New(codes.NotFound, "path: no such path in the API"))

@@ -1,7 +1,10 @@
-// Package gateway serves consentd's HTTP port: the REST API (grpc-gateway,
+// Package gateway serves consentd's HTTP listeners: the REST API (grpc-gateway,
 // reaching the gRPC server through a client connection so REST calls pass the
 // same interceptors as gRPC calls), health and readiness, Prometheus metrics,
-// the OpenAPI document and the GPC well-known file.
+// the OpenAPI document and the GPC well-known file; New builds the internal
+// listener's handler (everything, as one port serves it by default) or the
+// public one's (Options.Public: the browsers' share, listeners.go), Admin the
+// admin one's.
 package gateway
 
 import (
@@ -29,6 +32,7 @@ import (
 
 	consentv1 "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server/api"
+	"github.com/consentd/consentd/server/auth"
 	"github.com/consentd/consentd/server/console"
 	"github.com/consentd/consentd/server/middleware"
 )
@@ -71,6 +75,15 @@ type Options struct {
 	// served: narrowed to the policy's tcf.vendors), nil when there is none.
 	// It is served at api.VendorListPath, public, for the SDK's TCF layer.
 	VendorList func() []byte
+	// Public makes this the public listener's handler (--public-addr): the
+	// RPCs auth.Listeners puts on it, with a subject token or no credentials,
+	// the vendor list, /.well-known/gpc.json, the demo site and CORS; every
+	// other path, and any call with an API key, is 404. Health, metrics,
+	// OpenAPI and the console are never served there.
+	Public bool
+	// AdminElsewhere leaves /healthz, /readyz and /metrics out: they are on
+	// the admin listener (--admin-addr, Admin).
+	AdminElsewhere bool
 }
 
 var setQueryParser sync.Once
@@ -93,6 +106,9 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		runtime.WithIncomingHeaderMatcher(incomingHeader),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		runtime.WithMetadata(func(context.Context, *http.Request) metadata.MD {
+			if opts.Public {
+				return metadata.Pairs(api.ChannelMetadataKey, "rest", auth.ListenerMetadataKey, auth.ListenerPublic)
+			}
 			return metadata.Pairs(api.ChannelMetadataKey, "rest")
 		}),
 		runtime.WithErrorHandler(errs.handle),
@@ -102,6 +118,14 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		// path is served as the GET: a wrong method must be an error.
 		runtime.WithDisablePathLengthFallback(),
 		runtime.WithRoutingErrorHandler(errs.routing),
+	}
+	if opts.Public {
+		routes, err := restRoutes(openAPI)
+		if err != nil {
+			return nil, err
+		}
+		muxOptions = append(muxOptions, runtime.WithMiddlewares(publicOnly(routes, errs)))
+		errs.publicRouting = true
 	}
 	// grpc-gateway keeps the query parser in a global: set once, before any
 	// mux serves, so no request reads it while it is written.
@@ -113,40 +137,27 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", corsFor(opts.CORSOrigins).Handler(http.MaxBytesHandler(errs.strictBody(conditional(rest)), MaxBodyBytes)))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err := opts.Ready(ctx); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready\n"))
-			return
-		}
-		if opts.Degraded != nil {
-			if note := opts.Degraded(ctx); note != "" {
-				_, _ = w.Write([]byte("ready, degraded: " + note + "\n"))
-				return
-			}
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}))
-	// OpenAPI 2.0 (as generated, for existing users) and 3.0 (for today's
-	// client generators), both with this build's version (openapi.go).
-	openAPIv2, openAPIv3, err := openAPIDocs(openAPI, BuildVersion())
-	if err != nil {
-		return nil, err
+	var restHandler http.Handler = corsFor(opts.CORSOrigins).Handler(http.MaxBytesHandler(errs.strictBody(conditional(rest)), MaxBodyBytes))
+	if opts.Public {
+		restHandler = publicPreflight(rest, restHandler, errs)
 	}
-	for path, doc := range map[string][]byte{"/openapi.json": openAPIv2, "/openapi.v3.json": openAPIv3} {
-		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(doc)
-		})
+	mux.Handle("/v1/", restHandler)
+	if !opts.AdminElsewhere && !opts.Public {
+		addAdmin(mux, opts)
+	}
+	if !opts.Public {
+		// OpenAPI 2.0 (as generated, for existing users) and 3.0 (for today's
+		// client generators), both with this build's version (openapi.go).
+		openAPIv2, openAPIv3, err := openAPIDocs(openAPI, BuildVersion())
+		if err != nil {
+			return nil, err
+		}
+		for path, doc := range map[string][]byte{"/openapi.json": openAPIv2, "/openapi.v3.json": openAPIv3} {
+			mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write(doc)
+			})
+		}
 	}
 	// The vendor list: public and the same for everyone, like the policy
 	// (CORS, ETag, revalidated before every use). More specific than "/v1/",
@@ -169,7 +180,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(gpcWellKnown))
 	})
-	if opts.Console {
+	if opts.Console && !opts.Public {
 		mux.Handle("GET "+console.Prefix, console.Handler())
 		mux.Handle("GET "+strings.TrimSuffix(console.Prefix, "/"), console.Handler())
 	}
@@ -179,6 +190,50 @@ func New(ctx context.Context, conn *grpc.ClientConn, opts Options) (http.Handler
 		mux.Handle("GET /{$}", http.RedirectHandler("/demo/", http.StatusFound))
 	}
 	return withRequestID(errs.unmatched(mux)), nil
+}
+
+// Admin returns the admin listener's handler (--admin-addr): /healthz,
+// /readyz and /metrics (opts.Ready, Degraded, Metrics), and what extra adds
+// (pprof). Plain HTTP for probes and scrapers, never client certificates.
+func Admin(opts Options, extra func(*http.ServeMux)) http.Handler {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	// The errors' shape needs a grpc-gateway mux; this one serves nothing.
+	errs := &errorWriter{mux: runtime.NewServeMux(), marshaler: compactJSON{&runtime.JSONPb{}}, logger: logger}
+	mux := http.NewServeMux()
+	addAdmin(mux, opts)
+	if extra != nil {
+		extra(mux)
+	}
+	return withRequestID(errs.unmatched(mux))
+}
+
+// addAdmin serves health, readiness and metrics on mux.
+func addAdmin(mux *http.ServeMux, opts Options) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := opts.Ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		if opts.Degraded != nil {
+			if note := opts.Degraded(ctx); note != "" {
+				_, _ = w.Write([]byte("ready, degraded: " + note + "\n"))
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}))
 }
 
 // compactJSON removes the whitespace protojson inserts at random (on
@@ -230,7 +285,8 @@ func incomingHeader(key string) (string, bool) {
 		return strings.ToLower(key), true
 	case middleware.RequestIDKey:
 		return middleware.RequestIDKey, true
-	case api.ChannelMetadataKey:
+	case api.ChannelMetadataKey, auth.ListenerMetadataKey,
+		"grpc-metadata-" + api.ChannelMetadataKey, "grpc-metadata-" + auth.ListenerMetadataKey:
 		return "", false // set by the gateway itself, never by the caller
 	}
 	return runtime.DefaultHeaderMatcher(key)

@@ -264,3 +264,30 @@ describe('banner: the choice on later pages', () => {
     assert.ok(updates.slice(0, -1).every((u) => u[2].analytics_storage === 'denied'), `nothing granted before the confirmation: ${JSON.stringify(updates)}`);
   });
 });
+
+describe('banner: the public listener', () => {
+  test('the SDK talks only to the public listener, which has nothing for API keys', async (t) => {
+    const { page, close } = await openBrowser(env);
+    t.after(close);
+    const hosts = new Set();
+    page.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.origin !== env.site.origin) hosts.add(u.origin);
+    });
+    await page.goto(shopPage(env));
+    const id = await subjectId(page);
+    await page.locator(inBanner('accept-all')).click();
+    await waitFor(async () => (await env.consentd.purpose(id, 'analytics'))?.allowed, { what: 'the choice stored' });
+    assert.deepEqual([...hosts], [env.consentd.url], 'every call of the SDK went to the public listener');
+    assert.notEqual(env.consentd.url, env.consentd.internalUrl);
+
+    // The same API key the tests use on the internal listener gets 404 there.
+    const withKey = (path, init = {}) => fetch(env.consentd.url + path, {
+      ...init, headers: { Authorization: `Bearer ${env.consentd.apiKey}`, 'Content-Type': 'application/json' },
+    });
+    assert.equal((await withKey(`/v1/subjects/${id}/consent`)).status, 404, 'read with an API key on the public listener');
+    assert.equal((await withKey(`/v1/subjects/${id}:erase`, { method: 'POST', body: '{}' })).status, 404, 'erase with an API key');
+    assert.equal((await withKey('/v1/purposes/analytics:filterSubjects', { method: 'POST', body: JSON.stringify({ subject_ids: [id] }) })).status, 404, 'filter');
+    assert.equal((await fetch(env.consentd.url + '/metrics')).status, 404, 'no metrics on the public listener');
+  });
+});

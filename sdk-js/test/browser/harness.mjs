@@ -149,23 +149,30 @@ function writeKeysFile(dir) {
 
 /**
  * consentd with security on (subject tokens for the browser, one API key with
- * every scope to read back over the API). start() can be called again after
- * stop(): same ports, same keys, same Redis.
+ * every scope to read back over the API), its listeners split as in
+ * production: the browser and the SDK use the public listener (url,
+ * --public-addr: no API keys, only what a browser needs, and the demo site
+ * in demo mode); the test's own calls with the API key and the readiness
+ * probe use the internal one (internalUrl, --http-addr). start() can be
+ * called again after stop(): same ports, same keys, same Redis.
  */
 async function makeConsentd({ dir, redisPort, siteOrigin, demo = false, args = [] }) {
   const bin = consentdBinary(dir);
   const httpPort = await freePort();
+  const publicPort = await freePort();
   const grpcPort = await freePort();
   const apiKey = randomBytes(30).toString('base64url').slice(0, 40);
   const keysFile = writeKeysFile(dir);
-  const url = `http://127.0.0.1:${httpPort}`;
+  const url = `http://127.0.0.1:${publicPort}`;
+  const internalUrl = `http://127.0.0.1:${httpPort}`;
   const svc = {
-    url, httpPort, apiKey, current: null,
+    url, internalUrl, httpPort, publicPort, apiKey, current: null,
     async start() {
       svc.current = child(bin, [
         '--redis-url', `redis://127.0.0.1:${redisPort}/0`,
         '--grpc-addr', `127.0.0.1:${grpcPort}`,
         '--http-addr', `127.0.0.1:${httpPort}`,
+        '--public-addr', `127.0.0.1:${publicPort}`,
         '--keys-file', keysFile,
         ...(siteOrigin ? ['--cors-origins', siteOrigin] : []),
         '--rate-limit-ip', '0',
@@ -177,7 +184,7 @@ async function makeConsentd({ dir, redisPort, siteOrigin, demo = false, args = [
       const c = svc.current;
       await waitFor(async () => {
         if (c.dead()) throw new Error(`consentd exited: ${c.log()}`);
-        const r = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(500) });
+        const r = await fetch(`${internalUrl}/readyz`, { signal: AbortSignal.timeout(500) });
         return r.status === 200;
       }, { ms: 15_000, what: `consentd /readyz on ${httpPort}` });
     },
@@ -187,7 +194,7 @@ async function makeConsentd({ dir, redisPort, siteOrigin, demo = false, args = [
     },
     /** GET /v1/subjects/{id}/consent over the API with the key; null on a connection error. */
     async consent(subjectId) {
-      const r = await fetch(`${url}/v1/subjects/${encodeURIComponent(subjectId)}/consent`, {
+      const r = await fetch(`${internalUrl}/v1/subjects/${encodeURIComponent(subjectId)}/consent`, {
         headers: { Authorization: `Bearer ${apiKey}` },
         signal: AbortSignal.timeout(2000),
       });
@@ -262,7 +269,8 @@ async function startSite() {
 /**
  * Starts Redis, consentd and the test site. Call env.stopAll() in after().
  * With demo, consentd runs as make run starts it (--demo --demo-site) and
- * serves the demo itself: env.site.origin is consentd's own origin. args:
+ * serves the demo itself, on its public listener: env.site.origin is
+ * consentd's own public origin. args:
  * more consentd flags (e.g. another --policy, --gvl).
  */
 export async function startEnv({ demo = false, args = [] } = {}) {
@@ -335,10 +343,10 @@ export async function openBrowser(env, { gpc = false, viewport = { width: 1100, 
 
 /**
  * Calls consentd's REST API with the env's API key (every scope), as a
- * backend would: { status, body }.
+ * backend would, on the internal listener: { status, body }.
  */
 export async function api(env, method, path, body) {
-  const r = await fetch(env.consentd.url + path, {
+  const r = await fetch(env.consentd.internalUrl + path, {
     method,
     headers: { Authorization: `Bearer ${env.consentd.apiKey}`, 'Content-Type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),

@@ -167,7 +167,7 @@ describe('preferences', () => {
     await page.keyboard.press('Escape');
 
     // The site's backend links the visitor to its user (at login).
-    const r = await fetch(`${env.consentd.url}/v1/subjects/user-linked-1:link`, {
+    const r = await fetch(`${env.consentd.internalUrl}/v1/subjects/user-linked-1:link`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${env.consentd.apiKey}`, 'Content-Type': 'application/json' },
       body: JSON.stringify({ visitor_id: id }),

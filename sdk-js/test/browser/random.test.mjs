@@ -77,7 +77,7 @@ describe('randomized: never more than the person chose', () => {
 });
 
 async function up(env) {
-  return fetch(`${env.consentd.url}/healthz`, { signal: AbortSignal.timeout(500) }).then(() => true, () => false);
+  return fetch(`${env.consentd.internalUrl}/healthz`, { signal: AbortSignal.timeout(500) }).then(() => true, () => false);
 }
 
 async function runSequence(env, rand, pick, log) {

@@ -13,6 +13,8 @@ import { after, before, describe, test } from 'node:test';
 import createClient from 'openapi-fetch';
 import openapiTS, { astToString } from 'openapi-typescript';
 import { sdkDir, startEnv } from '../browser/harness.mjs';
+// A service's generated client: the internal listener (the browser harness's
+// consentd.url is the public listener, which has no OpenAPI document and no API keys).
 
 const bin = (name) => join(sdkDir, 'node_modules/.bin', name);
 
@@ -24,7 +26,7 @@ describe('a generated client against a real consentd', () => {
     env = await startEnv();
     dir = mkdtempSync(join(tmpdir(), 'consentd-openapi-'));
     for (const [name, path] of [['v2', '/openapi.json'], ['v3', '/openapi.v3.json']]) {
-      const res = await fetch(env.consentd.url + path);
+      const res = await fetch(env.consentd.internalUrl + path);
       assert.equal(res.status, 200, path);
       docs[name] = { text: await res.text(), file: join(dir, `${name}.json`) };
       writeFileSync(docs[name].file, docs[name].text);
@@ -76,7 +78,7 @@ describe('a generated client against a real consentd', () => {
   });
 
   test('openapi-fetch: create visitor, update with an API key, check, get, withdraw, export, an error', async () => {
-    const client = createClient({ baseUrl: env.consentd.url });
+    const client = createClient({ baseUrl: env.consentd.internalUrl });
     const key = { Authorization: `Bearer ${env.consentd.apiKey}` };
 
     const visitor = await client.POST('/v1/visitors', { body: { region: 'DE' } });
@@ -129,7 +131,7 @@ describe('a generated client against a real consentd', () => {
   });
 
   test('the watch stream answers an error as a stream line, as documented', async () => {
-    const res = await fetch(`${env.consentd.url}/v1/changes:watch`);
+    const res = await fetch(`${env.consentd.internalUrl}/v1/changes:watch`);
     assert.equal(res.status, 401);
     const body = JSON.parse(await res.text());
     assert.deepEqual(Object.keys(body), ['error'], JSON.stringify(body));
