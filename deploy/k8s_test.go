@@ -264,7 +264,7 @@ func checkRendered(t *testing.T, objects map[string][]*yaml.Node) rendered {
 
 	// Ports and probes: one named container port per listener, each the
 	// port consentd listens on, all on 0.0.0.0.
-	ls := listenerPorts(t, "Deployment", c.Args, env, r.cfg)
+	ls := listenerPorts(t, "Deployment", c.Args, env, r.cfg, true)
 	r.listeners = ls
 	ports := map[string]int{}
 	for _, p := range c.Ports {
