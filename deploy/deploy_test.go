@@ -470,6 +470,7 @@ func TestCompose(t *testing.T) {
 	}
 
 	hostPorts := map[string]string{}
+	instances := map[string]listeners{}
 	for _, name := range []string{"consentd-a", "consentd-b", "demo"} {
 		svc, ok := f.Services[name]
 		if !ok {
@@ -498,10 +499,16 @@ func TestCompose(t *testing.T) {
 		}
 		cfg := load(t, where, svc.Command, env, demoSite)
 
-		// Ports: the container side is what consentd listens on; published on
-		// loopback only, each host port once.
-		httpPort := port(t, where, "--http-addr", cfg.HTTPAddr)
-		grpcPort := port(t, where, "--grpc-addr", cfg.GRPCAddr)
+		// Ports: one listener per audience, as in Kubernetes. Only the public
+		// port is published (the demo, which has no public listener, its
+		// one HTTP port); never the admin port. On loopback, each host port
+		// once.
+		ls := listenerPorts(t, where, svc.Command, env, cfg, !cfg.Demo)
+		instances[name] = ls
+		wantPublished := ls.public
+		if wantPublished == 0 {
+			wantPublished = ls.http
+		}
 		published := map[int]bool{}
 		for _, p := range svc.Ports {
 			parts := strings.Split(p, ":")
@@ -514,20 +521,20 @@ func TestCompose(t *testing.T) {
 			}
 			hostPorts[parts[1]] = name
 			n, _ := strconv.Atoi(parts[2])
-			if n != httpPort && n != grpcPort {
-				t.Errorf("%s: port %q: consentd listens on %d (http) and %d (grpc)", where, p, httpPort, grpcPort)
+			if n != wantPublished {
+				t.Errorf("%s: port %q publishes container port %d; want only %d (public %d, internal %d and %d, admin %d)", where, p, n, wantPublished, ls.public, ls.http, ls.grpc, ls.admin)
 			}
 			published[n] = true
 		}
-		if !published[httpPort] || (!cfg.Demo && !published[grpcPort]) {
-			t.Errorf("%s: ports %v; want the HTTP port %d and (outside demo mode) the gRPC port %d published", where, svc.Ports, httpPort, grpcPort)
+		if !published[wantPublished] {
+			t.Errorf("%s: ports %v; want port %d published", where, svc.Ports, wantPublished)
 		}
 
-		// The health check runs the image's probe against consentd's own port.
+		// The health check runs the image's probe against the admin port.
 		if svc.Healthcheck == nil || len(svc.Healthcheck.Test) != 3 || svc.Healthcheck.Test[0] != "CMD" || img.copied[svc.Healthcheck.Test[1]] == "" {
 			t.Errorf("%s: healthcheck %+v: want [CMD, probe binary of the image, URL]", where, svc.Healthcheck)
-		} else if !regexp.MustCompile(fmt.Sprintf(`^http://127\.0\.0\.1:%d/(readyz|healthz)$`, httpPort)).MatchString(svc.Healthcheck.Test[2]) {
-			t.Errorf("%s: healthcheck probes %s; want http://127.0.0.1:%d/readyz or /healthz", where, svc.Healthcheck.Test[2], httpPort)
+		} else if !regexp.MustCompile(fmt.Sprintf(`^http://127\.0\.0\.1:%d/(readyz|healthz)$`, ls.admin)).MatchString(svc.Healthcheck.Test[2]) || ls.admin == 0 {
+			t.Errorf("%s: healthcheck probes %s; want http://127.0.0.1:%d/readyz or /healthz (the admin port)", where, svc.Healthcheck.Test[2], ls.admin)
 		}
 		if svc.DependsOn["redis"].Condition != "service_healthy" {
 			t.Errorf("%s: want depends_on redis: condition: service_healthy", where)
@@ -560,6 +567,34 @@ func TestCompose(t *testing.T) {
 	// instances' data.
 	if a, d := f.Services["consentd-a"].Environment["CONSENTD_REDIS_URL"], f.Services["demo"].Environment["CONSENTD_REDIS_URL"]; a == d {
 		t.Errorf("compose.yaml: demo and consentd-a share Redis database %s", a)
+	}
+	// The override that publishes the internal API adds only the API
+	// instances' internal ports, on loopback, on host ports of their own.
+	var internal composeFile
+	if err := yaml.Unmarshal(readFile(t, "compose.internal.yaml"), &internal); err != nil {
+		t.Fatalf("compose.internal.yaml: %v", err)
+	}
+	for name, svc := range internal.Services {
+		where := "compose.internal.yaml " + name
+		ls, ok := instances[name]
+		if !ok || ls.public == 0 {
+			t.Errorf("%s: not an API instance of compose.yaml", where)
+			continue
+		}
+		for _, p := range svc.Ports {
+			parts := strings.Split(p, ":")
+			if len(parts) != 3 || parts[0] != "127.0.0.1" {
+				t.Errorf("%s: port %q: want 127.0.0.1:HOST:CONTAINER", where, p)
+				continue
+			}
+			if other, dup := hostPorts[parts[1]]; dup {
+				t.Errorf("%s: host port %s is also %s's", where, parts[1], other)
+			}
+			hostPorts[parts[1]] = name
+			if n, _ := strconv.Atoi(parts[2]); !ls.internal(n) {
+				t.Errorf("%s: port %q: this override publishes the internal ports only (%d, %d)", where, p, ls.http, ls.grpc)
+			}
+		}
 	}
 	// Secret files stay out of git.
 	for name, s := range f.Secrets {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -123,6 +124,7 @@ type container struct {
 			SecretKeyRef *struct{ Name, Key string } `yaml:"secretKeyRef"`
 		} `yaml:"valueFrom"`
 	} `yaml:"env"`
+	StartupProbe   *probe `yaml:"startupProbe"`
 	ReadinessProbe *probe `yaml:"readinessProbe"`
 	LivenessProbe  *probe `yaml:"livenessProbe"`
 	Lifecycle      *struct {
@@ -184,7 +186,9 @@ type deployment struct {
 }
 
 type service struct {
-	Spec struct {
+	Metadata meta `yaml:"metadata"`
+	Spec     struct {
+		Type     string            `yaml:"type"`
 		Selector map[string]string `yaml:"selector"`
 		Ports    []struct {
 			Name       string `yaml:"name"`
@@ -224,6 +228,11 @@ type rendered struct {
 	secrets    map[string]map[string]string // name -> key -> decoded value
 	hpa        hpa
 	pdb        pdb
+	listeners  listeners
+	ports      map[string]int     // container port name -> number
+	services   map[string]service // by name
+	ingresses  []ingress
+	policy     admitted
 }
 
 // checkRendered checks what the base and every overlay must satisfy, and
@@ -253,31 +262,31 @@ func checkRendered(t *testing.T, objects map[string][]*yaml.Node) rendered {
 	}
 	r.cfg = load(t, "Deployment consentd", c.Args, env, "")
 
-	// Ports and probes: named http and grpc, the ports consentd listens on.
-	httpPort := port(t, "Deployment", "--http-addr", r.cfg.HTTPAddr)
-	grpcPort := port(t, "Deployment", "--grpc-addr", r.cfg.GRPCAddr)
+	// Ports and probes: one named container port per listener, each the
+	// port consentd listens on, all on 0.0.0.0.
+	ls := listenerPorts(t, "Deployment", c.Args, env, r.cfg, true)
+	r.listeners = ls
 	ports := map[string]int{}
 	for _, p := range c.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	if ports["http"] != httpPort || ports["grpc"] != grpcPort || len(ports) != 2 {
-		t.Errorf("Deployment: container ports %v; consentd listens on http %d and grpc %d", ports, httpPort, grpcPort)
+	r.ports = ports
+	if want := ls.byName(); !maps.Equal(ports, want) {
+		t.Errorf("Deployment: container ports %v; consentd listens on %v", ports, want)
 	}
-	resolvePort := func(p any) int {
-		switch v := p.(type) {
-		case int:
-			return v
-		case string:
-			return ports[v]
-		}
-		return 0
-	}
+	resolvePort := func(p any) int { return resolvePort(ports, p) }
+	// Every probe on the admin port: it never asks for a client certificate,
+	// and the internal ports may (mTLS), which the kubelet cannot answer.
 	for _, pr := range []struct {
 		name, path string
 		probe      *probe
-	}{{"readinessProbe", "/readyz", c.ReadinessProbe}, {"livenessProbe", "/healthz", c.LivenessProbe}} {
-		if pr.probe == nil || pr.probe.HTTPGet == nil || pr.probe.HTTPGet.Path != pr.path || resolvePort(pr.probe.HTTPGet.Port) != httpPort {
-			t.Errorf("Deployment: %s must be httpGet %s on the http port (%d)", pr.name, pr.path, httpPort)
+	}{{"startupProbe", "/healthz", c.StartupProbe}, {"readinessProbe", "/readyz", c.ReadinessProbe}, {"livenessProbe", "/healthz", c.LivenessProbe}} {
+		if pr.probe == nil || pr.probe.HTTPGet == nil || pr.probe.HTTPGet.Path != pr.path || resolvePort(pr.probe.HTTPGet.Port) != ls.admin || ls.admin == 0 {
+			got := "none"
+			if pr.probe != nil && pr.probe.HTTPGet != nil {
+				got = fmt.Sprintf("httpGet %s on %v", pr.probe.HTTPGet.Path, pr.probe.HTTPGet.Port)
+			}
+			t.Errorf("Deployment: %s is %s; want httpGet %s on the admin port (%d)", pr.name, got, pr.path, ls.admin)
 		}
 	}
 	// A draining pod must read not ready before its drain delay ends.
@@ -286,8 +295,8 @@ func checkRendered(t *testing.T, objects map[string][]*yaml.Node) rendered {
 			t.Errorf("Deployment: readinessProbe notices a drain after up to %s (periodSeconds x failureThreshold); --drain-delay is %s", notices, r.cfg.DrainDelay)
 		}
 	}
-	if a := r.deploy.Spec.Template.Metadata.Annotations["prometheus.io/port"]; a != "" && a != strconv.Itoa(httpPort) {
-		t.Errorf("Deployment: prometheus.io/port %s; /metrics is on %d", a, httpPort)
+	if a := r.deploy.Spec.Template.Metadata.Annotations["prometheus.io/port"]; a != "" && a != strconv.Itoa(ls.admin) {
+		t.Errorf("Deployment: prometheus.io/port %s; /metrics is on the admin port %d", a, ls.admin)
 	}
 
 	// Non-root, read-only, bounded.
@@ -319,13 +328,10 @@ func checkRendered(t *testing.T, objects map[string][]*yaml.Node) rendered {
 
 	// Everything that selects the pods selects these labels.
 	labels := r.deploy.Spec.Template.Metadata.Labels
-	var svc service
-	one(t, objects, "Service", &svc)
 	one(t, objects, "PodDisruptionBudget", &r.pdb)
 	one(t, objects, "HorizontalPodAutoscaler", &r.hpa)
 	for what, sel := range map[string]map[string]string{
 		"Deployment selector": r.deploy.Spec.Selector.MatchLabels,
-		"Service selector":    svc.Spec.Selector,
 		"PDB selector":        r.pdb.Spec.Selector.MatchLabels,
 	} {
 		if !selects(sel, labels) {
@@ -346,16 +352,12 @@ func checkRendered(t *testing.T, objects map[string][]*yaml.Node) rendered {
 	if mu, ok := r.pdb.Spec.MaxUnavailable.(int); !ok || mu < 1 || mu >= r.hpa.Spec.MinReplicas {
 		t.Errorf("PDB maxUnavailable %v with HPA minReplicas %d: want at least 1 (drains can proceed) and fewer than minReplicas", r.pdb.Spec.MaxUnavailable, r.hpa.Spec.MinReplicas)
 	}
-	svcPorts := map[string]int{}
-	for _, p := range svc.Spec.Ports {
-		svcPorts[p.Name] = p.Port
-		if resolvePort(p.TargetPort) != ports[p.Name] {
-			t.Errorf("Service port %s: targetPort %v is not the container's %s port", p.Name, p.TargetPort, p.Name)
-		}
-	}
-	if svcPorts["http"] != 8080 || svcPorts["grpc"] != 9090 || len(svcPorts) != 2 {
-		t.Errorf("Service ports %v; want http 8080 and grpc 9090", svcPorts)
-	}
+
+	// Services, Ingresses and the NetworkPolicy: each audience's port, and
+	// only that one, reaches it.
+	r.services = checkServices(t, objects, labels, ports, ls)
+	r.ingresses = checkIngresses(t, objects, r.services)
+	r.policy = checkNetworkPolicy(t, objects, labels, ports, ls)
 
 	// The files consentd reads are the ConfigMap's and the Secret's.
 	r.configMaps, r.secrets = map[string]map[string]string{}, map[string]map[string]string{}
@@ -521,6 +523,11 @@ func TestKubernetesBase(t *testing.T) {
 	if r.cfg.RedisMode != "standalone" {
 		t.Errorf("base: Redis mode %s; the base runs against one Redis", r.cfg.RedisMode)
 	}
+	// The base publishes nothing: an Ingress needs a host and a certificate
+	// of the operator's own (the production overlay has the example).
+	if len(r.ingresses) != 0 {
+		t.Errorf("base: %d Ingress(es); the example belongs in an overlay", len(r.ingresses))
+	}
 }
 
 func TestKubernetesProductionOverlay(t *testing.T) {
@@ -578,6 +585,21 @@ func TestKubernetesProductionOverlay(t *testing.T) {
 	}
 	if r.hpa.Spec.MinReplicas < 3 || r.hpa.Spec.MaxReplicas < r.hpa.Spec.MinReplicas {
 		t.Errorf("production: HPA %d..%d replicas; want at least 3", r.hpa.Spec.MinReplicas, r.hpa.Spec.MaxReplicas)
+	}
+	// The example Ingress publishes the public Service (checkRendered checks
+	// every backend), and the public port admits only the ingress
+	// controller's namespace.
+	if len(r.ingresses) != 1 {
+		t.Errorf("production: %d Ingresses; want the example one for %s", len(r.ingresses), publicService)
+	}
+	if a := r.policy[r.listeners.public]; a.anyone || len(a.peers) == 0 {
+		t.Errorf("production: the public port %d is open to anyone; want the ingress controller's namespace only", r.listeners.public)
+	} else {
+		for _, pr := range a.peers {
+			if pr.NamespaceSelector == nil || pr.NamespaceSelector.MatchLabels[namespaceNameLabel] == "" {
+				t.Errorf("production: the public port admits %v; want the ingress controller's namespace by name", pr)
+			}
+		}
 	}
 	// Secret files in the overlay's folder never go into git.
 	if ignore := string(readFile(t, "k8s/overlays/production/secrets/.gitignore")); !strings.Contains(ignore, "\n*\n") {

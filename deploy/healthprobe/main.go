@@ -5,8 +5,11 @@
 // probes are httpGet against the same endpoints.
 //
 //	healthprobe http://127.0.0.1:8080/readyz
+//	healthprobe http://127.0.0.1:8082/readyz   (with --admin-addr :8082, as in compose.yaml)
 //
-// Plain HTTP only: with --tls-cert set, point orchestrators at the port
+// Plain HTTP only. With --admin-addr set, point it at the admin port: health
+// moves there, and that listener never asks for TLS client certificates.
+// Without it and with --tls-cert set, point orchestrators at the port
 // themselves (Kubernetes: scheme HTTPS) and turn this check off.
 package main
 
