@@ -53,7 +53,9 @@ const en = {
   open: "Privacy choices",
 };
 
-export const TEXTS: Record<string, typeof en> = {
+export type Texts = typeof en;
+
+export const TEXTS: Record<string, Texts> = {
   en,
   de: {
     title: "Ihre Privatsphäre ist uns wichtig",

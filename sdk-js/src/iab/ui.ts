@@ -30,8 +30,9 @@
 
 import { funnel, type Step } from "../funnel";
 import type { Consent, ConsentState } from "../types";
-import type { Named, Vendor, VendorList } from "./gvl";
+import type { Vendor, VendorList } from "./gvl";
 import type { IABPolicy, TCFController, TCFPurposeMapping } from "./types";
+import { builders } from "./ui-dom";
 import { TEXTS } from "./ui-texts";
 
 export interface TCFUIOptions {
@@ -88,60 +89,11 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
   let tcfFeatures: number[] = [];
   const report = funnel(options.funnel !== false && options.endpoint, options.region);
 
-  const el = <K extends keyof HTMLElementTagNameMap>(
-    name: K,
-    cls: string,
-    text?: string,
-    attrs?: Record<string, string>,
-  ): HTMLElementTagNameMap[K] => {
-    const e = doc.createElement(name);
-    if (cls) e.className = cls;
-    if (text) e.textContent = text;
-    for (const k in attrs) e.setAttribute(k, attrs[k]);
-    return e;
-  };
-  const actions = (names: [string, string, string?][]) => {
-    const box = el("div", "consentd-actions");
-    for (const [action, text, alt] of names)
-      box.append(el("button", "consentd-btn" + (alt || ""), text, { type: "button", "data-consent-action": action }));
-    return box;
-  };
-  const closeButton = () => el("button", "consentd-x", "×", { type: "button", "aria-label": t.close, "data-consent-action": "close" });
-  const localised = (node: HTMLElement, map: Record<string, string> | undefined, fallback: string) => {
-    const texts = map || {};
-    const key = [tag, primary, "en"].find((k) => texts[k]) || Object.keys(texts)[0];
-    node.textContent = (key && texts[key]) || fallback;
-    if (key && key.split("-")[0] != lang) node.lang = key;
-    return node;
-  };
-  const list = (cls: string, items: (string | Node)[]) => {
-    const ul = el("ul", cls);
-    for (const i of items) {
-      const li = el("li", "");
-      li.append(i);
-      ul.append(li);
-    }
-    return ul;
-  };
   // The vendor list's texts are English unless the signals part loaded a translation.
   let gvl: VendorList | null = null;
   let loaded = false;
-  const named = (kind: "purposes" | "specialPurposes" | "features" | "specialFeatures", id: number): Named =>
-    gvl?.[kind]?.[id] || { id, name: (kind == "purposes" ? "Purpose " : kind == "specialFeatures" ? "Special feature " : kind == "features" ? "Feature " : "Special purpose ") + id };
-  // A purpose (or feature) with its description and illustrations, behind a disclosure.
-  // Its texts are in the vendor list's language (the GVL class's `language`; the JSON file's: English).
-  const gvlLang = () => ((gvl as { language?: string } | null)?.language || "en").toLowerCase();
-  const marked = <E extends HTMLElement>(e: E) => {
-    if (gvlLang().split("-")[0] != lang) e.lang = gvlLang();
-    return e;
-  };
-  const explained = (item: Named, label = item.name) => {
-    const d = marked(el("details", "consentd-more"));
-    d.append(el("summary", "", label));
-    if (item.description) d.append(el("p", "consentd-desc", item.description));
-    if (item.illustrations?.length) d.append(list("consentd-desc consentd-examples", item.illustrations));
-    return d;
-  };
+  const { el, actions, list, localised, named, marked, explained, vendorDetails } = builders(doc, t, lang, tag, () => gvl);
+  const closeButton = () => el("button", "consentd-x", "×", { type: "button", "aria-label": t.close, "data-consent-action": "close" });
   const vendors = (): Vendor[] => {
     if (!gvl) return [];
     const all = Object.values(gvl.vendors).filter((v) => !v.deletedDate);
@@ -420,46 +372,6 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
       ul.append(item);
     }
     paneV.replaceChildren(el("p", "consentd-text", t.vendorsIntro), ul);
-  }
-
-  function vendorDetails(v: Vendor) {
-    const d = el("details", "consentd-more");
-    d.append(el("summary", "", t.details));
-    const urls = v.urls || [];
-    const url = urls.find((u) => u.langId.toLowerCase() == tag) || urls.find((u) => u.langId.toLowerCase().split("-")[0] == primary) || urls.find((u) => u.langId == "en") || urls[0];
-    const links = el("p", "consentd-desc consentd-links");
-    const link = (href: string, text: string) => el("a", "", text, { href, target: "_blank", rel: "noopener noreferrer" });
-    if (url?.privacy) links.append(link(url.privacy, t.privacy));
-    if (url?.legIntClaim) links.append(link(url.legIntClaim, t.liClaim));
-    if (links.childNodes.length) d.append(links);
-    const r = v.dataRetention || {};
-    // A vendor-list name (in its language) with how long the data is kept (in the page's).
-    const kept = (name: string, days: number | undefined) => {
-      const [before, after] = (days != null ? fill(t.retention, { name: "\u0000", d: days }) : "\u0000").split("\u0000");
-      const f = doc.createDocumentFragment();
-      f.append(before, marked(el("span", "", name)), after);
-      return f;
-    };
-    const section = (title: string, items: (string | Node)[]) => {
-      if (items.length) d.append(el("p", "consentd-sub", title), list("consentd-desc consentd-facts", items));
-    };
-    const name = (n: string) => marked(el("span", "", n));
-    const li = v.legIntPurposes || [];
-    section(t.consentPurposes, (v.purposes || []).map((p) => kept(named("purposes", p).name, r.purposes?.[p] ?? r.stdRetention)));
-    section(t.liPurposes, li.map((p) => kept(named("purposes", p).name, r.purposes?.[p] ?? r.stdRetention)));
-    section(t.specialPurposes, (v.specialPurposes || []).map((p) => kept(named("specialPurposes", p).name, r.specialPurposes?.[p] ?? r.stdRetention)));
-    section(t.features, (v.features || []).map((f) => name(named("features", f).name)));
-    section(t.sfShort, (v.specialFeatures || []).map((f) => name(named("specialFeatures", f).name)));
-    const age = v.cookieMaxAgeSeconds;
-    const cookie =
-      v.usesCookies && age != null
-        ? fill(age < 86400 ? t.cookiesSeconds : t.cookies, { d: age < 86400 ? age : Math.round(age / 86400) }) + (v.cookieRefresh ? t.refresh : "")
-        : v.usesCookies
-          ? fill(t.cookies, { d: "?" })
-          : t.noCookies;
-    section(t.storage, [cookie, v.usesNonCookieAccess ? t.nonCookie : t.noNonCookie]);
-    section(t.categories, (v.dataDeclaration || []).map((c) => name(gvl?.dataCategories?.[c]?.name || String(c))));
-    return d;
   }
 
   function show(which: "purposes" | "vendors" = "purposes") {
