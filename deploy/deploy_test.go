@@ -350,11 +350,18 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("%s: EXPOSE %v; consentd listens on %v", where, got, want)
 	}
 
-	// The health check runs a binary the image has, against consentd's HTTP port.
-	if len(img.healthcheck) != 2 || img.copied[img.healthcheck[0]] == "" {
-		t.Errorf("%s: HEALTHCHECK %v: want [probe binary copied into the image, URL]", where, img.healthcheck)
-	} else if want := fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort); img.healthcheck[1] != want {
-		t.Errorf("%s: HEALTHCHECK probes %s; want %s", where, img.healthcheck[1], want)
+	// The health check runs a binary the image has: without a URL it asks
+	// the port of CONSENTD_ADMIN_ADDR, else CONSENTD_HTTP_ADDR (healthprobe's
+	// healthURL, tested there); with one, consentd's HTTP port.
+	switch {
+	case len(img.healthcheck) < 1 || len(img.healthcheck) > 2 || img.copied[img.healthcheck[0]] == "":
+		t.Errorf("%s: HEALTHCHECK %v: want [probe binary copied into the image] or [that binary, URL]", where, img.healthcheck)
+	case len(img.healthcheck) == 1:
+		if _, ok := env["CONSENTD_HTTP_ADDR"]; !ok {
+			t.Errorf("%s: HEALTHCHECK without a URL needs ENV CONSENTD_HTTP_ADDR to find consentd", where)
+		}
+	case img.healthcheck[1] != fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort):
+		t.Errorf("%s: HEALTHCHECK probes %s; want http://127.0.0.1:%d/healthz", where, img.healthcheck[1], httpPort)
 	}
 
 	// What COPY takes from the build context exists in the repository, and

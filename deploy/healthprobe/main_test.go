@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,5 +42,31 @@ func TestProbeIsHealthyOnlyOn200(t *testing.T) {
 				t.Fatalf("probe(%s) = %v, want healthy=%v", tc.url, err, tc.healthy)
 			}
 		})
+	}
+}
+
+func TestWithoutAURLItAsksWhereConsentdServesHealth(t *testing.T) {
+	for _, tc := range []struct {
+		admin, http, want string
+	}{
+		{"", "", "http://127.0.0.1:8080/healthz"},
+		{"", "0.0.0.0:8080", "http://127.0.0.1:8080/healthz"},
+		{"", ":9000", "http://127.0.0.1:9000/healthz"},
+		{"0.0.0.0:8082", "0.0.0.0:8080", "http://127.0.0.1:8082/healthz"},
+		{"[::]:8082", "", "http://127.0.0.1:8082/healthz"},
+		{"10.1.2.3:8082", "", "http://10.1.2.3:8082/healthz"},
+		{"[fd00::5]:8082", "", "http://[fd00::5]:8082/healthz"},
+	} {
+		env := map[string]string{"CONSENTD_ADMIN_ADDR": tc.admin, "CONSENTD_HTTP_ADDR": tc.http}
+		got, err := healthURL(func(k string) string { return env[k] })
+		if err != nil || got != tc.want {
+			t.Errorf("admin %q, http %q: %q, %v; want %q", tc.admin, tc.http, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"8082", "host"} {
+		env := map[string]string{"CONSENTD_ADMIN_ADDR": bad}
+		if _, err := healthURL(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "CONSENTD_ADMIN_ADDR") {
+			t.Errorf("admin %q: %v, want an error naming CONSENTD_ADMIN_ADDR", bad, err)
+		}
 	}
 }
