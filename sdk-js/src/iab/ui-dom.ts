@@ -7,7 +7,14 @@
 import type { Named, Vendor, VendorList } from "./gvl";
 import type { Texts } from "./ui-texts";
 
-const fill = (s: string, v: Record<string, string | number>) => s.replace(/\{(\w+)\}/g, (_, k) => String(v[k]));
+/** Fills a text's {placeholders}. */
+export const fill = (s: string, v: Record<string, string | number>) => s.replace(/\{(\w+)\}/g, (_, k) => String(v[k]));
+
+/** The distinct ids, ascending. */
+export const uniq = (a: number[]) => Array.from(new Set(a)).sort((x, y) => x - y);
+
+/** The builders of one mounted UI (see builders). */
+export type Builders = ReturnType<typeof builders>;
 
 /** The builders of one mounted UI: its document, texts and language, the page's language tag, and the vendor list once loaded. */
 export function builders(doc: Document, t: Texts, lang: string, tag: string, vendorList: () => VendorList | null) {
@@ -103,5 +110,16 @@ export function builders(doc: Document, t: Texts, lang: string, tag: string, ven
     return d;
   }
 
-  return { el, actions, list, localised, named, marked, explained, vendorDetails };
+  // A switch with its label in a row; kind "consent" or "object".
+  function switchRow(id: string, label: string | HTMLElement, attrs: Record<string, string>, checked: boolean) {
+    const row = el("div", "consentd-row");
+    const l = typeof label == "string" ? el("label", "consentd-name", label) : label;
+    l.setAttribute("for", id);
+    const input = el("input", "consentd-switch", "", { type: "checkbox", role: "switch", id, ...attrs });
+    input.checked = checked;
+    row.append(l, input);
+    return { row, input };
+  }
+
+  return { el, actions, list, localised, named, marked, explained, switchRow, vendorDetails };
 }

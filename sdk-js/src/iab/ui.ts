@@ -32,7 +32,8 @@ import { funnel, type Step } from "../funnel";
 import type { Consent, ConsentState } from "../types";
 import type { Vendor, VendorList } from "./gvl";
 import type { IABPolicy, TCFController, TCFPurposeMapping } from "./types";
-import { builders } from "./ui-dom";
+import { builders, fill, uniq } from "./ui-dom";
+import { purposesPane, purposeUses } from "./ui-purposes";
 import { TEXTS } from "./ui-texts";
 
 export interface TCFUIOptions {
@@ -67,8 +68,6 @@ export interface TCFUI {
 
 let mounted = 0;
 
-const fill = (s: string, v: Record<string, string | number>) => s.replace(/\{(\w+)\}/g, (_, k) => String(v[k]));
-const uniq = (a: number[]) => Array.from(new Set(a)).sort((x, y) => x - y);
 
 /**
  * Shows the TCF banner while the visitor must be asked (state.needsPrompt
@@ -92,7 +91,8 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
   // The vendor list's texts are English unless the signals part loaded a translation.
   let gvl: VendorList | null = null;
   let loaded = false;
-  const { el, actions, list, localised, named, marked, explained, vendorDetails } = builders(doc, t, lang, tag, () => gvl);
+  const b = builders(doc, t, lang, tag, () => gvl);
+  const { el, actions, switchRow, vendorDetails } = b;
   const closeButton = () => el("button", "consentd-x", "×", { type: "button", "aria-label": t.close, "data-consent-action": "close" });
   const vendors = (): Vendor[] => {
     if (!gvl) return [];
@@ -166,27 +166,7 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
   function renderBanner() {
     intro.textContent = fill(t.intro, { n: count() });
     partners.textContent = fill(t.partners, { n: count() });
-    // Stacks where one groups only purposes the site asks for (largest first, no overlap), then the rest by name.
-    const left = new Set(tcfPurposes);
-    const leftF = new Set(tcfFeatures);
-    const items: Node[] = [];
-    const featureItems: Node[] = [];
-    const stacks = Object.values(gvl?.stacks || {}).sort((a, b) => b.purposes.length + b.specialFeatures.length - a.purposes.length - a.specialFeatures.length);
-    for (const s of stacks) {
-      if (s.purposes.length + s.specialFeatures.length < 2) continue;
-      if (s.purposes.every((p) => left.has(p)) && s.specialFeatures.every((f) => leftF.has(f))) {
-        for (const p of s.purposes) left.delete(p);
-        for (const f of s.specialFeatures) leftF.delete(f);
-        // A stack's disclosure names the purposes and special features it groups.
-        const d = explained(s);
-        d.append(list("consentd-desc consentd-facts", [...s.purposes.map((p) => named("purposes", p).name), ...s.specialFeatures.map((f) => named("specialFeatures", f).name)]));
-        (s.purposes.length ? items : featureItems).push(d);
-      }
-    }
-    for (const p of left) items.push(explained(named("purposes", p)));
-    uses.replaceChildren(el("p", "consentd-text", t.uses), list("consentd-tcf-items", items));
-    const sf = [...featureItems, ...Array.from(leftF, (f) => explained(named("specialFeatures", f)))];
-    if (sf.length) uses.append(el("p", "consentd-text", t.withConsent), list("consentd-tcf-items", sf));
+    uses.replaceChildren(...purposeUses(b, t, Object.values(gvl?.stacks || {}), tcfPurposes, tcfFeatures));
     liText.hidden = !vendors().some((v) => v.legIntPurposes?.length) && !mappings.some((m) => m.legitimate_interest.length);
   }
 
@@ -257,90 +237,10 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     tabV.setAttribute("aria-pressed", String(which == "vendors"));
   }
 
-  // A switch with its label in a row; kind "consent" or "object".
-  function switchRow(id: string, label: string | HTMLElement, attrs: Record<string, string>, checked: boolean) {
-    const row = el("div", "consentd-row");
-    const l = typeof label == "string" ? el("label", "consentd-name", label) : label;
-    l.setAttribute("for", id);
-    const input = el("input", "consentd-switch", "", { type: "checkbox", role: "switch", id, ...attrs });
-    input.checked = checked;
-    row.append(l, input);
-    return { row, input };
-  }
-
   const granted = (p: string) => {
     const s = state.purposes[p];
     return !!s && (s.allowed || s.reason == "awaiting_guardian");
   };
-
-  function purposesPane() {
-    const policy = consent.policy();
-    paneP.replaceChildren(el("p", "consentd-text", t.prefsIntro));
-    const ul = el("ul", "consentd-list");
-    const asked = consent.asked();
-    const mapped = new Set(mappings.map((m) => m.purpose));
-    const ordered = (policy?.purposes || []).filter((p) => p.necessary || asked.includes(p.id) || mapped.has(p.id));
-    for (const p of ordered) {
-      const id = uid + "-" + p.id;
-      const m = mappings.find((x) => x.purpose == p.id);
-      const item = el("li", "consentd-purpose");
-      const label = localised(el("label", "consentd-name", "", { id: id + "-l" }), p.titles, p.id);
-      const { row, input } = switchRow(id, label, { "data-consent-purpose": p.id, "data-tcf-kind": "consent", "aria-describedby": id + "-d" }, p.necessary || granted(p.id));
-      input.disabled = p.necessary;
-      if (p.necessary) {
-        input.before(el("span", "consentd-always", t.always, { id: id + "-a" }));
-        input.setAttribute("aria-describedby", id + "-a " + id + "-d");
-      }
-      item.append(row, localised(el("p", "consentd-desc", "", { id: id + "-d" }), p.descriptions, ""));
-      if (m?.consent.length) {
-        item.append(el("p", "consentd-sub", t.consentTo), list("consentd-tcf-items", m.consent.map((n) => explained(named("purposes", n)))));
-      }
-      if (m?.legitimate_interest.length) {
-        const box = el("div", "consentd-li");
-        // Named with its purpose: "Object to legitimate interest, Personalised advertising".
-        const o = switchRow(
-          id + "-o",
-          el("label", "consentd-name", t.object, { id: id + "-o-l" }),
-          { "data-consent-purpose": p.id, "data-tcf-kind": "object", "aria-labelledby": `${id}-o-l ${id}-l`, "aria-describedby": id + "-ol" },
-          consent.choice(p.id) === false,
-        );
-        box.append(o.row, list("consentd-tcf-items", m.legitimate_interest.map((n) => explained(named("purposes", n)))));
-        box.lastElementChild?.setAttribute("id", id + "-ol");
-        item.append(box);
-      }
-      ul.append(item);
-    }
-    paneP.append(ul);
-
-    // Special features: opted in with their purpose's consent (one decision, two switches).
-    const sfs = mappings.flatMap((m) => m.special_features.map((f) => [f, m.purpose] as const));
-    if (sfs.length) {
-      const sul = el("ul", "consentd-list");
-      for (const [f, p] of sfs) {
-        const id = `${uid}-sf${f}`;
-        const feature = named("specialFeatures", f);
-        const title = policy?.purposes.find((x) => x.id == p);
-        const label = marked(el("label", "consentd-name", feature.name));
-        const item = el("li", "consentd-purpose");
-        const { row } = switchRow(id, label, { "data-consent-purpose": p, "data-tcf-kind": "consent", "data-tcf-special-feature": String(f), "aria-describedby": id + "-d" }, granted(p));
-        const d = el("p", "consentd-desc", fill(t.sfWith, { name: localised(el("span", ""), title?.titles, p).textContent || p }), { id: id + "-d" });
-        if (feature.description) d.append(": ", marked(el("span", "", feature.description)));
-        item.append(row, d);
-        sul.append(item);
-      }
-      paneP.append(el("h3", "consentd-h3", t.sf), el("p", "consentd-desc", t.sfIntro), sul);
-    }
-
-    // Special purposes and features: information only (the vendors' union).
-    const vs = vendors();
-    const sp = uniq(vs.flatMap((v) => v.specialPurposes || []));
-    const fe = uniq(vs.flatMap((v) => v.features || []));
-    if (sp.length || fe.length) {
-      paneP.append(el("h3", "consentd-h3", t.info), el("p", "consentd-desc", t.infoIntro));
-      if (sp.length) paneP.append(el("p", "consentd-sub", t.specialPurposes), list("consentd-tcf-items", sp.map((n) => explained(named("specialPurposes", n)))));
-      if (fe.length) paneP.append(el("p", "consentd-sub", t.features), list("consentd-tcf-items", fe.map((n) => explained(named("features", n)))));
-    }
-  }
 
   // A vendor's consent follows the purposes unless the person chose for it:
   // consent to any TCF purpose it declares (for consent or flexibly) whose
@@ -382,7 +282,7 @@ export function mountTCF(consent: Consent, controller: TCFController, options: T
     state = consent.get();
     touched = new WeakSet();
     tabV.textContent = fill(t.tabVendors, { n: count() });
-    purposesPane();
+    paneP.replaceChildren(...purposesPane(b, t, uid, consent, mappings, vendors(), granted));
     vendorsPane();
     view(which);
     dialog.showModal();
